@@ -1,1 +1,76 @@
-//! placeholder
+//! hoard's wire protocol, shared by every client and server generation. It defines the
+//! messages of each protocol version, the capabilities peers negotiate, and how a message
+//! becomes a frame: a 4-byte big-endian length and a MessagePack body. It knows nothing of
+//! sockets beyond the codec, nothing of storage and nothing of compilers; the client and the
+//! server crates drive it over their own connections.
+//!
+//! Compatibility rules, which every change here must keep:
+//! * Requests and responses are internally tagged (`"type"`) and end in an `Unknown`
+//!   catch-all, so a peer decodes a message type it does not know and answers
+//!   [`Response::Unsupported`] instead of dropping the connection.
+//! * Fields added later are `Option` (or defaulted) so older encoders stay readable.
+//! * Wire names never change once shipped; the golden fixtures under `tests/fixtures` fail a
+//!   test when the bytes of a shipped message change.
+
+mod frame;
+mod message;
+mod stats;
+
+pub use frame::{DEFAULT_MAX_FRAME_LENGTH, ProtocolError, codec, decode, encode};
+pub use message::{OutputPath, Request, Response};
+pub use stats::Stats;
+
+/// Protocol v1: the server runs the whole compile pipeline (`Compile` requests).
+pub const PROTOCOL_V1: u32 = 1;
+/// Protocol v2: the client compiles and hashes; the server only stores (`CacheGet`/`CachePut`).
+pub const PROTOCOL_V2: u32 = 2;
+/// The oldest version this build speaks.
+pub const MIN_PROTOCOL: u32 = PROTOCOL_V2;
+/// The newest version this build speaks.
+pub const MAX_PROTOCOL: u32 = PROTOCOL_V2;
+
+/// Named capabilities, negotiated in `Hello`/`Welcome`: a feature is used only when both
+/// sides list it.
+pub mod capability {
+    /// Direct-mode manifests travel as `ManifestGet`/`ManifestPut`.
+    pub const MANIFESTS: &str = "manifests";
+    /// Every capability this build has.
+    pub const ALL: &[&str] = &[MANIFESTS];
+}
+
+/// The highest version inside both `[min, max]` ranges, if the ranges meet.
+pub fn negotiate_version(ours: (u32, u32), theirs: (u32, u32)) -> Option<u32> {
+    let low = ours.0.max(theirs.0);
+    let high = ours.1.min(theirs.1);
+    (low <= high).then_some(high)
+}
+
+/// The capabilities both sides list, in our order.
+pub fn common_capabilities(ours: &[&str], theirs: &[String]) -> Vec<String> {
+    ours.iter()
+        .filter(|c| theirs.iter().any(|t| t == *c))
+        .map(|c| (*c).to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_picks_the_highest_common_version() {
+        assert_eq!(negotiate_version((1, 2), (1, 3)), Some(2));
+        assert_eq!(negotiate_version((2, 2), (1, 2)), Some(2));
+        assert_eq!(negotiate_version((2, 2), (1, 1)), None);
+    }
+
+    #[test]
+    fn only_shared_capabilities_survive() {
+        let theirs = vec!["manifests".to_owned(), "future".to_owned()];
+        assert_eq!(
+            common_capabilities(capability::ALL, &theirs),
+            vec!["manifests"]
+        );
+        assert!(common_capabilities(capability::ALL, &[]).is_empty());
+    }
+}

@@ -1,0 +1,145 @@
+//! The bytes of every shipped message are pinned by a fixture file. A change to the wire fails
+//! here until a new protocol version is declared. Regenerate only for a new message, with
+//! `HOARD_BLESS=1 cargo test -p hoard-protocol --test golden`.
+
+use std::path::PathBuf;
+
+use hoard_protocol::{OutputPath, Request, Response, Stats, decode, encode};
+
+#[allow(clippy::too_many_lines)] // one table of every shipped message
+fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
+    let key = "5d41402abc4b2a76b9719d911017c5925d41402abc4b2a76b9719d911017c592".to_owned();
+    let outputs = vec![
+        OutputPath::new("object", "/build/out/main.o".as_ref()),
+        OutputPath::new("dep", "/build/out/main.d".as_ref()),
+    ];
+    let mut stats = Stats {
+        cache_hits: 7,
+        cache_misses: 3,
+        non_cacheable: 1,
+        ..Stats::default()
+    };
+    stats.hits_by_language.insert("c".into(), 7);
+    stats.requests_by_protocol.insert("v2".into(), 12);
+    let all: Vec<(&str, Result<Request, Response>)> = vec![
+        (
+            "v2/request_hello",
+            Ok(Request::Hello {
+                min: 1,
+                max: 2,
+                capabilities: vec!["manifests".into()],
+            }),
+        ),
+        (
+            "v2/request_cache_get",
+            Ok(Request::CacheGet {
+                key: key.clone(),
+                outputs: outputs.clone(),
+                language: Some("c".into()),
+            }),
+        ),
+        (
+            "v2/request_cache_put",
+            Ok(Request::CachePut {
+                key: key.clone(),
+                outputs,
+                stdout: vec![],
+                stderr: b"warning: unused variable\n".to_vec(),
+                exit_status: 0,
+                language: Some("c".into()),
+            }),
+        ),
+        (
+            "v2/request_manifest_get",
+            Ok(Request::ManifestGet { key: key.clone() }),
+        ),
+        (
+            "v2/request_manifest_put",
+            Ok(Request::ManifestPut {
+                key,
+                manifest: vec![1, 2, 3],
+            }),
+        ),
+        ("v2/request_get_stats", Ok(Request::GetStats)),
+        ("v2/request_zero_stats", Ok(Request::ZeroStats)),
+        ("v2/request_shutdown", Ok(Request::Shutdown)),
+        (
+            "v2/response_welcome",
+            Err(Response::Welcome {
+                version: 2,
+                capabilities: vec!["manifests".into()],
+            }),
+        ),
+        (
+            "v2/response_hit",
+            Err(Response::Hit {
+                stdout: vec![],
+                stderr: b"warning\n".to_vec(),
+                exit_status: 0,
+            }),
+        ),
+        ("v2/response_miss", Err(Response::Miss)),
+        ("v2/response_stored", Err(Response::Stored)),
+        (
+            "v2/response_manifest",
+            Err(Response::Manifest {
+                manifest: vec![9, 8, 7],
+            }),
+        ),
+        ("v2/response_stats", Err(Response::Stats { stats })),
+        ("v2/response_done", Err(Response::Done)),
+        (
+            "v2/response_error",
+            Err(Response::Error {
+                message: "output path is relative: out.o".into(),
+            }),
+        ),
+        (
+            "v2/response_unsupported",
+            Err(Response::Unsupported { message: None }),
+        ),
+    ];
+    all.into_iter()
+        .map(|(name, message)| {
+            let bytes = match &message {
+                Ok(request) => encode(request),
+                Err(response) => encode(response),
+            }
+            .unwrap()
+            .to_vec();
+            (name, bytes, message)
+        })
+        .collect()
+}
+
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.msgpack"))
+}
+
+#[test]
+fn shipped_messages_encode_to_their_golden_bytes() {
+    let bless = std::env::var_os("HOARD_BLESS").is_some();
+    for (name, bytes, _) in fixtures() {
+        let path = fixture_path(name);
+        if bless && !path.exists() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let golden = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("missing fixture {}: {e}", path.display()));
+        assert_eq!(bytes, golden, "wire bytes of {name} changed");
+    }
+}
+
+#[test]
+fn golden_bytes_decode_to_the_same_messages() {
+    for (name, _, message) in fixtures() {
+        let golden = std::fs::read(fixture_path(name)).unwrap();
+        match message {
+            Ok(request) => assert_eq!(decode::<Request>(&golden).unwrap(), request, "{name}"),
+            Err(response) => assert_eq!(decode::<Response>(&golden).unwrap(), response, "{name}"),
+        }
+    }
+}

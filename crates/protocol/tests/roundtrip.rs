@@ -1,0 +1,175 @@
+//! Every message survives encode → decode unchanged, and no byte string makes the decoder
+//! panic.
+
+use hoard_protocol::{OutputPath, Request, Response, Stats, decode, encode};
+use proptest::collection::{btree_map, vec};
+use proptest::prelude::*;
+
+fn output_path() -> impl Strategy<Value = OutputPath> {
+    ("[a-z]{1,8}", vec(any::<u8>(), 0..64)).prop_map(|(role, path)| OutputPath { role, path })
+}
+
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    vec(any::<u8>(), 0..256)
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        (any::<u32>(), any::<u32>(), vec(".{0,12}", 0..4)).prop_map(|(min, max, capabilities)| {
+            Request::Hello {
+                min,
+                max,
+                capabilities,
+            }
+        }),
+        (
+            "[0-9a-f]{64}",
+            vec(output_path(), 0..4),
+            proptest::option::of("[a-z+]{1,8}")
+        )
+            .prop_map(|(key, outputs, language)| Request::CacheGet {
+                key,
+                outputs,
+                language
+            }),
+        (
+            "[0-9a-f]{64}",
+            vec(output_path(), 0..4),
+            bytes(),
+            bytes(),
+            any::<i32>(),
+            proptest::option::of("[a-z+]{1,8}")
+        )
+            .prop_map(|(key, outputs, stdout, stderr, exit_status, language)| {
+                Request::CachePut {
+                    key,
+                    outputs,
+                    stdout,
+                    stderr,
+                    exit_status,
+                    language,
+                }
+            }),
+        "[0-9a-f]{64}".prop_map(|key| Request::ManifestGet { key }),
+        ("[0-9a-f]{64}", bytes())
+            .prop_map(|(key, manifest)| Request::ManifestPut { key, manifest }),
+        Just(Request::GetStats),
+        Just(Request::ZeroStats),
+        Just(Request::Shutdown),
+    ]
+}
+
+fn stats() -> impl Strategy<Value = Stats> {
+    (
+        any::<[u64; 6]>(),
+        btree_map("[a-z+]{1,8}", any::<u64>(), 0..3),
+        btree_map("[a-z_]{1,12}", any::<u64>(), 0..3),
+    )
+        .prop_map(|(n, by_language, reasons)| Stats {
+            cache_hits: n[0],
+            direct_hits: n[1],
+            cache_misses: n[2],
+            non_cacheable: n[3],
+            local_fallbacks: n[4],
+            cache_errors: n[5],
+            hits_by_language: by_language.clone(),
+            misses_by_language: by_language,
+            non_cacheable_reasons: reasons.clone(),
+            requests_by_protocol: reasons,
+            ..Stats::default()
+        })
+}
+
+fn response() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        (any::<u32>(), vec(".{0,12}", 0..4)).prop_map(|(version, capabilities)| {
+            Response::Welcome {
+                version,
+                capabilities,
+            }
+        }),
+        (bytes(), bytes(), any::<i32>()).prop_map(|(stdout, stderr, exit_status)| {
+            Response::Hit {
+                stdout,
+                stderr,
+                exit_status,
+            }
+        }),
+        Just(Response::Miss),
+        Just(Response::Stored),
+        bytes().prop_map(|manifest| Response::Manifest { manifest }),
+        stats().prop_map(|stats| Response::Stats { stats }),
+        Just(Response::Done),
+        ".{0,40}".prop_map(|message| Response::Error { message }),
+        proptest::option::of(".{0,40}").prop_map(|message| Response::Unsupported { message }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn every_request_round_trips(message in request()) {
+        let body = encode(&message).unwrap();
+        prop_assert_eq!(decode::<Request>(&body).unwrap(), message);
+    }
+
+    #[test]
+    fn every_response_round_trips(message in response()) {
+        let body = encode(&message).unwrap();
+        prop_assert_eq!(decode::<Response>(&body).unwrap(), message);
+    }
+
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(body in vec(any::<u8>(), 0..512)) {
+        let _ = decode::<Request>(&body);
+        let _ = decode::<Response>(&body);
+    }
+
+    #[test]
+    fn decoding_a_mangled_message_never_panics(message in request(), at in any::<usize>(), byte in any::<u8>()) {
+        let mut body = encode(&message).unwrap().to_vec();
+        let i = at % body.len();
+        body[i] = byte;
+        let _ = decode::<Request>(&body);
+        body.truncate(i);
+        let _ = decode::<Request>(&body);
+    }
+}
+
+#[test]
+fn an_unknown_request_type_decodes_as_unknown() {
+    #[derive(serde::Serialize)]
+    #[serde(tag = "type")]
+    enum Future {
+        Teleport { to: String },
+    }
+    let body = encode(&Future::Teleport { to: "mars".into() }).unwrap();
+    assert_eq!(decode::<Request>(&body).unwrap(), Request::Unknown);
+    assert_eq!(decode::<Response>(&body).unwrap(), Response::Unknown);
+}
+
+#[test]
+fn a_field_added_by_a_newer_peer_is_ignored() {
+    #[derive(serde::Serialize)]
+    #[serde(tag = "type")]
+    enum Newer {
+        CacheGet {
+            key: String,
+            outputs: Vec<OutputPath>,
+            priority: u8,
+        },
+    }
+    let body = encode(&Newer::CacheGet {
+        key: "ab".into(),
+        outputs: vec![],
+        priority: 3,
+    })
+    .unwrap();
+    assert_eq!(
+        decode::<Request>(&body).unwrap(),
+        Request::CacheGet {
+            key: "ab".into(),
+            outputs: vec![],
+            language: None
+        }
+    );
+}
