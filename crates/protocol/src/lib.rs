@@ -12,10 +12,12 @@
 //! * Wire names never change once shipped; the golden fixtures under `tests/fixtures` fail a
 //!   test when the bytes of a shipped message change.
 
+mod client_events;
 mod frame;
 mod message;
 mod stats;
 
+pub use client_events::{CLIENT_EVENTS_FILE, ClientEvent};
 pub use frame::{DEFAULT_MAX_FRAME_LENGTH, ProtocolError, codec, decode, encode};
 pub use message::{OutputPath, Request, Response};
 pub use stats::Stats;

@@ -24,8 +24,6 @@ pub struct Stats {
     pub cache_errors: u64,
     /// Entries stored.
     pub cache_writes: u64,
-    /// Corrupt entries found and removed.
-    pub corrupt_entries_removed: u64,
     /// Hits per language name (`c`, `c++`, ...).
     pub hits_by_language: BTreeMap<String, u64>,
     /// Misses per language name.

@@ -1,1 +1,18 @@
-//! placeholder
+//! hoard's server: a storage-only process that clients reach over a Unix socket. It accepts
+//! connections, checks each peer's uid, negotiates the protocol version, and serves protocol
+//! v2: on `CacheGet` it extracts a stored entry straight onto the client's output paths, on
+//! `CachePut` it packs the outputs from those paths into an entry. Entries, packing and
+//! extraction belong to `hoard-storage`; this crate adds the path rules that make it safe to
+//! act on a client's paths, the counters behind `GetStats`, idle shutdown and a clean
+//! `Shutdown`. It knows nothing of compilers and nothing of the client's internals.
+
+mod config;
+mod connection;
+mod output_paths;
+mod server;
+mod stats;
+mod v2;
+
+pub use config::ServerConfig;
+pub use output_paths::PathRefused;
+pub use server::{ServerError, serve};

@@ -1,0 +1,120 @@
+//! Events a client counts without a server: invocations it never sends (non-cacheable ones)
+//! and compiles it ran itself because the cache path failed (when no server may be there to
+//! tell). Each is one short line appended to a file in the cache directory; the server folds
+//! the file into the [`Stats`] it reports, and `ZeroStats` empties it.
+
+use crate::Stats;
+
+/// One counted client-side event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The invocation cannot be cached, for the named reason.
+    NonCacheable(String),
+    /// The client compiled locally because the cache path failed, for the named cause.
+    LocalFallback(String),
+    /// A fault on the cache path that did not need a local compile (a failed put).
+    CacheError(String),
+}
+
+impl ClientEvent {
+    /// The event as one line (with its newline). Names are reduced to `[a-z0-9_]` so a line
+    /// can never be split or forged by what it carries.
+    pub fn to_line(&self) -> String {
+        let (kind, name) = match self {
+            Self::NonCacheable(n) => ("non_cacheable", n),
+            Self::LocalFallback(n) => ("local_fallback", n),
+            Self::CacheError(n) => ("cache_error", n),
+        };
+        let name: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        format!("{kind} {name}\n")
+    }
+
+    /// Parses one line; `None` for anything not written by [`ClientEvent::to_line`].
+    pub fn from_line(line: &str) -> Option<Self> {
+        let (kind, name) = line.trim_end().split_once(' ')?;
+        let name = name.to_owned();
+        match kind {
+            "non_cacheable" => Some(Self::NonCacheable(name)),
+            "local_fallback" => Some(Self::LocalFallback(name)),
+            "cache_error" => Some(Self::CacheError(name)),
+            _ => None,
+        }
+    }
+}
+
+impl Stats {
+    /// Adds the events recorded in `log` (the client events file's contents).
+    pub fn add_client_events(&mut self, log: &str) {
+        for event in log.lines().filter_map(ClientEvent::from_line) {
+            match event {
+                ClientEvent::NonCacheable(reason) => {
+                    self.non_cacheable += 1;
+                    *self.non_cacheable_reasons.entry(reason).or_default() += 1;
+                }
+                ClientEvent::LocalFallback(cause) => {
+                    self.local_fallbacks += 1;
+                    *self.local_fallback_causes.entry(cause).or_default() += 1;
+                }
+                ClientEvent::CacheError(_) => self.cache_errors += 1,
+            }
+        }
+    }
+}
+
+/// File name of the client events log inside the cache directory.
+pub const CLIENT_EVENTS_FILE: &str = "client-events.log";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn events_round_trip_through_their_line(name in "[a-z0-9_]{1,40}", kind in 0..3u8) {
+            let event = match kind {
+                0 => ClientEvent::NonCacheable(name),
+                1 => ClientEvent::LocalFallback(name),
+                _ => ClientEvent::CacheError(name),
+            };
+            prop_assert_eq!(ClientEvent::from_line(&event.to_line()), Some(event));
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(text in ".*") {
+            let mut stats = Stats::default();
+            stats.add_client_events(&text);
+        }
+    }
+
+    #[test]
+    fn a_name_cannot_inject_a_second_line() {
+        let line = ClientEvent::NonCacheable("x\nlocal_fallback y".into()).to_line();
+        assert_eq!(line.matches('\n').count(), 1);
+        let mut stats = Stats::default();
+        stats.add_client_events(&line);
+        assert_eq!((stats.non_cacheable, stats.local_fallbacks), (1, 0));
+    }
+
+    #[test]
+    fn events_are_counted_by_kind_and_name() {
+        let mut stats = Stats::default();
+        stats.add_client_events(
+            "non_cacheable linking\nnon_cacheable linking\nlocal_fallback connect\ngarbage\n",
+        );
+        assert_eq!(stats.non_cacheable, 2);
+        assert_eq!(stats.non_cacheable_reasons["linking"], 2);
+        assert_eq!(stats.local_fallbacks, 1);
+        assert_eq!(stats.local_fallback_causes["connect"], 1);
+    }
+}

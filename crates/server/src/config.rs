@@ -1,0 +1,58 @@
+//! What a server is told at start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything a server needs to run. The `hoard-server` binary fills it from the environment
+/// and the config file; embedders build it directly.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The Unix socket to listen on. A lock file and a pid file live beside it.
+    pub socket_path: PathBuf,
+    /// The cache directory (`HOARD_DIR`): entries live under `cache/`.
+    pub cache_dir: PathBuf,
+    /// Size limit of the local cache, in bytes.
+    pub cache_size: u64,
+    /// Exit after this long without a connection; `None` never exits on its own.
+    pub idle_timeout: Option<Duration>,
+    /// Largest frame accepted from a client.
+    pub max_frame_length: usize,
+    /// Largest output file a `CachePut` may read.
+    pub max_output_size: u64,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but where to listen and store.
+    pub fn new(socket_path: PathBuf, cache_dir: PathBuf) -> Self {
+        Self {
+            socket_path,
+            cache_dir,
+            cache_size: 10 * 1024 * 1024 * 1024,
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_frame_length: hoard_protocol::DEFAULT_MAX_FRAME_LENGTH,
+            max_output_size: 4 * 1024 * 1024 * 1024,
+        }
+    }
+
+    /// The lock file a live server holds for as long as it runs.
+    pub fn lock_path(&self) -> PathBuf {
+        sibling(&self.socket_path, "lock")
+    }
+
+    /// Where the server's pid is written.
+    pub fn pid_path(&self) -> PathBuf {
+        sibling(&self.socket_path, "pid")
+    }
+
+    /// The client events log folded into the stats.
+    pub fn client_events_path(&self) -> PathBuf {
+        self.cache_dir.join(hoard_protocol::CLIENT_EVENTS_FILE)
+    }
+}
+
+fn sibling(socket: &std::path::Path, extension: &str) -> PathBuf {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".");
+    name.push(extension);
+    PathBuf::from(name)
+}

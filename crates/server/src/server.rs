@@ -1,0 +1,180 @@
+//! The listening side: one live server per socket, its accept loop, idle shutdown and a
+//! clean `Shutdown`.
+
+use std::fs::{File, TryLockError};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hoard_storage::{DiskStore, EntryStore, StorageError};
+use tokio::net::UnixListener;
+use tokio::sync::Notify;
+
+use crate::ServerConfig;
+use crate::stats::ServerStats;
+
+/// Why a server could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Another live server holds this socket's lock; this one is not needed.
+    #[error("a hoard server is already running for {0}")]
+    AlreadyRunning(PathBuf),
+    /// A file or directory the server needs could not be set up.
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The local cache could not be opened.
+    #[error("cannot open the cache: {0}")]
+    Storage(#[from] StorageError),
+}
+
+fn io(op: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ServerError {
+    let path = path.to_owned();
+    move |source| ServerError::Io { op, path, source }
+}
+
+/// What every connection of one server shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    pub store: EntryStore,
+    pub disk: Arc<DiskStore>,
+    pub stats: ServerStats,
+    /// The server's own uid: only peers with this uid get file operations.
+    pub own_uid: u32,
+    pub shutdown: Notify,
+    active: AtomicUsize,
+    last_active: std::sync::Mutex<Instant>,
+}
+
+impl Shared {
+    fn touch(&self) {
+        *self
+            .last_active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        (self.active.load(Ordering::SeqCst) == 0).then(|| {
+            self.last_active
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .elapsed()
+        })
+    }
+}
+
+/// Runs a server until it is told to shut down or stays idle past the timeout.
+///
+/// Exactly one server runs per socket: the first to take the lock beside the socket serves,
+/// and any other returns [`ServerError::AlreadyRunning`] at once. A socket file left behind by
+/// a dead server is replaced.
+pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
+    if let Some(dir) = config.socket_path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io("create socket directory", dir))?;
+    }
+    let lock_path = config.lock_path();
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io("open lock file", &lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Err(ServerError::AlreadyRunning(config.socket_path.clone()));
+        }
+        Err(TryLockError::Error(e)) => return Err(io("lock", &lock_path)(e)),
+    }
+    // The lock file was created by this process, so its owner is our effective uid: no need
+    // for an unsafe geteuid().
+    let own_uid = lock
+        .metadata()
+        .map_err(io("stat lock file", &lock_path))?
+        .uid();
+
+    let socket = &config.socket_path;
+    match std::fs::remove_file(socket) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io("remove stale socket", socket)(e));
+        }
+        _ => {}
+    }
+    let listener = UnixListener::bind(socket).map_err(io("listen on", socket))?;
+    let pid_path = config.pid_path();
+    File::create(&pid_path)
+        .and_then(|mut f| writeln!(f, "{}", std::process::id()))
+        .map_err(io("write pid file", &pid_path))?;
+
+    let cache_dir = config.cache_dir.join("cache");
+    let disk = Arc::new(DiskStore::open(&cache_dir, config.cache_size)?);
+    let shared = Arc::new(Shared {
+        store: EntryStore::new(disk.clone()),
+        disk,
+        stats: ServerStats::new(config.client_events_path()),
+        own_uid,
+        shutdown: Notify::new(),
+        active: AtomicUsize::new(0),
+        last_active: std::sync::Mutex::new(Instant::now()),
+        config,
+    });
+    tracing::info!(socket = %shared.config.socket_path.display(), pid = std::process::id(), "serving");
+
+    let tick = shared
+        .config
+        .idle_timeout
+        .map_or(Duration::from_secs(3600), |t| {
+            (t / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+        });
+    let mut ticker = tokio::time::interval(tick);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let shared = shared.clone();
+                    shared.active.fetch_add(1, Ordering::SeqCst);
+                    shared.touch();
+                    tokio::spawn(async move {
+                        crate::connection::serve_connection(stream, &shared).await;
+                        shared.touch();
+                        shared.active.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+                Err(e) => tracing::warn!("accept failed: {e}"),
+            },
+            () = shared.shutdown.notified() => {
+                tracing::info!("shutdown requested");
+                break;
+            }
+            _ = ticker.tick() => {
+                if let (Some(timeout), Some(idle)) = (shared.config.idle_timeout, shared.idle_for()) {
+                    if idle >= timeout {
+                        tracing::info!("idle for {idle:?}; exiting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    // Still holding the lock, so the socket and pid file are ours to remove.
+    let _ = std::fs::remove_file(&shared.config.socket_path);
+    let _ = std::fs::remove_file(&pid_path);
+    drop(lock);
+    Ok(())
+}
