@@ -4,10 +4,20 @@
 //! trait, implemented by the local disk LRU ([`DiskStore`]) and, later, remote tiers. It never
 //! knows about the wire protocol or about compilers; the server, the client's embedded mode
 //! and the compiler pipeline's storage adapter all pack and extract through this crate.
+//!
+//! The layers: [`entry`] is the format and the file work (pack from paths, verify, extract
+//! onto paths); a [`Storage`] keeps opaque entry bytes by key; [`EntryStore`] joins the two and
+//! is the one place where a corrupt entry becomes a miss and is removed.
 
+pub mod disk;
+pub mod entry;
+pub mod entry_store;
 mod key;
 mod output;
 
+pub use disk::DiskStore;
+pub use entry::{EntryError, EntryKind, EntryMeta, ReadLimits};
+pub use entry_store::{EntryStore, StoreError};
 pub use key::{CacheKey, InvalidKey};
 pub use output::OutputPath;
 
@@ -40,4 +50,24 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// The blocking task doing `op` panicked or was cancelled with its runtime.
+    #[error("{op}: background task failed: {source}")]
+    Task {
+        /// What the task was doing.
+        op: &'static str,
+        /// Why it did not finish.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// Runs file work on tokio's blocking pool so neither runtime flavour stalls on disk I/O.
+pub(crate) async fn run_blocking<T, F>(op: &'static str, work: F) -> Result<T, StorageError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StorageError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|source| StorageError::Task { op, source })?
 }

@@ -1,0 +1,463 @@
+//! The local disk store: one file per entry under `dir/<first 2 hex>/<full hex key>`, a size
+//! limit, and least-recently-used eviction by file mtime.
+//!
+//! Several processes may share one directory. Every write is a temporary file in the entry's
+//! own subdirectory renamed over the entry, so a reader sees a whole old entry, a whole new
+//! one or none; a reader that has opened a file keeps reading it even if it is evicted. Each
+//! process keeps only an approximate size counter; eviction rescans the directory, which is
+//! the truth when others write to it too.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use tokio::task::JoinHandle;
+
+use crate::{CacheKey, Storage, StorageError, run_blocking};
+
+/// Temporary files start with this, so eviction can tell them from entries.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// A temporary file older than this was left by a process that died mid-write.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
+
+/// Eviction rounds one background task runs before leaving the rest to the next put; bounds
+/// the work when entries cannot be deleted.
+const MAX_EVICTION_ROUNDS: u32 = 4;
+
+/// The local disk LRU store. Cheap to clone; clones share their counters.
+#[derive(Clone)]
+pub struct DiskStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    max_size: u64,
+    size: AtomicU64,
+    count: AtomicU64,
+    evicting: AtomicBool,
+    eviction: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for DiskStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskStore")
+            .field("dir", &self.inner.dir)
+            .field("max_size", &self.inner.max_size)
+            .field("size", &self.size_bytes())
+            .field("entries", &self.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiskStore {
+    /// Opens (creating it if needed) the store in `dir`, holding at most `max_size` bytes.
+    /// Scans the directory once to learn its current size.
+    pub fn open(dir: &Path, max_size: u64) -> Result<DiskStore, StorageError> {
+        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        let scan = scan(dir)?;
+        Ok(DiskStore {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                max_size,
+                size: AtomicU64::new(scan.total()),
+                count: AtomicU64::new(scan.entries.len() as u64),
+                evicting: AtomicBool::new(false),
+                eviction: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The bytes held, as this process counts them (exact after a scan, approximate when
+    /// other processes share the directory).
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.size.load(Ordering::SeqCst)
+    }
+
+    /// The size limit.
+    pub fn max_size(&self) -> u64 {
+        self.inner.max_size
+    }
+
+    /// The number of entries held, counted like [`DiskStore::size_bytes`].
+    pub fn entry_count(&self) -> u64 {
+        self.inner.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no eviction started by this store is running. Puts start evictions in the
+    /// background so the caller does not wait for a rescan; tests and an orderly shutdown
+    /// wait here.
+    pub async fn wait_for_eviction(&self) {
+        loop {
+            let handle = self
+                .inner
+                .eviction
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            let Some(handle) = handle else { return };
+            if let Err(e) = handle.await {
+                tracing::warn!(error = %e, dir = %self.inner.dir.display(), "eviction task failed");
+            }
+        }
+    }
+
+    /// Rescans the directory and evicts until it is within its limit, now, waiting for it.
+    pub async fn evict(&self) -> Result<(), StorageError> {
+        let inner = Arc::clone(&self.inner);
+        run_blocking("evict", move || inner.evict_once()).await
+    }
+
+    fn start_eviction(&self) {
+        if self.inner.evicting.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        let handle = tokio::task::spawn_blocking(move || inner.run_evictions());
+        *self
+            .inner
+            .eviction
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(handle);
+    }
+}
+
+#[async_trait]
+impl Storage for DiskStore {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = self.inner.entry_path(key);
+        run_blocking("read entry", move || read_entry(&path)).await
+    }
+
+    async fn put(&self, key: &CacheKey, entry: Vec<u8>) -> Result<(), StorageError> {
+        if entry.len() as u64 > self.inner.max_size {
+            tracing::debug!(%key, size = entry.len(), max = self.inner.max_size,
+                "entry larger than the whole store, not stored");
+            return Ok(());
+        }
+        let inner = Arc::clone(&self.inner);
+        let key = *key;
+        run_blocking("write entry", move || inner.write_entry(&key, &entry)).await?;
+        // The size was raised before this check and the evictor re-checks after clearing its
+        // flag, so an over-limit store always has an eviction coming.
+        if self.size_bytes() > self.inner.max_size {
+            self.start_eviction();
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, key: &CacheKey) -> Result<(), StorageError> {
+        let inner = Arc::clone(&self.inner);
+        let key = *key;
+        run_blocking("remove entry", move || inner.remove_entry(&key)).await
+    }
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StorageError {
+    let path = path.to_path_buf();
+    move |source| StorageError::Io { op, path, source }
+}
+
+fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("open", path)(e)),
+    };
+    let mut entry = Vec::new();
+    file.read_to_end(&mut entry).map_err(io_err("read", path))?;
+    // The mtime is the recency eviction goes by; failing to bump it only makes this entry
+    // look older than it is.
+    if let Err(e) = file.set_modified(SystemTime::now()) {
+        tracing::debug!(path = %path.display(), error = %e, "cannot refresh entry mtime");
+    }
+    Ok(Some(entry))
+}
+
+impl Inner {
+    fn entry_path(&self, key: &CacheKey) -> PathBuf {
+        let hex = key.to_hex();
+        self.dir.join(&hex[..2]).join(hex)
+    }
+
+    fn write_entry(&self, key: &CacheKey, entry: &[u8]) -> Result<(), StorageError> {
+        let path = self.entry_path(key);
+        let sub = path.parent().unwrap_or(&self.dir);
+        fs::create_dir_all(sub).map_err(io_err("create directory", sub))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(sub)
+            .map_err(io_err("create a temporary file in", sub))?;
+        tmp.write_all(entry).map_err(io_err("write", tmp.path()))?;
+        let old = fs::symlink_metadata(&path).ok().map(|m| m.len());
+        tmp.persist(&path)
+            .map_err(|e| io_err("rename onto", &path)(e.error))?;
+        self.size.fetch_add(entry.len() as u64, Ordering::SeqCst);
+        match old {
+            Some(old) => self.sub_size(old),
+            None => {
+                self.count.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_entry(&self, key: &CacheKey) -> Result<(), StorageError> {
+        let path = self.entry_path(key);
+        let size = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("stat", &path)(e)),
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                self.sub_size(size);
+                sub_saturating(&self.count, 1);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove", &path)(e)),
+        }
+    }
+
+    fn sub_size(&self, bytes: u64) {
+        sub_saturating(&self.size, bytes);
+    }
+
+    /// The body of a background eviction task.
+    fn run_evictions(&self) {
+        for _ in 0..MAX_EVICTION_ROUNDS {
+            {
+                // Cleared on drop so a panicking round cannot stop eviction for good.
+                let _flag = ClearOnDrop(&self.evicting);
+                if let Err(e) = self.evict_once() {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "eviction failed");
+                }
+            }
+            // Puts that landed during the round may have pushed the store over again; their
+            // own check may have seen the flag still set, so look once more.
+            if self.size.load(Ordering::SeqCst) <= self.max_size
+                || self.evicting.swap(true, Ordering::SeqCst)
+            {
+                return;
+            }
+        }
+        self.evicting.store(false, Ordering::SeqCst);
+    }
+
+    /// Rescans the directory, deletes stale temporary files and, when over the limit, the
+    /// oldest entries until the store is at 90% of its limit.
+    fn evict_once(&self) -> Result<(), StorageError> {
+        let size_at_scan = self.size.load(Ordering::SeqCst);
+        let count_at_scan = self.count.load(Ordering::SeqCst);
+        let mut scan = scan(&self.dir)?;
+        let now = SystemTime::now();
+        for tmp in &scan.temps {
+            if now.duration_since(tmp.mtime).unwrap_or_default() > STALE_TEMP_AGE
+                && let Err(e) = fs::remove_file(&tmp.path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::debug!(path = %tmp.path.display(), error = %e, "cannot remove stale temporary file");
+            }
+        }
+        let mut total = scan.total();
+        let mut count = scan.entries.len() as u64;
+        if total > self.max_size {
+            let target = self.max_size - self.max_size / 10;
+            scan.entries
+                .sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.path.cmp(&b.path)));
+            let before = total;
+            for file in &scan.entries {
+                if total <= target {
+                    break;
+                }
+                match fs::remove_file(&file.path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!(path = %file.path.display(), error = %e, "cannot evict entry");
+                        continue;
+                    }
+                }
+                total -= file.size;
+                count -= 1;
+            }
+            tracing::debug!(dir = %self.dir.display(), before, after = total, "evicted");
+        }
+        // Puts that landed while this ran may or may not be in the scan. Counting them again
+        // errs on the side of too big, which costs at most an early eviction; overwriting the
+        // counter with the scan would lose them and let the store outgrow its limit.
+        rebase(&self.size, size_at_scan, total);
+        rebase(&self.count, count_at_scan, count);
+        Ok(())
+    }
+}
+
+fn sub_saturating(counter: &AtomicU64, by: u64) {
+    // fetch_update only fails when the closure returns None, which this one never does.
+    let _ = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+        Some(v.saturating_sub(by))
+    });
+}
+
+/// Sets `counter` to `truth` plus whatever was added to it since it read `at_scan`.
+fn rebase(counter: &AtomicU64, at_scan: u64, truth: u64) {
+    let _ = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+        Some(truth.saturating_add(now.saturating_sub(at_scan)))
+    });
+}
+
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+struct FileInfo {
+    path: PathBuf,
+    size: u64,
+    mtime: SystemTime,
+}
+
+#[derive(Default)]
+struct Scan {
+    entries: Vec<FileInfo>,
+    temps: Vec<FileInfo>,
+}
+
+impl Scan {
+    fn total(&self) -> u64 {
+        self.entries.iter().map(|e| e.size).sum()
+    }
+}
+
+fn is_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Lists every entry and temporary file. Files vanishing mid-scan (another process evicting)
+/// are skipped; an unreadable subdirectory is logged and skipped rather than failing the scan.
+fn scan(dir: &Path) -> Result<Scan, StorageError> {
+    let mut scan = Scan::default();
+    for sub in fs::read_dir(dir).map_err(io_err("list", dir))? {
+        let Ok(sub) = sub else { continue };
+        let name = sub.file_name();
+        let Some(prefix) = name.to_str() else {
+            continue;
+        };
+        if prefix.len() != 2 || !is_hex(prefix) || !sub.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let files = match fs::read_dir(sub.path()) {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(path = %sub.path().display(), error = %e, "cannot list cache subdirectory");
+                continue;
+            }
+        };
+        for file in files {
+            let Ok(file) = file else { continue };
+            let name = file.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let is_temp = name.starts_with(TEMP_PREFIX);
+            let is_entry = name.len() == 64 && name.starts_with(prefix) && is_hex(name);
+            if !is_temp && !is_entry {
+                continue;
+            }
+            let Ok(meta) = file.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let info = FileInfo {
+                path: file.path(),
+                size: meta.len(),
+                mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            };
+            if is_temp {
+                scan.temps.push(info);
+            } else {
+                scan.entries.push(info);
+            }
+        }
+    }
+    Ok(scan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_counts_existing_entries_and_ignores_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = CacheKey::from_bytes([0xab; 32]);
+        let sub = dir.path().join("ab");
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(sub.join(key.to_hex()), b"12345").unwrap();
+        fs::write(sub.join("README"), b"not an entry").unwrap();
+        fs::write(dir.path().join("stats.json"), b"{}").unwrap();
+        let store = DiskStore::open(dir.path(), 1000).unwrap();
+        assert_eq!(store.size_bytes(), 5);
+        assert_eq!(store.entry_count(), 1);
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed_and_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("00");
+        fs::create_dir_all(&sub).unwrap();
+        let stale = sub.join(".tmp-stale");
+        let fresh = sub.join(".tmp-fresh");
+        fs::write(&stale, b"x").unwrap();
+        fs::write(&fresh, b"x").unwrap();
+        File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(SystemTime::now() - 2 * STALE_TEMP_AGE)
+            .unwrap();
+        let store = DiskStore::open(dir.path(), 1000).unwrap();
+        store.inner.evict_once().unwrap();
+        assert!(!stale.exists());
+        assert!(fresh.exists());
+    }
+
+    #[tokio::test]
+    async fn put_replacing_an_entry_counts_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), 1000).unwrap();
+        let key = CacheKey::from_bytes([1; 32]);
+        store.put(&key, vec![0; 10]).await.unwrap();
+        store.put(&key, vec![0; 20]).await.unwrap();
+        assert_eq!(store.size_bytes(), 20);
+        assert_eq!(store.entry_count(), 1);
+        store.remove(&key).await.unwrap();
+        store.remove(&key).await.unwrap();
+        assert_eq!(store.size_bytes(), 0);
+        assert_eq!(store.entry_count(), 0);
+        assert_eq!(store.get(&key).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_entry_larger_than_the_store_is_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), 10).unwrap();
+        let key = CacheKey::from_bytes([2; 32]);
+        store.put(&key, vec![0; 11]).await.unwrap();
+        assert_eq!(store.get(&key).await.unwrap(), None);
+        assert_eq!(store.size_bytes(), 0);
+    }
+}

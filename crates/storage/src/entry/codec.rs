@@ -1,0 +1,393 @@
+//! The bytes of an entry: preamble, then one zstd frame holding a msgpack header and the
+//! files' bytes. Everything here works on memory; reading and writing files is in the parent.
+//!
+//! ```text
+//! b"HOARDENT" | version: u32 LE | blake3(frame): 32 bytes | frame
+//! frame = zstd(header_len: u32 LE | header (msgpack) | file bytes, in header order)
+//! ```
+//!
+//! The blake3 of the frame is there because zstd's own content checksum is 32 bits and does
+//! not cover the frame header: a flipped window-size bit, for one, decodes to the same content.
+//! With the digest, any damaged byte is refused before decompression starts.
+
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use super::{ENTRY_FORMAT_VERSION, EntryError, EntryKind};
+
+/// The first bytes of every entry.
+pub(super) const MAGIC: &[u8; 8] = b"HOARDENT";
+const PREAMBLE_LEN: usize = MAGIC.len() + 4 + blake3::OUT_LEN;
+
+/// A header longer than this is refused before it is read: stdout and stderr live there, and
+/// a compiler's diagnostics never come near it.
+const MAX_HEADER_LEN: u32 = 64 << 20;
+
+/// The most file content one entry may hold in total. A lying header cannot make the
+/// decoder allocate more than this, and `pack` refuses to build an entry `extract` would
+/// refuse.
+pub const MAX_CONTENT_SIZE: u64 = 8 << 30;
+
+/// Memory reserved up front for one file; larger files grow as their bytes actually arrive,
+/// so a header that lies about a size costs at most this much before the lie is found.
+const MAX_UPFRONT_RESERVE: u64 = 64 << 20;
+
+/// Level 1 as ccache uses by default: a miss pays for compression, and higher levels buy
+/// little on object files for much more time.
+const COMPRESSION_LEVEL: i32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Header {
+    pub kind: EntryKind,
+    pub files: Vec<FileRecord>,
+    #[serde(with = "serde_bytes")]
+    pub stdout: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub stderr: Vec<u8>,
+    pub exit_status: i32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct FileRecord {
+    pub role: String,
+    pub mode: u32,
+    pub size: u64,
+    #[serde(with = "serde_bytes")]
+    pub blake3: Vec<u8>,
+}
+
+/// One file to encode: its role, unix permission bits and content.
+pub(super) struct FileIn<'a> {
+    pub role: &'a str,
+    pub mode: u32,
+    pub data: &'a [u8],
+}
+
+/// What an entry holds once decoded and verified; `files[i]` belongs to `header.files[i]`.
+#[derive(Debug)]
+pub(super) struct Decoded {
+    pub header: Header,
+    pub files: Vec<Vec<u8>>,
+}
+
+/// Encodes an entry. Only zstd or msgpack refusing its input can fail here.
+pub(super) fn encode(
+    kind: EntryKind,
+    files: &[FileIn<'_>],
+    stdout: &[u8],
+    stderr: &[u8],
+    exit_status: i32,
+) -> Result<Vec<u8>, EntryError> {
+    let header = Header {
+        kind,
+        files: files
+            .iter()
+            .map(|f| FileRecord {
+                role: f.role.to_owned(),
+                mode: f.mode,
+                size: f.data.len() as u64,
+                blake3: blake3::hash(f.data).as_bytes().to_vec(),
+            })
+            .collect(),
+        stdout: stdout.to_vec(),
+        stderr: stderr.to_vec(),
+        exit_status,
+    };
+    let header_bytes = rmp_serde::to_vec_named(&header).map_err(|e| EntryError::Encode {
+        reason: format!("header: {e}"),
+    })?;
+    let header_len = u32::try_from(header_bytes.len())
+        .ok()
+        .filter(|len| *len <= MAX_HEADER_LEN)
+        .ok_or_else(|| EntryError::Encode {
+            reason: format!(
+                "header of {} bytes (stdout/stderr) exceeds the {MAX_HEADER_LEN}-byte limit",
+                header_bytes.len()
+            ),
+        })?;
+    let content: u64 = files.iter().map(|f| f.data.len() as u64).sum();
+    let body_len = 4 + u64::from(header_len) + content;
+
+    let mut out = Vec::with_capacity(PREAMBLE_LEN + (body_len / 2) as usize);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&ENTRY_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&[0; blake3::OUT_LEN]);
+    let mut out = compress(out, body_len, |enc| {
+        enc.write_all(&header_len.to_le_bytes())?;
+        enc.write_all(&header_bytes)?;
+        for file in files {
+            enc.write_all(file.data)?;
+        }
+        Ok(())
+    })
+    .map_err(|e| EntryError::Encode {
+        reason: format!("compression: {e}"),
+    })?;
+    let digest = blake3::hash(&out[PREAMBLE_LEN..]);
+    out[MAGIC.len() + 4..PREAMBLE_LEN].copy_from_slice(digest.as_bytes());
+    Ok(out)
+}
+
+fn compress(
+    out: Vec<u8>,
+    body_len: u64,
+    write: impl FnOnce(&mut zstd::stream::Encoder<'static, Vec<u8>>) -> io::Result<()>,
+) -> io::Result<Vec<u8>> {
+    let mut enc = zstd::stream::Encoder::new(out, COMPRESSION_LEVEL)?;
+    enc.include_checksum(true)?;
+    enc.set_pledged_src_size(Some(body_len))?;
+    write(&mut enc)?;
+    enc.finish()
+}
+
+fn corrupt(reason: impl Into<String>) -> EntryError {
+    EntryError::Corrupt {
+        reason: reason.into(),
+    }
+}
+
+/// Decodes and verifies a whole entry: preamble, digest, frame, header, every file's size
+/// and blake3. Never panics, whatever the bytes.
+pub(super) fn decode(entry: &[u8]) -> Result<Decoded, EntryError> {
+    if entry.len() < PREAMBLE_LEN {
+        return Err(corrupt(format!(
+            "{} bytes, shorter than the {PREAMBLE_LEN}-byte preamble",
+            entry.len()
+        )));
+    }
+    let (magic, rest) = entry.split_at(MAGIC.len());
+    if magic != MAGIC {
+        return Err(corrupt("bad magic: not a hoard entry"));
+    }
+    let (version, rest) = rest.split_at(4);
+    let version = u32::from_le_bytes([version[0], version[1], version[2], version[3]]);
+    if version != ENTRY_FORMAT_VERSION {
+        return Err(EntryError::UnsupportedVersion {
+            found: version,
+            supported: ENTRY_FORMAT_VERSION,
+        });
+    }
+    let (digest, frame) = rest.split_at(blake3::OUT_LEN);
+    if blake3::hash(frame).as_bytes() != digest {
+        return Err(corrupt("checksum mismatch: the entry was damaged"));
+    }
+    decode_frame(frame)
+}
+
+/// Decodes the zstd frame after the preamble. Split out so tests can reach it with bytes
+/// that did not pass the digest check.
+pub(super) fn decode_frame(frame: &[u8]) -> Result<Decoded, EntryError> {
+    let zstd_err = |e: io::Error| corrupt(format!("decompression failed: {e}"));
+    let mut dec = zstd::stream::Decoder::with_buffer(frame)
+        .map_err(zstd_err)?
+        .single_frame();
+
+    let mut len = [0u8; 4];
+    dec.read_exact(&mut len)
+        .map_err(|e| corrupt(format!("body ends before the header length: {e}")))?;
+    let header_len = u32::from_le_bytes(len);
+    if header_len > MAX_HEADER_LEN {
+        return Err(corrupt(format!(
+            "header length {header_len} exceeds the {MAX_HEADER_LEN}-byte limit"
+        )));
+    }
+    let header_bytes = read_exact_vec(&mut dec, u64::from(header_len)).map_err(zstd_err)?;
+    if header_bytes.len() != header_len as usize {
+        return Err(corrupt(format!(
+            "body ends inside the header ({} of {header_len} bytes)",
+            header_bytes.len()
+        )));
+    }
+    let header = parse_header(&header_bytes)?;
+
+    let mut files = Vec::with_capacity(header.files.len());
+    for record in &header.files {
+        let data = read_exact_vec(&mut dec, record.size).map_err(zstd_err)?;
+        if data.len() as u64 != record.size {
+            return Err(corrupt(format!(
+                "file {:?}: {} bytes stored, header says {}",
+                record.role,
+                data.len(),
+                record.size
+            )));
+        }
+        if blake3::hash(&data).as_bytes()[..] != record.blake3[..] {
+            return Err(corrupt(format!("file {:?}: blake3 mismatch", record.role)));
+        }
+        files.push(data);
+    }
+
+    // One more read takes the decoder to the frame's end, which is where zstd checks its
+    // content checksum; anything left after that is not part of an entry we wrote.
+    let mut probe = [0u8; 1];
+    if dec.read(&mut probe).map_err(zstd_err)? != 0 {
+        return Err(corrupt("data after the last file"));
+    }
+    if !dec.finish().is_empty() {
+        return Err(corrupt("bytes after the zstd frame"));
+    }
+    Ok(Decoded { header, files })
+}
+
+/// Reads up to `len` bytes, reserving memory only as fast as data actually arrives.
+fn read_exact_vec(reader: &mut impl Read, len: u64) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(len.min(MAX_UPFRONT_RESERVE) as usize);
+    reader.take(len).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+fn parse_header(bytes: &[u8]) -> Result<Header, EntryError> {
+    let mut de = rmp_serde::Deserializer::new(bytes);
+    let header = Header::deserialize(&mut de)
+        .map_err(|e| corrupt(format!("header does not decode: {e}")))?;
+    if !de.into_inner().is_empty() {
+        return Err(corrupt("bytes after the header"));
+    }
+    let mut roles = HashSet::new();
+    let mut total: u64 = 0;
+    for record in &header.files {
+        if record.blake3.len() != blake3::OUT_LEN {
+            return Err(corrupt(format!(
+                "file {:?}: digest of {} bytes",
+                record.role,
+                record.blake3.len()
+            )));
+        }
+        if !roles.insert(record.role.as_str()) {
+            return Err(corrupt(format!("role {:?} stored twice", record.role)));
+        }
+        total = total
+            .checked_add(record.size)
+            .filter(|t| *t <= MAX_CONTENT_SIZE)
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "declared file sizes exceed the {MAX_CONTENT_SIZE}-byte limit"
+                ))
+            })?;
+    }
+    Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frame_of(body: &[u8]) -> Vec<u8> {
+        let mut enc = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+        enc.include_checksum(true).unwrap();
+        enc.write_all(body).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn body_with_header(header: &Header, files: &[u8]) -> Vec<u8> {
+        let h = rmp_serde::to_vec_named(header).unwrap();
+        let mut body = (h.len() as u32).to_le_bytes().to_vec();
+        body.extend_from_slice(&h);
+        body.extend_from_slice(files);
+        body
+    }
+
+    fn one_file_header(size: u64, digest: Vec<u8>) -> Header {
+        Header {
+            kind: EntryKind::Blob,
+            files: vec![FileRecord {
+                role: "blob".into(),
+                mode: 0o644,
+                size,
+                blake3: digest,
+            }],
+            stdout: vec![],
+            stderr: vec![],
+            exit_status: 0,
+        }
+    }
+
+    #[test]
+    fn a_header_declaring_a_huge_file_fails_without_reserving_it() {
+        let header = one_file_header(MAX_CONTENT_SIZE, vec![0; 32]);
+        let frame = frame_of(&body_with_header(&header, b"short"));
+        let err = decode_frame(&frame).err().unwrap();
+        assert!(err.is_corrupt(), "{err}");
+    }
+
+    #[test]
+    fn declared_sizes_past_the_content_limit_are_refused_before_reading() {
+        let mut header = one_file_header(MAX_CONTENT_SIZE, vec![0; 32]);
+        header.files.push(FileRecord {
+            role: "second".into(),
+            mode: 0,
+            size: u64::MAX,
+            blake3: vec![0; 32],
+        });
+        let frame = frame_of(&body_with_header(&header, b""));
+        let err = decode_frame(&frame).err().unwrap();
+        assert!(err.to_string().contains("limit"), "{err}");
+    }
+
+    #[test]
+    fn a_header_length_past_the_limit_is_refused() {
+        let frame = frame_of(&(MAX_HEADER_LEN + 1).to_le_bytes());
+        assert!(decode_frame(&frame).unwrap_err().is_corrupt());
+    }
+
+    #[test]
+    fn duplicate_roles_in_a_header_are_corrupt() {
+        let data = b"x";
+        let digest = blake3::hash(data).as_bytes().to_vec();
+        let mut header = one_file_header(1, digest.clone());
+        header.files.push(FileRecord {
+            role: "blob".into(),
+            mode: 0,
+            size: 1,
+            blake3: digest,
+        });
+        let frame = frame_of(&body_with_header(&header, b"xx"));
+        assert!(
+            decode_frame(&frame)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
+    }
+
+    #[test]
+    fn data_after_the_last_file_is_corrupt() {
+        let data = b"x";
+        let header = one_file_header(1, blake3::hash(data).as_bytes().to_vec());
+        let frame = frame_of(&body_with_header(&header, b"xy"));
+        assert!(decode_frame(&frame).is_err());
+        let good = frame_of(&body_with_header(&header, b"x"));
+        assert!(decode_frame(&good).is_ok());
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(decode_frame(&trailing).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_frame(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_bodies_in_a_valid_frame_never_panic(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let _ = decode_frame(&frame_of(&body));
+        }
+
+        #[test]
+        fn arbitrary_headers_after_a_plausible_length_never_panic(
+            header in proptest::collection::vec(any::<u8>(), 0..256),
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut body = (header.len() as u32).to_le_bytes().to_vec();
+            body.extend_from_slice(&header);
+            body.extend_from_slice(&tail);
+            let _ = decode_frame(&frame_of(&body));
+        }
+    }
+}

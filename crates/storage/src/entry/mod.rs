@@ -1,0 +1,437 @@
+//! The cache entry: one self-contained, versioned, checksummed blob holding a compile's output
+//! files (each with its role, mode, size and blake3) and its stdout, stderr and exit status.
+//! [`pack`] builds one from files on disk, [`extract`] verifies one completely and only then
+//! writes its files onto the paths a caller names. A [`EntryKind::Blob`] entry holds one
+//! opaque payload instead (direct-mode manifests).
+
+mod codec;
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tempfile::NamedTempFile;
+
+pub use codec::MAX_CONTENT_SIZE;
+
+use crate::OutputPath;
+use codec::{Decoded, FileIn};
+
+/// The version written after the magic. A reader refuses any other version with
+/// [`EntryError::UnsupportedVersion`].
+pub const ENTRY_FORMAT_VERSION: u32 = 1;
+
+/// The default for [`ReadLimits::max_file_size`]: 4 GiB.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 << 30;
+
+/// Only permission bits travel in an entry: a cached file never comes back setuid, setgid or
+/// sticky, whatever the original had.
+const MODE_MASK: u32 = 0o777;
+
+/// The role under which a blob's payload is stored.
+const BLOB_ROLE: &str = "blob";
+
+/// What an entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// A compile's output files with its stdout, stderr and exit status.
+    Outputs,
+    /// One opaque payload, such as a direct-mode manifest.
+    Blob,
+}
+
+/// What a compile printed and returned, stored beside its output files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// The compiler's standard output.
+    pub stdout: Vec<u8>,
+    /// The compiler's standard error.
+    pub stderr: Vec<u8>,
+    /// The compiler's exit status.
+    pub exit_status: i32,
+}
+
+/// What [`pack`] accepts as an output file. The server sets `owner_uid` to the peer's uid so
+/// a client can never make it read a file the client could not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// When set, every output must be owned by this uid.
+    pub owner_uid: Option<u32>,
+    /// The largest output file accepted, in bytes.
+    pub max_file_size: u64,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        Self {
+            owner_uid: None,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+        }
+    }
+}
+
+/// Packing or extracting an entry failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// The entry's bytes are damaged or were never an entry: bad magic, bad checksum,
+    /// undecodable header, a file whose size or blake3 does not match. Such an entry is to be
+    /// removed and treated as a miss.
+    #[error("corrupt entry: {reason}")]
+    Corrupt {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The entry was written in a format version this build does not read (a newer or older
+    /// hoard wrote it). Not damage: it is a miss, and the entry is left for its writer.
+    #[error("entry format version {found} is not readable by this build (reads {supported})")]
+    UnsupportedVersion {
+        /// The version in the entry.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// The roles asked for are not exactly the roles stored.
+    #[error("entry holds outputs {stored:?} but {requested:?} were requested")]
+    RoleMismatch {
+        /// The stored roles, sorted.
+        stored: Vec<String>,
+        /// The requested roles, sorted.
+        requested: Vec<String>,
+    },
+    /// Two outputs given to [`pack`] share a role.
+    #[error("output role {role:?} is named twice")]
+    DuplicateRole {
+        /// The repeated role.
+        role: String,
+    },
+    /// An output path is a symbolic link; outputs are only read through no link.
+    #[error("{path}: is a symbolic link, outputs are read only from regular files")]
+    Symlink {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// An output path is a directory, device, FIFO or socket.
+    #[error("{path}: not a regular file")]
+    NotRegularFile {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// An output file is owned by another uid than [`ReadLimits::owner_uid`].
+    #[error("{path}: owned by uid {owner}, expected uid {expected}")]
+    NotOwned {
+        /// The output path.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The uid required.
+        expected: u32,
+    },
+    /// An output file is larger than [`ReadLimits::max_file_size`].
+    #[error("{path}: {size} bytes exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// The output path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The outputs together exceed [`MAX_CONTENT_SIZE`].
+    #[error("outputs total {size} bytes, over the {limit}-byte entry limit")]
+    EntryTooLarge {
+        /// Their total size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The entry could not be encoded (msgpack or zstd refused; stdout/stderr too large).
+    #[error("cannot encode entry: {reason}")]
+    Encode {
+        /// What went wrong.
+        reason: String,
+    },
+    /// An I/O operation on an output path failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done (`open`, `read`, `write`, `rename`, ...).
+        op: &'static str,
+        /// The path it was done on.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl EntryError {
+    /// Whether the entry itself is damaged, so it should be removed from the store.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, Self::Corrupt { .. })
+    }
+
+    fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| Self::Io { op, path, source }
+    }
+}
+
+/// Reads every output from its path and packs them with `meta` into an entry.
+///
+/// Each path is opened without following a symbolic link and checked on the open file: it
+/// must be a regular file, owned by `limits.owner_uid` when set, and no larger than
+/// `limits.max_file_size`.
+pub fn pack(
+    outputs: &[OutputPath],
+    meta: &EntryMeta,
+    limits: &ReadLimits,
+) -> Result<Vec<u8>, EntryError> {
+    for (i, out) in outputs.iter().enumerate() {
+        if outputs[..i].iter().any(|o| o.role == out.role) {
+            return Err(EntryError::DuplicateRole {
+                role: out.role.clone(),
+            });
+        }
+    }
+    let mut contents = Vec::with_capacity(outputs.len());
+    let mut total: u64 = 0;
+    for out in outputs {
+        let (mode, data) = read_output(&out.path, limits)?;
+        total = total.saturating_add(data.len() as u64);
+        if total > MAX_CONTENT_SIZE {
+            return Err(EntryError::EntryTooLarge {
+                size: total,
+                limit: MAX_CONTENT_SIZE,
+            });
+        }
+        contents.push((mode, data));
+    }
+    let files: Vec<FileIn<'_>> = outputs
+        .iter()
+        .zip(&contents)
+        .map(|(out, (mode, data))| FileIn {
+            role: &out.role,
+            mode: *mode,
+            data,
+        })
+        .collect();
+    codec::encode(
+        EntryKind::Outputs,
+        &files,
+        &meta.stdout,
+        &meta.stderr,
+        meta.exit_status,
+    )
+}
+
+fn read_output(path: &Path, limits: &ReadLimits) -> Result<(u32, Vec<u8>), EntryError> {
+    // O_NONBLOCK so that opening a FIFO returns at once and is then refused by the file-type
+    // check, instead of hanging until some writer appears.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|source| {
+            if source.raw_os_error() == Some(libc::ELOOP) {
+                EntryError::Symlink {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                EntryError::io("open", path)(source)
+            }
+        })?;
+    let meta = file.metadata().map_err(EntryError::io("stat", path))?;
+    if !meta.file_type().is_file() {
+        return Err(EntryError::NotRegularFile {
+            path: path.to_path_buf(),
+        });
+    }
+    if let Some(expected) = limits.owner_uid
+        && meta.uid() != expected
+    {
+        return Err(EntryError::NotOwned {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            expected,
+        });
+    }
+    let size = meta.len();
+    if size > limits.max_file_size {
+        return Err(EntryError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit: limits.max_file_size,
+        });
+    }
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    // One byte past the size stat gave shows a file still being written.
+    (&file)
+        .take(size + 1)
+        .read_to_end(&mut data)
+        .map_err(EntryError::io("read", path))?;
+    if data.len() as u64 != size {
+        return Err(EntryError::io("read", path)(io::Error::other(format!(
+            "file changed size while being read (stat said {size} bytes, read {})",
+            data.len()
+        ))));
+    }
+    Ok((meta.mode() & MODE_MASK, data))
+}
+
+/// Verifies `entry` completely, then writes each stored file to the path of the output with
+/// its role, and returns the stored stdout, stderr and exit status.
+///
+/// `outputs` must name exactly the stored roles, in any order. Nothing is written unless
+/// everything verified. Each file goes to a temporary file in the target's directory, gets
+/// the stored mode and is renamed over the target, so a target path never holds a partial
+/// file and a symbolic link at the target is replaced, not written through.
+pub fn extract(entry: &[u8], outputs: &[OutputPath]) -> Result<EntryMeta, EntryError> {
+    let Decoded { header, files } = codec::decode(entry)?;
+    if header.kind != EntryKind::Outputs {
+        return Err(EntryError::Corrupt {
+            reason: format!("entry is a {:?}, not outputs", header.kind),
+        });
+    }
+    let mut stored: Vec<String> = header.files.iter().map(|f| f.role.clone()).collect();
+    let mut requested: Vec<String> = outputs.iter().map(|o| o.role.clone()).collect();
+    stored.sort();
+    requested.sort();
+    if stored != requested {
+        return Err(EntryError::RoleMismatch { stored, requested });
+    }
+
+    // Every file is staged before any is renamed, so a failure part-way (a full disk, a
+    // missing directory) leaves the targets as they were.
+    let mut staged = Vec::with_capacity(outputs.len());
+    for out in outputs {
+        let i = header
+            .files
+            .iter()
+            .position(|f| f.role == out.role)
+            .ok_or_else(|| EntryError::RoleMismatch {
+                stored: stored.clone(),
+                requested: requested.clone(),
+            })?;
+        staged.push(stage(
+            &out.path,
+            header.files[i].mode & MODE_MASK,
+            &files[i],
+        )?);
+    }
+    for (tmp, out) in staged.into_iter().zip(outputs) {
+        tmp.persist(&out.path)
+            .map_err(|e| EntryError::io("rename onto", &out.path)(e.error))?;
+    }
+    Ok(EntryMeta {
+        stdout: header.stdout,
+        stderr: header.stderr,
+        exit_status: header.exit_status,
+    })
+}
+
+fn stage(target: &Path, mode: u32, data: &[u8]) -> Result<NamedTempFile, EntryError> {
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".hoard-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(EntryError::io("create a temporary file in", dir))?;
+    tmp.write_all(data)
+        .map_err(EntryError::io("write", tmp.path()))?;
+    let file: &File = tmp.as_file();
+    file.set_permissions(Permissions::from_mode(mode))
+        .map_err(EntryError::io("chmod", tmp.path()))?;
+    Ok(tmp)
+}
+
+/// Packs one opaque payload (a direct-mode manifest) as a [`EntryKind::Blob`] entry.
+///
+/// Encoding a payload in memory cannot fail short of a payload over [`MAX_CONTENT_SIZE`];
+/// should it fail anyway, the result is an empty entry, which every reader refuses as
+/// corrupt: a miss, never a wrong answer.
+pub fn pack_blob(payload: &[u8]) -> Vec<u8> {
+    let file = FileIn {
+        role: BLOB_ROLE,
+        mode: 0o644,
+        data: payload,
+    };
+    codec::encode(EntryKind::Blob, &[file], &[], &[], 0).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot encode a blob entry; storing an empty one");
+        Vec::new()
+    })
+}
+
+/// Verifies a [`EntryKind::Blob`] entry as thoroughly as [`extract`] does and returns its
+/// payload.
+pub fn unpack_blob(entry: &[u8]) -> Result<Vec<u8>, EntryError> {
+    let Decoded { header, mut files } = codec::decode(entry)?;
+    if header.kind != EntryKind::Blob {
+        return Err(EntryError::Corrupt {
+            reason: format!("entry is {:?}, not a blob", header.kind),
+        });
+    }
+    match (header.files.as_slice(), files.pop()) {
+        ([record], Some(payload)) if record.role == BLOB_ROLE => Ok(payload),
+        _ => Err(EntryError::Corrupt {
+            reason: "blob entry does not hold exactly one payload".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_round_trips() {
+        let entry = pack_blob(b"manifest");
+        assert_eq!(&entry[..8], codec::MAGIC);
+        assert_eq!(unpack_blob(&entry).unwrap(), b"manifest");
+    }
+
+    #[test]
+    fn a_blob_is_not_outputs_and_outputs_are_not_a_blob() {
+        let blob = pack_blob(b"x");
+        assert!(extract(&blob, &[]).unwrap_err().is_corrupt());
+        let outputs = codec::encode(EntryKind::Outputs, &[], b"", b"", 0).unwrap();
+        assert!(unpack_blob(&outputs).unwrap_err().is_corrupt());
+        assert_eq!(extract(&outputs, &[]).unwrap(), EntryMeta::default());
+    }
+
+    #[test]
+    fn another_format_version_is_not_corrupt() {
+        let mut entry = pack_blob(b"x");
+        entry[8..12].copy_from_slice(&(ENTRY_FORMAT_VERSION + 1).to_le_bytes());
+        let err = unpack_blob(&entry).unwrap_err();
+        assert!(
+            matches!(err, EntryError::UnsupportedVersion { found, .. } if found == ENTRY_FORMAT_VERSION + 1)
+        );
+        assert!(!err.is_corrupt());
+    }
+
+    #[test]
+    fn duplicate_roles_are_refused_before_reading() {
+        let outs = [
+            OutputPath::new("object", "/nonexistent/a"),
+            OutputPath::new("object", "/nonexistent/b"),
+        ];
+        let err = pack(&outs, &EntryMeta::default(), &ReadLimits::default()).unwrap_err();
+        assert!(matches!(err, EntryError::DuplicateRole { role } if role == "object"));
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let err = pack(
+            &[OutputPath::new("object", "/nonexistent/a.o")],
+            &EntryMeta::default(),
+            &ReadLimits::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/a.o"), "{err}");
+    }
+}

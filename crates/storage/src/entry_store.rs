@@ -1,0 +1,130 @@
+//! [`EntryStore`]: a [`Storage`] combined with the entry format, so the server's handlers,
+//! embedded mode and the compiler pipeline's adapter all get and put outputs the same way,
+//! and a corrupt entry is turned into a miss (and removed) in exactly one place.
+
+use std::sync::Arc;
+
+use crate::entry::{self, EntryError, EntryMeta, ReadLimits};
+use crate::{CacheKey, OutputPath, Storage, StorageError, run_blocking};
+
+/// Gets and puts whole compiles (outputs plus stdout, stderr and exit status) and blobs in a
+/// [`Storage`]. Works on both current-thread and multi-thread tokio runtimes; file work runs
+/// on the blocking pool.
+#[derive(Clone)]
+pub struct EntryStore {
+    storage: Arc<dyn Storage>,
+}
+
+impl std::fmt::Debug for EntryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntryStore").finish_non_exhaustive()
+    }
+}
+
+/// Getting or putting an entry failed. A corrupt entry or one with other roles is not an
+/// error (it is a miss); what is left is the store failing or output files that cannot be
+/// read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The underlying store failed.
+    #[error("cache storage: {0}")]
+    Storage(#[from] StorageError),
+    /// Packing outputs from, or extracting them onto, their paths failed.
+    #[error("cache entry: {0}")]
+    Entry(#[from] EntryError),
+}
+
+impl EntryStore {
+    /// Serves entries from `storage`.
+    pub fn new(storage: Arc<dyn Storage>) -> Self {
+        Self { storage }
+    }
+
+    /// The underlying store.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// On a hit, writes every output to its path (all verified first) and returns what the
+    /// compile printed and returned. A corrupt entry is removed and is a miss, as is an entry
+    /// whose roles differ from `outputs` or one written in another format version.
+    pub async fn get_outputs(
+        &self,
+        key: &CacheKey,
+        outputs: &[OutputPath],
+    ) -> Result<Option<EntryMeta>, StoreError> {
+        let Some(bytes) = self.storage.get(key).await? else {
+            return Ok(None);
+        };
+        let outputs = outputs.to_vec();
+        let extracted = run_blocking("extract entry", move || {
+            Ok(entry::extract(&bytes, &outputs))
+        })
+        .await?;
+        match extracted {
+            Ok(meta) => Ok(Some(meta)),
+            Err(e) => self.miss_or_error(key, e).await,
+        }
+    }
+
+    /// Packs the outputs from their paths, each checked against `limits`, with `meta`, and
+    /// stores the entry under `key`.
+    pub async fn put_outputs(
+        &self,
+        key: &CacheKey,
+        outputs: &[OutputPath],
+        meta: &EntryMeta,
+        limits: &ReadLimits,
+    ) -> Result<(), StoreError> {
+        let outputs = outputs.to_vec();
+        let meta = meta.clone();
+        let limits = *limits;
+        let packed = run_blocking("pack entry", move || {
+            Ok(entry::pack(&outputs, &meta, &limits))
+        })
+        .await?;
+        self.storage.put(key, packed?).await?;
+        Ok(())
+    }
+
+    /// The payload of the blob under `key`. A corrupt blob is removed and is a miss.
+    pub async fn get_blob(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(bytes) = self.storage.get(key).await? else {
+            return Ok(None);
+        };
+        // Blobs are manifests of a few kilobytes: decoding inline costs less than a hop to
+        // the blocking pool.
+        match entry::unpack_blob(&bytes) {
+            Ok(payload) => Ok(Some(payload)),
+            Err(e) => self.miss_or_error(key, e).await,
+        }
+    }
+
+    /// Stores `payload` as a blob under `key`.
+    pub async fn put_blob(&self, key: &CacheKey, payload: Vec<u8>) -> Result<(), StoreError> {
+        let packed = entry::pack_blob(&payload);
+        self.storage.put(key, packed).await?;
+        Ok(())
+    }
+
+    async fn miss_or_error<T>(
+        &self,
+        key: &CacheKey,
+        e: EntryError,
+    ) -> Result<Option<T>, StoreError> {
+        match e {
+            e if e.is_corrupt() => {
+                tracing::warn!(%key, error = %e, "removing corrupt cache entry");
+                if let Err(remove) = self.storage.remove(key).await {
+                    tracing::warn!(%key, error = %remove, "cannot remove corrupt cache entry");
+                }
+                Ok(None)
+            }
+            EntryError::RoleMismatch { .. } | EntryError::UnsupportedVersion { .. } => {
+                tracing::debug!(%key, error = %e, "cache entry not usable here, a miss");
+                Ok(None)
+            }
+            e => Err(e.into()),
+        }
+    }
+}
