@@ -1,0 +1,320 @@
+//! Finding the compiler a command names and knowing what it is. The identity (a digest of the
+//! binary and of its `-v` output) costs a process spawn and reading the binary, so it is kept
+//! on disk under a digest of the binary's path, size, mtime and inode: a later wrapper process
+//! only stats the compiler and reads one small file.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use crate::NonCacheable;
+
+/// Which compiler family a binary belongs to, told by its `-v` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CompilerKind {
+    /// GNU gcc / g++.
+    Gcc,
+    /// LLVM clang / clang++.
+    Clang,
+}
+
+impl CompilerKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Gcc => "gcc",
+            Self::Clang => "clang",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gcc" => Some(Self::Gcc),
+            "clang" => Some(Self::Clang),
+            _ => None,
+        }
+    }
+}
+
+/// A detected compiler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Compiler {
+    /// The program found on `PATH` (or named with a slash), made absolute but not
+    /// canonicalised: clang picks its driver mode from the name it is run under.
+    pub path: PathBuf,
+    /// The file name the command used, e.g. `clang++` or `x86_64-linux-gnu-gcc-12`.
+    pub driver: String,
+    pub kind: CompilerKind,
+    /// Digest of the binary and its `-v` output.
+    pub identity: [u8; 32],
+}
+
+/// The name a driver is known by, once recognised: whether it is a C++ driver.
+fn recognise(file_name: &str) -> Option<bool> {
+    let mut name = file_name;
+    // Versioned names: gcc-12, clang++-14, x86_64-linux-gnu-gcc-12.
+    if let Some((head, tail)) = name.rsplit_once('-')
+        && !tail.is_empty()
+        && tail.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    {
+        name = head;
+    }
+    // Target prefixes: x86_64-linux-gnu-gcc.
+    let family = name.rsplit_once('-').map_or(name, |(_, last)| last);
+    match family {
+        "gcc" | "cc" | "clang" => Some(false),
+        "g++" | "c++" | "clang++" => Some(true),
+        _ => None,
+    }
+}
+
+/// The PATH execvp uses when none is set.
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
+
+/// Finds the program the way the shell would from `cwd` with the command's `PATH`, skipping
+/// hoard itself so a masquerading `gcc -> hoard` link cannot make the wrapper call itself.
+pub(crate) fn resolve_program(
+    program: &OsStr,
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+) -> Option<PathBuf> {
+    if program.as_bytes().contains(&b'/') {
+        let path = cwd.join(program);
+        return is_executable(&path).then_some(path);
+    }
+    if program.is_empty() {
+        return None;
+    }
+    let search = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map_or(OsStr::new(DEFAULT_PATH), |(_, v)| v.as_os_str());
+    std::env::split_paths(search)
+        .map(|dir| cwd.join(dir).join(program))
+        .find(|candidate| is_executable(candidate) && !is_hoard_itself(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn is_hoard_itself(candidate: &Path) -> bool {
+    static CURRENT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let current = CURRENT.get_or_init(|| std::env::current_exe().ok()?.canonicalize().ok());
+    current
+        .as_deref()
+        .is_some_and(|me| candidate.canonicalize().is_ok_and(|c| c == me))
+}
+
+/// A program found and named like a compiler, not yet identified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Program {
+    /// As the command named it, for messages.
+    shown: String,
+    path: PathBuf,
+    canonical: PathBuf,
+    driver: String,
+    /// Whether the driver compiles `.c` files as C++ (`g++`, `c++`, `clang++`).
+    pub cxx_driver: bool,
+}
+
+/// Finds the program a command names and checks it is named like gcc or clang. Cheap: it
+/// only looks at the file system, so a non-cacheable command costs no identification.
+pub(crate) fn find(
+    program: &OsStr,
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+) -> Result<Program, NonCacheable> {
+    let shown = program.to_string_lossy().into_owned();
+    let not_found = || NonCacheable::CompilerNotFound {
+        program: shown.clone(),
+    };
+    let path = resolve_program(program, cwd, env).ok_or_else(not_found)?;
+    let canonical = path.canonicalize().map_err(|_| not_found())?;
+    let driver = file_name(&path);
+    let cxx_driver = recognise(&driver)
+        .or_else(|| recognise(&file_name(&canonical)))
+        .ok_or_else(|| NonCacheable::UnsupportedCompiler {
+            program: shown.clone(),
+            detail: "not named like gcc, g++, cc, c++, clang or clang++".to_owned(),
+        })?;
+    Ok(Program {
+        shown,
+        path,
+        canonical,
+        driver,
+        cxx_driver,
+    })
+}
+
+impl Program {
+    /// Identifies the compiler, reusing the identity kept under `state_dir` while the binary
+    /// is unchanged.
+    pub(crate) fn identify(self, state_dir: &Path) -> Result<Compiler, NonCacheable> {
+        let (kind, identity) = identify(&self.canonical, state_dir).map_err(|detail| {
+            NonCacheable::UnsupportedCompiler {
+                program: self.shown,
+                detail,
+            }
+        })?;
+        Ok(Compiler {
+            path: self.path,
+            driver: self.driver,
+            kind,
+            identity,
+        })
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The identity of the binary at `canonical`, from the on-disk cache or by running it.
+fn identify(canonical: &Path, state_dir: &Path) -> Result<(CompilerKind, [u8; 32]), String> {
+    let meta =
+        std::fs::metadata(canonical).map_err(|e| format!("stat {}: {e}", canonical.display()))?;
+    let mut stat_key = blake3::Hasher::new();
+    stat_key.update(b"hoard-compiler-stat-v1\0");
+    stat_key.update(canonical.as_os_str().as_bytes());
+    stat_key.update(b"\0");
+    stat_key.update(&meta.size().to_le_bytes());
+    stat_key.update(&meta.mtime().to_le_bytes());
+    stat_key.update(&meta.mtime_nsec().to_le_bytes());
+    stat_key.update(&meta.ino().to_le_bytes());
+    stat_key.update(&meta.dev().to_le_bytes());
+    let record = state_dir
+        .join("compilers")
+        .join(stat_key.finalize().to_hex().as_str());
+
+    if let Some(known) = std::fs::read_to_string(&record)
+        .ok()
+        .and_then(|text| parse_record(&text))
+    {
+        return Ok(known);
+    }
+    let (kind, identity) = run_identification(canonical)?;
+    if let Err(e) = write_record(&record, kind, &identity) {
+        // Only the next process pays for this: it identifies the compiler again.
+        tracing::debug!("cannot keep compiler identity in {}: {e}", record.display());
+    }
+    Ok((kind, identity))
+}
+
+const RECORD_HEADER: &str = "hoard-compiler-identity v1";
+
+fn parse_record(text: &str) -> Option<(CompilerKind, [u8; 32])> {
+    let mut lines = text.lines();
+    if lines.next()? != RECORD_HEADER {
+        return None;
+    }
+    let kind = CompilerKind::from_name(lines.next()?.strip_prefix("kind ")?)?;
+    let identity = blake3::Hash::from_hex(lines.next()?.strip_prefix("identity ")?).ok()?;
+    Some((kind, *identity.as_bytes()))
+}
+
+fn write_record(record: &Path, kind: CompilerKind, identity: &[u8; 32]) -> std::io::Result<()> {
+    let dir = record.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    write!(
+        temp,
+        "{RECORD_HEADER}\nkind {}\nidentity {}\n",
+        kind.name(),
+        blake3::Hash::from_bytes(*identity).to_hex()
+    )?;
+    temp.persist(record).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Runs `compiler -v` in a fixed environment (a translated "gcc version" would hide the kind,
+/// and a varying one would vary the identity) and digests it with the binary.
+fn run_identification(canonical: &Path) -> Result<(CompilerKind, [u8; 32]), String> {
+    let output = Command::new(canonical)
+        .arg("-v")
+        .env_clear()
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running {} -v: {e}", canonical.display()))?;
+    let mut version = output.stdout;
+    version.extend_from_slice(&output.stderr);
+    let text = String::from_utf8_lossy(&version);
+    let kind = if text.contains("clang version") {
+        CompilerKind::Clang
+    } else if text.contains("gcc version") {
+        CompilerKind::Gcc
+    } else {
+        return Err("its -v output names neither gcc nor clang".to_owned());
+    };
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"hoard-compiler-identity-v1\0");
+    let mut binary = std::fs::File::open(canonical)
+        .map_err(|e| format!("reading {}: {e}", canonical.display()))?;
+    std::io::copy(&mut binary, &mut hasher)
+        .map_err(|e| format!("reading {}: {e}", canonical.display()))?;
+    hasher.update(b"\0");
+    hasher.update(&version);
+    Ok((kind, *hasher.finalize().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_plain_versioned_and_prefixed_names() {
+        for (name, cxx) in [
+            ("gcc", false),
+            ("cc", false),
+            ("clang", false),
+            ("g++", true),
+            ("c++", true),
+            ("clang++", true),
+            ("gcc-12", false),
+            ("clang++-14", true),
+            ("clang-14.0.6", false),
+            ("x86_64-linux-gnu-gcc-12", false),
+            ("x86_64-linux-gnu-g++", true),
+        ] {
+            assert_eq!(recognise(name), Some(cxx), "{name}");
+        }
+        for name in ["ld", "rustc", "gcc-ar", "ccache", "clang-tidy", "gcc-"] {
+            assert_eq!(recognise(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn resolves_through_the_commands_path_and_cwd() {
+        let env = vec![("PATH".into(), "/nonexistent:/usr/bin".into())];
+        assert_eq!(
+            resolve_program(OsStr::new("gcc"), Path::new("/"), &env),
+            Some(PathBuf::from("/usr/bin/gcc"))
+        );
+        assert_eq!(
+            resolve_program(OsStr::new("bin/sh"), Path::new("/usr"), &env),
+            Some(PathBuf::from("/usr/bin/sh"))
+        );
+        assert_eq!(
+            resolve_program(OsStr::new("no-such-cc"), Path::new("/"), &env),
+            None
+        );
+    }
+
+    #[test]
+    fn records_round_trip_and_garbage_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("compilers").join("x");
+        write_record(&record, CompilerKind::Clang, &[7; 32]).unwrap();
+        let text = std::fs::read_to_string(&record).unwrap();
+        assert_eq!(parse_record(&text), Some((CompilerKind::Clang, [7; 32])));
+        assert_eq!(parse_record("junk"), None);
+        assert_eq!(parse_record(&text.replace("clang", "tcc")), None);
+    }
+}

@@ -1,0 +1,251 @@
+//! Cache keys: blake3 over versioned recipes. Every field is written with its name and length
+//! so no two different recipes hash the same bytes. Changing what a recipe holds means
+//! changing its version string, which retires the old keys instead of serving stale entries.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use hoard_storage::CacheKey;
+
+use crate::CacheableCompile;
+
+const COMMON_RECIPE: &str = "hoard/c/common/v1";
+const RESULT_RECIPE: &str = "hoard/c/result/v1";
+const MANIFEST_RECIPE: &str = "hoard/c/manifest/v1";
+
+/// Environment variables that change what gcc or clang produce (include search paths,
+/// reproducible timestamps, message language, helper lookup).
+pub(crate) const ENV_ALLOW_LIST: &[&str] = &[
+    "CPATH",
+    "C_INCLUDE_PATH",
+    "CPLUS_INCLUDE_PATH",
+    "OBJC_INCLUDE_PATH",
+    "SOURCE_DATE_EPOCH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "GCC_COMPARE_DEBUG",
+    "COMPILER_PATH",
+    "GCC_EXEC_PREFIX",
+];
+
+/// A recipe being hashed.
+struct Recipe(blake3::Hasher);
+
+impl Recipe {
+    fn new(version: &str) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(version.as_bytes());
+        hasher.update(b"\0");
+        Self(hasher)
+    }
+
+    fn field(&mut self, name: &str, value: &[u8]) -> &mut Self {
+        self.0.update(name.as_bytes());
+        self.0.update(b"\0");
+        self.0.update(&(value.len() as u64).to_le_bytes());
+        self.0.update(value);
+        self
+    }
+
+    fn finish(&self) -> [u8; 32] {
+        *self.0.finalize().as_bytes()
+    }
+}
+
+/// The value the compile's environment gives `name` (the last assignment wins, as for a
+/// spawned process).
+fn env_value<'a>(compile: &'a CacheableCompile, name: &str) -> Option<&'a OsStr> {
+    compile
+        .command()
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_os_str())
+}
+
+/// The part shared by both keys: what the compiler is and how it is asked to compile.
+pub(crate) fn common(compile: &CacheableCompile) -> [u8; 32] {
+    let mut recipe = Recipe::new(COMMON_RECIPE);
+    recipe
+        .field("identity", &compile.compiler.identity)
+        .field("driver", compile.compiler.driver.as_bytes())
+        .field("language", compile.language().name().as_bytes());
+    for arg in &compile.args.hashed {
+        recipe.field("arg", arg.as_bytes());
+    }
+    if let Some(target) = &compile.dependency_target {
+        // gcc writes the object path, as given, as the dependency file's target.
+        recipe.field("dependency-target", target.as_bytes());
+    }
+    if compile.args.debug_info {
+        // Debug information embeds the working directory; gcc and clang take it from PWD
+        // when that names the same directory.
+        recipe.field("cwd", compile.command().cwd.as_os_str().as_bytes());
+        recipe.field(
+            "pwd",
+            env_value(compile, "PWD").map_or(&[], OsStr::as_bytes),
+        );
+    }
+    for name in ENV_ALLOW_LIST {
+        if let Some(value) = env_value(compile, name) {
+            recipe.field(name, value.as_bytes());
+        }
+    }
+    recipe.finish()
+}
+
+/// Preprocessor-mode key: the common part and the preprocessor's output.
+pub(crate) fn result_key(common: &[u8; 32], preprocessed: &[u8], stderr: &[u8]) -> CacheKey {
+    let mut recipe = Recipe::new(RESULT_RECIPE);
+    recipe
+        .field("common", common)
+        .field("preprocessed", preprocessed)
+        .field("preprocessor-stderr", stderr);
+    CacheKey::from_bytes(recipe.finish())
+}
+
+/// Key for a source the compiler does not preprocess (`.s`, `.i`): the source text is the
+/// whole input.
+pub(crate) fn unpreprocessed_key(common: &[u8; 32], source_digest: &[u8; 32]) -> CacheKey {
+    let mut recipe = Recipe::new(RESULT_RECIPE);
+    recipe
+        .field("common", common)
+        .field("unpreprocessed-source", source_digest);
+    CacheKey::from_bytes(recipe.finish())
+}
+
+/// Direct-mode key, under which the manifest is kept: the common part, the options that
+/// steer the preprocessor, and the source by path and content.
+pub(crate) fn manifest_key(
+    common: &[u8; 32],
+    compile: &CacheableCompile,
+    source_digest: &[u8; 32],
+) -> CacheKey {
+    let mut recipe = Recipe::new(MANIFEST_RECIPE);
+    recipe.field("common", common);
+    for arg in &compile.args.preprocessor {
+        recipe.field("preprocessor-arg", arg.as_bytes());
+    }
+    recipe
+        .field("source", compile.args.source.as_bytes())
+        .field("source-digest", source_digest);
+    CacheKey::from_bytes(recipe.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CommandLine, PipelineConfig, classify};
+    use std::ffi::OsString;
+
+    /// The common key of `gcc args` run in `cwd` with `env`, for a source that exists.
+    fn common_of(state: &std::path::Path, cwd: &str, args: &str, env: &[(&str, &str)]) -> [u8; 32] {
+        let cwd = state.join(cwd);
+        std::fs::create_dir_all(&cwd).unwrap();
+        std::fs::write(cwd.join("a.c"), "int x;\n").unwrap();
+        let mut env: Vec<(OsString, OsString)> = env
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        env.push(("PATH".into(), "/usr/bin:/bin".into()));
+        let cmd = CommandLine {
+            program: "gcc".into(),
+            args: args.split_whitespace().map(OsString::from).collect(),
+            cwd,
+            env,
+        };
+        common(&classify(&cmd, &PipelineConfig::new(state)).unwrap())
+    }
+
+    #[test]
+    fn the_object_path_counts_only_when_a_dependency_file_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(
+            common_of(d, "w", "-c a.c -o x.o", &[]),
+            common_of(d, "w", "-c a.c -o y.o", &[])
+        );
+        assert_ne!(
+            common_of(d, "w", "-MD -c a.c -o x.o", &[]),
+            common_of(d, "w", "-MD -c a.c -o y.o", &[])
+        );
+        assert_eq!(
+            common_of(d, "w", "-MD -MT t -c a.c -o x.o", &[]),
+            common_of(d, "w", "-MD -MT t -c a.c -o y.o", &[])
+        );
+        assert_eq!(
+            common_of(d, "w", "-MD -MF 1.d -c a.c", &[]),
+            common_of(d, "w", "-MD -MF 2.d -c a.c", &[])
+        );
+    }
+
+    #[test]
+    fn debug_info_brings_in_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(
+            common_of(d, "p", "-c a.c", &[]),
+            common_of(d, "q", "-c a.c", &[])
+        );
+        assert_ne!(
+            common_of(d, "p", "-g -c a.c", &[]),
+            common_of(d, "q", "-g -c a.c", &[])
+        );
+    }
+
+    #[test]
+    fn only_allow_listed_environment_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let base = common_of(d, "w", "-c a.c", &[]);
+        assert_eq!(base, common_of(d, "w", "-c a.c", &[("HOME", "/x")]));
+        assert_ne!(base, common_of(d, "w", "-c a.c", &[("CPATH", "/x")]));
+        assert_ne!(
+            base,
+            common_of(d, "w", "-c a.c", &[("SOURCE_DATE_EPOCH", "1")])
+        );
+    }
+
+    #[test]
+    fn preprocessor_options_stay_out_of_the_common_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(
+            common_of(d, "w", "-DA -c a.c", &[]),
+            common_of(d, "w", "-DB -c a.c", &[])
+        );
+        assert_ne!(
+            common_of(d, "w", "-O1 -c a.c", &[]),
+            common_of(d, "w", "-O2 -c a.c", &[])
+        );
+    }
+
+    #[test]
+    fn fields_are_length_delimited() {
+        let mut a = Recipe::new("v");
+        a.field("x", b"ab").field("y", b"c");
+        let mut b = Recipe::new("v");
+        b.field("x", b"a").field("y", b"bc");
+        assert_ne!(a.finish(), b.finish());
+    }
+
+    #[test]
+    fn the_version_string_separates_recipes() {
+        let common = [1; 32];
+        assert_ne!(
+            result_key(&common, b"", b""),
+            unpreprocessed_key(&common, &[0; 32])
+        );
+        assert_eq!(
+            result_key(&common, b"x", b""),
+            result_key(&common, b"x", b"")
+        );
+        assert_ne!(
+            result_key(&common, b"x", b""),
+            result_key(&common, b"x", b"w")
+        );
+    }
+}

@@ -1,0 +1,163 @@
+use super::*;
+use proptest::prelude::*;
+use std::time::Duration;
+
+fn key(byte: u8) -> CacheKey {
+    CacheKey::from_bytes([byte; 32])
+}
+
+fn candidate_of(paths: &[(&str, [u8; 32])], result: u8) -> Candidate {
+    Candidate {
+        includes: paths
+            .iter()
+            .map(|(p, d)| Include {
+                path: p.as_bytes().to_vec(),
+                digest: *d,
+            })
+            .collect(),
+        result_key: [result; 32],
+    }
+}
+
+#[test]
+fn markers_give_the_files_read_once_each_in_order() {
+    let output = br#"# 0 "src/a.c"
+# 0 "<built-in>"
+# 0 "<command-line>"
+# 1 "/usr/include/stdc-predef.h" 1 3 4
+# 1 "/work/dir//"
+# 1 "src/a.c"
+# 1 "inc/a\\b \"q\".h" 1
+int x;
+#pragma once
+# 2 "src/a.c" 2
+#line 7 "gen.y"
+# 1 "<command line>" 1
+# 1 "odd\303\251.h" 1
+"#;
+    let includes = includes_from_preprocessed(output, b"src/a.c");
+    let expected: Vec<Vec<u8>> = vec![
+        b"/usr/include/stdc-predef.h".to_vec(),
+        br#"inc/a\b "q".h"#.to_vec(),
+        b"gen.y".to_vec(),
+        "odd\u{e9}.h".as_bytes().to_vec(),
+    ];
+    assert_eq!(includes, expected);
+}
+
+#[test]
+fn time_macros_are_found_anywhere() {
+    assert!(mentions_time_macros(b"const char *t = __TIME__;"));
+    assert!(mentions_time_macros(b"__DATE__"));
+    assert!(mentions_time_macros(b"x ___TIMESTAMP__ y"));
+    assert!(!mentions_time_macros(
+        b"__TIME_ __DATE _TIME__ __attribute__"
+    ));
+}
+
+#[test]
+fn a_candidate_matches_only_while_every_file_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.h"), "one").unwrap();
+    let later = SystemTime::now() + Duration::from_secs(5);
+    let mut manifest = Manifest::default();
+    let includes = vec![b"a.h".to_vec()];
+    manifest.add(candidate(dir.path(), &includes, &key(9), later).unwrap());
+
+    let decoded = Manifest::decode(&manifest.encode().unwrap());
+    assert_eq!(decoded, manifest);
+    assert_eq!(
+        decoded.find(dir.path(), &mut FileDigests::default()),
+        Some(key(9))
+    );
+
+    std::fs::write(dir.path().join("a.h"), "two").unwrap();
+    assert_eq!(decoded.find(dir.path(), &mut FileDigests::default()), None);
+    std::fs::remove_file(dir.path().join("a.h")).unwrap();
+    assert_eq!(decoded.find(dir.path(), &mut FileDigests::default()), None);
+}
+
+#[test]
+fn unsafe_inputs_make_no_candidate() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.h"), "__TIME__").unwrap();
+    std::fs::write(dir.path().join("ok.h"), "fine").unwrap();
+    let later = SystemTime::now() + Duration::from_secs(5);
+    let err = candidate(dir.path(), &[b"t.h".to_vec()], &key(1), later).unwrap_err();
+    assert!(matches!(err, Unrecordable::TimeMacro(_)), "{err}");
+    let earlier = SystemTime::now() - Duration::from_secs(5);
+    let err = candidate(dir.path(), &[b"ok.h".to_vec()], &key(1), earlier).unwrap_err();
+    assert!(
+        matches!(err, Unrecordable::ModifiedDuringCompile(_)),
+        "{err}"
+    );
+    let err = candidate(dir.path(), &[b"gone.h".to_vec()], &key(1), later).unwrap_err();
+    assert!(matches!(err, Unrecordable::Unreadable { .. }), "{err}");
+}
+
+#[test]
+fn adding_puts_newest_first_dedupes_and_caps() {
+    let mut manifest = Manifest::default();
+    for i in 0..40u8 {
+        manifest.add(candidate_of(&[("a.h", [i % 20; 32])], i % 20));
+    }
+    assert_eq!(manifest.candidates.len(), MAX_CANDIDATES);
+    assert_eq!(manifest.candidates[0].result_key, [39 % 20; 32]);
+    let unique: std::collections::HashSet<_> =
+        manifest.candidates.iter().map(|c| c.result_key).collect();
+    assert_eq!(unique.len(), MAX_CANDIDATES);
+}
+
+#[test]
+fn another_version_reads_as_empty() {
+    let mut manifest = Manifest::default();
+    manifest.add(candidate_of(&[("a.h", [1; 32])], 2));
+    let mut other = manifest.clone();
+    other.version = MANIFEST_VERSION + 1;
+    let bytes = rmp_serde::to_vec(&other).unwrap();
+    assert_eq!(Manifest::decode(&bytes), Manifest::default());
+}
+
+fn arbitrary_candidate() -> impl Strategy<Value = Candidate> {
+    (
+        proptest::collection::vec(
+            (
+                proptest::collection::vec(any::<u8>(), 0..40),
+                any::<[u8; 32]>(),
+            ),
+            0..8,
+        ),
+        any::<[u8; 32]>(),
+    )
+        .prop_map(|(includes, result_key)| Candidate {
+            includes: includes
+                .into_iter()
+                .map(|(path, digest)| Include { path, digest })
+                .collect(),
+            result_key,
+        })
+}
+
+proptest! {
+    #[test]
+    fn manifests_round_trip(candidates in proptest::collection::vec(arbitrary_candidate(), 0..20)) {
+        let mut manifest = Manifest::default();
+        for c in candidates.into_iter().rev() {
+            manifest.add(c);
+        }
+        let decoded = Manifest::decode(&manifest.encode().unwrap());
+        prop_assert_eq!(decoded.candidates, manifest.candidates);
+    }
+
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = Manifest::decode(&bytes);
+    }
+
+    #[test]
+    fn marker_parsing_never_panics(text in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let mut output = b"# 1 \"".to_vec();
+        output.extend_from_slice(&text);
+        let _ = includes_from_preprocessed(&output, b"");
+    }
+}

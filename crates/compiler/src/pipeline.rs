@@ -1,0 +1,380 @@
+//! The one cached-compile pipeline: direct mode, then preprocessor mode, then the real
+//! compiler. Whatever the cache does, the caller gets exactly what the plain compiler gives.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::SystemTime;
+
+use hoard_storage::CacheKey;
+use tokio::process::Command;
+
+use crate::manifest::{self, FileDigests, Manifest};
+use crate::{ArtifactCache, CacheError, CacheableCompile, CommandLine, Language, detect, key};
+
+/// What a compile printed and returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompileResult {
+    /// The compiler's standard output.
+    pub stdout: Vec<u8>,
+    /// The compiler's standard error.
+    pub stderr: Vec<u8>,
+    /// The exit status; 128 + the signal number when the compiler was killed, 127 when it
+    /// could not be started.
+    pub exit_status: i32,
+}
+
+/// How the cache served a compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served from the cache; `direct` when found through a manifest, with no preprocessor run.
+    Hit {
+        /// Whether the hit came from direct mode.
+        direct: bool,
+    },
+    /// Compiled (and stored when it succeeded).
+    Miss,
+    /// A cache lookup failed, so the compile ran locally without the cache.
+    Fallback,
+}
+
+/// The result of [`cached_compile`].
+#[derive(Debug)]
+pub struct CompileOutcome {
+    /// What to give the caller: exactly what the plain compiler gives.
+    pub result: CompileResult,
+    /// How the cache served it.
+    pub status: CacheStatus,
+    /// Every cache failure met on the way; none of them changed `result`.
+    pub cache_errors: Vec<CacheError>,
+}
+
+/// Runs `compile` through `cache`: a hit writes the outputs and replays the compiler's output;
+/// a miss compiles and stores a successful result. A cache error never fails the compile.
+pub async fn cached_compile(
+    compile: &CacheableCompile,
+    cache: &dyn ArtifactCache,
+) -> CompileOutcome {
+    Attempt {
+        compile,
+        cache,
+        started: SystemTime::now(),
+        cache_errors: Vec::new(),
+    }
+    .run()
+    .await
+}
+
+/// Runs the command as it is, capturing its output: the plain compile every fallback uses.
+pub async fn run_compiler(cmd: &CommandLine) -> CompileResult {
+    let program = detect::resolve_program(&cmd.program, &cmd.cwd, &cmd.env)
+        .unwrap_or_else(|| PathBuf::from(&cmd.program));
+    run(&program, &cmd.args, cmd).await
+}
+
+/// Runs `program` with `args` in the command's directory and environment.
+async fn run(program: &Path, args: &[OsString], cmd: &CommandLine) -> CompileResult {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(&cmd.cwd)
+        .env_clear()
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    match output {
+        Ok(output) => CompileResult {
+            stdout: output.stdout,
+            stderr: output.stderr,
+            exit_status: output
+                .status
+                .code()
+                .or_else(|| output.status.signal().map(|s| 128 + s))
+                .unwrap_or(1),
+        },
+        Err(e) => CompileResult {
+            stdout: Vec::new(),
+            stderr: format!(
+                "hoard: cannot run compiler {}: {e}\n",
+                cmd.program.to_string_lossy()
+            )
+            .into_bytes(),
+            exit_status: 127,
+        },
+    }
+}
+
+/// What a direct-mode lookup left for recording the compile afterwards.
+struct Direct {
+    key: CacheKey,
+    manifest: Manifest,
+    source_digest: [u8; 32],
+}
+
+enum DirectLookup {
+    Hit(CompileResult),
+    Miss(Option<Direct>),
+    Failed(CacheError),
+}
+
+/// One run of the pipeline.
+struct Attempt<'a> {
+    compile: &'a CacheableCompile,
+    cache: &'a dyn ArtifactCache,
+    started: SystemTime,
+    cache_errors: Vec<CacheError>,
+}
+
+impl Attempt<'_> {
+    async fn run(mut self) -> CompileOutcome {
+        let common = key::common(self.compile);
+        let language = self.compile.language();
+        if !language.is_preprocessed() {
+            return self.run_unpreprocessed(&common).await;
+        }
+        let mut direct = None;
+        if self.compile.direct_mode {
+            match self.direct_lookup(&common).await {
+                DirectLookup::Hit(result) => {
+                    return self.finish(result, CacheStatus::Hit { direct: true });
+                }
+                DirectLookup::Failed(e) => return self.fallback(e).await,
+                DirectLookup::Miss(state) => direct = state,
+            }
+        }
+
+        let preprocessed = self.preprocess().await;
+        if preprocessed.exit_status != 0 || reads_untracked_files(&preprocessed.stdout, language) {
+            // A preprocessor error is the compile's to report; assembler includes read files
+            // no key covers. Either way the result is not stored.
+            return self.compile_uncached().await;
+        }
+        let result_key = key::result_key(&common, &preprocessed.stdout, &preprocessed.stderr);
+        match self.lookup(&result_key).await {
+            Ok(Some(result)) => {
+                if let Some(direct) = direct {
+                    self.record(direct, &preprocessed.stdout, &result_key).await;
+                }
+                self.finish(result, CacheStatus::Hit { direct: false })
+            }
+            Ok(None) => {
+                let result = self.compile_original().await;
+                if result.exit_status == 0
+                    && self.store(&result_key, &result).await
+                    && let Some(direct) = direct
+                {
+                    self.record(direct, &preprocessed.stdout, &result_key).await;
+                }
+                self.finish(result, CacheStatus::Miss)
+            }
+            Err(e) => self.fallback(e).await,
+        }
+    }
+
+    /// `.s` and `.i` sources: the source text is the whole input.
+    async fn run_unpreprocessed(mut self, common: &[u8; 32]) -> CompileOutcome {
+        let source = match std::fs::read(&self.compile.source_path) {
+            Ok(source) if !reads_untracked_files(&source, self.compile.language()) => source,
+            // Missing source: the compiler says so. Assembler includes: not tracked.
+            _ => return self.compile_uncached().await,
+        };
+        let key = key::unpreprocessed_key(common, blake3::hash(&source).as_bytes());
+        match self.lookup(&key).await {
+            Ok(Some(result)) => self.finish(result, CacheStatus::Hit { direct: false }),
+            Ok(None) => {
+                let result = self.compile_original().await;
+                if result.exit_status == 0 {
+                    self.store(&key, &result).await;
+                }
+                self.finish(result, CacheStatus::Miss)
+            }
+            Err(e) => self.fallback(e).await,
+        }
+    }
+
+    async fn direct_lookup(&self, common: &[u8; 32]) -> DirectLookup {
+        let Ok(source) = std::fs::read(&self.compile.source_path) else {
+            return DirectLookup::Miss(None);
+        };
+        if manifest::mentions_time_macros(&source) {
+            return DirectLookup::Miss(None);
+        }
+        let source_digest = *blake3::hash(&source).as_bytes();
+        let key = key::manifest_key(common, self.compile, &source_digest);
+        let manifest = match self.cache.get_manifest(&key).await {
+            Ok(Some(bytes)) => Manifest::decode(&bytes),
+            Ok(None) => Manifest::default(),
+            Err(e) => return DirectLookup::Failed(e),
+        };
+        let cwd = &self.compile.command().cwd;
+        if let Some(result_key) = manifest.find(cwd, &mut FileDigests::default()) {
+            match self.lookup(&result_key).await {
+                Ok(Some(result)) => return DirectLookup::Hit(result),
+                // The result was evicted: preprocessor mode will find or make it again.
+                Ok(None) => {}
+                Err(e) => return DirectLookup::Failed(e),
+            }
+        }
+        DirectLookup::Miss(Some(Direct {
+            key,
+            manifest,
+            source_digest,
+        }))
+    }
+
+    /// Adds this compile to the manifest, unless one of ccache's safety rules forbids it.
+    async fn record(&mut self, mut direct: Direct, preprocessed: &[u8], result_key: &CacheKey) {
+        let compile = self.compile;
+        let source_unchanged = manifest::read_input(&compile.source_path, self.started)
+            .is_ok_and(|digest| digest == direct.source_digest);
+        if !source_unchanged {
+            tracing::debug!(source = %compile.source_path.display(), "source not recordable in direct mode");
+            return;
+        }
+        let includes =
+            manifest::includes_from_preprocessed(preprocessed, compile.args.source.as_bytes());
+        let cwd = &compile.command().cwd;
+        match manifest::candidate(cwd, &includes, result_key, self.started) {
+            Ok(candidate) => direct.manifest.add(candidate),
+            Err(e) => {
+                tracing::debug!(error = %e, "compile not recordable in direct mode");
+                return;
+            }
+        }
+        match direct.manifest.encode() {
+            Ok(bytes) => {
+                if let Err(e) = self.cache.put_manifest(&direct.key, bytes).await {
+                    self.cache_errors.push(e);
+                }
+            }
+            Err(e) => self.cache_errors.push(CacheError::new(format!(
+                "encoding manifest {}: {e}",
+                direct.key
+            ))),
+        }
+    }
+
+    async fn lookup(&self, key: &CacheKey) -> Result<Option<CompileResult>, CacheError> {
+        self.cache
+            .get(key, self.compile.outputs(), self.compile.language())
+            .await
+    }
+
+    /// Stores a successful result; false (with the error kept) when the cache refused it.
+    async fn store(&mut self, key: &CacheKey, result: &CompileResult) -> bool {
+        let stored = self
+            .cache
+            .put(key, self.compile.outputs(), result, self.compile.language())
+            .await;
+        match stored {
+            Ok(()) => true,
+            Err(e) => {
+                self.cache_errors.push(e);
+                false
+            }
+        }
+    }
+
+    async fn preprocess(&self) -> CompileResult {
+        let mut args = self.compile.args.preprocess.clone();
+        args.push("-E".into());
+        run(&self.compile.compiler.path, &args, self.compile.command()).await
+    }
+
+    /// The command exactly as given (not the preprocessed text), by the detected compiler.
+    async fn compile_original(&self) -> CompileResult {
+        let command = self.compile.command();
+        run(&self.compile.compiler.path, &command.args, command).await
+    }
+
+    async fn compile_uncached(self) -> CompileOutcome {
+        let result = self.compile_original().await;
+        self.finish(result, CacheStatus::Miss)
+    }
+
+    async fn fallback(mut self, error: CacheError) -> CompileOutcome {
+        tracing::warn!(%error, "cache lookup failed; compiling without the cache");
+        self.cache_errors.push(error);
+        let result = self.compile_original().await;
+        self.finish(result, CacheStatus::Fallback)
+    }
+
+    fn finish(self, result: CompileResult, status: CacheStatus) -> CompileOutcome {
+        CompileOutcome {
+            result,
+            status,
+            cache_errors: self.cache_errors,
+        }
+    }
+}
+
+/// Whether the text the compiler proper sees makes the assembler read other files
+/// (`.incbin`, also reachable from C through inline assembly, and `.include` in assembly
+/// sources), which neither the preprocessor's output nor a manifest accounts for.
+fn reads_untracked_files(text: &[u8], language: Language) -> bool {
+    mentions(text, b".incbin")
+        || (matches!(language, Language::Assembler | Language::RawAssembler)
+            && mentions(text, b".include"))
+}
+
+/// Whether `text` contains `needle` (which starts with a byte rare enough to scan for).
+fn mentions(text: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, _)) = needle.split_first() else {
+        return true;
+    };
+    let mut rest = text;
+    while let Some(at) = rest.iter().position(|&b| b == first) {
+        if rest[at..].starts_with(needle) {
+            return true;
+        }
+        rest = &rest[at + 1..];
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_needles() {
+        assert!(mentions(b"asm(\".incbin \\\"x\\\"\")", b".incbin"));
+        assert!(!mentions(b"a.inc bin", b".incbin"));
+        assert!(!mentions(b"", b".incbin"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_exits_127_and_says_so() {
+        let cmd = CommandLine {
+            program: "no-such-compiler-anywhere".into(),
+            args: vec!["-c".into()],
+            cwd: std::env::temp_dir(),
+            env: vec![("PATH".into(), "/usr/bin".into())],
+        };
+        let result = run_compiler(&cmd).await;
+        assert_eq!(result.exit_status, 127);
+        let stderr = String::from_utf8(result.stderr).unwrap();
+        assert!(stderr.contains("no-such-compiler-anywhere"), "{stderr}");
+    }
+
+    #[tokio::test]
+    async fn the_plain_compile_keeps_status_and_output() {
+        let cmd = CommandLine {
+            program: "sh".into(),
+            args: vec!["-c".into(), "echo out; echo err >&2; exit 3".into()],
+            cwd: std::env::temp_dir(),
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        };
+        let result = run_compiler(&cmd).await;
+        assert_eq!(
+            result,
+            CompileResult {
+                stdout: b"out\n".to_vec(),
+                stderr: b"err\n".to_vec(),
+                exit_status: 3
+            }
+        );
+    }
+}
