@@ -1,1 +1,139 @@
-fn main() {}
+//! `hoard`: the compiler wrapper (`hoard gcc -c x.c -o x.o`) and the control commands.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+use hoard::config::Settings;
+
+/// A compile cache for C/C++ and Rust. Use as `hoard <compiler> args...`, or with one of the
+/// control flags below.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+// Each flag is an independent action, as in ccache's command line.
+#[allow(clippy::struct_excessive_bools)]
+struct Control {
+    /// Print the statistics.
+    #[arg(long, short = 's')]
+    show_stats: bool,
+    /// With --show-stats: one JSON object.
+    #[arg(long, requires = "show_stats")]
+    json: bool,
+    /// Reset the statistics.
+    #[arg(long, short = 'z')]
+    zero_stats: bool,
+    /// Start the server (if none is running) and return.
+    #[arg(long)]
+    start_server: bool,
+    /// Stop the running server.
+    #[arg(long)]
+    stop_server: bool,
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let _self = args.next();
+    let rest: Vec<OsString> = args.collect();
+    match rest.first() {
+        Some(first) if !first.as_encoded_bytes().starts_with(b"-") => wrap(rest),
+        _ => control(),
+    }
+}
+
+/// Wrapper mode. A broken configuration must not break the build: it is logged and the
+/// compiler runs as if hoard were not there.
+fn wrap(mut rest: Vec<OsString>) -> ExitCode {
+    let program = rest.remove(0);
+    let status = match Settings::from_env() {
+        Ok(settings) => {
+            hoard::logging::init(&settings.cache_dir, "hoard.log");
+            hoard_client::run_wrapper(&settings.client(), program, rest)
+        }
+        Err(e) => {
+            eprintln_to_log(&e);
+            hoard_client::run_wrapper_uncached(&program, &rest)
+        }
+    };
+    ExitCode::from(u8::try_from(status.clamp(0, 255)).unwrap_or(1))
+}
+
+fn eprintln_to_log(e: &hoard::config::ConfigError) {
+    if let Some(dir) = std::env::var_os("HOARD_DIR") {
+        hoard::logging::init(std::path::Path::new(&dir), "hoard.log");
+    }
+    tracing::error!("configuration error, compiling without the cache: {e}");
+}
+
+fn control() -> ExitCode {
+    let control = Control::parse();
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hoard: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    hoard::logging::init(&settings.cache_dir, "hoard.log");
+    let client = settings.client();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hoard: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), String> = runtime.block_on(async {
+        if control.stop_server {
+            match hoard_client::stop_server(&client).await {
+                Ok(true) => println!("hoard server stopped"),
+                Ok(false) => println!("no hoard server was running"),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        if control.start_server {
+            hoard_client::Connection::open(&client)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("hoard server running at {}", client.socket_path.display());
+        }
+        if control.zero_stats {
+            hoard_client::zero_stats(&client)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("statistics zeroed");
+        }
+        if control.show_stats {
+            let stats = hoard_client::stats(&client)
+                .await
+                .map_err(|e| e.to_string())?;
+            if control.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&stats).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", hoard::stats_table::render(&stats, &settings));
+            }
+        }
+        if !(control.stop_server
+            || control.start_server
+            || control.zero_stats
+            || control.show_stats)
+        {
+            return Err(
+                "nothing to do: give a compiler command or a control flag (see --help)".into(),
+            );
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hoard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,24 @@
-//! placeholder
+//! hoard's client: what runs inside every `hoard gcc ...` process, and the API a build tool
+//! embeds. It classifies the command (through `hoard-compiler`), connects to the server —
+//! starting exactly one when none is running — negotiates the protocol, and serves the
+//! compiler pipeline's `ArtifactCache` over protocol v2, so the one `cached_compile` pipeline
+//! runs here with the server as its store. It keeps the never-fail promise: whatever goes
+//! wrong on the cache path, the real compiler runs and the build sees exactly its result, and
+//! the fault is counted. It knows the protocol, not the server's internals.
+
+mod config;
+mod connection;
+mod control;
+mod error;
+mod events;
+mod remote_cache;
+mod spawn;
+mod wrapper;
+
+pub use config::{ClientConfig, ServerLaunch};
+pub use connection::Connection;
+pub use control::{stats, stop_server, zero_stats};
+pub use error::ClientError;
+pub use events::record_event;
+pub use remote_cache::RemoteCache;
+pub use wrapper::{run_wrapper, run_wrapper_uncached};

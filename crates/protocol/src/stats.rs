@@ -12,8 +12,6 @@ use serde::{Deserialize, Serialize};
 pub struct Stats {
     /// Compiles served from the cache.
     pub cache_hits: u64,
-    /// Of those, hits found in direct mode (no preprocessor run).
-    pub direct_hits: u64,
     /// Cacheable compiles that were not in the cache.
     pub cache_misses: u64,
     /// Invocations that cannot be cached (linking, `-E`, ...).

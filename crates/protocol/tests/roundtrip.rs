@@ -61,17 +61,16 @@ fn request() -> impl Strategy<Value = Request> {
 
 fn stats() -> impl Strategy<Value = Stats> {
     (
-        any::<[u64; 6]>(),
+        any::<[u64; 5]>(),
         btree_map("[a-z+]{1,8}", any::<u64>(), 0..3),
         btree_map("[a-z_]{1,12}", any::<u64>(), 0..3),
     )
         .prop_map(|(n, by_language, reasons)| Stats {
             cache_hits: n[0],
-            direct_hits: n[1],
-            cache_misses: n[2],
-            non_cacheable: n[3],
-            local_fallbacks: n[4],
-            cache_errors: n[5],
+            cache_misses: n[1],
+            non_cacheable: n[2],
+            local_fallbacks: n[3],
+            cache_errors: n[4],
             hits_by_language: by_language.clone(),
             misses_by_language: by_language,
             non_cacheable_reasons: reasons.clone(),

@@ -103,7 +103,10 @@ mod tests {
 
     #[test]
     fn relative_and_unnormalised_paths_are_refused() {
-        assert!(matches!(check(Path::new("out.o"), 0), Err(PathRefused::Relative(_))));
+        assert!(matches!(
+            check(Path::new("out.o"), 0),
+            Err(PathRefused::Relative(_))
+        ));
         for p in ["/tmp/../etc/x.o", "/tmp/./x.o", "/tmp//x.o", "/tmp/x.o/"] {
             assert!(
                 matches!(check(Path::new(p), 0), Err(PathRefused::NotNormalised(_))),

@@ -163,11 +163,11 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
                 break;
             }
             _ = ticker.tick() => {
-                if let (Some(timeout), Some(idle)) = (shared.config.idle_timeout, shared.idle_for()) {
-                    if idle >= timeout {
-                        tracing::info!("idle for {idle:?}; exiting");
-                        break;
-                    }
+                if let (Some(timeout), Some(idle)) = (shared.config.idle_timeout, shared.idle_for())
+                    && idle >= timeout
+                {
+                    tracing::info!("idle for {idle:?}; exiting");
+                    break;
                 }
             }
         }

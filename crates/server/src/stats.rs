@@ -56,7 +56,9 @@ impl ServerStats {
             Counted::Write => s.cache_writes += 1,
             Counted::Error => s.cache_errors += 1,
             Counted::Request { version } => {
-                *s.requests_by_protocol.entry(format!("v{version}")).or_default() += 1;
+                *s.requests_by_protocol
+                    .entry(format!("v{version}"))
+                    .or_default() += 1;
             }
         }
     }

@@ -82,7 +82,11 @@ pub(crate) async fn cache_put(
         owner_uid: Some(peer_uid),
         max_file_size: shared.config.max_output_size,
     };
-    match shared.store.put_outputs(&key, &outputs, meta, &limits).await {
+    match shared
+        .store
+        .put_outputs(&key, &outputs, meta, &limits)
+        .await
+    {
         Ok(()) => {
             shared.stats.count(Counted::Write);
             Response::Stored

@@ -1,0 +1,51 @@
+//! What a client needs to know: where the server listens and how to start one.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to start a server when none is listening. The environment is passed so the server
+/// serves the same storage configuration the client derived its socket name from.
+#[derive(Debug, Clone)]
+pub struct ServerLaunch {
+    /// The `hoard-server` executable.
+    pub program: PathBuf,
+    /// Extra environment for it (on top of the client's own).
+    pub env: Vec<(OsString, OsString)>,
+}
+
+/// A client's configuration. The `hoard` binary fills it from the environment and config
+/// file; embedders build it directly.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The cache directory (`HOARD_DIR`): the compiler-identity cache and the client events
+    /// log live here.
+    pub cache_dir: PathBuf,
+    /// The server's Unix socket.
+    pub socket_path: PathBuf,
+    /// How to start a server; `None` means never start one (connect or fall back).
+    pub launch: Option<ServerLaunch>,
+    /// How long to wait for a server to come up (including starting one).
+    pub connect_timeout: Duration,
+    /// How long one request may take before the client gives up and compiles locally.
+    pub request_timeout: Duration,
+    /// Largest frame accepted from the server.
+    pub max_frame_length: usize,
+    /// Use direct mode (manifests) for C/C++.
+    pub direct_mode: bool,
+}
+
+impl ClientConfig {
+    /// Defaults for everything but the directory and the socket.
+    pub fn new(cache_dir: PathBuf, socket_path: PathBuf) -> Self {
+        Self {
+            cache_dir,
+            socket_path,
+            launch: None,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_frame_length: hoard_protocol::DEFAULT_MAX_FRAME_LENGTH,
+            direct_mode: true,
+        }
+    }
+}

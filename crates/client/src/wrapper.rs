@@ -1,0 +1,113 @@
+//! `hoard <compiler> args...`: the never-fail wrapper.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+
+use hoard_compiler::{CacheStatus, CommandLine, PipelineConfig, cached_compile, classify};
+use hoard_protocol::ClientEvent;
+
+use crate::{ClientConfig, ClientError, Connection, RemoteCache, record_event};
+
+/// Runs one compiler invocation through the cache and returns the exit status the build must
+/// see. Whatever fails on the cache path, the real compiler runs and its result is returned
+/// unchanged; the fault is counted in the client events log.
+pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>) -> i32 {
+    let Ok(cwd) = std::env::current_dir() else {
+        return exec_compiler(&program, &args);
+    };
+    let command = CommandLine {
+        program,
+        args,
+        cwd,
+        env: std::env::vars_os().collect(),
+    };
+    let pipeline = PipelineConfig {
+        state_dir: config.cache_dir.clone(),
+        direct_mode: config.direct_mode,
+    };
+    let compile = match classify(&command, &pipeline) {
+        Ok(compile) => compile,
+        Err(reason) => {
+            tracing::debug!("not cacheable: {reason}");
+            record_event(
+                &config.cache_dir,
+                &ClientEvent::NonCacheable(reason.name().to_owned()),
+            );
+            return exec_compiler(&command.program, &command.args);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::warn!("cannot start the async runtime: {e}");
+            record_event(
+                &config.cache_dir,
+                &ClientEvent::LocalFallback("runtime".into()),
+            );
+            return exec_compiler(&command.program, &command.args);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let connection = Connection::open(config).await?;
+        Ok::<_, ClientError>(cached_compile(&compile, &RemoteCache::new(connection)).await)
+    });
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::warn!("compiling without the cache: {e}");
+            record_event(
+                &config.cache_dir,
+                &ClientEvent::LocalFallback(e.cause().into()),
+            );
+            return exec_compiler(&command.program, &command.args);
+        }
+    };
+    for (i, error) in outcome.cache_errors.iter().enumerate() {
+        tracing::warn!("cache fault: {error}");
+        // The first error of a fallback is what made the pipeline compile locally.
+        let event = if i == 0 && matches!(outcome.status, CacheStatus::Fallback) {
+            ClientEvent::LocalFallback(fault_cause(error).into())
+        } else {
+            ClientEvent::CacheError(fault_cause(error).into())
+        };
+        record_event(&config.cache_dir, &event);
+    }
+    // The build must see the compiler's output even if our own stdout is gone.
+    let _ = std::io::stdout().lock().write_all(&outcome.result.stdout);
+    let _ = std::io::stderr().lock().write_all(&outcome.result.stderr);
+    outcome.result.exit_status
+}
+
+/// The counted cause of a pipeline cache fault: the client error inside it, if there is one.
+fn fault_cause(error: &hoard_compiler::CacheError) -> &'static str {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(client) = e.downcast_ref::<ClientError>() {
+            return client.cause();
+        }
+        source = e.source();
+    }
+    "cache"
+}
+
+/// Replaces this process with the real compiler, so the build sees it exactly as if hoard
+/// were not there. Returns only if it cannot be run.
+fn exec_compiler(program: &std::ffi::OsStr, args: &[OsString]) -> i32 {
+    let error = std::process::Command::new(program).args(args).exec();
+    let _ = writeln!(
+        std::io::stderr(),
+        "hoard: cannot run {}: {error}",
+        program.to_string_lossy()
+    );
+    127
+}
+
+/// Runs the compiler with no cache at all (for when hoard cannot even read its
+/// configuration). Returns only if the compiler cannot be run.
+pub fn run_wrapper_uncached(program: &std::ffi::OsStr, args: &[OsString]) -> i32 {
+    exec_compiler(program, args)
+}

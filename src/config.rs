@@ -1,0 +1,260 @@
+//! The effective configuration, read from `HOARD_*` environment variables.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hoard_client::{ClientConfig, ServerLaunch};
+use hoard_server::ServerConfig;
+
+/// A setting that could not be read; names the variable and the value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The value does not parse.
+    #[error("{var}={value:?}: {why}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// No cache directory could be determined.
+    #[error("cannot find a cache directory: set HOARD_DIR (or HOME / XDG_CACHE_HOME)")]
+    NoCacheDir,
+    /// The cache directory could not be created.
+    #[error("cannot create the cache directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Settings shared by the wrapper and the server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `HOARD_DIR`, absolute.
+    pub cache_dir: PathBuf,
+    /// `HOARD_CACHE_SIZE` in bytes.
+    pub cache_size: u64,
+    /// `HOARD_SERVER_UDS`, or the default derived from the storage configuration.
+    pub socket_path: PathBuf,
+    /// `HOARD_IDLE_TIMEOUT`; `None` when 0.
+    pub idle_timeout: Option<Duration>,
+    /// `HOARD_DIRECT_MODE` (default on).
+    pub direct_mode: bool,
+    /// `HOARD_CLIENT_TIMEOUT`: how long a wrapper waits for one answer.
+    pub request_timeout: Duration,
+}
+
+const DEFAULT_CACHE_SIZE: u64 = 10 * 1024 * 1024 * 1024;
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Settings {
+    /// Reads the settings from the process environment and creates the cache directory.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let cache_dir = match std::env::var_os("HOARD_DIR").filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => default_cache_dir().ok_or(ConfigError::NoCacheDir)?,
+        };
+        std::fs::create_dir_all(&cache_dir).map_err(|source| ConfigError::CreateDir {
+            path: cache_dir.clone(),
+            source,
+        })?;
+        let cache_dir =
+            std::fs::canonicalize(&cache_dir).map_err(|source| ConfigError::CreateDir {
+                path: cache_dir.clone(),
+                source,
+            })?;
+        let cache_size = match var("HOARD_CACHE_SIZE") {
+            Some(v) => parse_size(&v).map_err(|why| ConfigError::Invalid {
+                var: "HOARD_CACHE_SIZE",
+                value: v,
+                why,
+            })?,
+            None => DEFAULT_CACHE_SIZE,
+        };
+        let idle = seconds("HOARD_IDLE_TIMEOUT", 600)?;
+        let request_timeout = seconds("HOARD_CLIENT_TIMEOUT", 60)?;
+        let direct_mode = match var("HOARD_DIRECT_MODE") {
+            None => true,
+            Some(v) => parse_bool(&v).ok_or_else(|| ConfigError::Invalid {
+                var: "HOARD_DIRECT_MODE",
+                value: v,
+                why: "want 1/0, true/false, yes/no or on/off".into(),
+            })?,
+        };
+        let socket_path = match std::env::var_os("HOARD_SERVER_UDS").filter(|v| !v.is_empty()) {
+            Some(path) => PathBuf::from(path),
+            None => default_socket(&cache_dir, cache_size),
+        };
+        Ok(Self {
+            cache_dir,
+            cache_size,
+            socket_path,
+            idle_timeout: (!idle.is_zero()).then_some(idle),
+            direct_mode,
+            request_timeout,
+        })
+    }
+
+    /// The client's view, able to start a server from the `hoard-server` beside this binary.
+    pub fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new(self.cache_dir.clone(), self.socket_path.clone());
+        config.direct_mode = self.direct_mode;
+        config.request_timeout = self.request_timeout;
+        config.launch = Some(ServerLaunch {
+            program: server_program(),
+            env: vec![
+                (OsString::from("HOARD_DIR"), self.cache_dir.clone().into()),
+                (
+                    OsString::from("HOARD_SERVER_UDS"),
+                    self.socket_path.clone().into(),
+                ),
+                (
+                    OsString::from("HOARD_CACHE_SIZE"),
+                    self.cache_size.to_string().into(),
+                ),
+            ],
+        });
+        config
+    }
+
+    /// The server's view.
+    pub fn server(&self) -> ServerConfig {
+        let mut config = ServerConfig::new(self.socket_path.clone(), self.cache_dir.clone());
+        config.cache_size = self.cache_size;
+        config.idle_timeout = self.idle_timeout;
+        config
+    }
+}
+
+fn seconds(var_name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    match var(var_name) {
+        None => Ok(Duration::from_secs(default)),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|e| ConfigError::Invalid {
+                var: var_name,
+                value: v,
+                why: format!("want whole seconds: {e}"),
+            }),
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses a size like `10G`, `500M`, `64KiB` or `1048576` (binary units).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| "want a number of bytes, optionally with K, M, G or T".to_owned())?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        other => return Err(format!("unknown unit {other:?}: use K, M, G or T")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| "size too large".to_owned())
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(xdg).join("hoard"));
+    }
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty())?;
+    Some(PathBuf::from(home).join(".cache/hoard"))
+}
+
+/// The default socket: in a per-user 0700 directory, named after the storage configuration so
+/// two configurations never share a server by accident.
+fn default_socket(cache_dir: &Path, cache_size: u64) -> PathBuf {
+    let mut recipe = blake3::Hasher::new();
+    recipe.update(b"hoard-socket-v1\0");
+    recipe.update(cache_dir.as_os_str().as_encoded_bytes());
+    recipe.update(b"\0");
+    recipe.update(&cache_size.to_le_bytes());
+    let name = format!("server-{}.sock", &recipe.finalize().to_hex()[..16]);
+    let base = match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(runtime) => PathBuf::from(runtime).join("hoard"),
+        None => std::env::temp_dir().join(format!("hoard-{}", effective_uid())),
+    };
+    base.join(name)
+}
+
+#[allow(unsafe_code)]
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// `hoard-server` beside the running `hoard`, else whatever `PATH` finds.
+fn server_program() -> PathBuf {
+    if let Some(path) = std::env::var_os("HOARD_SERVER_BIN").filter(|v| !v.is_empty()) {
+        return PathBuf::from(path);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("hoard-server")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("hoard-server"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("2 GB"), Ok(2 << 30));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("10X").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn booleans_parse_in_the_usual_spellings() {
+        assert_eq!(parse_bool("ON"), Some(true));
+        assert_eq!(parse_bool("0"), Some(false));
+        assert_eq!(parse_bool("maybe"), None);
+    }
+
+    #[test]
+    fn two_storage_configurations_get_two_sockets() {
+        let a = default_socket(Path::new("/a"), 1);
+        assert_ne!(a, default_socket(Path::new("/b"), 1));
+        assert_ne!(a, default_socket(Path::new("/a"), 2));
+        assert_eq!(a, default_socket(Path::new("/a"), 1));
+    }
+}

@@ -1,0 +1,8 @@
+//! The root package of hoard: the two reference binaries, `hoard` (the compiler wrapper and
+//! control commands) and `hoard-server`, plus what they share: reading the configuration
+//! from the environment and setting up logging. Everything else lives in the `crates/`
+//! libraries; the mains stay thin.
+
+pub mod config;
+pub mod logging;
+pub mod stats_table;
