@@ -23,6 +23,22 @@ pub enum ConfigError {
     /// No cache directory could be determined.
     #[error("cannot find a cache directory: set HOARD_DIR (or HOME / XDG_CACHE_HOME)")]
     NoCacheDir,
+    /// The default socket directory is not private to this user, so a server found there
+    /// could belong to someone else.
+    #[error(
+        "the socket directory {path} must be owned by uid {uid} with mode 0700 \
+         (found uid {owner}, mode {mode:o}); remove it or set HOARD_SERVER_UDS"
+    )]
+    SocketDirNotPrivate {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+        /// Our uid.
+        uid: u32,
+    },
     /// The cache directory could not be created.
     #[error("cannot create the cache directory {path}: {source}")]
     CreateDir {
@@ -91,10 +107,14 @@ impl Settings {
                 why: "want 1/0, true/false, yes/no or on/off".into(),
             })?,
         };
-        let socket_path = match std::env::var_os("HOARD_SERVER_UDS").filter(|v| !v.is_empty()) {
-            Some(path) => PathBuf::from(path),
-            None => default_socket(&cache_dir, cache_size),
-        };
+        let socket_path =
+            if let Some(path) = std::env::var_os("HOARD_SERVER_UDS").filter(|v| !v.is_empty()) {
+                PathBuf::from(path)
+            } else {
+                let socket = default_socket(&cache_dir, cache_size);
+                private_socket_dir(&socket)?;
+                socket
+            };
         Ok(Self {
             cache_dir,
             cache_size,
@@ -209,6 +229,36 @@ fn default_socket(cache_dir: &Path, cache_size: u64) -> PathBuf {
     base.join(name)
 }
 
+/// Creates the default socket's directory (0700) and checks that it is ours and private: in
+/// a shared `/tmp`, another user could have created it first and put a server of theirs in it.
+fn private_socket_dir(socket: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let Some(dir) = socket.parent() else {
+        return Ok(());
+    };
+    let created = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir);
+    let meta = created
+        .and_then(|()| std::fs::symlink_metadata(dir))
+        .map_err(|source| ConfigError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    let uid = effective_uid();
+    let mode = meta.mode() & 0o7777;
+    if meta.file_type().is_symlink() || meta.uid() != uid || mode & 0o077 != 0 {
+        return Err(ConfigError::SocketDirNotPrivate {
+            path: dir.to_owned(),
+            owner: meta.uid(),
+            mode,
+            uid,
+        });
+    }
+    Ok(())
+}
+
 #[allow(unsafe_code)]
 fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -256,5 +306,49 @@ mod tests {
         assert_ne!(a, default_socket(Path::new("/b"), 1));
         assert_ne!(a, default_socket(Path::new("/a"), 2));
         assert_eq!(a, default_socket(Path::new("/a"), 1));
+    }
+}
+
+#[cfg(test)]
+mod socket_dir_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_private_directory_is_created_with_mode_0700() {
+        let tmp = tempfile::tempdir().unwrap();
+        let socket = tmp.path().join("hoard-x/server.sock");
+        private_socket_dir(&socket).unwrap();
+        let mode = std::fs::metadata(tmp.path().join("hoard-x"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("hoard-x");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = private_socket_dir(&dir.join("server.sock")).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::SocketDirNotPrivate { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_directory_owned_by_another_user_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("hoard-x");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        if std::os::unix::fs::chown(&dir, Some(65534), None).is_err() {
+            eprintln!("cannot chown without root: skipped");
+            return;
+        }
+        assert!(private_socket_dir(&dir.join("server.sock")).is_err());
     }
 }
