@@ -65,6 +65,10 @@ pub struct Settings {
     pub direct_mode: bool,
     /// `HOARD_CLIENT_TIMEOUT`: how long a wrapper waits for one answer.
     pub request_timeout: Duration,
+    /// `HOARD_PROTOCOL`: the newest protocol version the client speaks (1 = a v1-only client).
+    pub client_max_protocol: u32,
+    /// `HOARD_SERVER_MAX_PROTOCOL`: the newest version the server serves (1 = a v1-only server).
+    pub server_max_protocol: u32,
 }
 
 const DEFAULT_CACHE_SIZE: u64 = 10 * 1024 * 1024 * 1024;
@@ -99,6 +103,8 @@ impl Settings {
         };
         let idle = seconds("HOARD_IDLE_TIMEOUT", 600)?;
         let request_timeout = seconds("HOARD_CLIENT_TIMEOUT", 60)?;
+        let client_max_protocol = protocol("HOARD_PROTOCOL")?;
+        let server_max_protocol = protocol("HOARD_SERVER_MAX_PROTOCOL")?;
         let direct_mode = match var("HOARD_DIRECT_MODE") {
             None => true,
             Some(v) => parse_bool(&v).ok_or_else(|| ConfigError::Invalid {
@@ -122,6 +128,8 @@ impl Settings {
             idle_timeout: (!idle.is_zero()).then_some(idle),
             direct_mode,
             request_timeout,
+            client_max_protocol,
+            server_max_protocol,
         })
     }
 
@@ -130,6 +138,7 @@ impl Settings {
         let mut config = ClientConfig::new(self.cache_dir.clone(), self.socket_path.clone());
         config.direct_mode = self.direct_mode;
         config.request_timeout = self.request_timeout;
+        config.max_protocol = self.client_max_protocol;
         config.launch = Some(ServerLaunch {
             program: server_program(),
             env: vec![
@@ -152,6 +161,8 @@ impl Settings {
         let mut config = ServerConfig::new(self.socket_path.clone(), self.cache_dir.clone());
         config.cache_size = self.cache_size;
         config.idle_timeout = self.idle_timeout;
+        config.max_protocol = self.server_max_protocol;
+        config.direct_mode = self.direct_mode;
         config
     }
 }
@@ -168,6 +179,21 @@ fn seconds(var_name: &'static str, default: u64) -> Result<Duration, ConfigError
                 value: v,
                 why: format!("want whole seconds: {e}"),
             }),
+    }
+}
+
+fn protocol(var_name: &'static str) -> Result<u32, ConfigError> {
+    use hoard_protocol::{MAX_PROTOCOL, MIN_PROTOCOL};
+    match var(var_name) {
+        None => Ok(MAX_PROTOCOL),
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if (MIN_PROTOCOL..=MAX_PROTOCOL).contains(&n) => Ok(n),
+            _ => Err(ConfigError::Invalid {
+                var: var_name,
+                value: v,
+                why: format!("want a protocol version from {MIN_PROTOCOL} to {MAX_PROTOCOL}"),
+            }),
+        },
     }
 }
 

@@ -31,8 +31,13 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Largest frame accepted from the server.
     pub max_frame_length: usize,
+    /// How long a v1 `Compile` (the server compiles) may take.
+    pub compile_timeout: Duration,
     /// Use direct mode (manifests) for C/C++.
     pub direct_mode: bool,
+    /// The newest protocol version to speak (`HOARD_PROTOCOL`). At 1 the client behaves exactly
+    /// like a client from before v2: no `Hello`, every compile sent as `Compile`.
+    pub max_protocol: u32,
 }
 
 impl ClientConfig {
@@ -45,7 +50,9 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             max_frame_length: hoard_protocol::DEFAULT_MAX_FRAME_LENGTH,
+            compile_timeout: Duration::from_secs(600),
             direct_mode: true,
+            max_protocol: hoard_protocol::MAX_PROTOCOL,
         }
     }
 }

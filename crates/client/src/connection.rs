@@ -1,29 +1,32 @@
-//! One conversation with a server: connect (starting a server if none listens), the
-//! handshake, and request/response with a timeout.
+//! One conversation with a server: connect (starting a server if none listens), negotiate the
+//! version, and exchange requests and responses within a timeout.
+
+use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use hoard_protocol::{
-    MAX_PROTOCOL, MIN_PROTOCOL, Request, Response, capability, codec, decode, encode,
+    MAX_PROTOCOL, MIN_PROTOCOL, PROTOCOL_V1, PROTOCOL_V2, Request, Response, capability, codec,
+    decode, encode,
 };
 use tokio::net::UnixStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::{ClientConfig, ClientError};
 
-/// An open, negotiated connection. The `Hello` is sent with the first request rather than on
-/// its own, so a warm compile costs one round trip, not two.
+/// An open, negotiated connection.
 #[derive(Debug)]
 pub struct Connection {
     framed: Framed<UnixStream, LengthDelimitedCodec>,
-    request_timeout: std::time::Duration,
-    welcome_pending: bool,
-    version: Option<u32>,
+    request_timeout: Duration,
+    version: u32,
     capabilities: Vec<String>,
 }
 
 impl Connection {
     /// Connects to the configured server, starting one first when none is listening and the
-    /// configuration says how.
+    /// configuration says how, and negotiates the protocol version. A server that answers
+    /// `Hello` with `Unsupported` predates v2; the conversation continues in v1 on the same
+    /// connection. With `max_protocol` 1 no `Hello` is sent at all, as a v1 client would.
     pub async fn open(config: &ClientConfig) -> Result<Self, ClientError> {
         let stream = match UnixStream::connect(&config.socket_path).await {
             Ok(stream) => stream,
@@ -37,43 +40,58 @@ impl Connection {
                 });
             }
         };
-        let mut framed = Framed::new(stream, codec(config.max_frame_length));
-        let hello = Request::Hello {
-            min: MIN_PROTOCOL,
-            max: MAX_PROTOCOL,
-            capabilities: capability::ALL.iter().map(|c| (*c).to_owned()).collect(),
-        };
-        // Queued, not flushed: it leaves with the first request.
-        framed
-            .feed(encode(&hello)?)
-            .await
-            .map_err(|source| ClientError::Io {
-                request: "Hello",
-                source,
-            })?;
-        Ok(Self {
-            framed,
+        let mut connection = Self {
+            framed: Framed::new(stream, codec(config.max_frame_length)),
             request_timeout: config.request_timeout,
-            welcome_pending: true,
-            version: None,
+            version: PROTOCOL_V1,
             capabilities: Vec::new(),
-        })
+        };
+        let max = config.max_protocol.clamp(MIN_PROTOCOL, MAX_PROTOCOL);
+        if max >= PROTOCOL_V2 {
+            let hello = Request::Hello {
+                min: MIN_PROTOCOL,
+                max,
+                capabilities: capability::ALL.iter().map(|c| (*c).to_owned()).collect(),
+            };
+            match connection.request(&hello).await {
+                Ok(Response::Welcome {
+                    version,
+                    capabilities,
+                }) => {
+                    connection.version = version;
+                    connection.capabilities = capabilities;
+                }
+                Err(ClientError::Unsupported { .. }) => {}
+                Ok(other) => return Err(unexpected("Hello", &other)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(connection)
     }
 
-    /// The negotiated version, once the server has answered the handshake.
-    pub fn version(&self) -> Option<u32> {
+    /// The negotiated protocol version.
+    pub fn version(&self) -> u32 {
         self.version
     }
 
-    /// Whether both sides have the named capability (known after the first request).
+    /// Whether both sides have the named capability.
     pub fn has_capability(&self, name: &str) -> bool {
         self.capabilities.iter().any(|c| c == name)
     }
 
-    /// Sends `request` and waits for its answer, within the request timeout.
+    /// Sends `request` and waits for its answer, within the request timeout. `Error` and
+    /// `Unsupported` answers come back as [`ClientError`]s.
     pub async fn request(&mut self, request: &Request) -> Result<Response, ClientError> {
+        self.request_within(request, self.request_timeout).await
+    }
+
+    /// As [`Connection::request`], with its own timeout (a v1 `Compile` waits for a compile).
+    pub async fn request_within(
+        &mut self,
+        request: &Request,
+        waited: Duration,
+    ) -> Result<Response, ClientError> {
         let name = request.type_name();
-        let waited = self.request_timeout;
         tokio::time::timeout(waited, self.exchange(request, name))
             .await
             .map_err(|_| ClientError::Timeout {
@@ -94,29 +112,17 @@ impl Connection {
                 request: name,
                 source,
             })?;
-        if self.welcome_pending {
-            self.welcome_pending = false;
-            match self.receive(name).await? {
-                Response::Welcome {
-                    version,
-                    capabilities,
-                } => {
-                    self.version = Some(version);
-                    self.capabilities = capabilities;
-                }
-                Response::Unsupported { message } => {
-                    // The request after it will be refused too; read that answer so the stream
-                    // stays in step, then report the server as too old.
-                    let _ = self.receive(name).await;
-                    return Err(ClientError::Unsupported {
-                        request: "Hello",
-                        message: message.unwrap_or_default(),
-                    });
-                }
-                other => return Err(unexpected("Hello", &other)),
+        let response = match self.framed.next().await {
+            Some(Ok(body)) => decode(&body)?,
+            Some(Err(source)) => {
+                return Err(ClientError::Io {
+                    request: name,
+                    source,
+                });
             }
-        }
-        match self.receive(name).await? {
+            None => return Err(ClientError::Closed { request: name }),
+        };
+        match response {
             Response::Error { message } => Err(ClientError::Refused {
                 request: name,
                 message,
@@ -126,17 +132,6 @@ impl Connection {
                 message: message.unwrap_or_default(),
             }),
             response => Ok(response),
-        }
-    }
-
-    async fn receive(&mut self, name: &'static str) -> Result<Response, ClientError> {
-        match self.framed.next().await {
-            Some(Ok(body)) => Ok(decode(&body)?),
-            Some(Err(source)) => Err(ClientError::Io {
-                request: name,
-                source,
-            }),
-            None => Err(ClientError::Closed { request: name }),
         }
     }
 }

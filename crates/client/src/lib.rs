@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod remote_cache;
 mod spawn;
+mod v1;
 mod wrapper;
 
 pub use config::{ClientConfig, ServerLaunch};
@@ -21,4 +22,5 @@ pub use control::{stats, stop_server, zero_stats};
 pub use error::ClientError;
 pub use events::record_event;
 pub use remote_cache::RemoteCache;
+pub use v1::compile_on_server;
 pub use wrapper::{run_wrapper, run_wrapper_uncached};

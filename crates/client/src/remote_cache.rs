@@ -18,7 +18,7 @@ pub struct RemoteCache {
 }
 
 impl RemoteCache {
-    /// Serves the cache over `connection`.
+    /// Serves the cache over `connection`, which must have negotiated v2.
     pub fn new(connection: Connection) -> Self {
         Self {
             connection: Mutex::new(connection),
@@ -27,6 +27,56 @@ impl RemoteCache {
 
     async fn request(&self, request: &Request) -> Result<Response, ClientError> {
         self.connection.lock().await.request(request).await
+    }
+
+    /// Looks `key` up; on a hit the server has written every output to its path.
+    /// `language` only feeds the per-language statistics.
+    pub async fn get_outputs(
+        &self,
+        key: &CacheKey,
+        outputs: &[OutputPath],
+        language: Option<&str>,
+    ) -> Result<Option<CompileResult>, ClientError> {
+        let request = Request::CacheGet {
+            key: key.to_hex(),
+            outputs: wire(outputs),
+            language: language.map(str::to_owned),
+        };
+        match self.request(&request).await? {
+            Response::Hit {
+                stdout,
+                stderr,
+                exit_status,
+            } => Ok(Some(CompileResult {
+                stdout,
+                stderr,
+                exit_status,
+            })),
+            Response::Miss => Ok(None),
+            other => Err(unexpected("CacheGet", &other)),
+        }
+    }
+
+    /// Has the server read the outputs from their paths and store them under `key`.
+    pub async fn put_outputs(
+        &self,
+        key: &CacheKey,
+        outputs: &[OutputPath],
+        result: &CompileResult,
+        language: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let request = Request::CachePut {
+            key: key.to_hex(),
+            outputs: wire(outputs),
+            stdout: result.stdout.clone(),
+            stderr: result.stderr.clone(),
+            exit_status: result.exit_status,
+            language: language.map(str::to_owned),
+        };
+        match self.request(&request).await? {
+            Response::Stored => Ok(()),
+            other => Err(unexpected("CachePut", &other)),
+        }
     }
 }
 
@@ -45,24 +95,9 @@ impl ArtifactCache for RemoteCache {
         outputs: &[OutputPath],
         language: Language,
     ) -> Result<Option<CompileResult>, CacheError> {
-        let request = Request::CacheGet {
-            key: key.to_hex(),
-            outputs: wire(outputs),
-            language: Some(language.name().to_owned()),
-        };
-        match self.request(&request).await.map_err(CacheError::new)? {
-            Response::Hit {
-                stdout,
-                stderr,
-                exit_status,
-            } => Ok(Some(CompileResult {
-                stdout,
-                stderr,
-                exit_status,
-            })),
-            Response::Miss => Ok(None),
-            other => Err(CacheError::new(unexpected("CacheGet", &other))),
-        }
+        self.get_outputs(key, outputs, Some(language.name()))
+            .await
+            .map_err(CacheError::new)
     }
 
     async fn put(
@@ -72,29 +107,23 @@ impl ArtifactCache for RemoteCache {
         result: &CompileResult,
         language: Language,
     ) -> Result<(), CacheError> {
-        let request = Request::CachePut {
-            key: key.to_hex(),
-            outputs: wire(outputs),
-            stdout: result.stdout.clone(),
-            stderr: result.stderr.clone(),
-            exit_status: result.exit_status,
-            language: Some(language.name().to_owned()),
-        };
-        match self.request(&request).await.map_err(CacheError::new)? {
-            Response::Stored => Ok(()),
-            other => Err(CacheError::new(unexpected("CachePut", &other))),
-        }
+        self.put_outputs(key, outputs, result, Some(language.name()))
+            .await
+            .map_err(CacheError::new)
     }
 
     async fn get_manifest(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
-        let request = Request::ManifestGet { key: key.to_hex() };
         let mut connection = self.connection.lock().await;
-        let response = connection.request(&request).await;
-        // A server without manifests simply has none; known only after the first answer.
+        // A server without manifests simply has none.
         if !connection.has_capability(capability::MANIFESTS) {
             return Ok(None);
         }
-        match response.map_err(CacheError::new)? {
+        let request = Request::ManifestGet { key: key.to_hex() };
+        match connection
+            .request(&request)
+            .await
+            .map_err(CacheError::new)?
+        {
             Response::Manifest { manifest } => Ok(Some(manifest)),
             Response::Miss => Ok(None),
             other => Err(CacheError::new(unexpected("ManifestGet", &other))),

@@ -4,9 +4,12 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 
-use hoard_compiler::{CacheStatus, CommandLine, PipelineConfig, cached_compile, classify};
-use hoard_protocol::ClientEvent;
+use hoard_compiler::{
+    CacheStatus, CommandLine, CompileResult, PipelineConfig, cached_compile, classify,
+};
+use hoard_protocol::{ClientEvent, PROTOCOL_V2};
 
+use crate::v1::compile_on_server;
 use crate::{ClientConfig, ClientError, Connection, RemoteCache, record_event};
 
 /// Runs one compiler invocation through the cache and returns the exit status the build must
@@ -22,6 +25,20 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
         cwd,
         env: std::env::vars_os().collect(),
     };
+    if config.max_protocol < PROTOCOL_V2 {
+        // A v1 client hands every command to the server, which classifies it itself.
+        let Some(runtime) = runtime(config) else {
+            return exec_compiler(&command.program, &command.args);
+        };
+        let served = runtime.block_on(async {
+            let mut connection = Connection::open(config).await?;
+            compile_on_server(&mut connection, &command, config.compile_timeout).await
+        });
+        return match served {
+            Ok(result) => emit(&result),
+            Err(e) => fall_back(config, &e, &command),
+        };
+    }
     let pipeline = PipelineConfig {
         state_dir: config.cache_dir.clone(),
         direct_mode: config.direct_mode,
@@ -37,34 +54,25 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
             return exec_compiler(&command.program, &command.args);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::warn!("cannot start the async runtime: {e}");
-            record_event(
-                &config.cache_dir,
-                &ClientEvent::LocalFallback("runtime".into()),
-            );
-            return exec_compiler(&command.program, &command.args);
-        }
+    let Some(runtime) = runtime(config) else {
+        return exec_compiler(&command.program, &command.args);
     };
-    let outcome = runtime.block_on(async {
-        let connection = Connection::open(config).await?;
-        Ok::<_, ClientError>(cached_compile(&compile, &RemoteCache::new(connection)).await)
-    });
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            tracing::warn!("compiling without the cache: {e}");
-            record_event(
-                &config.cache_dir,
-                &ClientEvent::LocalFallback(e.cause().into()),
-            );
-            return exec_compiler(&command.program, &command.args);
+    let served = runtime.block_on(async {
+        let mut connection = Connection::open(config).await?;
+        if connection.version() >= PROTOCOL_V2 {
+            let cache = RemoteCache::new(connection);
+            Ok(Served::Pipeline(cached_compile(&compile, &cache).await))
+        } else {
+            // The server predates v2: it runs the pipeline for us.
+            compile_on_server(&mut connection, &command, config.compile_timeout)
+                .await
+                .map(Served::ByServer)
         }
+    });
+    let outcome = match served {
+        Ok(Served::Pipeline(outcome)) => outcome,
+        Ok(Served::ByServer(result)) => return emit(&result),
+        Err(e) => return fall_back(config, &e, &command),
     };
     for (i, error) in outcome.cache_errors.iter().enumerate() {
         tracing::warn!("cache fault: {error}");
@@ -76,10 +84,51 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
         };
         record_event(&config.cache_dir, &event);
     }
-    // The build must see the compiler's output even if our own stdout is gone.
-    let _ = std::io::stdout().lock().write_all(&outcome.result.stdout);
-    let _ = std::io::stderr().lock().write_all(&outcome.result.stderr);
-    outcome.result.exit_status
+    emit(&outcome.result)
+}
+
+/// Where a cacheable compile was served.
+enum Served {
+    /// The pipeline ran here, over v2.
+    Pipeline(hoard_compiler::CompileOutcome),
+    /// A v1 server ran it.
+    ByServer(CompileResult),
+}
+
+/// Replays a compile's output and returns its status. The build must see the compiler's
+/// output even if our own stdout is gone, so write errors are ignored.
+fn emit(result: &CompileResult) -> i32 {
+    let _ = std::io::stdout().lock().write_all(&result.stdout);
+    let _ = std::io::stderr().lock().write_all(&result.stderr);
+    result.exit_status
+}
+
+/// Counts a fault that kept the cache out of this compile, then runs the compiler itself.
+fn fall_back(config: &ClientConfig, error: &ClientError, command: &CommandLine) -> i32 {
+    tracing::warn!("compiling without the cache: {error}");
+    record_event(
+        &config.cache_dir,
+        &ClientEvent::LocalFallback(error.cause().into()),
+    );
+    exec_compiler(&command.program, &command.args)
+}
+
+/// A single-threaded runtime: a wrapper does one thing at a time.
+fn runtime(config: &ClientConfig) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            tracing::warn!("cannot start the async runtime: {e}");
+            record_event(
+                &config.cache_dir,
+                &ClientEvent::LocalFallback("runtime".into()),
+            );
+            None
+        }
+    }
 }
 
 /// The counted cause of a pipeline cache fault: the client error inside it, if there is one.

@@ -27,7 +27,9 @@ pub use classify::{CacheableCompile, classify};
 pub use detect::CompilerKind;
 pub use hoard_storage::{CacheKey, OutputPath};
 pub use language::Language;
-pub use pipeline::{CacheStatus, CompileOutcome, CompileResult, cached_compile, run_compiler};
+pub use pipeline::{
+    CacheStatus, CompileOutcome, CompileResult, cached_compile, compile_command, run_compiler,
+};
 pub use reason::NonCacheable;
 pub use storage_cache::StorageCache;
 

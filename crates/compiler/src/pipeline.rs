@@ -12,7 +12,10 @@ use hoard_storage::CacheKey;
 use tokio::process::Command;
 
 use crate::manifest::{self, FileDigests, Manifest};
-use crate::{ArtifactCache, CacheError, CacheableCompile, CommandLine, Language, detect, key};
+use crate::{
+    ArtifactCache, CacheError, CacheableCompile, CommandLine, Language, NonCacheable,
+    PipelineConfig, classify, detect, key,
+};
 
 /// What a compile printed and returned.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,7 +30,7 @@ pub struct CompileResult {
 }
 
 /// How the cache served a compile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheStatus {
     /// Served from the cache; `direct` when found through a manifest, with no preprocessor run.
     Hit {
@@ -38,6 +41,8 @@ pub enum CacheStatus {
     Miss,
     /// A cache lookup failed, so the compile ran locally without the cache.
     Fallback,
+    /// The command cannot be cached; it ran as it is.
+    NotCacheable(NonCacheable),
 }
 
 /// The result of [`cached_compile`].
@@ -49,6 +54,8 @@ pub struct CompileOutcome {
     pub status: CacheStatus,
     /// Every cache failure met on the way; none of them changed `result`.
     pub cache_errors: Vec<CacheError>,
+    /// The source language, when the command was classified as a cacheable compile.
+    pub language: Option<Language>,
 }
 
 /// Runs `compile` through `cache`: a hit writes the outputs and replays the compiler's output;
@@ -65,6 +72,39 @@ pub async fn cached_compile(
     }
     .run()
     .await
+}
+
+/// Runs any command a build hands to a compiler: classified, then through [`cached_compile`]
+/// when it is cacheable, else run as it is (status [`CacheStatus::NotCacheable`]). This is the
+/// whole pipeline for a caller that does not classify first (the server's v1 handler, an
+/// embedding build tool).
+pub async fn compile_command(
+    command: &CommandLine,
+    config: &PipelineConfig,
+    cache: &dyn ArtifactCache,
+) -> CompileOutcome {
+    // Classifying may run the compiler once to learn its identity: keep that off the runtime.
+    let classified = {
+        let (command, config) = (command.clone(), config.clone());
+        tokio::task::spawn_blocking(move || classify(&command, &config)).await
+    };
+    match classified {
+        Ok(Ok(compile)) => cached_compile(&compile, cache).await,
+        Ok(Err(reason)) => CompileOutcome {
+            result: run_compiler(command).await,
+            status: CacheStatus::NotCacheable(reason),
+            cache_errors: Vec::new(),
+            language: None,
+        },
+        Err(e) => CompileOutcome {
+            result: run_compiler(command).await,
+            status: CacheStatus::Fallback,
+            cache_errors: vec![CacheError::new(format!(
+                "classifying the command failed: {e}"
+            ))],
+            language: None,
+        },
+    }
 }
 
 /// Runs the command as it is, capturing its output: the plain compile every fallback uses.
@@ -306,6 +346,7 @@ impl Attempt<'_> {
             result,
             status,
             cache_errors: self.cache_errors,
+            language: Some(self.compile.language()),
         }
     }
 }

@@ -19,7 +19,7 @@ mod stats;
 
 pub use client_events::{CLIENT_EVENTS_FILE, ClientEvent};
 pub use frame::{DEFAULT_MAX_FRAME_LENGTH, ProtocolError, codec, decode, encode};
-pub use message::{OutputPath, Request, Response};
+pub use message::{ByteBuf, OutputPath, Request, Response};
 pub use stats::Stats;
 
 /// Protocol v1: the server runs the whole compile pipeline (`Compile` requests).
@@ -27,7 +27,7 @@ pub const PROTOCOL_V1: u32 = 1;
 /// Protocol v2: the client compiles and hashes; the server only stores (`CacheGet`/`CachePut`).
 pub const PROTOCOL_V2: u32 = 2;
 /// The oldest version this build speaks.
-pub const MIN_PROTOCOL: u32 = PROTOCOL_V2;
+pub const MIN_PROTOCOL: u32 = PROTOCOL_V1;
 /// The newest version this build speaks.
 pub const MAX_PROTOCOL: u32 = PROTOCOL_V2;
 

@@ -5,6 +5,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+pub use serde_bytes::ByteBuf;
 
 use crate::Stats;
 
@@ -38,6 +39,21 @@ impl OutputPath {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Request {
+    /// v1: run this compiler command through the server's cache. The server detects, hashes,
+    /// looks up, compiles on a miss, and answers `Compiled` with the outputs in place. Sent
+    /// without a `Hello` by v1 clients.
+    Compile {
+        /// The compiler as the build named it.
+        #[serde(with = "serde_bytes")]
+        exe: Vec<u8>,
+        /// The working directory of the command.
+        #[serde(with = "serde_bytes")]
+        cwd: Vec<u8>,
+        /// The arguments after the compiler.
+        args: Vec<ByteBuf>,
+        /// The command's whole environment.
+        env: Vec<(ByteBuf, ByteBuf)>,
+    },
     /// Opens a v2 (or later) conversation: the versions and capabilities the client has.
     Hello {
         /// Oldest version the client speaks.
@@ -103,6 +119,7 @@ impl Request {
     /// The wire name of the request's type, for logs and errors.
     pub fn type_name(&self) -> &'static str {
         match self {
+            Self::Compile { .. } => "Compile",
             Self::Hello { .. } => "Hello",
             Self::CacheGet { .. } => "CacheGet",
             Self::CachePut { .. } => "CachePut",
@@ -120,6 +137,20 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Response {
+    /// v1: the answer to `Compile`, with the outputs already in place.
+    Compiled {
+        /// What the compiler printed (or what the cache replayed).
+        #[serde(with = "serde_bytes")]
+        stdout: Vec<u8>,
+        /// The compiler's diagnostics.
+        #[serde(with = "serde_bytes")]
+        stderr: Vec<u8>,
+        /// The compiler's exit status.
+        exit_status: i32,
+        /// How the cache served it (`hit`, `miss`, `non_cacheable`, `fallback`), when known.
+        #[serde(default)]
+        cache: Option<String>,
+    },
     /// Answer to `Hello`: the version both sides will speak and the shared capabilities.
     Welcome {
         /// The agreed version.

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use hoard_protocol::{OutputPath, Request, Response, Stats, decode, encode};
+use hoard_protocol::{ByteBuf, OutputPath, Request, Response, Stats, decode, encode};
 
 #[allow(clippy::too_many_lines)] // one table of every shipped message
 fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
@@ -20,8 +20,29 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
         ..Stats::default()
     };
     stats.hits_by_language.insert("c".into(), 7);
-    stats.requests_by_protocol.insert("v2".into(), 12);
+    stats.requests_by_protocol.insert("2".into(), 12);
     let all: Vec<(&str, Result<Request, Response>)> = vec![
+        (
+            "v1/request_compile",
+            Ok(Request::Compile {
+                exe: b"gcc".to_vec(),
+                cwd: b"/build".to_vec(),
+                args: ["-c", "main.c", "-o", "out/main.o"]
+                    .iter()
+                    .map(|a| ByteBuf::from(a.as_bytes()))
+                    .collect(),
+                env: vec![(ByteBuf::from(&b"PATH"[..]), ByteBuf::from(&b"/usr/bin"[..]))],
+            }),
+        ),
+        (
+            "v1/response_compiled",
+            Err(Response::Compiled {
+                stdout: vec![],
+                stderr: b"main.c:1: warning\n".to_vec(),
+                exit_status: 0,
+                cache: Some("hit".into()),
+            }),
+        ),
         (
             "v2/request_hello",
             Ok(Request::Hello {

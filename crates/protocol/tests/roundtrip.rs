@@ -1,7 +1,7 @@
 //! Every message survives encode → decode unchanged, and no byte string makes the decoder
 //! panic.
 
-use hoard_protocol::{OutputPath, Request, Response, Stats, decode, encode};
+use hoard_protocol::{ByteBuf, OutputPath, Request, Response, Stats, decode, encode};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 
@@ -13,8 +13,27 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
     vec(any::<u8>(), 0..256)
 }
 
+fn byte_bufs(max: usize) -> impl Strategy<Value = Vec<ByteBuf>> {
+    vec(bytes().prop_map(ByteBuf::from), 0..max)
+}
+
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
+        (
+            bytes(),
+            bytes(),
+            byte_bufs(6),
+            vec((bytes(), bytes()), 0..4)
+        )
+            .prop_map(|(exe, cwd, args, env)| Request::Compile {
+                exe,
+                cwd,
+                args,
+                env: env
+                    .into_iter()
+                    .map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v)))
+                    .collect(),
+            }),
         (any::<u32>(), any::<u32>(), vec(".{0,12}", 0..4)).prop_map(|(min, max, capabilities)| {
             Request::Hello {
                 min,
@@ -81,6 +100,18 @@ fn stats() -> impl Strategy<Value = Stats> {
 
 fn response() -> impl Strategy<Value = Response> {
     prop_oneof![
+        (
+            bytes(),
+            bytes(),
+            any::<i32>(),
+            proptest::option::of("[a-z_]{1,12}")
+        )
+            .prop_map(|(stdout, stderr, exit_status, cache)| Response::Compiled {
+                stdout,
+                stderr,
+                exit_status,
+                cache,
+            }),
         (any::<u32>(), vec(".{0,12}", 0..4)).prop_map(|(version, capabilities)| {
             Response::Welcome {
                 version,

@@ -19,6 +19,11 @@ pub struct ServerConfig {
     pub max_frame_length: usize,
     /// Largest output file a `CachePut` may read.
     pub max_output_size: u64,
+    /// The newest protocol version served. At 1 the server behaves exactly like a server that
+    /// predates v2: `Hello` and every v2 request are answered `Unsupported`.
+    pub max_protocol: u32,
+    /// Whether the v1 handler's pipeline uses direct mode.
+    pub direct_mode: bool,
 }
 
 impl ServerConfig {
@@ -31,6 +36,8 @@ impl ServerConfig {
             idle_timeout: Some(Duration::from_secs(600)),
             max_frame_length: hoard_protocol::DEFAULT_MAX_FRAME_LENGTH,
             max_output_size: 4 * 1024 * 1024 * 1024,
+            max_protocol: hoard_protocol::MAX_PROTOCOL,
+            direct_mode: true,
         }
     }
 

@@ -2,7 +2,7 @@
 
 use futures::{SinkExt, StreamExt};
 use hoard_protocol::{
-    MAX_PROTOCOL, MIN_PROTOCOL, PROTOCOL_V2, Request, Response, capability, codec,
+    MAX_PROTOCOL, MIN_PROTOCOL, PROTOCOL_V1, PROTOCOL_V2, Request, Response, capability, codec,
     common_capabilities, decode, encode, negotiate_version,
 };
 use tokio::net::UnixStream;
@@ -63,19 +63,37 @@ fn error(message: String) -> Response {
 }
 
 async fn handle(request: Request, peer_uid: u32, shared: &Shared) -> Response {
+    let max_protocol = shared.config.max_protocol.clamp(MIN_PROTOCOL, MAX_PROTOCOL);
+    if max_protocol < PROTOCOL_V2 && is_v2_only(&request) {
+        // Exactly what a server from before v2 does with a message it has never heard of.
+        return Response::Unsupported {
+            message: Some(format!("unknown request type {}", request.type_name())),
+        };
+    }
     match request {
+        Request::Compile {
+            exe,
+            cwd,
+            args,
+            env,
+        } => {
+            shared.stats.count(Counted::Request {
+                version: PROTOCOL_V1,
+            });
+            crate::v1::compile(shared, exe, cwd, args, env).await
+        }
         Request::Hello {
             min,
             max,
             capabilities,
-        } => match negotiate_version((MIN_PROTOCOL, MAX_PROTOCOL), (min, max)) {
+        } => match negotiate_version((MIN_PROTOCOL, max_protocol), (min, max)) {
             Some(version) => Response::Welcome {
                 version,
                 capabilities: common_capabilities(capability::ALL, &capabilities),
             },
             None => Response::Unsupported {
                 message: Some(format!(
-                    "client speaks v{min}..v{max}, server v{MIN_PROTOCOL}..v{MAX_PROTOCOL}"
+                    "client speaks v{min}..v{max}, server v{MIN_PROTOCOL}..v{max_protocol}"
                 )),
             },
         },
@@ -126,4 +144,16 @@ async fn handle(request: Request, peer_uid: u32, shared: &Shared) -> Response {
             message: Some("unknown request type".into()),
         },
     }
+}
+
+/// Requests a server from before v2 never knew.
+fn is_v2_only(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Hello { .. }
+            | Request::CacheGet { .. }
+            | Request::CachePut { .. }
+            | Request::ManifestGet { .. }
+            | Request::ManifestPut { .. }
+    )
 }

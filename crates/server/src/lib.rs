@@ -4,13 +4,15 @@
 //! `CachePut` it packs the outputs from those paths into an entry. Entries, packing and
 //! extraction belong to `hoard-storage`; this crate adds the path rules that make it safe to
 //! act on a client's paths, the counters behind `GetStats`, idle shutdown and a clean
-//! `Shutdown`. It knows nothing of compilers and nothing of the client's internals.
+//! `Shutdown`. For clients that only speak protocol v1 it runs the compiler pipeline of
+//! `hoard-compiler` itself, over the same storage. It knows nothing of the client's internals.
 
 mod config;
 mod connection;
 mod output_paths;
 mod server;
 mod stats;
+mod v1;
 mod v2;
 
 pub use config::ServerConfig;

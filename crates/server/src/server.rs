@@ -48,6 +48,8 @@ fn io(op: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -
 pub(crate) struct Shared {
     pub config: ServerConfig,
     pub store: EntryStore,
+    /// The pipeline's view of the same store, for v1 `Compile` requests.
+    pub v1_cache: hoard_compiler::StorageCache,
     pub disk: Arc<DiskStore>,
     pub stats: ServerStats,
     /// The server's own uid: only peers with this uid get file operations.
@@ -126,6 +128,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let disk = Arc::new(DiskStore::open(&cache_dir, config.cache_size)?);
     let shared = Arc::new(Shared {
         store: EntryStore::new(disk.clone()),
+        v1_cache: hoard_compiler::StorageCache::new(EntryStore::new(disk.clone())),
         disk,
         stats: ServerStats::new(config.client_events_path()),
         own_uid,

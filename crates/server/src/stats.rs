@@ -17,6 +17,8 @@ pub enum Counted<'a> {
     Write,
     /// A request failed on the cache path.
     Error,
+    /// A v1 `Compile` that could not be cached, for the named reason.
+    NonCacheable { reason: &'a str },
     /// A request carried by this protocol version.
     Request { version: u32 },
 }
@@ -54,10 +56,16 @@ impl ServerStats {
                 *s.misses_by_language.entry(language(l)).or_default() += 1;
             }
             Counted::Write => s.cache_writes += 1,
+            Counted::NonCacheable { reason } => {
+                s.non_cacheable += 1;
+                *s.non_cacheable_reasons
+                    .entry(reason.to_owned())
+                    .or_default() += 1;
+            }
             Counted::Error => s.cache_errors += 1,
             Counted::Request { version } => {
                 *s.requests_by_protocol
-                    .entry(format!("v{version}"))
+                    .entry(version.to_string())
                     .or_default() += 1;
             }
         }
