@@ -13,6 +13,8 @@ pub const HOARD: &str = env!("CARGO_BIN_EXE_hoard");
 /// is stopped (and, failing that, killed) when the sandbox is dropped.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    /// Extra environment for every `hoard` this sandbox runs.
+    pub env: Vec<(String, String)>,
 }
 
 impl Sandbox {
@@ -22,7 +24,14 @@ impl Sandbox {
                 .prefix("hoard-e2e")
                 .tempdir()
                 .unwrap(),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets (or replaces) one variable for every later `hoard` run.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     pub fn cache_dir(&self) -> PathBuf {
@@ -40,7 +49,10 @@ impl Sandbox {
             .env("HOARD_SERVER_UDS", self.socket())
             .env("HOARD_LOG", "debug")
             .env_remove("HOARD_CACHE_SIZE")
-            .env_remove("HOARD_DIRECT_MODE");
+            .env_remove("HOARD_DIRECT_MODE")
+            .env_remove("HOARD_PROTOCOL")
+            .env_remove("HOARD_SERVER_MAX_PROTOCOL")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
