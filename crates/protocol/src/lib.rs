@@ -20,7 +20,7 @@ mod stats;
 pub use client_events::{CLIENT_EVENTS_FILE, ClientEvent};
 pub use frame::{DEFAULT_MAX_FRAME_LENGTH, ProtocolError, codec, decode, encode};
 pub use message::{ByteBuf, OutputPath, Request, Response};
-pub use stats::Stats;
+pub use stats::{Stats, TierStats};
 
 /// Protocol v1: the server runs the whole compile pipeline (`Compile` requests).
 pub const PROTOCOL_V1: u32 = 1;

@@ -36,4 +36,31 @@ pub struct Stats {
     pub cache_size_bytes: u64,
     /// The local cache's size limit.
     pub cache_max_bytes: u64,
+    /// Per storage tier (local first, then remote tiers in lookup order). Added after v2
+    /// shipped: omitted from the wire when empty, so older peers' bytes are unchanged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<TierStats>,
+}
+
+/// One storage tier's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TierStats {
+    /// The tier's name (`local`, `memcached`, `redis`, `s3`, `webdav`, `shared_dir`).
+    pub name: String,
+    /// Lookups this tier answered.
+    pub hits: u64,
+    /// Lookups this tier did not have.
+    pub misses: u64,
+    /// Entries written to it.
+    pub writes: u64,
+    /// Operations that failed.
+    pub errors: u64,
+    /// Operations that timed out.
+    pub timeouts: u64,
+    /// Writes skipped: too large for the tier, queue full, or the tier is read-only.
+    pub skipped: u64,
+    /// The tier's state (`closed` = healthy, `open` = not called for a while after failures,
+    /// `half_open` = being probed).
+    pub state: String,
 }

@@ -1,7 +1,7 @@
 //! Every message survives encode → decode unchanged, and no byte string makes the decoder
 //! panic.
 
-use hoard_protocol::{ByteBuf, OutputPath, Request, Response, Stats, decode, encode};
+use hoard_protocol::{ByteBuf, OutputPath, Request, Response, Stats, TierStats, decode, encode};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 
@@ -83,8 +83,22 @@ fn stats() -> impl Strategy<Value = Stats> {
         any::<[u64; 5]>(),
         btree_map("[a-z+]{1,8}", any::<u64>(), 0..3),
         btree_map("[a-z_]{1,12}", any::<u64>(), 0..3),
+        vec(("[a-z_]{1,10}", any::<[u64; 6]>(), "[a-z_]{1,10}"), 0..3),
     )
-        .prop_map(|(n, by_language, reasons)| Stats {
+        .prop_map(|(n, by_language, reasons, tiers)| Stats {
+            tiers: tiers
+                .into_iter()
+                .map(|(name, c, state)| TierStats {
+                    name,
+                    hits: c[0],
+                    misses: c[1],
+                    writes: c[2],
+                    errors: c[3],
+                    timeouts: c[4],
+                    skipped: c[5],
+                    state,
+                })
+                .collect(),
             cache_hits: n[0],
             cache_misses: n[1],
             non_cacheable: n[2],
