@@ -5,10 +5,15 @@
 //! runs here with the server as its store. It keeps the never-fail promise: whatever goes
 //! wrong on the cache path, the real compiler runs and the build sees exactly its result, and
 //! the fault is counted. It knows the protocol, not the server's internals.
+//!
+//! A build tool embeds hoard through [`Hoard`]: keyed [`Hoard::get`] and [`Hoard::put`] of its
+//! own actions' outputs, and [`Hoard::compile`] for compiler commands, in-process or through a
+//! server.
 
 mod config;
 mod connection;
 mod control;
+mod embed;
 mod error;
 mod events;
 mod remote_cache;
@@ -19,8 +24,13 @@ mod wrapper;
 pub use config::{ClientConfig, ServerLaunch};
 pub use connection::Connection;
 pub use control::{stats, stop_server, zero_stats};
+pub use embed::{EmbedError, Hoard};
 pub use error::ClientError;
 pub use events::record_event;
+pub use hoard_compiler::{
+    CacheError, CacheStatus, CommandLine, CompileOutcome, CompileResult, Language, NonCacheable,
+};
+pub use hoard_storage::{CacheKey, OutputPath};
 pub use remote_cache::RemoteCache;
 pub use v1::compile_on_server;
 pub use wrapper::{run_wrapper, run_wrapper_uncached};
