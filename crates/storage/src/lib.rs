@@ -1,7 +1,8 @@
 //! hoard's storage layer. It knows what a cache entry is (a self-contained, versioned,
 //! checksummed blob holding a compile's output files and its stdout/stderr), how to pack one
 //! from files on disk and extract one onto paths, and where entries are kept: the [`Storage`]
-//! trait, implemented by the local disk LRU ([`DiskStore`]) and, later, remote tiers. It never
+//! trait, implemented by the local disk LRU ([`DiskStore`]) and by the tiered chain of the local
+//! disk and remote tiers ([`TieredStorage`], see [`tier`]). It never
 //! knows about the wire protocol or about compilers; the server, the client's embedded mode
 //! and the compiler pipeline's storage adapter all pack and extract through this crate.
 //!
@@ -14,12 +15,16 @@ pub mod entry;
 pub mod entry_store;
 mod key;
 mod output;
+pub mod tier;
 
 pub use disk::DiskStore;
 pub use entry::{EntryError, EntryKind, EntryMeta, ReadLimits};
 pub use entry_store::{EntryStore, StoreError};
 pub use key::{CacheKey, InvalidKey};
 pub use output::OutputPath;
+pub use tier::{
+    QueueLimits, TierConfig, TierConfigError, TierKind, TierStats, TieredStorage, tiers_from_env,
+};
 
 use async_trait::async_trait;
 
@@ -50,6 +55,10 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// A remote tier's configuration is wrong (raised at construction, never because a
+    /// tier is down).
+    #[error(transparent)]
+    TierConfig(#[from] TierConfigError),
     /// The blocking task doing `op` panicked or was cancelled with its runtime.
     #[error("{op}: background task failed: {source}")]
     Task {

@@ -1,0 +1,370 @@
+//! [`TieredStorage`]: the local disk first, then the remote tiers in order, with backfill on
+//! a lower-tier hit and asynchronous, bounded remote writes.
+//!
+//! The caller only ever waits for the local disk and for remote *reads*; every remote write
+//! (a put, a backfill of an upper remote tier, a remove) goes through one bounded queue served
+//! by a background task, so a slow or dead tier never holds up a compile. When the queue is
+//! full the write is dropped and counted: a cache may forget, it must not block.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+use super::TierStats;
+use super::config::{TierConfig, TierConfigError};
+use super::remote::{Counters, RemoteTier};
+use crate::{CacheKey, DiskStore, Storage, StorageError};
+
+/// Bounds of the remote write queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Writes waiting or running at most; more are dropped and counted as skipped.
+    pub max_jobs: usize,
+    /// Bytes of entries waiting or being written at most, so a burst of large entries
+    /// cannot hold unbounded memory.
+    pub max_bytes: u64,
+    /// Remote writes running at once.
+    pub concurrency: usize,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            max_jobs: 1024,
+            max_bytes: 256 * 1024 * 1024,
+            concurrency: 4,
+        }
+    }
+}
+
+/// The local [`DiskStore`] followed by remote tiers (memcached, redis, S3, WebDAV, a shared
+/// directory, through Apache OpenDAL), as one [`Storage`].
+///
+/// * `get` tries the local disk, then each remote tier in order. A hit in a lower tier is
+///   written to the local disk at once and queued for every writable remote tier above it.
+///   A remote failure or timeout is counted and the next tier is tried.
+/// * `put` writes the local disk at once and queues the entry for every writable remote tier
+///   that accepts its size (larger entries are skipped and counted, not chunked).
+/// * `remove` removes from the local disk at once and queues removal from writable remotes.
+///
+/// Only the local disk's failures reach the caller. Remote writes run on a task spawned on
+/// the runtime of the first call that queues one; call [`TieredStorage::flush`] before that
+/// runtime ends (shutdown, a one-shot embedded compile) or queued writes are lost.
+pub struct TieredStorage {
+    local: DiskStore,
+    local_counters: Counters,
+    shared: Arc<Shared>,
+    queue: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+/// What the background writer shares with the storage.
+struct Shared {
+    tiers: Vec<RemoteTier>,
+    limits: QueueLimits,
+    /// Jobs queued or running, and their bytes; a job's [`Reservation`] gives them back.
+    pending: AtomicUsize,
+    pending_bytes: AtomicU64,
+    idle: Notify,
+}
+
+enum Work {
+    Put(Bytes),
+    Remove,
+}
+
+struct Job {
+    tier: usize,
+    key: CacheKey,
+    work: Work,
+    /// Released however the job ends: done, or dropped with a channel or a runtime.
+    _reservation: Reservation,
+}
+
+struct Reservation {
+    shared: Arc<Shared>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.shared
+            .pending_bytes
+            .fetch_sub(self.bytes, Ordering::SeqCst);
+        if self.shared.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.shared.idle.notify_waiters();
+        }
+    }
+}
+
+impl std::fmt::Debug for TieredStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredStorage")
+            .field("local", &self.local)
+            .field("tiers", &self.shared.tiers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TieredStorage {
+    /// The chain `local`, then `tiers` in order, with the default queue limits. Checks every
+    /// tier's configuration; connects to nothing, so a tier that is down now is not an error
+    /// and is used once it answers.
+    pub fn new(local: DiskStore, tiers: Vec<TierConfig>) -> Result<Self, StorageError> {
+        Self::with_queue_limits(local, tiers, QueueLimits::default())
+    }
+
+    /// Like [`TieredStorage::new`] with explicit bounds for the remote write queue.
+    pub fn with_queue_limits(
+        local: DiskStore,
+        tiers: Vec<TierConfig>,
+        limits: QueueLimits,
+    ) -> Result<Self, StorageError> {
+        let mut remotes: Vec<RemoteTier> = Vec::with_capacity(tiers.len());
+        for config in tiers {
+            if config.name == "local" || remotes.iter().any(|t| t.config.name == config.name) {
+                return Err(TierConfigError::Duplicate(config.name).into());
+            }
+            remotes.push(RemoteTier::new(config)?);
+        }
+        Ok(Self {
+            local,
+            local_counters: Counters::default(),
+            shared: Arc::new(Shared {
+                tiers: remotes,
+                limits: QueueLimits {
+                    max_jobs: limits.max_jobs.max(1),
+                    concurrency: limits.concurrency.max(1),
+                    ..limits
+                },
+                pending: AtomicUsize::new(0),
+                pending_bytes: AtomicU64::new(0),
+                idle: Notify::new(),
+            }),
+            queue: Mutex::new(None),
+        })
+    }
+
+    /// The local tier.
+    pub fn local(&self) -> &DiskStore {
+        &self.local
+    }
+
+    /// Figures for every tier, the local disk first (named `local`).
+    pub fn tier_stats(&self) -> Vec<TierStats> {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let local = &self.local_counters;
+        let mut stats = vec![TierStats {
+            name: "local".to_owned(),
+            hits: load(&local.hits),
+            misses: load(&local.misses),
+            writes: load(&local.writes),
+            errors: load(&local.errors),
+            timeouts: 0,
+            skipped: 0,
+            state: "closed".to_owned(),
+            read_only: false,
+        }];
+        stats.extend(self.shared.tiers.iter().map(|t| TierStats {
+            name: t.config.name.clone(),
+            hits: load(&t.counters.hits),
+            misses: load(&t.counters.misses),
+            writes: load(&t.counters.writes),
+            errors: load(&t.counters.errors),
+            timeouts: load(&t.counters.timeouts),
+            skipped: load(&t.counters.skipped),
+            state: t.state_name().to_owned(),
+            read_only: t.config.read_only,
+        }));
+        stats
+    }
+
+    /// Sets every tier's counters to zero (breaker states are left as they are).
+    pub fn zero_tier_stats(&self) {
+        self.local_counters.zero();
+        for tier in &self.shared.tiers {
+            tier.counters.zero();
+        }
+    }
+
+    /// Waits until every queued remote write has finished, or `timeout` has passed.
+    /// Returns whether the queue drained.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let drained = async {
+            loop {
+                let idle = self.shared.idle.notified();
+                if self.shared.pending.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        tokio::time::timeout(timeout, drained).await.is_ok()
+    }
+
+    /// Queues `work` on tier `tier`; counts a skip when the queue is full or there is no
+    /// runtime to run it.
+    fn enqueue(&self, tier: usize, key: &CacheKey, work: Work) {
+        let bytes = match &work {
+            Work::Put(entry) => entry.len() as u64,
+            Work::Remove => 0,
+        };
+        let shared = &self.shared;
+        let skip = || {
+            Counters::bump(&shared.tiers[tier].counters.skipped);
+            tracing::debug!(tier = %shared.tiers[tier].config.name, %key,
+                "remote write queue full, write dropped");
+        };
+        // Reserve room first, so the bounds hold however many callers race here.
+        if shared.pending.fetch_add(1, Ordering::SeqCst) >= shared.limits.max_jobs {
+            shared.pending.fetch_sub(1, Ordering::SeqCst);
+            return skip();
+        }
+        let reservation = Reservation {
+            shared: Arc::clone(shared),
+            bytes,
+        };
+        if shared.pending_bytes.fetch_add(bytes, Ordering::SeqCst) + bytes > shared.limits.max_bytes
+        {
+            drop(reservation);
+            return skip();
+        }
+        let job = Job {
+            tier,
+            key: *key,
+            work,
+            _reservation: reservation,
+        };
+        let Some(sender) = self.sender() else {
+            return skip();
+        };
+        if sender.try_send(job).is_err() {
+            skip();
+        }
+    }
+
+    /// The queue's sender, starting the writer task on the current runtime when there is
+    /// none yet or the runtime that ran it has gone.
+    fn sender(&self) -> Option<mpsc::Sender<Job>> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = queue.as_ref().filter(|tx| !tx.is_closed()) {
+            return Some(tx.clone());
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let (tx, rx) = mpsc::channel(self.shared.limits.max_jobs);
+        runtime.spawn(write_remotes(Arc::clone(&self.shared), rx));
+        *queue = Some(tx.clone());
+        Some(tx)
+    }
+
+    /// Queues `entry` for each writable tier among `tiers` (indices), counting the ones
+    /// it is too large for.
+    fn enqueue_puts(&self, tiers: std::ops::Range<usize>, key: &CacheKey, entry: &Bytes) {
+        for i in tiers {
+            let tier = &self.shared.tiers[i];
+            if tier.config.read_only {
+                continue;
+            }
+            if tier.accepts(entry.len()) {
+                self.enqueue(i, key, Work::Put(entry.clone()));
+            } else {
+                Counters::bump(&tier.counters.skipped);
+                tracing::debug!(tier = %tier.config.name, %key, size = entry.len(),
+                    "entry larger than the tier accepts, not written");
+            }
+        }
+    }
+
+    fn wants_remote_writes(&self) -> bool {
+        self.shared.tiers.iter().any(|t| !t.config.read_only)
+    }
+}
+
+/// The background writer: runs queued jobs, a few at a time, until the storage is dropped.
+async fn write_remotes(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
+    let slots = Arc::new(Semaphore::new(shared.limits.concurrency));
+    while let Some(job) = rx.recv().await {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let tier = &shared.tiers[job.tier];
+            match &job.work {
+                Work::Put(entry) => tier.put(&job.key, entry.clone()).await,
+                Work::Remove => tier.remove(&job.key).await,
+            }
+            drop(slot);
+            drop(job);
+        });
+    }
+}
+
+#[async_trait]
+impl Storage for TieredStorage {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StorageError> {
+        match self.local.get(key).await {
+            Ok(Some(entry)) => {
+                Counters::bump(&self.local_counters.hits);
+                return Ok(Some(entry));
+            }
+            Ok(None) => Counters::bump(&self.local_counters.misses),
+            Err(e) => {
+                Counters::bump(&self.local_counters.errors);
+                return Err(e);
+            }
+        }
+        for (i, tier) in self.shared.tiers.iter().enumerate() {
+            let Some(entry) = tier.get(key).await else {
+                continue;
+            };
+            // Backfill: the next get of this key is a local hit, and remote tiers above this
+            // one (faster, by the configured order) get it for other machines.
+            self.enqueue_puts(0..i, key, &entry);
+            let entry = entry.to_vec();
+            match self.local.put(key, entry.clone()).await {
+                Ok(()) => Counters::bump(&self.local_counters.writes),
+                Err(e) => {
+                    // The hit is still good; only the local copy is missing.
+                    Counters::bump(&self.local_counters.errors);
+                    tracing::warn!(%key, error = %e, "cannot backfill the local cache");
+                }
+            }
+            return Ok(Some(entry));
+        }
+        Ok(None)
+    }
+
+    async fn put(&self, key: &CacheKey, entry: Vec<u8>) -> Result<(), StorageError> {
+        // Queued before the local write, so a failing local disk does not keep the entry
+        // from the shared tiers.
+        if self.wants_remote_writes() {
+            let shared = Bytes::copy_from_slice(&entry);
+            self.enqueue_puts(0..self.shared.tiers.len(), key, &shared);
+        }
+        match self.local.put(key, entry).await {
+            Ok(()) => {
+                Counters::bump(&self.local_counters.writes);
+                Ok(())
+            }
+            Err(e) => {
+                Counters::bump(&self.local_counters.errors);
+                Err(e)
+            }
+        }
+    }
+
+    async fn remove(&self, key: &CacheKey) -> Result<(), StorageError> {
+        for (i, tier) in self.shared.tiers.iter().enumerate() {
+            if !tier.config.read_only {
+                self.enqueue(i, key, Work::Remove);
+            }
+        }
+        self.local.remove(key).await.inspect_err(|_| {
+            Counters::bump(&self.local_counters.errors);
+        })
+    }
+}

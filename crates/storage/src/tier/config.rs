@@ -1,0 +1,331 @@
+//! What a remote tier is and how it is reached: [`TierConfig`], its checks, and
+//! [`tiers_from_env`], the `HOARD_*` environment variables that describe a chain.
+//!
+//! Checking happens here, before any operator is built, so a typo in an endpoint is reported
+//! as "tier X, field Y" at startup instead of as a stream of per-compile errors. Nothing here
+//! connects to anything: a tier that is down is not a configuration error.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default time allowed to establish a connection to a tier (see [`TierConfig::connect_timeout`]).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Default time allowed for one operation on a tier that is answering.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The largest value memcached stores by default is 1 MiB *including* the item header and the
+/// key, so the default limit for entries leaves a little room for those.
+pub const MEMCACHED_DEFAULT_MAX_ENTRY: u64 = 1024 * 1024 - 1024;
+
+/// The names tiers are known by in `HOARD_TIER_ORDER`, `HOARD_READ_ONLY_TIERS` and stats, in the
+/// default order of the chain: the fastest (in-memory) stores first.
+pub const TIER_NAMES: [&str; 5] = ["memcached", "redis", "s3", "webdav", "shared_dir"];
+
+/// The kind of store behind a remote tier, with what is needed to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TierKind {
+    /// A memcached server: `tcp://host:port` (or `host:port`), or `unix:///path`.
+    Memcached {
+        /// Where the server listens.
+        endpoint: String,
+    },
+    /// A redis server: `redis://[user:password@]host:port[/db]`, `rediss://...` for TLS,
+    /// `tcp://host:port` or `unix:///path`.
+    Redis {
+        /// Where the server listens.
+        endpoint: String,
+    },
+    /// An S3 bucket or an S3-compatible object store. Credentials come from the usual AWS
+    /// environment variables and files.
+    S3 {
+        /// The bucket name.
+        bucket: String,
+        /// The service URL (`http(s)://...`); AWS when `None`.
+        endpoint: Option<String>,
+        /// The signing region; the AWS default chain (`AWS_REGION`, ...) when `None`.
+        region: Option<String>,
+        /// Key prefix inside the bucket; `hoard` when `None`.
+        prefix: Option<String>,
+    },
+    /// A WebDAV server, `http(s)://[user:password@]host[:port]/path`.
+    Webdav {
+        /// The collection entries go under.
+        endpoint: String,
+    },
+    /// A directory shared by several machines (NFS and the like).
+    SharedDir {
+        /// The directory; must be absolute.
+        path: PathBuf,
+    },
+}
+
+impl TierKind {
+    /// The kind's name: `memcached`, `redis`, `s3`, `webdav` or `shared_dir`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TierKind::Memcached { .. } => "memcached",
+            TierKind::Redis { .. } => "redis",
+            TierKind::S3 { .. } => "s3",
+            TierKind::Webdav { .. } => "webdav",
+            TierKind::SharedDir { .. } => "shared_dir",
+        }
+    }
+}
+
+/// One remote tier of the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierConfig {
+    /// The tier's name in stats and logs (by default the kind's name).
+    pub name: String,
+    /// What the tier is and where.
+    pub kind: TierKind,
+    /// Never written (nor removed from): "CI writes, developers read".
+    pub read_only: bool,
+    /// Entries larger than this are not written to the tier and are counted as skipped.
+    /// `None` means no limit, except for memcached, where it means
+    /// [`MEMCACHED_DEFAULT_MAX_ENTRY`].
+    pub max_entry_size: Option<u64>,
+    /// Time allowed to establish a connection. HTTP tiers (S3, WebDAV) give it to their
+    /// client; memcached and redis connect inside their first operation, so it bounds every
+    /// operation made while the tier has no working connection (at startup, after a failure).
+    pub connect_timeout: Duration,
+    /// Time allowed for one operation (get, put, remove) on a tier that is answering.
+    pub op_timeout: Duration,
+}
+
+impl TierConfig {
+    /// A tier of `kind`, named after it, writable, with the default limits and timeouts.
+    pub fn new(kind: TierKind) -> Self {
+        Self {
+            name: kind.name().to_owned(),
+            kind,
+            read_only: false,
+            max_entry_size: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            op_timeout: DEFAULT_OP_TIMEOUT,
+        }
+    }
+
+    /// The same tier under another name (two tiers of one kind need distinct names).
+    #[must_use]
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The size limit actually applied (see [`TierConfig::max_entry_size`]).
+    pub fn effective_max_entry_size(&self) -> Option<u64> {
+        match (&self.kind, self.max_entry_size) {
+            (_, Some(limit)) => Some(limit),
+            (TierKind::Memcached { .. }, None) => Some(MEMCACHED_DEFAULT_MAX_ENTRY),
+            (_, None) => None,
+        }
+    }
+
+    /// Checks every field without connecting anywhere.
+    pub fn validate(&self) -> Result<(), TierConfigError> {
+        let invalid = |field: &'static str, value: &str, reason: &str| TierConfigError::Invalid {
+            tier: self.name.clone(),
+            field,
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if self.name.trim().is_empty() {
+            return Err(invalid("name", &self.name, "a tier needs a name"));
+        }
+        if self.op_timeout.is_zero() {
+            return Err(invalid("op_timeout", "0", "must be more than zero"));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(invalid("connect_timeout", "0", "must be more than zero"));
+        }
+        match &self.kind {
+            TierKind::Memcached { endpoint } => {
+                check_url(endpoint, &["tcp", "unix"], Some("tcp"), true)
+                    .map_err(|reason| invalid("endpoint", endpoint, &reason))?;
+            }
+            TierKind::Redis { endpoint } => {
+                check_url(
+                    endpoint,
+                    &["redis", "rediss", "tcp", "unix", "redis+unix"],
+                    None,
+                    false,
+                )
+                .map_err(|reason| invalid("endpoint", endpoint, &reason))?;
+            }
+            TierKind::S3 {
+                bucket, endpoint, ..
+            } => {
+                if bucket.trim().is_empty() {
+                    return Err(invalid("bucket", bucket, "the bucket name is empty"));
+                }
+                if let Some(endpoint) = endpoint {
+                    check_url(endpoint, &["http", "https"], None, false)
+                        .map_err(|reason| invalid("endpoint", endpoint, &reason))?;
+                }
+            }
+            TierKind::Webdav { endpoint } => {
+                check_url(endpoint, &["http", "https"], None, false)
+                    .map_err(|reason| invalid("endpoint", endpoint, &reason))?;
+            }
+            TierKind::SharedDir { path } => {
+                if !path.is_absolute() {
+                    return Err(invalid(
+                        "path",
+                        &path.display().to_string(),
+                        "must be an absolute path",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `endpoint` as a URL with one of `schemes`. `bare` is the scheme assumed when the
+/// string has none (`host:port`); `port_required` is for clients that have no default port.
+pub(crate) fn check_url(
+    endpoint: &str,
+    schemes: &[&str],
+    bare: Option<&str>,
+    port_required: bool,
+) -> Result<url::Url, String> {
+    let text = match bare {
+        Some(scheme) if !endpoint.contains("://") => format!("{scheme}://{endpoint}"),
+        _ => endpoint.to_owned(),
+    };
+    let url = url::Url::parse(&text).map_err(|e| format!("not a URL: {e}"))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(format!(
+            "scheme {:?} is not one of {}",
+            url.scheme(),
+            schemes.join(", ")
+        ));
+    }
+    if url.scheme().contains("unix") {
+        if url.path().is_empty() || url.path() == "/" {
+            return Err("a unix socket endpoint needs a path".to_owned());
+        }
+        return Ok(url);
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("no host".to_owned());
+    }
+    if port_required && url.port().is_none() {
+        return Err("no port".to_owned());
+    }
+    Ok(url)
+}
+
+/// A tier's configuration is wrong. Each variant names the tier (or variable) and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TierConfigError {
+    /// A field has a value that cannot work.
+    #[error("remote tier {tier}: {field} {value:?}: {reason}")]
+    Invalid {
+        /// The tier's name.
+        tier: String,
+        /// The field (`endpoint`, `bucket`, ...).
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A list variable names a tier that does not exist.
+    #[error("{var}: unknown tier {name:?} (known: {known})", known = TIER_NAMES.join(", "))]
+    UnknownTier {
+        /// The variable (`HOARD_TIER_ORDER`, `HOARD_READ_ONLY_TIERS`).
+        var: &'static str,
+        /// The name it gave.
+        name: String,
+    },
+    /// Two tiers have the same name, so stats and lists could not tell them apart.
+    #[error("remote tier {0}: configured twice")]
+    Duplicate(String),
+}
+
+/// Reads the chain's remote tiers from `HOARD_*` variables through `vars` (so callers can
+/// pass `std::env::var(..).ok()`, a config file overlay, or a test map):
+///
+/// * `HOARD_MEMCACHED_ENDPOINT`, `HOARD_REDIS_ENDPOINT`, `HOARD_WEBDAV_ENDPOINT`,
+///   `HOARD_SHARED_DIR`, and `HOARD_S3_BUCKET` with `HOARD_S3_ENDPOINT`, `HOARD_S3_REGION`,
+///   `HOARD_S3_PREFIX`, each making a tier named after its kind;
+/// * `HOARD_TIER_ORDER`: comma list of those names, the order of the chain after the local
+///   disk (default `memcached,redis,s3,webdav,shared_dir`); configured tiers it leaves out
+///   follow in the default order;
+/// * `HOARD_READ_ONLY_TIERS`: comma list of names never written.
+///
+/// A variable that is set but empty (CI systems export those) means "no such tier", never an
+/// error; a malformed endpoint or an unknown name is.
+pub fn tiers_from_env(
+    vars: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<TierConfig>, TierConfigError> {
+    let var = |name: &str| {
+        vars(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let mut tiers = Vec::new();
+    if let Some(endpoint) = var("HOARD_MEMCACHED_ENDPOINT") {
+        tiers.push(TierConfig::new(TierKind::Memcached { endpoint }));
+    }
+    if let Some(endpoint) = var("HOARD_REDIS_ENDPOINT") {
+        tiers.push(TierConfig::new(TierKind::Redis { endpoint }));
+    }
+    if let Some(bucket) = var("HOARD_S3_BUCKET") {
+        tiers.push(TierConfig::new(TierKind::S3 {
+            bucket,
+            endpoint: var("HOARD_S3_ENDPOINT"),
+            region: var("HOARD_S3_REGION"),
+            prefix: var("HOARD_S3_PREFIX"),
+        }));
+    }
+    if let Some(endpoint) = var("HOARD_WEBDAV_ENDPOINT") {
+        tiers.push(TierConfig::new(TierKind::Webdav { endpoint }));
+    }
+    if let Some(path) = var("HOARD_SHARED_DIR") {
+        tiers.push(TierConfig::new(TierKind::SharedDir {
+            path: PathBuf::from(path),
+        }));
+    }
+
+    let order = name_list("HOARD_TIER_ORDER", var("HOARD_TIER_ORDER"))?;
+    let rank = |name: &str| {
+        order
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or(order.len() + TIER_NAMES.iter().position(|n| *n == name).unwrap_or(0))
+    };
+    tiers.sort_by_key(|t| rank(&t.name));
+
+    let read_only = name_list("HOARD_READ_ONLY_TIERS", var("HOARD_READ_ONLY_TIERS"))?;
+    for tier in &mut tiers {
+        tier.read_only = read_only.contains(&tier.name);
+    }
+    for tier in &tiers {
+        tier.validate()?;
+    }
+    Ok(tiers)
+}
+
+/// Splits a comma list of tier names, refusing names that are not tiers.
+fn name_list(var: &'static str, value: Option<String>) -> Result<Vec<String>, TierConfigError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|name| {
+            let name = name.to_ascii_lowercase().replace('-', "_");
+            if TIER_NAMES.contains(&name.as_str()) {
+                Ok(name)
+            } else {
+                Err(TierConfigError::UnknownTier { var, name })
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,41 @@
+//! Remote storage tiers and the tiered chain: the local disk LRU first, then shared stores
+//! (memcached, redis, S3, WebDAV, a shared directory), all reached through Apache OpenDAL.
+//!
+//! * [`config`]: what a tier is ([`TierConfig`], [`TierKind`]) and the `HOARD_*` variables
+//!   that describe a chain ([`tiers_from_env`]);
+//! * [`TieredStorage`]: the chain as one [`crate::Storage`], with backfill, an asynchronous
+//!   bounded write queue, per-tier deadlines and circuit breakers, and [`TierStats`].
+
+mod breaker;
+mod chain;
+pub mod config;
+mod remote;
+
+pub use chain::{QueueLimits, TieredStorage};
+pub use config::{TierConfig, TierConfigError, TierKind, tiers_from_env};
+
+/// Figures for one tier of a [`TieredStorage`], as the stats report them (serialises to the
+/// stats JSON's `tiers` array items).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TierStats {
+    /// `local` for the local disk, else the tier's configured name.
+    pub name: String,
+    /// Gets answered by this tier.
+    pub hits: u64,
+    /// Gets this tier did not have.
+    pub misses: u64,
+    /// Entries written to this tier (puts and backfills).
+    pub writes: u64,
+    /// Operations that failed.
+    pub errors: u64,
+    /// Operations that ran out of time.
+    pub timeouts: u64,
+    /// Writes not attempted: entry too large for the tier, write queue full, or the tier's
+    /// breaker open.
+    pub skipped: u64,
+    /// The tier's circuit breaker: `closed` (in use), `open` (failing, not called) or
+    /// `half_open` (due for, or running, a probe). Always `closed` for the local disk.
+    pub state: String,
+    /// Whether the tier is never written.
+    pub read_only: bool,
+}

@@ -1,0 +1,472 @@
+//! One remote tier: an OpenDAL operator for the configured service, wrapped in deadlines, a
+//! circuit breaker and counters. Every wire protocol is OpenDAL's; this module only decides
+//! when to call, for how long, and what a failure means (never an error for the caller).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use opendal::{ErrorKind, Operator, services};
+use tokio::sync::OnceCell;
+
+use super::breaker::{Admit, Breaker};
+use super::config::{TierConfig, TierConfigError, TierKind, check_url};
+use crate::CacheKey;
+
+/// Where entries go inside a key-value tier (memcached, redis, the default S3 prefix), so
+/// hoard can share a server with other users of it.
+const KEY_ROOT: &str = "/hoard/";
+
+/// Counters of one tier, as reported in [`super::TierStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn zero(&self) {
+        for c in [
+            &self.hits,
+            &self.misses,
+            &self.writes,
+            &self.errors,
+            &self.timeouts,
+            &self.skipped,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How a guarded call ended.
+enum Call<T> {
+    Done(T),
+    /// Not attempted: the breaker is open.
+    Rejected,
+    /// Attempted and failed or timed out (already counted).
+    Failed,
+}
+
+/// A remote tier ready to be called. Holds no connection until the first operation:
+/// OpenDAL's services connect lazily, and some operators are only built on first use
+/// ([`RemoteTier::operator`]), so construction never touches the network or a mount.
+pub(crate) struct RemoteTier {
+    pub(crate) config: TierConfig,
+    pub(crate) counters: Counters,
+    breaker: Breaker,
+    operator: OnceCell<Operator>,
+    max_entry: Option<u64>,
+    /// Whether the last operation succeeded, i.e. a connection has been seen to work and
+    /// none has failed since.
+    answering: AtomicBool,
+}
+
+impl std::fmt::Debug for RemoteTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteTier")
+            .field("name", &self.config.name)
+            .field("kind", &self.config.kind.name())
+            .field("state", &self.breaker.state_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteTier {
+    /// Checks `config` and builds what can be built without I/O.
+    pub(crate) fn new(config: TierConfig) -> Result<Self, TierConfigError> {
+        config.validate()?;
+        // An operator whose builder needs no I/O is built now, so OpenDAL's own checks
+        // (an S3 region it cannot find, ...) fail at startup, naming the tier.
+        let operator = match &config.kind {
+            TierKind::SharedDir { .. } => OnceCell::new(),
+            TierKind::Memcached { endpoint } if needs_resolving(endpoint) => {
+                build_operator(&config, None)?;
+                OnceCell::new()
+            }
+            _ => OnceCell::new_with(Some(build_operator(&config, None)?)),
+        };
+        // A probe that has not reported after two full deadlines was dropped mid-way.
+        let probe_deadline = 2 * (config.op_timeout + config.connect_timeout);
+        Ok(Self {
+            max_entry: config.effective_max_entry_size(),
+            breaker: Breaker::new(probe_deadline),
+            counters: Counters::default(),
+            operator,
+            answering: AtomicBool::new(false),
+            config,
+        })
+    }
+
+    /// Breaker state for stats.
+    pub(crate) fn state_name(&self) -> &'static str {
+        self.breaker.state_name()
+    }
+
+    /// Whether an entry of `len` bytes fits the tier's limit.
+    pub(crate) fn accepts(&self, len: usize) -> bool {
+        self.max_entry.is_none_or(|max| len as u64 <= max)
+    }
+
+    /// The entry under `key`, or `None` on a miss, an error, a timeout or an open breaker.
+    pub(crate) async fn get(&self, key: &CacheKey) -> Option<Bytes> {
+        let path = entry_path(key);
+        let call = self
+            .guarded("get", key, async |op: &Operator| {
+                match op.read(&path).await {
+                    Ok(buf) => Ok(Some(buf.to_bytes())),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+        match call {
+            Call::Done(Some(bytes)) => {
+                Counters::bump(&self.counters.hits);
+                Some(bytes)
+            }
+            Call::Done(None) => {
+                Counters::bump(&self.counters.misses);
+                None
+            }
+            Call::Rejected | Call::Failed => None,
+        }
+    }
+
+    /// Writes `entry` under `key`; failures are counted, an open breaker counts a skip.
+    pub(crate) async fn put(&self, key: &CacheKey, entry: Bytes) {
+        let path = entry_path(key);
+        let call = self
+            .guarded("put", key, async |op: &Operator| {
+                op.write(&path, entry.clone()).await.map(|_| ())
+            })
+            .await;
+        match call {
+            Call::Done(()) => Counters::bump(&self.counters.writes),
+            Call::Rejected => Counters::bump(&self.counters.skipped),
+            Call::Failed => {}
+        }
+    }
+
+    /// Removes `key`, best-effort.
+    pub(crate) async fn remove(&self, key: &CacheKey) {
+        let path = entry_path(key);
+        let _ = self
+            .guarded("remove", key, async |op: &Operator| {
+                match op.delete(&path).await {
+                    Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                }
+            })
+            .await;
+    }
+
+    /// Runs `work` under the breaker and a deadline, counting failures.
+    async fn guarded<T>(
+        &self,
+        what: &'static str,
+        key: &CacheKey,
+        work: impl AsyncFnOnce(&Operator) -> opendal::Result<T>,
+    ) -> Call<T> {
+        if self.breaker.admit() == Admit::Reject {
+            return Call::Rejected;
+        }
+        let deadline = self.deadline();
+        let result = tokio::time::timeout(deadline, async {
+            let op = self.operator().await?;
+            work(op).await
+        })
+        .await;
+        let failure = match result {
+            Ok(Ok(value)) => {
+                self.breaker.success();
+                self.answering.store(true, Ordering::Relaxed);
+                return Call::Done(value);
+            }
+            Ok(Err(e)) => {
+                Counters::bump(&self.counters.errors);
+                format!("{e}")
+            }
+            Err(_) => {
+                Counters::bump(&self.counters.timeouts);
+                format!("no answer within {deadline:?}")
+            }
+        };
+        self.answering.store(false, Ordering::Relaxed);
+        let opened = self.breaker.failure();
+        tracing::debug!(tier = %self.config.name, op = what, %key, error = %failure,
+            "remote tier operation failed");
+        if opened {
+            tracing::warn!(tier = %self.config.name, error = %failure,
+                "remote tier failing, not calling it for a while");
+        }
+        Call::Failed
+    }
+
+    /// How long one operation may take. HTTP clients apply the connect timeout themselves;
+    /// memcached and redis connect inside an operation, so while the tier has no proven
+    /// connection (startup, after a failure, a probe) an operation gets only the connect
+    /// timeout: a dead server then costs that, not a full operation timeout.
+    fn deadline(&self) -> Duration {
+        let connects_in_op = matches!(
+            self.config.kind,
+            TierKind::Memcached { .. } | TierKind::Redis { .. }
+        );
+        if connects_in_op && !self.answering.load(Ordering::Relaxed) {
+            self.config.connect_timeout
+        } else {
+            self.config.op_timeout
+        }
+    }
+
+    /// The operator, built on first use when building it needs I/O: a name lookup for a
+    /// memcached host (its client only takes addresses), directory creation for a shared
+    /// directory (a hung mount must not hang startup). A failed build is retried next time.
+    async fn operator(&self) -> opendal::Result<&Operator> {
+        self.operator
+            .get_or_try_init(|| async {
+                if let TierKind::Memcached { endpoint } = &self.config.kind {
+                    let resolved = resolve(endpoint).await?;
+                    return build_operator(&self.config, Some(&resolved))
+                        .map_err(|e| config_to_opendal(&e));
+                }
+                let config = self.config.clone();
+                tokio::task::spawn_blocking(move || build_operator(&config, None))
+                    .await
+                    .map_err(|e| {
+                        opendal::Error::new(ErrorKind::Unexpected, "building the operator")
+                            .set_source(e)
+                    })?
+                    .map_err(|e| config_to_opendal(&e))
+            })
+            .await
+    }
+}
+
+/// `<2 hex>/<64 hex>` under the tier's root, like the local disk layout.
+fn entry_path(key: &CacheKey) -> String {
+    let hex = key.to_hex();
+    format!("{}/{hex}", &hex[..2])
+}
+
+/// Carries a configuration error found at first use as an operation failure.
+fn config_to_opendal(e: &TierConfigError) -> opendal::Error {
+    opendal::Error::new(ErrorKind::ConfigInvalid, e.to_string())
+}
+
+/// Whether a memcached endpoint names a host rather than an address.
+fn needs_resolving(endpoint: &str) -> bool {
+    match check_url(endpoint, &["tcp", "unix"], Some("tcp"), true) {
+        Ok(url) => match url.host() {
+            Some(url::Host::Domain(_)) => true,
+            Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) | None => false,
+        },
+        Err(_) => false,
+    }
+}
+
+/// `tcp://host:port` with the host looked up (the first address wins).
+async fn resolve(endpoint: &str) -> opendal::Result<String> {
+    let url = check_url(endpoint, &["tcp", "unix"], Some("tcp"), true)
+        .map_err(|reason| opendal::Error::new(ErrorKind::ConfigInvalid, reason))?;
+    let (Some(host), Some(port)) = (url.host_str(), url.port()) else {
+        return Ok(endpoint.to_owned());
+    };
+    let mut addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| {
+        opendal::Error::new(ErrorKind::Unexpected, format!("looking up {host}")).set_source(e)
+    })?;
+    let addr = addrs.next().ok_or_else(|| {
+        opendal::Error::new(ErrorKind::Unexpected, format!("{host} has no address"))
+    })?;
+    Ok(format!("tcp://{addr}"))
+}
+
+/// Builds the OpenDAL operator for `config`; `memcached_addr` replaces a memcached endpoint
+/// whose host has been looked up.
+fn build_operator(
+    config: &TierConfig,
+    memcached_addr: Option<&str>,
+) -> Result<Operator, TierConfigError> {
+    let invalid = |field, value: &str, e: &dyn std::fmt::Display| invalid(config, field, value, e);
+    match &config.kind {
+        TierKind::Memcached { endpoint } => {
+            let builder = services::Memcached::default()
+                .endpoint(memcached_addr.unwrap_or(endpoint))
+                .root(KEY_ROOT);
+            Ok(Operator::new(builder)
+                .map_err(|e| invalid("endpoint", endpoint, &e))?
+                .finish())
+        }
+        TierKind::Redis { endpoint } => build_redis(config, endpoint),
+        TierKind::S3 {
+            bucket,
+            endpoint,
+            region,
+            prefix,
+        } => build_s3(
+            config,
+            bucket,
+            endpoint.as_deref(),
+            region.as_deref(),
+            prefix.as_deref(),
+        ),
+        TierKind::Webdav { endpoint } => build_webdav(config, endpoint),
+        TierKind::SharedDir { path } => {
+            let root = path.to_string_lossy();
+            // Writes go to a unique temporary file in `.tmp` (same file system) and are
+            // renamed into place, so concurrent writers and readers never see half an entry.
+            let tmp = path.join(".tmp");
+            let builder = services::Fs::default()
+                .root(&root)
+                .atomic_write_dir(&tmp.to_string_lossy());
+            Ok(Operator::new(builder)
+                .map_err(|e| invalid("path", &root, &e))?
+                .finish())
+        }
+    }
+}
+
+/// A configuration error on `field` of `config`'s tier.
+fn invalid(
+    config: &TierConfig,
+    field: &'static str,
+    value: &str,
+    e: &dyn std::fmt::Display,
+) -> TierConfigError {
+    TierConfigError::Invalid {
+        tier: config.name.clone(),
+        field,
+        value: value.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// A redis operator; the URL's user, password and database number are passed apart.
+fn build_redis(config: &TierConfig, endpoint: &str) -> Result<Operator, TierConfigError> {
+    let invalid = |field, value: &str, e: &dyn std::fmt::Display| invalid(config, field, value, e);
+    let url = check_url(
+        endpoint,
+        &["redis", "rediss", "tcp", "unix", "redis+unix"],
+        None,
+        false,
+    )
+    .map_err(|e| invalid("endpoint", endpoint, &e))?;
+    let mut builder = services::Redis::default().root(KEY_ROOT);
+    // OpenDAL takes the address alone; credentials and the database number that a
+    // redis URL carries are passed separately.
+    if url.scheme().contains("unix") {
+        builder = builder.endpoint(&format!("unix://{}", url.path()));
+    } else {
+        let host = url.host_str().unwrap_or("127.0.0.1");
+        let port = url.port().unwrap_or(6379);
+        builder = builder.endpoint(&format!("{}://{host}:{port}", url.scheme()));
+        let db = url.path().trim_matches('/');
+        if !db.is_empty() {
+            let db: i64 = db
+                .parse()
+                .map_err(|e| invalid("endpoint (database number)", endpoint, &e))?;
+            builder = builder.db(db);
+        }
+    }
+    if !url.username().is_empty() {
+        builder = builder.username(&decode(url.username()));
+    }
+    if let Some(password) = url.password() {
+        builder = builder.password(&decode(password));
+    }
+    Ok(Operator::new(builder)
+        .map_err(|e| invalid("endpoint", endpoint, &e))?
+        .finish())
+}
+
+/// An S3 operator with the tier's HTTP client.
+fn build_s3(
+    config: &TierConfig,
+    bucket: &str,
+    endpoint: Option<&str>,
+    region: Option<&str>,
+    prefix: Option<&str>,
+) -> Result<Operator, TierConfigError> {
+    let invalid = |field, value: &str, e: &dyn std::fmt::Display| invalid(config, field, value, e);
+    let mut builder = services::S3::default()
+        .bucket(bucket)
+        .root(prefix.unwrap_or(KEY_ROOT));
+    if let Some(endpoint) = endpoint {
+        let mut url = check_url(endpoint, &["http", "https"], None, false)
+            .map_err(|e| invalid("endpoint", endpoint, &e))?;
+        // Credentials in the URL (`http://KEY:SECRET@host`) are used as given, and
+        // nothing else is looked for: no environment, no instance metadata service.
+        if !url.username().is_empty() {
+            builder = builder
+                .access_key_id(&decode(url.username()))
+                .secret_access_key(&decode(url.password().unwrap_or("")))
+                .disable_config_load();
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+        }
+        builder = builder.endpoint(url.as_str().trim_end_matches('/'));
+        // S3-compatible servers rarely care about the region but the signer needs
+        // one; AWS's variables still win when set.
+        if region.is_none()
+            && std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
+            builder = builder.region("us-east-1");
+        }
+    }
+    if let Some(region) = region {
+        builder = builder.region(region);
+    }
+    let op = Operator::new(builder).map_err(|e| invalid("bucket/region", bucket, &e))?;
+    Ok(op.layer(http_layer(config)?).finish())
+}
+
+/// A WebDAV operator with the tier's HTTP client; URL credentials are passed apart.
+fn build_webdav(config: &TierConfig, endpoint: &str) -> Result<Operator, TierConfigError> {
+    let invalid = |field, value: &str, e: &dyn std::fmt::Display| invalid(config, field, value, e);
+    let mut url = check_url(endpoint, &["http", "https"], None, false)
+        .map_err(|e| invalid("endpoint", endpoint, &e))?;
+    let mut builder = services::Webdav::default();
+    if !url.username().is_empty() {
+        builder = builder.username(&decode(url.username()));
+        if let Some(password) = url.password() {
+            builder = builder.password(&decode(password));
+        }
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
+    builder = builder.endpoint(url.as_str().trim_end_matches('/'));
+    let op = Operator::new(builder).map_err(|e| invalid("endpoint", endpoint, &e))?;
+    Ok(op.layer(http_layer(config)?).finish())
+}
+
+/// An HTTP client with the tier's connect timeout, for S3 and WebDAV.
+fn http_layer(config: &TierConfig) -> Result<opendal::layers::HttpClientLayer, TierConfigError> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .build()
+        .map_err(|e| TierConfigError::Invalid {
+            tier: config.name.clone(),
+            field: "connect_timeout",
+            value: format!("{:?}", config.connect_timeout),
+            reason: format!("cannot build an HTTP client: {e}"),
+        })?;
+    Ok(opendal::layers::HttpClientLayer::new(
+        opendal::raw::HttpClient::with(client),
+    ))
+}
+
+/// Percent-decodes a URL user or password.
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
