@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use hoard_client::{ClientConfig, ServerLaunch};
 use hoard_server::ServerConfig;
+#[cfg(test)]
+use hoard_storage::TierKind;
+use hoard_storage::{TierConfig, tiers_from_env};
 
 /// A setting that could not be read; names the variable and the value.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,9 @@ pub enum ConfigError {
         /// Our uid.
         uid: u32,
     },
+    /// A remote tier is misconfigured.
+    #[error(transparent)]
+    Tiers(hoard_storage::TierConfigError),
     /// The cache directory could not be created.
     #[error("cannot create the cache directory {path}: {source}")]
     CreateDir {
@@ -69,6 +75,9 @@ pub struct Settings {
     pub client_max_protocol: u32,
     /// `HOARD_SERVER_MAX_PROTOCOL`: the newest version the server serves (1 = a v1-only server).
     pub server_max_protocol: u32,
+    /// Remote tiers (`HOARD_MEMCACHED_ENDPOINT`, `HOARD_REDIS_ENDPOINT`, `HOARD_S3_*`,
+    /// `HOARD_WEBDAV_ENDPOINT`, `HOARD_SHARED_DIR`, `HOARD_TIER_ORDER`, `HOARD_READ_ONLY_TIERS`).
+    pub tiers: Vec<TierConfig>,
 }
 
 const DEFAULT_CACHE_SIZE: u64 = 10 * 1024 * 1024 * 1024;
@@ -103,6 +112,7 @@ impl Settings {
         };
         let idle = seconds("HOARD_IDLE_TIMEOUT", 600)?;
         let request_timeout = seconds("HOARD_CLIENT_TIMEOUT", 60)?;
+        let tiers = tiers_from_env(var).map_err(ConfigError::Tiers)?;
         let client_max_protocol = protocol("HOARD_PROTOCOL")?;
         let server_max_protocol = protocol("HOARD_SERVER_MAX_PROTOCOL")?;
         let direct_mode = match var("HOARD_DIRECT_MODE") {
@@ -117,7 +127,7 @@ impl Settings {
             if let Some(path) = std::env::var_os("HOARD_SERVER_UDS").filter(|v| !v.is_empty()) {
                 PathBuf::from(path)
             } else {
-                let socket = default_socket(&cache_dir, cache_size);
+                let socket = default_socket(&cache_dir, cache_size, &tiers);
                 private_socket_dir(&socket)?;
                 socket
             };
@@ -130,6 +140,7 @@ impl Settings {
             request_timeout,
             client_max_protocol,
             server_max_protocol,
+            tiers,
         })
     }
 
@@ -163,6 +174,7 @@ impl Settings {
         config.idle_timeout = self.idle_timeout;
         config.max_protocol = self.server_max_protocol;
         config.direct_mode = self.direct_mode;
+        config.tiers = self.tiers.clone();
         config
     }
 }
@@ -241,12 +253,13 @@ fn default_cache_dir() -> Option<PathBuf> {
 
 /// The default socket: in a per-user 0700 directory, named after the storage configuration so
 /// two configurations never share a server by accident.
-fn default_socket(cache_dir: &Path, cache_size: u64) -> PathBuf {
+fn default_socket(cache_dir: &Path, cache_size: u64, tiers: &[TierConfig]) -> PathBuf {
     let mut recipe = blake3::Hasher::new();
     recipe.update(b"hoard-socket-v1\0");
     recipe.update(cache_dir.as_os_str().as_encoded_bytes());
     recipe.update(b"\0");
     recipe.update(&cache_size.to_le_bytes());
+    recipe.update(format!("{tiers:?}").as_bytes());
     let name = format!("server-{}.sock", &recipe.finalize().to_hex()[..16]);
     let base = match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         Some(runtime) => PathBuf::from(runtime).join("hoard"),
@@ -328,10 +341,14 @@ mod tests {
 
     #[test]
     fn two_storage_configurations_get_two_sockets() {
-        let a = default_socket(Path::new("/a"), 1);
-        assert_ne!(a, default_socket(Path::new("/b"), 1));
-        assert_ne!(a, default_socket(Path::new("/a"), 2));
-        assert_eq!(a, default_socket(Path::new("/a"), 1));
+        let a = default_socket(Path::new("/a"), 1, &[]);
+        assert_ne!(a, default_socket(Path::new("/b"), 1, &[]));
+        assert_ne!(a, default_socket(Path::new("/a"), 2, &[]));
+        assert_eq!(a, default_socket(Path::new("/a"), 1, &[]));
+        let shared = TierConfig::new(TierKind::SharedDir {
+            path: PathBuf::from("/shared"),
+        });
+        assert_ne!(a, default_socket(Path::new("/a"), 1, &[shared]));
     }
 }
 

@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub max_protocol: u32,
     /// Whether the v1 handler's pipeline uses direct mode.
     pub direct_mode: bool,
+    /// Remote storage tiers behind the local disk, in lookup order.
+    pub tiers: Vec<hoard_storage::TierConfig>,
 }
 
 impl ServerConfig {
@@ -38,6 +40,7 @@ impl ServerConfig {
             max_output_size: 4 * 1024 * 1024 * 1024,
             max_protocol: hoard_protocol::MAX_PROTOCOL,
             direct_mode: true,
+            tiers: Vec::new(),
         }
     }
 

@@ -129,14 +129,12 @@ async fn handle(request: Request, peer_uid: u32, shared: &Shared) -> Response {
         Request::ManifestPut { key, manifest } => {
             crate::v2::manifest_put(shared, &key, manifest).await
         }
-        Request::GetStats => {
-            let mut stats = shared.stats.snapshot();
-            stats.cache_size_bytes = shared.disk.size_bytes();
-            stats.cache_max_bytes = shared.disk.max_size();
-            Response::Stats { stats }
-        }
+        Request::GetStats => stats(shared),
         Request::ZeroStats => match shared.stats.zero() {
-            Ok(()) => Response::Done,
+            Ok(()) => {
+                shared.tiers.zero_tier_stats();
+                Response::Done
+            }
             Err(e) => error(format!("cannot zero the client events log: {e}")),
         },
         Request::Shutdown => Response::Done,
@@ -156,4 +154,28 @@ fn is_v2_only(request: &Request) -> bool {
             | Request::ManifestGet { .. }
             | Request::ManifestPut { .. }
     )
+}
+
+/// The counters, the client events and the tiers' figures in one answer.
+fn stats(shared: &Shared) -> Response {
+    let mut stats = shared.stats.snapshot();
+    let local = shared.tiers.local();
+    stats.cache_size_bytes = local.size_bytes();
+    stats.cache_max_bytes = local.max_size();
+    stats.tiers = shared
+        .tiers
+        .tier_stats()
+        .into_iter()
+        .map(|t| hoard_protocol::TierStats {
+            name: t.name,
+            hits: t.hits,
+            misses: t.misses,
+            writes: t.writes,
+            errors: t.errors,
+            timeouts: t.timeouts,
+            skipped: t.skipped,
+            state: t.state,
+        })
+        .collect();
+    Response::Stats { stats }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hoard_storage::{DiskStore, EntryStore, StorageError};
+use hoard_storage::{DiskStore, EntryStore, StorageError, TieredStorage};
 use tokio::net::UnixListener;
 use tokio::sync::Notify;
 
@@ -50,7 +50,8 @@ pub(crate) struct Shared {
     pub store: EntryStore,
     /// The pipeline's view of the same store, for v1 `Compile` requests.
     pub v1_cache: hoard_compiler::StorageCache,
-    pub disk: Arc<DiskStore>,
+    /// The local disk and the remote tiers behind it.
+    pub tiers: Arc<TieredStorage>,
     pub stats: ServerStats,
     /// The server's own uid: only peers with this uid get file operations.
     pub own_uid: u32,
@@ -125,11 +126,13 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         .map_err(io("write pid file", &pid_path))?;
 
     let cache_dir = config.cache_dir.join("cache");
-    let disk = Arc::new(DiskStore::open(&cache_dir, config.cache_size)?);
+    let disk = DiskStore::open(&cache_dir, config.cache_size)?;
+    // Never connects here: a tier that is down now is picked up when it comes back.
+    let tiers = Arc::new(TieredStorage::new(disk, config.tiers.clone())?);
     let shared = Arc::new(Shared {
-        store: EntryStore::new(disk.clone()),
-        v1_cache: hoard_compiler::StorageCache::new(EntryStore::new(disk.clone())),
-        disk,
+        store: EntryStore::new(tiers.clone()),
+        v1_cache: hoard_compiler::StorageCache::new(EntryStore::new(tiers.clone())),
+        tiers,
         stats: ServerStats::new(config.client_events_path()),
         own_uid,
         shutdown: Notify::new(),
@@ -174,6 +177,10 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
                 }
             }
         }
+    }
+    // Queued remote writes would die with the runtime.
+    if !shared.tiers.flush(Duration::from_secs(10)).await {
+        tracing::warn!("remote writes still queued at exit were dropped");
     }
     // Still holding the lock, so the socket and pid file are ours to remove.
     let _ = std::fs::remove_file(&shared.config.socket_path);
