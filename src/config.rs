@@ -174,7 +174,7 @@ impl Settings {
         config.idle_timeout = self.idle_timeout;
         config.max_protocol = self.server_max_protocol;
         config.direct_mode = self.direct_mode;
-        config.tiers = self.tiers.clone();
+        config.tiers.clone_from(&self.tiers);
         config
     }
 }
