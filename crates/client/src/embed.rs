@@ -12,7 +12,8 @@ use hoard_compiler::{
 };
 use hoard_protocol::PROTOCOL_V2;
 use hoard_storage::{
-    CacheKey, DiskStore, EntryMeta, EntryStore, OutputPath, ReadLimits, StorageError,
+    CacheKey, DiskStore, EntryMeta, EntryStore, OutputPath, ReadLimits, StorageError, TierConfig,
+    TieredStorage,
 };
 
 use crate::{ClientConfig, ClientError, Connection, RemoteCache};
@@ -46,6 +47,8 @@ enum Backend {
     Embedded {
         store: EntryStore,
         cache: StorageCache,
+        /// For flushing queued remote writes.
+        tiers: Arc<TieredStorage>,
     },
     /// Through a v2 server, which extracts and packs outputs on their paths itself. Boxed:
     /// the connection's buffers would make every handle that large.
@@ -163,6 +166,38 @@ impl Hoard {
     /// # }
     /// ```
     pub fn embedded(cache_dir: impl Into<PathBuf>, max_size: u64) -> Result<Hoard, EmbedError> {
+        Self::embedded_with_tiers(cache_dir, max_size, Vec::new())
+    }
+
+    /// As [`Hoard::embedded`], with remote tiers behind the local disk (the same tiers a
+    /// server can have: memcached, redis, S3, WebDAV, a shared directory; see
+    /// `hoard_storage::tiers_from_env`). Remote writes are queued in the background on the
+    /// runtime the first put runs on; call [`Hoard::flush`] before that runtime ends.
+    ///
+    /// # Errors
+    ///
+    /// As [`Hoard::embedded`], and [`EmbedError::Open`] when a tier's configuration is
+    /// invalid. A tier that is down is not an error: it is skipped and counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hoard_client::Hoard;
+    /// use hoard_storage::{TierConfig, TierKind};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (dir, shared) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    /// let tier = TierConfig::new(TierKind::SharedDir { path: shared.path().to_owned() });
+    /// let hoard = Hoard::embedded_with_tiers(dir.path(), 1 << 30, vec![tier])?;
+    /// # let _ = hoard;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn embedded_with_tiers(
+        cache_dir: impl Into<PathBuf>,
+        max_size: u64,
+        tiers: Vec<TierConfig>,
+    ) -> Result<Hoard, EmbedError> {
         let given = cache_dir.into();
         // The pipeline and the store would otherwise each resolve a relative path against
         // whatever the working directory is when they use it.
@@ -175,11 +210,19 @@ impl Hoard {
             path: store_dir.clone(),
             source,
         })?;
-        let store = EntryStore::new(Arc::new(disk));
+        let tiered =
+            Arc::new(
+                TieredStorage::new(disk, tiers).map_err(|source| EmbedError::Open {
+                    path: store_dir.clone(),
+                    source,
+                })?,
+            );
+        let store = EntryStore::new(tiered.clone());
         Ok(Hoard {
             backend: Backend::Embedded {
                 cache: StorageCache::new(store.clone()),
                 store,
+                tiers: tiered,
             },
             pipeline: PipelineConfig::new(cache_dir),
         })
@@ -323,6 +366,15 @@ impl Hoard {
                     .await
                     .map_err(CacheError::new)
             }
+        }
+    }
+
+    /// Waits up to `timeout` for queued remote-tier writes of an embedded cache; `true` when
+    /// none are left. A connected cache has nothing queued here: its server uploads.
+    pub async fn flush(&self, timeout: std::time::Duration) -> bool {
+        match &self.backend {
+            Backend::Embedded { tiers, .. } => tiers.flush(timeout).await,
+            Backend::Connected(_) => true,
         }
     }
 

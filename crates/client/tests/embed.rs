@@ -201,3 +201,35 @@ fn embedded_refuses_a_cache_directory_that_is_a_file() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn embedded_caches_with_a_shared_tier_share_entries_across_machines() {
+    use hoard_storage::{TierConfig, TierKind};
+    let (a_dir, b_dir, shared) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let tier = || {
+        vec![TierConfig::new(TierKind::SharedDir {
+            path: shared.path().to_owned(),
+        })]
+    };
+    let a = Hoard::embedded_with_tiers(a_dir.path(), MAX_SIZE, tier()).unwrap();
+    let b = Hoard::embedded_with_tiers(b_dir.path(), MAX_SIZE, tier()).unwrap();
+    let key = CacheKey::from_bytes([7; 32]);
+    let output = [OutputPath::new("out", a_dir.path().join("out.txt"))];
+    std::fs::write(&output[0].path, b"made on machine A").unwrap();
+    a.put(&key, &output, b"", b"", 0).await.unwrap();
+    assert!(
+        a.flush(std::time::Duration::from_secs(10)).await,
+        "A's upload finished"
+    );
+
+    let there = [OutputPath::new("out", b_dir.path().join("out.txt"))];
+    assert!(
+        b.get(&key, &there).await.unwrap().is_some(),
+        "B hits A's entry"
+    );
+    assert_eq!(std::fs::read(&there[0].path).unwrap(), b"made on machine A");
+}
