@@ -43,7 +43,7 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
         state_dir: config.cache_dir.clone(),
         direct_mode: config.direct_mode,
     };
-    let compile = match classify(&command, &pipeline) {
+    let mut compile = match classify(&command, &pipeline) {
         Ok(compile) => compile,
         Err(reason) => {
             tracing::debug!("not cacheable: {reason}");
@@ -57,6 +57,9 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
     let Some(runtime) = runtime(config) else {
         return exec_compiler(&command.program, &command.args);
     };
+    // A miss copies rustc's stderr through as it is written: cargo starts dependents on
+    // the metadata notification, long before the compile ends.
+    compile.stream_stderr(true);
     let served = runtime.block_on(async {
         let mut connection = Connection::open(config).await?;
         if connection.version() >= PROTOCOL_V2 {
@@ -83,6 +86,10 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
             ClientEvent::CacheError(fault_cause(error).into())
         };
         record_event(&config.cache_dir, &event);
+    }
+    if outcome.stderr_streamed {
+        let _ = std::io::stdout().lock().write_all(&outcome.result.stdout);
+        return outcome.result.exit_status;
     }
     emit(&outcome.result)
 }

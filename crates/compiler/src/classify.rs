@@ -9,6 +9,7 @@ use hoard_storage::OutputPath;
 
 use crate::args::{self, ParsedArgs};
 use crate::detect::{self, Compiler};
+use crate::rust::RustCompile;
 use crate::{CommandLine, CompilerKind, Language, NonCacheable, PipelineConfig, response_file};
 
 /// Role of the object file among a compile's outputs.
@@ -16,14 +17,30 @@ pub(crate) const OBJECT_ROLE: &str = "object";
 /// Role of the dependency file (`-MD`/`-MMD`).
 pub(crate) const DEPENDENCY_ROLE: &str = "dep";
 
-/// A command that compiles one source to one object (and perhaps a dependency file), which
-/// the pipeline can serve from the cache.
+/// A command that compiles one source (a C-family file, or a Rust crate root) and that the
+/// pipeline can serve from the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheableCompile {
     command: CommandLine,
+    outputs: Vec<OutputPath>,
+    pub(crate) kind: Kind,
+    pub(crate) stream_stderr: bool,
+}
+
+/// What the pipeline needs to know per compiler family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// gcc or clang.
+    C(Box<CCompile>),
+    /// rustc.
+    Rust(Box<RustCompile>),
+}
+
+/// A gcc or clang compile of one source to one object (and perhaps a dependency file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CCompile {
     pub(crate) compiler: Compiler,
     pub(crate) args: ParsedArgs,
-    outputs: Vec<OutputPath>,
     /// The source, absolute, for reading.
     pub(crate) source_path: PathBuf,
     /// What the compiler writes as the dependency file's target when no `-MT`/`-MQ` says.
@@ -32,12 +49,25 @@ pub struct CacheableCompile {
 }
 
 impl CacheableCompile {
-    /// The language the source is compiled as.
-    pub fn language(&self) -> Language {
-        self.args.language
+    pub(crate) fn new(command: CommandLine, outputs: Vec<OutputPath>, kind: Kind) -> Self {
+        Self {
+            command,
+            outputs,
+            kind,
+            stream_stderr: false,
+        }
     }
 
-    /// The files the compile writes, with absolute paths: `object`, and `dep` with `-MD`.
+    /// The language the source is compiled as.
+    pub fn language(&self) -> Language {
+        match &self.kind {
+            Kind::C(c) => c.args.language,
+            Kind::Rust(_) => Language::Rust,
+        }
+    }
+
+    /// The files the compile writes, with absolute paths: for C `object`, and `dep` with
+    /// `-MD`; for rustc one per `--emit` kind and crate type.
     pub fn outputs(&self) -> &[OutputPath] {
         &self.outputs
     }
@@ -47,14 +77,29 @@ impl CacheableCompile {
         &self.command
     }
 
-    /// Whether the compiler is gcc or clang.
+    /// Which compiler family runs the compile.
     pub fn compiler_kind(&self) -> CompilerKind {
-        self.compiler.kind
+        match &self.kind {
+            Kind::C(c) => c.compiler.kind,
+            Kind::Rust(_) => CompilerKind::Rustc,
+        }
     }
 
     /// The compiler binary that will be run, absolute.
     pub fn compiler_path(&self) -> &Path {
-        &self.compiler.path
+        match &self.kind {
+            Kind::C(c) => &c.compiler.path,
+            Kind::Rust(rust) => &rust.rustc_path,
+        }
+    }
+
+    /// Asks the pipeline to copy the compiler's standard error to this process's standard
+    /// error while a compile runs (rustc only), instead of leaving all of it to the caller.
+    /// cargo starts dependent crates when rustc reports on standard error that the metadata
+    /// is written, so a wrapper that printed only at the end would lose cargo's pipelining.
+    /// The outcome's `stderr_streamed` says when this happened.
+    pub fn stream_stderr(&mut self, on: bool) {
+        self.stream_stderr = on;
     }
 }
 
@@ -64,6 +109,9 @@ pub fn classify(
     cmd: &CommandLine,
     config: &PipelineConfig,
 ) -> Result<CacheableCompile, NonCacheable> {
+    if let Some(rustc) = crate::rust::rustc_program(&cmd.program, &cmd.cwd, &cmd.env) {
+        return crate::rust::classify(cmd, config, rustc);
+    }
     let program = detect::find(&cmd.program, &cmd.cwd, &cmd.env)?;
     let expanded = response_file::expand(&cmd.args, &cmd.cwd)?;
     let parsed = args::parse(&expanded, program.cxx_driver)?;
@@ -93,15 +141,18 @@ pub fn classify(
             });
         }
     }
-    Ok(CacheableCompile {
-        command: cmd.clone(),
+    let c = CCompile {
         source_path: cmd.cwd.join(&parsed.source),
         direct_mode: config.direct_mode && parsed.direct_mode_possible,
         compiler,
         args: parsed,
-        outputs,
         dependency_target,
-    })
+    };
+    Ok(CacheableCompile::new(
+        cmd.clone(),
+        outputs,
+        Kind::C(Box::new(c)),
+    ))
 }
 
 /// The object name the driver picks without `-o`: the source's file name with its suffix

@@ -20,6 +20,8 @@ pub enum CompilerKind {
     Gcc,
     /// LLVM clang / clang++.
     Clang,
+    /// rustc (a toolchain's, or the rustup proxy).
+    Rustc,
 }
 
 impl CompilerKind {
@@ -27,6 +29,7 @@ impl CompilerKind {
         match self {
             Self::Gcc => "gcc",
             Self::Clang => "clang",
+            Self::Rustc => "rustc",
         }
     }
 

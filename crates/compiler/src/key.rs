@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use hoard_storage::CacheKey;
 
 use crate::CacheableCompile;
+use crate::classify::CCompile;
 
 const COMMON_RECIPE: &str = "hoard/c/common/v1";
 const RESULT_RECIPE: &str = "hoard/c/result/v1";
@@ -67,20 +68,20 @@ fn env_value<'a>(compile: &'a CacheableCompile, name: &str) -> Option<&'a OsStr>
 }
 
 /// The part shared by both keys: what the compiler is and how it is asked to compile.
-pub(crate) fn common(compile: &CacheableCompile) -> [u8; 32] {
+pub(crate) fn common(compile: &CacheableCompile, c: &CCompile) -> [u8; 32] {
     let mut recipe = Recipe::new(COMMON_RECIPE);
     recipe
-        .field("identity", &compile.compiler.identity)
-        .field("driver", compile.compiler.driver.as_bytes())
+        .field("identity", &c.compiler.identity)
+        .field("driver", c.compiler.driver.as_bytes())
         .field("language", compile.language().name().as_bytes());
-    for arg in &compile.args.hashed {
+    for arg in &c.args.hashed {
         recipe.field("arg", arg.as_bytes());
     }
-    if let Some(target) = &compile.dependency_target {
+    if let Some(target) = &c.dependency_target {
         // gcc writes the object path, as given, as the dependency file's target.
         recipe.field("dependency-target", target.as_bytes());
     }
-    if compile.args.debug_info {
+    if c.args.debug_info {
         // Debug information embeds the working directory; gcc and clang take it from PWD
         // when that names the same directory.
         recipe.field("cwd", compile.command().cwd.as_os_str().as_bytes());
@@ -119,18 +120,14 @@ pub(crate) fn unpreprocessed_key(common: &[u8; 32], source_digest: &[u8; 32]) ->
 
 /// Direct-mode key, under which the manifest is kept: the common part, the options that
 /// steer the preprocessor, and the source by path and content.
-pub(crate) fn manifest_key(
-    common: &[u8; 32],
-    compile: &CacheableCompile,
-    source_digest: &[u8; 32],
-) -> CacheKey {
+pub(crate) fn manifest_key(common: &[u8; 32], c: &CCompile, source_digest: &[u8; 32]) -> CacheKey {
     let mut recipe = Recipe::new(MANIFEST_RECIPE);
     recipe.field("common", common);
-    for arg in &compile.args.preprocessor {
+    for arg in &c.args.preprocessor {
         recipe.field("preprocessor-arg", arg.as_bytes());
     }
     recipe
-        .field("source", compile.args.source.as_bytes())
+        .field("source", c.args.source.as_bytes())
         .field("source-digest", source_digest);
     CacheKey::from_bytes(recipe.finish())
 }
@@ -157,7 +154,11 @@ mod tests {
             cwd,
             env,
         };
-        common(&classify(&cmd, &PipelineConfig::new(state)).unwrap())
+        let compile = classify(&cmd, &PipelineConfig::new(state)).unwrap();
+        let crate::classify::Kind::C(c) = &compile.kind else {
+            panic!("not a C compile")
+        };
+        common(&compile, c)
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum Language {
     PreprocessedObjC,
     /// `objective-c++-cpp-output` (`.mii`)
     PreprocessedObjCxx,
+    /// Rust, compiled by rustc (never selected by `-x`).
+    Rust,
 }
 
 impl Language {
@@ -42,6 +44,7 @@ impl Language {
             Self::PreprocessedCxx => "c++-cpp-output",
             Self::PreprocessedObjC => "objective-c-cpp-output",
             Self::PreprocessedObjCxx => "objective-c++-cpp-output",
+            Self::Rust => "rust",
         }
     }
 
@@ -55,6 +58,7 @@ impl Language {
                 | Self::PreprocessedCxx
                 | Self::PreprocessedObjC
                 | Self::PreprocessedObjCxx
+                | Self::Rust
         )
     }
 

@@ -1,11 +1,15 @@
-//! hoard's knowledge of C and C++ compilers, and the one cached-compile pipeline. Given a
-//! command the wrapper was asked to run, this crate finds and identifies the compiler (gcc or
-//! clang), parses its arguments into a cacheable compile or a named reason why not
-//! ([`classify`]), hashes every input into a key, and runs [`cached_compile`]: direct mode
-//! (a manifest of include digests, so a hit runs no preprocessor), then preprocessor mode, then
-//! the real compiler. It talks to a cache only through the [`ArtifactCache`] trait, so the same
-//! pipeline runs in the client over protocol v2, in the server for v1 clients and in-process
-//! over local storage ([`StorageCache`]). It never knows about the protocol, sockets or servers.
+//! hoard's knowledge of compilers, and the one cached-compile pipeline. Given a command the
+//! wrapper was asked to run, this crate finds and identifies the compiler (gcc, clang or
+//! rustc), parses its arguments into a cacheable compile or a named reason why not
+//! ([`classify`]), hashes every input into a key, and runs [`cached_compile`]. For C-family
+//! compiles: direct mode (a manifest of include digests, so a hit runs no preprocessor), then
+//! preprocessor mode, then the real compiler. For rustc (under cargo): a manifest built from
+//! the dependency file each compile writes anyway, keyed by the toolchain, target, arguments,
+//! `--extern` crates, native libraries, linker and cargo's environment, with paths made
+//! relative so clones and `CARGO_HOME`s share hits; no rustc runs on a hit. It talks to a
+//! cache only through the [`ArtifactCache`] trait, so the same pipeline runs in the client
+//! over protocol v2, in the server for v1 clients and in-process over local storage
+//! ([`StorageCache`]). It never knows about the protocol, sockets or servers.
 
 mod args;
 mod cache;
@@ -17,6 +21,7 @@ mod manifest;
 mod pipeline;
 mod reason;
 mod response_file;
+mod rust;
 mod storage_cache;
 
 use std::ffi::OsString;

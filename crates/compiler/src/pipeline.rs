@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use hoard_storage::CacheKey;
 use tokio::process::Command;
 
+use crate::classify::{CCompile, Kind};
 use crate::manifest::{self, FileDigests, Manifest};
 use crate::{
     ArtifactCache, CacheError, CacheableCompile, CommandLine, Language, NonCacheable,
@@ -56,6 +57,10 @@ pub struct CompileOutcome {
     pub cache_errors: Vec<CacheError>,
     /// The source language, when the command was classified as a cacheable compile.
     pub language: Option<Language>,
+    /// Whether the compiler's standard error was already copied to this process's standard
+    /// error while it ran (see [`CacheableCompile::stream_stderr`]); `result.stderr` still
+    /// holds all of it, and the caller must not print it again.
+    pub stderr_streamed: bool,
 }
 
 /// Runs `compile` through `cache`: a hit writes the outputs and replays the compiler's output;
@@ -64,14 +69,20 @@ pub async fn cached_compile(
     compile: &CacheableCompile,
     cache: &dyn ArtifactCache,
 ) -> CompileOutcome {
-    Attempt {
-        compile,
-        cache,
-        started: SystemTime::now(),
-        cache_errors: Vec::new(),
+    match &compile.kind {
+        Kind::C(c) => {
+            Attempt {
+                compile,
+                c,
+                cache,
+                started: SystemTime::now(),
+                cache_errors: Vec::new(),
+            }
+            .run()
+            .await
+        }
+        Kind::Rust(rust) => crate::rust::pipeline::run(compile, rust, cache).await,
     }
-    .run()
-    .await
 }
 
 /// Runs any command a build hands to a compiler: classified, then through [`cached_compile`]
@@ -95,6 +106,7 @@ pub async fn compile_command(
             status: CacheStatus::NotCacheable(reason),
             cache_errors: Vec::new(),
             language: None,
+            stderr_streamed: false,
         },
         Err(e) => CompileOutcome {
             result: run_compiler(command).await,
@@ -103,6 +115,7 @@ pub async fn compile_command(
                 "classifying the command failed: {e}"
             ))],
             language: None,
+            stderr_streamed: false,
         },
     }
 }
@@ -115,7 +128,7 @@ pub async fn run_compiler(cmd: &CommandLine) -> CompileResult {
 }
 
 /// Runs `program` with `args` in the command's directory and environment.
-async fn run(program: &Path, args: &[OsString], cmd: &CommandLine) -> CompileResult {
+pub(crate) async fn run(program: &Path, args: &[OsString], cmd: &CommandLine) -> CompileResult {
     let output = Command::new(program)
         .args(args)
         .current_dir(&cmd.cwd)
@@ -162,6 +175,7 @@ enum DirectLookup {
 /// One run of the pipeline.
 struct Attempt<'a> {
     compile: &'a CacheableCompile,
+    c: &'a CCompile,
     cache: &'a dyn ArtifactCache,
     started: SystemTime,
     cache_errors: Vec<CacheError>,
@@ -169,13 +183,13 @@ struct Attempt<'a> {
 
 impl Attempt<'_> {
     async fn run(mut self) -> CompileOutcome {
-        let common = key::common(self.compile);
+        let common = key::common(self.compile, self.c);
         let language = self.compile.language();
         if !language.is_preprocessed() {
             return self.run_unpreprocessed(&common).await;
         }
         let mut direct = None;
-        if self.compile.direct_mode {
+        if self.c.direct_mode {
             match self.direct_lookup(&common).await {
                 DirectLookup::Hit(result) => {
                     return self.finish(result, CacheStatus::Hit { direct: true });
@@ -215,7 +229,7 @@ impl Attempt<'_> {
 
     /// `.s` and `.i` sources: the source text is the whole input.
     async fn run_unpreprocessed(mut self, common: &[u8; 32]) -> CompileOutcome {
-        let source = match std::fs::read(&self.compile.source_path) {
+        let source = match std::fs::read(&self.c.source_path) {
             Ok(source) if !reads_untracked_files(&source, self.compile.language()) => source,
             // Missing source: the compiler says so. Assembler includes: not tracked.
             _ => return self.compile_uncached().await,
@@ -235,14 +249,14 @@ impl Attempt<'_> {
     }
 
     async fn direct_lookup(&self, common: &[u8; 32]) -> DirectLookup {
-        let Ok(source) = std::fs::read(&self.compile.source_path) else {
+        let Ok(source) = std::fs::read(&self.c.source_path) else {
             return DirectLookup::Miss(None);
         };
         if manifest::mentions_time_macros(&source) {
             return DirectLookup::Miss(None);
         }
         let source_digest = *blake3::hash(&source).as_bytes();
-        let key = key::manifest_key(common, self.compile, &source_digest);
+        let key = key::manifest_key(common, self.c, &source_digest);
         let manifest = match self.cache.get_manifest(&key).await {
             Ok(Some(bytes)) => Manifest::decode(&bytes),
             Ok(None) => Manifest::default(),
@@ -267,14 +281,14 @@ impl Attempt<'_> {
     /// Adds this compile to the manifest, unless one of ccache's safety rules forbids it.
     async fn record(&mut self, mut direct: Direct, preprocessed: &[u8], result_key: &CacheKey) {
         let compile = self.compile;
-        let source_unchanged = manifest::read_input(&compile.source_path, self.started)
+        let c = self.c;
+        let source_unchanged = manifest::read_input(&c.source_path, self.started)
             .is_ok_and(|digest| digest == direct.source_digest);
         if !source_unchanged {
-            tracing::debug!(source = %compile.source_path.display(), "source not recordable in direct mode");
+            tracing::debug!(source = %c.source_path.display(), "source not recordable in direct mode");
             return;
         }
-        let includes =
-            manifest::includes_from_preprocessed(preprocessed, compile.args.source.as_bytes());
+        let includes = manifest::includes_from_preprocessed(preprocessed, c.args.source.as_bytes());
         let cwd = &compile.command().cwd;
         match manifest::candidate(cwd, &includes, result_key, self.started) {
             Ok(candidate) => direct.manifest.add(candidate),
@@ -318,15 +332,15 @@ impl Attempt<'_> {
     }
 
     async fn preprocess(&self) -> CompileResult {
-        let mut args = self.compile.args.preprocess.clone();
+        let mut args = self.c.args.preprocess.clone();
         args.push("-E".into());
-        run(&self.compile.compiler.path, &args, self.compile.command()).await
+        run(&self.c.compiler.path, &args, self.compile.command()).await
     }
 
     /// The command exactly as given (not the preprocessed text), by the detected compiler.
     async fn compile_original(&self) -> CompileResult {
         let command = self.compile.command();
-        run(&self.compile.compiler.path, &command.args, command).await
+        run(&self.c.compiler.path, &command.args, command).await
     }
 
     async fn compile_uncached(self) -> CompileOutcome {
@@ -347,6 +361,7 @@ impl Attempt<'_> {
             status,
             cache_errors: self.cache_errors,
             language: Some(self.compile.language()),
+            stderr_streamed: false,
         }
     }
 }

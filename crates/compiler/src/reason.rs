@@ -113,6 +113,30 @@ pub enum NonCacheable {
         /// The program as given.
         program: String,
     },
+    /// A rustc invocation that asks about the compiler instead of compiling (`-vV`, `--print`,
+    /// `--explain`, `--help`): cargo's probes.
+    #[error("rustc probe ({flag}) writes no crate")]
+    RustcProbe {
+        /// The flag.
+        flag: String,
+    },
+    /// `-C incremental`: rustc keeps its own incremental state, which a cached result would
+    /// bypass and leave stale.
+    #[error("incremental compilation (-C incremental) keeps state hoard does not track")]
+    Incremental,
+    /// A crate type hoard does not know how to name the outputs of.
+    #[error("crate type {crate_type} is not cached")]
+    UnsupportedCrateType {
+        /// The crate type as given.
+        crate_type: String,
+    },
+    /// The rustc outputs cannot be told from the arguments (no `--crate-type` or
+    /// `--crate-name`, `-o` with several outputs, an output to standard output, ...).
+    #[error("rustc outputs cannot be determined: {detail}")]
+    RustOutputsUnknown {
+        /// What is missing or ambiguous.
+        detail: String,
+    },
     /// An `@file` could not be read (or nested too deeply).
     #[error("response file {path}: {detail}")]
     UnreadableResponseFile {
@@ -151,6 +175,10 @@ impl NonCacheable {
             Self::UnsupportedCompiler { .. } => "unsupported_compiler",
             Self::CompilerNotFound { .. } => "compiler_not_found",
             Self::UnreadableResponseFile { .. } => "unreadable_response_file",
+            Self::RustcProbe { .. } => "rustc_probe",
+            Self::Incremental => "incremental",
+            Self::UnsupportedCrateType { .. } => "unsupported_crate_type",
+            Self::RustOutputsUnknown { .. } => "rust_outputs_unknown",
         }
     }
 }

@@ -1,0 +1,149 @@
+//! Direct-mode manifests for rustc: under the common key, candidates that each list every
+//! source file the compile read (normalised path and digest) and every `env!` variable it
+//! read (normalised value), and the result key they lead to. A candidate whose files and
+//! variables all still match names the result, so a hit runs no rustc at all.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use hoard_storage::CacheKey;
+use serde::{Deserialize, Serialize};
+
+use super::paths::Roots;
+use crate::manifest::FileDigests;
+
+const MANIFEST_VERSION: u32 = 1;
+const MAX_CANDIDATES: usize = 16;
+
+/// All candidates known for one common key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    version: u32,
+    candidates: Vec<Candidate>,
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Self {
+            version: MANIFEST_VERSION,
+            candidates: Vec::new(),
+        }
+    }
+}
+
+/// One earlier compile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Candidate {
+    /// Source files, normalised (relative paths are relative to the working directory).
+    pub files: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
+    /// `env!`/`option_env!` variables and their normalised values (`None`: unset).
+    pub env: Vec<(serde_bytes::ByteBuf, Option<serde_bytes::ByteBuf>)>,
+    /// Roots the outputs embed verbatim (`placeholder` + root): the result is only good for
+    /// a compile with the same roots.
+    pub pinned: Vec<serde_bytes::ByteBuf>,
+    #[serde(with = "serde_bytes")]
+    pub result_key: [u8; 32],
+}
+
+/// The value the command's environment gives `name`.
+pub(crate) fn env_value<'a>(env: &'a [(OsString, OsString)], name: &[u8]) -> Option<&'a OsStr> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k.as_bytes() == name)
+        .map(|(_, v)| v.as_os_str())
+}
+
+impl Manifest {
+    /// Decodes stored bytes; garbage or another version reads as an empty manifest.
+    pub(crate) fn decode(bytes: &[u8]) -> Self {
+        rmp_serde::from_slice::<Self>(bytes)
+            .ok()
+            .filter(|m| m.version == MANIFEST_VERSION)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+        rmp_serde::to_vec(self)
+    }
+
+    /// The result key of the newest candidate that matches this compile's files, variables
+    /// and roots.
+    pub(crate) fn find(
+        &self,
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+        roots: &Roots,
+    ) -> Option<CacheKey> {
+        let mut digests = FileDigests::default();
+        self.candidates
+            .iter()
+            .find(|c| {
+                c.pinned.iter().all(|p| {
+                    roots
+                        .pairs()
+                        .iter()
+                        .any(|(placeholder, root)| *p == [placeholder.as_slice(), root].concat())
+                }) && c.env.iter().all(|(name, want)| {
+                    let have = env_value(env, name).map(|v| roots.normalise_os(v));
+                    have.as_deref() == want.as_deref().map(|w| &w[..])
+                }) && c.files.iter().all(|(path, digest)| {
+                    let path = roots.resolve(path);
+                    let path = cwd.join(OsStr::from_bytes(&path));
+                    digests.digest(&path).as_ref().map(|d| &d[..]) == Some(&digest[..])
+                })
+            })
+            .map(|c| CacheKey::from_bytes(c.result_key))
+    }
+
+    /// How many candidates the manifest holds.
+    pub(crate) fn len(&self) -> usize {
+        self.candidates.len()
+    }
+
+    /// Puts `candidate` first, dropping an identical older one and the oldest beyond the cap.
+    pub(crate) fn add(&mut self, candidate: Candidate) {
+        self.candidates.retain(|c| *c != candidate);
+        self.candidates.insert(0, candidate);
+        self.candidates.truncate(MAX_CANDIDATES);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_bytes::ByteBuf;
+
+    #[test]
+    fn finds_a_candidate_by_files_env_and_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path().canonicalize().unwrap();
+        std::fs::write(cwd.join("lib.rs"), b"fn x() {}").unwrap();
+        let roots = Roots::new(&cwd, &[]);
+        let digest = *blake3::hash(b"fn x() {}").as_bytes();
+        let mut manifest = Manifest::default();
+        manifest.add(Candidate {
+            files: vec![(
+                ByteBuf::from(roots.normalise(cwd.join("lib.rs").as_os_str().as_bytes())),
+                ByteBuf::from(digest.to_vec()),
+            )],
+            env: vec![(
+                ByteBuf::from(b"V".to_vec()),
+                Some(ByteBuf::from(b"1".to_vec())),
+            )],
+            pinned: Vec::new(),
+            result_key: [9; 32],
+        });
+        let manifest = Manifest::decode(&manifest.encode().unwrap());
+        let env = vec![(OsString::from("V"), OsString::from("1"))];
+        assert_eq!(
+            manifest.find(&cwd, &env, &roots),
+            Some(CacheKey::from_bytes([9; 32]))
+        );
+        let other = vec![(OsString::from("V"), OsString::from("2"))];
+        assert_eq!(manifest.find(&cwd, &other, &roots), None);
+        std::fs::write(cwd.join("lib.rs"), b"fn y() {}").unwrap();
+        assert_eq!(manifest.find(&cwd, &env, &roots), None);
+        assert_eq!(Manifest::decode(b"garbage"), Manifest::default());
+    }
+}
