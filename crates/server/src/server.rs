@@ -52,7 +52,9 @@ pub(crate) struct Shared {
     pub v1_cache: hoard_compiler::StorageCache,
     /// The local disk and the remote tiers behind it.
     pub tiers: Arc<TieredStorage>,
-    pub stats: ServerStats,
+    pub stats: Arc<ServerStats>,
+    /// Puts being packed and stored after their answer went out; waited for at exit.
+    pub background: tokio_util::task::TaskTracker,
     /// The server's own uid: only peers with this uid get file operations.
     pub own_uid: u32,
     pub shutdown: Notify,
@@ -133,7 +135,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         store: EntryStore::new(tiers.clone()),
         v1_cache: hoard_compiler::StorageCache::new(EntryStore::new(tiers.clone())),
         tiers,
-        stats: ServerStats::new(config.client_events_path()),
+        stats: Arc::new(ServerStats::new(config.client_events_path())),
+        background: tokio_util::task::TaskTracker::new(),
         own_uid,
         shutdown: Notify::new(),
         active: AtomicUsize::new(0),
@@ -178,7 +181,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             }
         }
     }
-    // Queued remote writes would die with the runtime.
+    // Entries still being packed, then queued remote writes, would die with the runtime.
+    shared.background.close();
+    shared.background.wait().await;
     if !shared.tiers.flush(Duration::from_secs(10)).await {
         tracing::warn!("remote writes still queued at exit were dropped");
     }

@@ -82,17 +82,23 @@ pub(crate) async fn cache_put(
         owner_uid: Some(peer_uid),
         max_file_size: shared.config.max_output_size,
     };
-    match shared
-        .store
-        .put_outputs(&key, &outputs, meta, &limits)
-        .await
-    {
-        Ok(()) => {
-            shared.stats.count(Counted::Write);
-            Response::Stored
+    // Read now (once we answer, the build may touch the files), compress and store after
+    // answering: the client is on the build's critical path, the packing is not.
+    let files = match shared.store.read_outputs(&outputs, &limits).await {
+        Ok(files) => files,
+        Err(e) => return refused(shared, format!("cache put {key}: {e}")),
+    };
+    let (store, stats, meta) = (shared.store.clone(), shared.stats.clone(), meta.clone());
+    shared.background.spawn(async move {
+        match store.put_files(&key, files, meta).await {
+            Ok(()) => stats.count(Counted::Write),
+            Err(e) => {
+                tracing::warn!("cache put {key}: {e}");
+                stats.count(Counted::Error);
+            }
         }
-        Err(e) => refused(shared, format!("cache put {key}: {e}")),
-    }
+    });
+    Response::Stored
 }
 
 /// `ManifestGet`: the direct-mode manifest under `key`, if any.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::entry::{self, EntryError, EntryMeta, ReadLimits};
+use crate::entry::{self, EntryError, EntryMeta, OutputFiles, ReadLimits};
 use crate::{CacheKey, OutputPath, Storage, StorageError, run_blocking};
 
 /// Gets and puts whole compiles (outputs plus stdout, stderr and exit status) and blobs in a
@@ -76,13 +76,34 @@ impl EntryStore {
         meta: &EntryMeta,
         limits: &ReadLimits,
     ) -> Result<(), StoreError> {
+        let files = self.read_outputs(outputs, limits).await?;
+        self.put_files(key, files, meta.clone()).await
+    }
+
+    /// Reads the outputs from their paths (under `limits`), the first half of
+    /// [`EntryStore::put_outputs`]: once it returns, the files may change.
+    pub async fn read_outputs(
+        &self,
+        outputs: &[OutputPath],
+        limits: &ReadLimits,
+    ) -> Result<OutputFiles, StoreError> {
         let outputs = outputs.to_vec();
-        let meta = meta.clone();
         let limits = *limits;
-        let packed = run_blocking("pack entry", move || {
-            Ok(entry::pack(&outputs, &meta, &limits))
+        Ok(run_blocking("read outputs", move || {
+            Ok(entry::read_outputs(&outputs, &limits))
         })
-        .await?;
+        .await??)
+    }
+
+    /// Packs files already read and stores the entry, the second half of
+    /// [`EntryStore::put_outputs`].
+    pub async fn put_files(
+        &self,
+        key: &CacheKey,
+        files: OutputFiles,
+        meta: EntryMeta,
+    ) -> Result<(), StoreError> {
+        let packed = run_blocking("pack entry", move || Ok(files.pack(&meta))).await?;
         self.storage.put(key, packed?).await?;
         Ok(())
     }

@@ -18,7 +18,7 @@ mod output;
 pub mod tier;
 
 pub use disk::DiskStore;
-pub use entry::{EntryError, EntryKind, EntryMeta, ReadLimits};
+pub use entry::{EntryError, EntryKind, EntryMeta, OutputFiles, ReadLimits};
 pub use entry_store::{EntryStore, StoreError};
 pub use key::{CacheKey, InvalidKey};
 pub use output::OutputPath;

@@ -188,6 +188,50 @@ pub fn pack(
     meta: &EntryMeta,
     limits: &ReadLimits,
 ) -> Result<Vec<u8>, EntryError> {
+    read_outputs(outputs, limits)?.pack(meta)
+}
+
+/// Output files read into memory, ready to be packed. Reading and packing are separate so a
+/// server can answer a put as soon as the files are read (the client may then let the build
+/// touch them) and compress afterwards.
+#[derive(Debug, Clone)]
+pub struct OutputFiles {
+    /// Role, unix mode and content of each file, in the order given.
+    files: Vec<(String, u32, Vec<u8>)>,
+}
+
+impl OutputFiles {
+    /// Total bytes of content.
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|(_, _, d)| d.len() as u64).sum()
+    }
+
+    /// Encodes the files and `meta` into one entry.
+    pub fn pack(&self, meta: &EntryMeta) -> Result<Vec<u8>, EntryError> {
+        let files: Vec<FileIn<'_>> = self
+            .files
+            .iter()
+            .map(|(role, mode, data)| FileIn {
+                role,
+                mode: *mode,
+                data,
+            })
+            .collect();
+        codec::encode(
+            EntryKind::Outputs,
+            &files,
+            &meta.stdout,
+            &meta.stderr,
+            meta.exit_status,
+        )
+    }
+}
+
+/// Reads every output under `limits` (see [`pack`] for the rules each file must pass).
+pub fn read_outputs(
+    outputs: &[OutputPath],
+    limits: &ReadLimits,
+) -> Result<OutputFiles, EntryError> {
     for (i, out) in outputs.iter().enumerate() {
         if outputs[..i].iter().any(|o| o.role == out.role) {
             return Err(EntryError::DuplicateRole {
@@ -195,7 +239,7 @@ pub fn pack(
             });
         }
     }
-    let mut contents = Vec::with_capacity(outputs.len());
+    let mut files = Vec::with_capacity(outputs.len());
     let mut total: u64 = 0;
     for out in outputs {
         let (mode, data) = read_output(&out.path, limits)?;
@@ -206,24 +250,9 @@ pub fn pack(
                 limit: MAX_CONTENT_SIZE,
             });
         }
-        contents.push((mode, data));
+        files.push((out.role.clone(), mode, data));
     }
-    let files: Vec<FileIn<'_>> = outputs
-        .iter()
-        .zip(&contents)
-        .map(|(out, (mode, data))| FileIn {
-            role: &out.role,
-            mode: *mode,
-            data,
-        })
-        .collect();
-    codec::encode(
-        EntryKind::Outputs,
-        &files,
-        &meta.stdout,
-        &meta.stderr,
-        meta.exit_status,
-    )
+    Ok(OutputFiles { files })
 }
 
 fn read_output(path: &Path, limits: &ReadLimits) -> Result<(u32, Vec<u8>), EntryError> {
