@@ -197,7 +197,7 @@ fn run_identification(
 }
 
 /// The digest of a target's standard library in the sysroot (every file under
-/// `lib/rustlib/<target>/lib`, by name and content), or of a target spec file's content.
+/// `lib/rustlib/<target>/lib`, by name, size and mtime), or of a target spec file's content.
 /// Kept beside the identity so it is computed once per toolchain and target.
 pub(crate) fn target_digest(
     rustc: &Rustc,
@@ -208,7 +208,7 @@ pub(crate) fn target_digest(
 ) -> Result<[u8; 32], String> {
     let target = target.unwrap_or(OsStr::new(&rustc.host));
     let mut hasher = blake3::Hasher::new();
-    hasher.update(b"hoard-rust-target-v1\0");
+    hasher.update(b"hoard-rust-target-v2\0");
     hasher.update(&rustc.identity);
     hasher.update(target.as_bytes());
     hasher.update(b"\0");
@@ -223,7 +223,7 @@ pub(crate) fn target_digest(
     };
     let libs = rustc.sysroot.join("lib/rustlib").join(&triple).join("lib");
     let record = state_dir.join("compilers").join(format!(
-        "rust-target-{}",
+        "rust-target-v2-{}",
         blake3::hash(&[&rustc.identity[..], libs.as_os_str().as_bytes()].concat()).to_hex()
     ));
     let known = std::fs::read(&record)
@@ -232,7 +232,7 @@ pub(crate) fn target_digest(
     let libs_digest = if let Some(known) = known {
         known
     } else {
-        let digest = digest_dir(&libs, digests)?;
+        let digest = digest_dir(&libs);
         if let Some(dir) = record.parent()
             && std::fs::create_dir_all(dir).is_ok()
             && let Ok(temp) = tempfile::NamedTempFile::new_in(dir)
@@ -246,25 +246,32 @@ pub(crate) fn target_digest(
     Ok(*hasher.finalize().as_bytes())
 }
 
-/// Digest of every regular file in `dir` by name and content, sorted; a missing directory
-/// (a target without an installed standard library) digests as empty.
-fn digest_dir(dir: &Path, digests: &DigestCache) -> Result<[u8; 32], String> {
+/// Digest of every regular file in `dir` by name, size and modification time, sorted; a
+/// missing directory (a target without an installed standard library) digests as empty.
+/// Not by content: a toolchain's standard library is 150+ MB, its files never change in place
+/// (rustup replaces a toolchain wholesale, and a rebuilt one has new mtimes), and reading it
+/// all cost every cold build a third of a second. ccache checks compilers the same way.
+fn digest_dir(dir: &Path) -> [u8; 32] {
+    use std::os::unix::fs::MetadataExt;
     let mut hasher = blake3::Hasher::new();
+    hasher.update(b"name-size-mtime\0");
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(*hasher.finalize().as_bytes());
+        return *hasher.finalize().as_bytes();
     };
-    let mut files: Vec<PathBuf> = entries
+    let mut files: Vec<(PathBuf, std::fs::Metadata)> = entries
         .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
+        .filter_map(|e| Some((e.path(), e.metadata().ok()?)))
+        .filter(|(_, meta)| meta.is_file())
         .collect();
-    files.sort();
-    for file in files {
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    for (file, meta) in files {
         hasher.update(file.file_name().unwrap_or_default().as_bytes());
         hasher.update(b"\0");
-        hasher.update(&digests.digest(&file).map_err(|e| e.to_string())?);
+        hasher.update(&meta.size().to_le_bytes());
+        hasher.update(&meta.mtime().to_le_bytes());
+        hasher.update(&meta.mtime_nsec().to_le_bytes());
     }
-    Ok(*hasher.finalize().as_bytes())
+    *hasher.finalize().as_bytes()
 }
 
 #[cfg(test)]
