@@ -8,7 +8,7 @@ use hoard_client::{ClientConfig, ServerLaunch};
 use hoard_server::ServerConfig;
 #[cfg(test)]
 use hoard_storage::TierKind;
-use hoard_storage::{TierConfig, tiers_from_env};
+use hoard_storage::{TierConfig, parse_size, tiers_from_env};
 
 /// A setting that could not be read; names the variable and the value.
 #[derive(Debug, thiserror::Error)]
@@ -215,32 +215,6 @@ fn parse_bool(v: &str) -> Option<bool> {
         "0" | "false" | "no" | "off" => Some(false),
         _ => None,
     }
-}
-
-/// Parses a size like `10G`, `500M`, `64KiB` or `1048576` (binary units).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| "want a number of bytes, optionally with K, M, G or T".to_owned())?;
-    let shift = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        other => return Err(format!("unknown unit {other:?}: use K, M, G or T")),
-    };
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| "size too large".to_owned())
 }
 
 fn default_cache_dir() -> Option<PathBuf> {

@@ -430,3 +430,68 @@ fn an_output_that_embeds_its_checkout_path_is_not_shared_with_a_clone() {
     // Every other crate is shared; app embeds the path, so the clone compiles it.
     assert_eq!(printed[1].0, (UNITS - 1, 1));
 }
+
+#[path = "../crates/storage/tests/tiers_support/mod.rs"]
+mod tiers_support;
+
+#[test]
+fn a_second_machine_builds_the_workspace_all_from_memcached_or_redis() {
+    use tiers_support::{Daemon, free_port};
+    // Linked outputs (the bin, build scripts, proc-macros) exceed memcached's default 1 MiB
+    // items: give it 16 MiB items and tell hoard so, as a team caching Rust would.
+    let port = free_port();
+    let port_arg = port.to_string();
+    let memcached = Daemon::spawn(
+        "memcached",
+        &[
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port_arg,
+            "-m",
+            "128",
+            "-I",
+            "16m",
+            "-u",
+            "root",
+        ],
+        port,
+    );
+    let redis = Daemon::redis();
+    for (var, endpoint) in [
+        (
+            "HOARD_MEMCACHED_ENDPOINT",
+            format!("tcp://127.0.0.1:{}", memcached.port),
+        ),
+        (
+            "HOARD_REDIS_ENDPOINT",
+            format!("redis://127.0.0.1:{}", redis.port),
+        ),
+    ] {
+        let mut a = Sandbox::new();
+        a.set_env(var, &endpoint);
+        a.set_env("HOARD_MEMCACHED_MAX_ENTRY", "16M");
+        let ws = workspace(&a, "ws");
+        let target = a.dir.path().join("target");
+        assert_eq!(
+            clean_build(&a, &ws, &target, &[]),
+            (0, UNITS),
+            "{var}: machine A"
+        );
+        let printed = run_app(&target);
+        // Stopping A's server flushes its queued uploads.
+        assert!(a.hoard().arg("--stop-server").status().unwrap().success());
+
+        let mut b = Sandbox::new();
+        b.set_env(var, &endpoint);
+        b.set_env("HOARD_MEMCACHED_MAX_ENTRY", "16M");
+        let ws_b = workspace(&b, "ws");
+        let target_b = b.dir.path().join("target");
+        assert_eq!(
+            clean_build(&b, &ws_b, &target_b, &[]),
+            (UNITS, 0),
+            "{var}: machine B, empty disk, all from the remote tier"
+        );
+        assert_eq!(run_app(&target_b), printed);
+    }
+}

@@ -23,7 +23,8 @@ pub use entry_store::{EntryStore, StoreError};
 pub use key::{CacheKey, InvalidKey};
 pub use output::OutputPath;
 pub use tier::{
-    QueueLimits, TierConfig, TierConfigError, TierKind, TierStats, TieredStorage, tiers_from_env,
+    QueueLimits, TierConfig, TierConfigError, TierKind, TierStats, TieredStorage, parse_size,
+    tiers_from_env,
 };
 
 use async_trait::async_trait;

@@ -252,6 +252,8 @@ pub enum TierConfigError {
 /// * `HOARD_MEMCACHED_ENDPOINT`, `HOARD_REDIS_ENDPOINT`, `HOARD_WEBDAV_ENDPOINT`,
 ///   `HOARD_SHARED_DIR`, and `HOARD_S3_BUCKET` with `HOARD_S3_ENDPOINT`, `HOARD_S3_REGION`,
 ///   `HOARD_S3_PREFIX`, each making a tier named after its kind;
+/// * `HOARD_MEMCACHED_MAX_ENTRY`: memcached's item size limit (`-I`), e.g. `16M`
+///   (default 1 MiB);
 /// * `HOARD_TIER_ORDER`: comma list of those names, the order of the chain after the local
 ///   disk (default `memcached,redis,s3,webdav,shared_dir`); configured tiers it leaves out
 ///   follow in the default order;
@@ -269,7 +271,19 @@ pub fn tiers_from_env(
     };
     let mut tiers = Vec::new();
     if let Some(endpoint) = var("HOARD_MEMCACHED_ENDPOINT") {
-        tiers.push(TierConfig::new(TierKind::Memcached { endpoint }));
+        let mut tier = TierConfig::new(TierKind::Memcached { endpoint });
+        // A server started with `-I 16m` takes bigger items than the 1 MiB default.
+        if let Some(size) = var("HOARD_MEMCACHED_MAX_ENTRY") {
+            let limit = parse_size(&size).map_err(|reason| TierConfigError::Invalid {
+                tier: "memcached".into(),
+                field: "HOARD_MEMCACHED_MAX_ENTRY",
+                value: size.clone(),
+                reason,
+            })?;
+            // Leave room for memcached's item header and the key, as the default does.
+            tier.max_entry_size = Some(limit.saturating_sub(1024));
+        }
+        tiers.push(tier);
     }
     if let Some(endpoint) = var("HOARD_REDIS_ENDPOINT") {
         tiers.push(TierConfig::new(TierKind::Redis { endpoint }));
@@ -328,4 +342,30 @@ fn name_list(var: &'static str, value: Option<String>) -> Result<Vec<String>, Ti
             }
         })
         .collect()
+}
+
+/// Parses a size like `10G`, `500M`, `64KiB` or `1048576` (binary units).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| "want a number of bytes, optionally with K, M, G or T".to_owned())?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        other => return Err(format!("unknown unit {other:?}: use K, M, G or T")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| "size too large".to_owned())
 }

@@ -12,7 +12,7 @@ pub mod config;
 mod remote;
 
 pub use chain::{QueueLimits, TieredStorage};
-pub use config::{TierConfig, TierConfigError, TierKind, tiers_from_env};
+pub use config::{TierConfig, TierConfigError, TierKind, parse_size, tiers_from_env};
 
 /// Figures for one tier of a [`TieredStorage`], as the stats report them (serialises to the
 /// stats JSON's `tiers` array items).
