@@ -31,18 +31,19 @@ pub(crate) const ENV_ALLOW_LIST: &[&str] = &[
     "GCC_EXEC_PREFIX",
 ];
 
-/// A recipe being hashed.
-struct Recipe(blake3::Hasher);
+/// A recipe being hashed: a version string, then named, length-prefixed fields, so no two
+/// different recipes can hash the same bytes. Shared by the C and Rust keys.
+pub(crate) struct Recipe(blake3::Hasher);
 
 impl Recipe {
-    fn new(version: &str) -> Self {
+    pub(crate) fn new(version: &str) -> Self {
         let mut hasher = blake3::Hasher::new();
         hasher.update(version.as_bytes());
         hasher.update(b"\0");
         Self(hasher)
     }
 
-    fn field(&mut self, name: &str, value: &[u8]) -> &mut Self {
+    pub(crate) fn field(&mut self, name: &str, value: &[u8]) -> &mut Self {
         self.0.update(name.as_bytes());
         self.0.update(b"\0");
         self.0.update(&(value.len() as u64).to_le_bytes());
@@ -50,7 +51,7 @@ impl Recipe {
         self
     }
 
-    fn finish(&self) -> [u8; 32] {
+    pub(crate) fn finish(&self) -> [u8; 32] {
         *self.0.finalize().as_bytes()
     }
 }

@@ -4,6 +4,7 @@
 //! contents, the linker for crate types that link, and the environment cargo gives rustc.
 //! The result key adds one manifest candidate's files and variables.
 
+use crate::key::Recipe;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -37,29 +38,6 @@ const ENV_PREFIXES: &[&str] = &["CARGO_PKG_", "CARGO_BIN_EXE_"];
 
 /// Crate types whose output is linked by the system linker.
 const LINKED: &[&str] = &["bin", "dylib", "cdylib", "proc-macro"];
-
-struct Recipe(blake3::Hasher);
-
-impl Recipe {
-    fn new(version: &str) -> Self {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(version.as_bytes());
-        hasher.update(b"\0");
-        Self(hasher)
-    }
-
-    fn field(&mut self, name: &str, value: &[u8]) -> &mut Self {
-        self.0.update(name.as_bytes());
-        self.0.update(b"\0");
-        self.0.update(&(value.len() as u64).to_le_bytes());
-        self.0.update(value);
-        self
-    }
-
-    fn finish(&self) -> [u8; 32] {
-        *self.0.finalize().as_bytes()
-    }
-}
 
 /// An input of the common key could not be read.
 #[derive(Debug, thiserror::Error)]
