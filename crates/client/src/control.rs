@@ -41,13 +41,32 @@ pub async fn stop_server(config: &ClientConfig) -> Result<bool, ClientError> {
         }
         Err(e) => return Err(e),
     };
+    // Read before asking: the server removes its pid file on the way out.
+    let mut pid_file = config.socket_path.clone().into_os_string();
+    pid_file.push(".pid");
+    let pid = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok());
     match connection.request(&Request::Shutdown).await? {
         Response::Done => {}
         other => return Err(unexpected("Shutdown", &other)),
     }
+    // Stopped means gone: the socket removed (after queued uploads were flushed) and the
+    // process exited, so a caller may start a new one or remove the directory at once.
     let started = Instant::now();
-    while config.socket_path.exists() && started.elapsed() < config.connect_timeout {
+    let alive = || pid.is_some_and(process_alive);
+    while (config.socket_path.exists() || alive()) && started.elapsed() < config.connect_timeout {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Ok(true)
+}
+
+/// Whether process `pid` still runs (a zombie, exited but not yet reaped by whoever started
+/// it, does not). Where there is no `/proc`, the socket's removal alone has to do.
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the parenthesised command name, which may contain spaces.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
