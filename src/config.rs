@@ -42,6 +42,9 @@ pub enum ConfigError {
         /// Our uid.
         uid: u32,
     },
+    /// The config file is unreadable or has a bad key or value.
+    #[error(transparent)]
+    File(crate::config_file::ConfigFileError),
     /// A remote tier is misconfigured.
     #[error(transparent)]
     Tiers(hoard_storage::TierConfigError),
@@ -83,13 +86,14 @@ pub struct Settings {
 const DEFAULT_CACHE_SIZE: u64 = 10 * 1024 * 1024 * 1024;
 
 fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    crate::config_file::setting(name)
 }
 
 impl Settings {
     /// Reads the settings from the process environment and creates the cache directory.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let cache_dir = match std::env::var_os("HOARD_DIR").filter(|v| !v.is_empty()) {
+        crate::config_file::loaded().map_err(ConfigError::File)?;
+        let cache_dir = match var("HOARD_DIR") {
             Some(dir) => PathBuf::from(dir),
             None => default_cache_dir().ok_or(ConfigError::NoCacheDir)?,
         };
@@ -123,14 +127,13 @@ impl Settings {
                 why: "want 1/0, true/false, yes/no or on/off".into(),
             })?,
         };
-        let socket_path =
-            if let Some(path) = std::env::var_os("HOARD_SERVER_UDS").filter(|v| !v.is_empty()) {
-                PathBuf::from(path)
-            } else {
-                let socket = default_socket(&cache_dir, cache_size, &tiers);
-                private_socket_dir(&socket)?;
-                socket
-            };
+        let socket_path = if let Some(path) = var("HOARD_SERVER_UDS") {
+            PathBuf::from(path)
+        } else {
+            let socket = default_socket(&cache_dir, cache_size, &tiers);
+            private_socket_dir(&socket)?;
+            socket
+        };
         Ok(Self {
             cache_dir,
             cache_size,
@@ -280,7 +283,7 @@ fn effective_uid() -> u32 {
 
 /// `hoard-server` beside the running `hoard`, else whatever `PATH` finds.
 fn server_program() -> PathBuf {
-    if let Some(path) = std::env::var_os("HOARD_SERVER_BIN").filter(|v| !v.is_empty()) {
+    if let Some(path) = var("HOARD_SERVER_BIN") {
         return PathBuf::from(path);
     }
     std::env::current_exe()

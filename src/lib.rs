@@ -4,5 +4,6 @@
 //! libraries; the mains stay thin.
 
 pub mod config;
+pub mod config_file;
 pub mod logging;
 pub mod stats_table;

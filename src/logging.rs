@@ -5,10 +5,13 @@ use std::path::Path;
 
 use tracing_subscriber::EnvFilter;
 
-/// Sends `tracing` events at the `HOARD_LOG` filter (default `warn`) to `dir/file`. The file
+/// Sends `tracing` events at the `HOARD_LOG` filter (environment or config file; default
+/// `warn`) to `dir/file`. The file
 /// is opened per event, so a wrapper that logs nothing never touches it.
 pub fn init(dir: &Path, file: &str) {
-    let filter = EnvFilter::try_from_env("HOARD_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = crate::config_file::setting("HOARD_LOG")
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("warn"));
     let path = dir.join(file);
     let writer = move || -> Box<dyn std::io::Write> {
         match std::fs::OpenOptions::new()
