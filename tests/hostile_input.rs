@@ -13,14 +13,7 @@ use hoard_protocol::{OutputPath, Request, Response, decode, encode};
 
 fn started() -> Sandbox {
     let sandbox = Sandbox::new();
-    assert!(
-        sandbox
-            .hoard()
-            .arg("--start-server")
-            .status()
-            .unwrap()
-            .success()
-    );
+    sandbox.start_server();
     sandbox
 }
 

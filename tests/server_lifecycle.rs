@@ -51,14 +51,7 @@ fn killing_the_server_mid_build_leaves_a_correct_build_and_the_next_compile_star
     let expected = snapshot(&out);
     clean(&out);
 
-    assert!(
-        sandbox
-            .hoard()
-            .arg("--start-server")
-            .status()
-            .unwrap()
-            .success()
-    );
+    sandbox.start_server();
     let first = sandbox.server_pid().expect("a server pid file");
     let killer = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(400));
@@ -90,14 +83,7 @@ fn killing_the_server_mid_build_leaves_a_correct_build_and_the_next_compile_star
 #[test]
 fn stop_server_stops_it_and_removes_its_socket() {
     let sandbox = Sandbox::new();
-    assert!(
-        sandbox
-            .hoard()
-            .arg("--start-server")
-            .status()
-            .unwrap()
-            .success()
-    );
+    sandbox.start_server();
     assert!(sandbox.socket().exists());
     let out = sandbox.hoard().arg("--stop-server").output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));

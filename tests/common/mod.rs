@@ -56,6 +56,16 @@ impl Sandbox {
         cmd
     }
 
+    /// `hoard --start-server`, which must succeed.
+    pub fn start_server(&self) {
+        let out = self.hoard().arg("--start-server").output().unwrap();
+        assert!(
+            out.status.success(),
+            "start-server failed: {}",
+            text(&out.stderr)
+        );
+    }
+
     /// `hoard --show-stats --json`, parsed.
     pub fn stats(&self) -> serde_json::Value {
         let out = self
