@@ -81,6 +81,14 @@ pub struct Settings {
     /// Remote tiers (`HOARD_MEMCACHED_ENDPOINT`, `HOARD_REDIS_ENDPOINT`, `HOARD_S3_*`,
     /// `HOARD_WEBDAV_ENDPOINT`, `HOARD_SHARED_DIR`, `HOARD_TIER_ORDER`, `HOARD_READ_ONLY_TIERS`).
     pub tiers: Vec<TierConfig>,
+    /// `HOARD_SERVER_ADDR`: a server to reach over TCP (`host:port`) instead of the socket.
+    pub server_addr: Option<String>,
+    /// `HOARD_SERVER_TOKEN`: what TCP clients show and a TCP server admits them by.
+    pub token: Option<String>,
+    /// `HOARD_SERVER_LISTEN` (or `hoard-server --listen`): the TCP address a server serves.
+    pub listen: Option<String>,
+    /// Whether `HOARD_IDLE_TIMEOUT` was set at all (a TCP gateway never idles out by default).
+    idle_timeout_set: bool,
 }
 
 const DEFAULT_CACHE_SIZE: u64 = 10 * 1024 * 1024 * 1024;
@@ -127,6 +135,16 @@ impl Settings {
                 why: "want 1/0, true/false, yes/no or on/off".into(),
             })?,
         };
+        let server_addr = non_empty("HOARD_SERVER_ADDR");
+        if let Some(addr) = &server_addr
+            && !addr.contains(':')
+        {
+            return Err(ConfigError::Invalid {
+                var: "HOARD_SERVER_ADDR",
+                value: addr.clone(),
+                why: "want host:port".into(),
+            });
+        }
         let socket_path = if let Some(path) = var("HOARD_SERVER_UDS") {
             PathBuf::from(path)
         } else {
@@ -144,7 +162,16 @@ impl Settings {
             client_max_protocol,
             server_max_protocol,
             tiers,
+            server_addr,
+            token: non_empty("HOARD_SERVER_TOKEN"),
+            listen: non_empty("HOARD_SERVER_LISTEN"),
+            idle_timeout_set: var("HOARD_IDLE_TIMEOUT").is_some(),
         })
+    }
+
+    /// Serves TCP clients at `addr` too (`hoard-server --listen`).
+    pub fn listen_on(&mut self, addr: String) {
+        self.listen = Some(addr);
     }
 
     /// The client's view, able to start a server from the `hoard-server` beside this binary.
@@ -153,6 +180,8 @@ impl Settings {
         config.direct_mode = self.direct_mode;
         config.request_timeout = self.request_timeout;
         config.max_protocol = self.client_max_protocol;
+        config.server_addr.clone_from(&self.server_addr);
+        config.token.clone_from(&self.token);
         config.launch = Some(ServerLaunch {
             program: server_program(),
             env: vec![
@@ -178,8 +207,18 @@ impl Settings {
         config.max_protocol = self.server_max_protocol;
         config.direct_mode = self.direct_mode;
         config.tiers.clone_from(&self.tiers);
+        config.listen.clone_from(&self.listen);
+        config.token.clone_from(&self.token);
+        // A gateway serves other machines: it must not go away because this one is quiet.
+        if self.listen.is_some() && !self.idle_timeout_set {
+            config.idle_timeout = None;
+        }
         config
     }
+}
+
+fn non_empty(var_name: &str) -> Option<String> {
+    var(var_name).filter(|v| !v.trim().is_empty())
 }
 
 fn seconds(var_name: &'static str, default: u64) -> Result<Duration, ConfigError> {

@@ -2,17 +2,33 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use hoard::config::Settings;
 use hoard_server::ServerError;
 
+/// hoard's storage server. `hoard` starts one on demand on a Unix socket; start one by hand
+/// to serve other machines over TCP as a cache gateway in front of the configured tiers.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Also serve TCP clients at this address (`0.0.0.0:PORT`), entries inline, to clients
+    /// that show HOARD_SERVER_TOKEN (which must then be set). Same as HOARD_SERVER_LISTEN.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+}
+
 fn main() -> ExitCode {
-    let settings = match Settings::from_env() {
+    let args = Args::parse();
+    let mut settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("hoard-server: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Some(addr) = args.listen {
+        settings.listen_on(addr);
+    }
     hoard::logging::init(&settings.cache_dir, "server.log");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -97,7 +97,10 @@ fn control() -> ExitCode {
             hoard_client::Connection::open(&client)
                 .await
                 .map_err(|e| e.to_string())?;
-            println!("hoard server running at {}", client.socket_path.display());
+            match &client.server_addr {
+                Some(addr) => println!("hoard server answering at {addr}"),
+                None => println!("hoard server running at {}", client.socket_path.display()),
+            }
         }
         if control.zero_stats {
             hoard_client::zero_stats(&client)

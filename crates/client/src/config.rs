@@ -23,6 +23,11 @@ pub struct ClientConfig {
     pub cache_dir: PathBuf,
     /// The server's Unix socket.
     pub socket_path: PathBuf,
+    /// A server on another machine (`host:port`, `HOARD_SERVER_ADDR`) to use instead of the
+    /// socket. No server is ever started for it, and every entry travels inline.
+    pub server_addr: Option<String>,
+    /// The token a TCP server admits clients by (`HOARD_SERVER_TOKEN`).
+    pub token: Option<String>,
     /// How to start a server; `None` means never start one (connect or fall back).
     pub launch: Option<ServerLaunch>,
     /// How long to wait for a server to come up (including starting one).
@@ -46,6 +51,8 @@ impl ClientConfig {
         Self {
             cache_dir,
             socket_path,
+            server_addr: None,
+            token: None,
             launch: None,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),

@@ -1,25 +1,33 @@
 //! One conversation with a server: connect (starting a server if none listens), negotiate the
 //! version, and exchange requests and responses within a timeout.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use hoard_protocol::{
-    MAX_PROTOCOL, MIN_PROTOCOL, PROTOCOL_V1, PROTOCOL_V2, Request, Response, capability, codec,
-    decode, encode,
+    INLINE_CHUNK_SIZE, MAX_PROTOCOL, MIN_PROTOCOL, PROTOCOL_V1, PROTOCOL_V2, Request, Response,
+    capability, codec, decode, encode,
 };
-use tokio::net::UnixStream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::{ClientConfig, ClientError};
 
+/// A byte stream to a server: the Unix socket, or TCP.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug> Transport for T {}
+
 /// An open, negotiated connection.
 #[derive(Debug)]
 pub struct Connection {
-    framed: Framed<UnixStream, LengthDelimitedCodec>,
+    framed: Framed<Box<dyn Transport>, LengthDelimitedCodec>,
     request_timeout: Duration,
     version: u32,
     capabilities: Vec<String>,
+    shared_fs: bool,
+    state_dir: PathBuf,
 }
 
 impl Connection {
@@ -27,46 +35,72 @@ impl Connection {
     /// configuration says how, and negotiates the protocol version. A server that answers
     /// `Hello` with `Unsupported` predates v2; the conversation continues in v1 on the same
     /// connection. With `max_protocol` 1 no `Hello` is sent at all, as a v1 client would.
+    ///
+    /// With `server_addr` set the server is reached over TCP instead: nothing is started, the
+    /// `Hello` carries the token, and every entry travels inline.
     pub async fn open(config: &ClientConfig) -> Result<Self, ClientError> {
-        let stream = match UnixStream::connect(&config.socket_path).await {
-            Ok(stream) => stream,
-            Err(e) if crate::spawn::no_server_behind(&e) && config.launch.is_some() => {
-                crate::spawn::start_and_connect(config).await?
-            }
-            Err(source) => {
-                return Err(ClientError::Connect {
-                    socket: config.socket_path.clone(),
-                    source,
-                });
-            }
+        let (stream, remote) = match &config.server_addr {
+            Some(addr) => (connect_tcp(addr, config.connect_timeout).await?, true),
+            None => (connect_unix(config).await?, false),
         };
         let mut connection = Self {
             framed: Framed::new(stream, codec(config.max_frame_length)),
             request_timeout: config.request_timeout,
             version: PROTOCOL_V1,
             capabilities: Vec::new(),
+            shared_fs: !remote,
+            state_dir: config.cache_dir.clone(),
         };
         let max = config.max_protocol.clamp(MIN_PROTOCOL, MAX_PROTOCOL);
+        if remote && max < PROTOCOL_V2 {
+            return Err(ClientError::Unsupported {
+                request: "Hello",
+                message: format!(
+                    "a TCP server (HOARD_SERVER_ADDR) is only spoken to in v{PROTOCOL_V2} and                      later; the client is pinned to v{max}"
+                ),
+            });
+        }
         if max >= PROTOCOL_V2 {
+            let probe = if remote {
+                None
+            } else {
+                crate::probe::nonce_file(&config.cache_dir)
+            };
             let hello = Request::Hello {
                 min: MIN_PROTOCOL,
                 max,
                 capabilities: capability::ALL.iter().map(|c| (*c).to_owned()).collect(),
+                probe,
+                token: config.token.clone(),
             };
             match connection.request(&hello).await {
                 Ok(Response::Welcome {
                     version,
                     capabilities,
+                    shared_fs,
                 }) => {
                     connection.version = version;
                     connection.capabilities = capabilities;
+                    // A server from before the probe works on our paths as it always has.
+                    connection.shared_fs = !remote && shared_fs.unwrap_or(true);
                 }
-                Err(ClientError::Unsupported { .. }) => {}
+                Err(ClientError::Unsupported { .. }) if !remote => {}
                 Ok(other) => return Err(unexpected("Hello", &other)),
                 Err(e) => return Err(e),
             }
         }
         Ok(connection)
+    }
+
+    /// Whether the server may see our paths: it read the probe (each directory is still
+    /// checked per request). `false` over TCP and in another mount namespace.
+    pub fn shared_fs(&self) -> bool {
+        self.shared_fs
+    }
+
+    /// The client's state directory (`HOARD_DIR`).
+    pub(crate) fn state_dir(&self) -> &Path {
+        &self.state_dir
     }
 
     /// The negotiated protocol version.
@@ -112,6 +146,91 @@ impl Connection {
                 request: name,
                 source,
             })?;
+        self.receive(name).await
+    }
+
+    /// Stores `entry` (packed here) under `key` by sending its bytes: `CachePutInline` with
+    /// the first piece, `Chunk`s with the rest, then one answer.
+    pub(crate) async fn put_inline(
+        &mut self,
+        key: String,
+        language: Option<String>,
+        entry: &[u8],
+    ) -> Result<Response, ClientError> {
+        const NAME: &str = "CachePutInline";
+        let waited = self.request_timeout;
+        let work = async {
+            let mut pieces = entry.chunks(INLINE_CHUNK_SIZE);
+            let first = Request::CachePutInline {
+                key,
+                language,
+                size: entry.len() as u64,
+                data: pieces.next().unwrap_or_default().to_vec(),
+            };
+            let io = |source| ClientError::Io {
+                request: NAME,
+                source,
+            };
+            self.framed.feed(encode(&first)?).await.map_err(io)?;
+            for piece in pieces {
+                let chunk = Request::Chunk {
+                    data: piece.to_vec(),
+                };
+                self.framed.feed(encode(&chunk)?).await.map_err(io)?;
+            }
+            SinkExt::<bytes::Bytes>::flush(&mut self.framed)
+                .await
+                .map_err(io)?;
+            self.receive(NAME).await
+        };
+        tokio::time::timeout(waited, work)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                request: NAME,
+                waited,
+            })?
+    }
+
+    /// Fetches the entry under `key` as bytes (`CacheGetInline`): `None` on a miss.
+    pub(crate) async fn get_inline(
+        &mut self,
+        key: String,
+        language: Option<String>,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        const NAME: &str = "CacheGetInline";
+        let waited = self.request_timeout;
+        let work = async {
+            let request = Request::CacheGetInline { key, language };
+            let (size, mut entry) = match self.exchange(&request, NAME).await? {
+                Response::Entry { size, data } => (size, data),
+                Response::Miss => return Ok(None),
+                other => return Err(unexpected(NAME, &other)),
+            };
+            while (entry.len() as u64) < size {
+                match self.receive(NAME).await? {
+                    Response::Chunk { data } => entry.extend_from_slice(&data),
+                    other => return Err(unexpected(NAME, &other)),
+                }
+            }
+            if entry.len() as u64 == size {
+                Ok(Some(entry))
+            } else {
+                Err(ClientError::Unexpected {
+                    request: NAME,
+                    got: format!("{} bytes for an entry of {size}", entry.len()),
+                })
+            }
+        };
+        tokio::time::timeout(waited, work)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                request: NAME,
+                waited,
+            })?
+    }
+
+    /// Reads one response; `Error` and `Unsupported` become [`ClientError`]s.
+    async fn receive(&mut self, name: &'static str) -> Result<Response, ClientError> {
         let response = match self.framed.next().await {
             Some(Ok(body)) => decode(&body)?,
             Some(Err(source)) => {
@@ -142,4 +261,34 @@ pub(crate) fn unexpected(request: &'static str, got: &Response) -> ClientError {
         request,
         got: format!("{got:?}").chars().take(200).collect(),
     }
+}
+
+async fn connect_unix(config: &ClientConfig) -> Result<Box<dyn Transport>, ClientError> {
+    let stream = match UnixStream::connect(&config.socket_path).await {
+        Ok(stream) => stream,
+        Err(e) if crate::spawn::no_server_behind(&e) && config.launch.is_some() => {
+            crate::spawn::start_and_connect(config).await?
+        }
+        Err(source) => {
+            return Err(ClientError::Connect {
+                socket: config.socket_path.clone(),
+                source,
+            });
+        }
+    };
+    Ok(Box::new(stream))
+}
+
+async fn connect_tcp(addr: &str, waited: Duration) -> Result<Box<dyn Transport>, ClientError> {
+    let failed = |source| ClientError::ConnectTcp {
+        addr: addr.to_owned(),
+        source,
+    };
+    let stream = tokio::time::timeout(waited, TcpStream::connect(addr))
+        .await
+        .map_err(|_| failed(std::io::ErrorKind::TimedOut.into()))?
+        .map_err(failed)?;
+    // Requests are small and latency-bound: never wait to fill a packet.
+    stream.set_nodelay(true).map_err(failed)?;
+    Ok(Box::new(stream))
 }

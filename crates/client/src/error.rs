@@ -16,6 +16,28 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// The TCP server could not be reached.
+    #[error("cannot connect to the hoard server at {addr} (HOARD_SERVER_ADDR): {source}")]
+    ConnectTcp {
+        /// The address as configured.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server cannot see the client's output directory, and cannot take the entry inline
+    /// either (it predates inline transfers).
+    #[error(
+        "the hoard server cannot see {directory} (another mount namespace or machine) and does not take entries inline"
+    )]
+    NotShared {
+        /// The directory, as the client names it.
+        directory: PathBuf,
+    },
+    /// An entry received inline could not be extracted, or outputs could not be packed for
+    /// an inline put.
+    #[error("inline entry: {0}")]
+    Entry(#[from] hoard_storage::EntryError),
     /// The server could not be started.
     #[error("cannot start the hoard server {program}: {source}")]
     Spawn {
@@ -89,7 +111,9 @@ impl ClientError {
     /// The short, stable name this fault is counted under in `local_fallback_causes`.
     pub fn cause(&self) -> &'static str {
         match self {
-            Self::Connect { .. } => "connect",
+            Self::Connect { .. } | Self::ConnectTcp { .. } => "connect",
+            Self::NotShared { .. } => "not_shared",
+            Self::Entry(_) => "entry",
             Self::Spawn { .. } | Self::StartTimeout { .. } => "server_start",
             Self::Timeout { .. } => "timeout",
             Self::Io { .. } | Self::Closed { .. } => "server_closed",

@@ -16,6 +16,8 @@ mod control;
 mod embed;
 mod error;
 mod events;
+mod not_shared;
+mod probe;
 mod remote_cache;
 mod spawn;
 mod v1;
@@ -31,6 +33,8 @@ pub use hoard_compiler::{
     CacheError, CacheStatus, CommandLine, CompileOutcome, CompileResult, Language, NonCacheable,
 };
 pub use hoard_storage::{CacheKey, OutputPath};
+pub use not_shared::NOT_SHARED_FILE;
+pub use probe::PROBE_FILE;
 pub use remote_cache::RemoteCache;
 pub use v1::compile_on_server;
 pub use wrapper::{run_wrapper, run_wrapper_uncached};

@@ -1,20 +1,39 @@
-//! The compiler pipeline's `ArtifactCache`, served by a server over protocol v2: the server
-//! extracts hits onto our output paths and packs puts from them, so no artifact bytes cross
-//! the socket.
+//! The compiler pipeline's `ArtifactCache`, served by a server over protocol v2.
+//!
+//! On a shared filesystem the server extracts hits onto our output paths and packs puts from
+//! them, so no artifact bytes cross the socket; each request says which directory (device and
+//! inode) we saw, and a server that sees another answers `NotShared`. Then, and whenever the
+//! handshake showed no shared filesystem at all (another mount namespace, TCP), the entry's
+//! bytes travel inline: we extract and verify hits ourselves and pack puts ourselves. Keys are
+//! the same either way, so both kinds of client share entries.
+
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
 
 use async_trait::async_trait;
 use hoard_compiler::{ArtifactCache, CacheError, CompileResult, Language};
 use hoard_protocol::{OutputPath as WirePath, Request, Response, capability};
-use hoard_storage::{CacheKey, OutputPath};
+use hoard_storage::entry::{self, EntryError};
+use hoard_storage::{CacheKey, EntryMeta, OutputPath, ReadLimits};
 use tokio::sync::Mutex;
 
 use crate::connection::unexpected;
+use crate::not_shared::{NotSharedDirs, identity};
 use crate::{ClientError, Connection};
 
 /// [`ArtifactCache`] over one connection to a v2 server.
 #[derive(Debug)]
 pub struct RemoteCache {
     connection: Mutex<Connection>,
+    not_shared: std::sync::Mutex<Option<NotSharedDirs>>,
+}
+
+/// How one request's bytes will travel.
+enum Transfer {
+    /// The server works on these paths, whose directories we identified.
+    SharedFs(Vec<WirePath>),
+    /// The bytes cross the connection.
+    Inline,
 }
 
 impl RemoteCache {
@@ -22,42 +41,134 @@ impl RemoteCache {
     pub fn new(connection: Connection) -> Self {
         Self {
             connection: Mutex::new(connection),
+            not_shared: std::sync::Mutex::new(None),
         }
     }
 
-    async fn request(&self, request: &Request) -> Result<Response, ClientError> {
-        self.connection.lock().await.request(request).await
+    /// Whether the directories of `outputs` are known not to be shared, remembering the
+    /// directory a `NotShared` answer named when `learned` is given.
+    fn with_not_shared<T>(
+        &self,
+        state_dir: &Path,
+        work: impl FnOnce(&mut NotSharedDirs) -> T,
+    ) -> T {
+        let mut guard = self
+            .not_shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        work(guard.get_or_insert_with(|| NotSharedDirs::load(state_dir)))
     }
 
-    /// Looks `key` up; on a hit the server has written every output to its path.
-    /// `language` only feeds the per-language statistics.
+    /// Decides how a request on `outputs` travels.
+    fn transfer(&self, connection: &Connection, outputs: &[OutputPath]) -> Transfer {
+        if !connection.shared_fs() {
+            return Transfer::Inline;
+        }
+        let wire: Vec<WirePath> = outputs
+            .iter()
+            .map(|o| {
+                let dir = o.path.parent().and_then(identity);
+                WirePath::new(o.role.clone(), &o.path).with_dir(dir)
+            })
+            .collect();
+        let known = self.with_not_shared(connection.state_dir(), |dirs| {
+            outputs.iter().zip(&wire).any(|(o, w)| {
+                matches!((o.path.parent(), w.dir), (Some(dir), Some(id)) if dirs.contains(dir, id))
+            })
+        });
+        if known {
+            Transfer::Inline
+        } else {
+            Transfer::SharedFs(wire)
+        }
+    }
+
+    /// Remembers the directory a `NotShared` answer named, and checks that inline is possible.
+    fn not_shared(
+        &self,
+        connection: &Connection,
+        wire: &[WirePath],
+        directory: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        let dir =
+            std::path::PathBuf::from(<std::ffi::OsString as OsStringExt>::from_vec(directory));
+        let sent = wire
+            .iter()
+            .find(|w| w.to_path_buf().parent() == Some(dir.as_path()))
+            .and_then(|w| w.dir);
+        if let Some(id) = sent {
+            self.with_not_shared(connection.state_dir(), |dirs| dirs.remember(&dir, id));
+        }
+        if connection.has_capability(capability::INLINE) {
+            Ok(())
+        } else {
+            Err(ClientError::NotShared { directory: dir })
+        }
+    }
+
+    /// Looks `key` up; on a hit every output is in place. `language` only feeds the
+    /// per-language statistics.
     pub async fn get_outputs(
         &self,
         key: &CacheKey,
         outputs: &[OutputPath],
         language: Option<&str>,
     ) -> Result<Option<CompileResult>, ClientError> {
-        let request = Request::CacheGet {
-            key: key.to_hex(),
-            outputs: wire(outputs),
-            language: language.map(str::to_owned),
+        let mut connection = self.connection.lock().await;
+        if let Transfer::SharedFs(wire) = self.transfer(&connection, outputs) {
+            let request = Request::CacheGet {
+                key: key.to_hex(),
+                outputs: wire.clone(),
+                language: language.map(str::to_owned),
+            };
+            match connection.request(&request).await? {
+                Response::Hit {
+                    stdout,
+                    stderr,
+                    exit_status,
+                } => {
+                    return Ok(Some(CompileResult {
+                        stdout,
+                        stderr,
+                        exit_status,
+                    }));
+                }
+                Response::Miss => return Ok(None),
+                Response::NotShared { directory } => {
+                    self.not_shared(&connection, &wire, directory)?;
+                }
+                other => return Err(unexpected("CacheGet", &other)),
+            }
+        }
+        let Some(bytes) = connection
+            .get_inline(key.to_hex(), language.map(str::to_owned))
+            .await?
+        else {
+            return Ok(None);
         };
-        match self.request(&request).await? {
-            Response::Hit {
-                stdout,
-                stderr,
-                exit_status,
-            } => Ok(Some(CompileResult {
-                stdout,
-                stderr,
-                exit_status,
+        drop(connection);
+        match entry::extract(&bytes, outputs) {
+            Ok(meta) => Ok(Some(CompileResult {
+                stdout: meta.stdout,
+                stderr: meta.stderr,
+                exit_status: meta.exit_status,
             })),
-            Response::Miss => Ok(None),
-            other => Err(unexpected("CacheGet", &other)),
+            // Not this compile's entry after all, or damaged on the way: a miss, and the put
+            // that follows replaces it.
+            Err(
+                e @ (EntryError::Corrupt { .. }
+                | EntryError::RoleMismatch { .. }
+                | EntryError::UnsupportedVersion { .. }),
+            ) => {
+                tracing::warn!(%key, "inline entry not usable, a miss: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// Has the server read the outputs from their paths and store them under `key`.
+    /// Stores the outputs under `key`: the server reads them from their paths, or we pack
+    /// them and send the bytes.
     pub async fn put_outputs(
         &self,
         key: &CacheKey,
@@ -65,26 +176,38 @@ impl RemoteCache {
         result: &CompileResult,
         language: Option<&str>,
     ) -> Result<(), ClientError> {
-        let request = Request::CachePut {
-            key: key.to_hex(),
-            outputs: wire(outputs),
+        let mut connection = self.connection.lock().await;
+        if let Transfer::SharedFs(wire) = self.transfer(&connection, outputs) {
+            let request = Request::CachePut {
+                key: key.to_hex(),
+                outputs: wire.clone(),
+                stdout: result.stdout.clone(),
+                stderr: result.stderr.clone(),
+                exit_status: result.exit_status,
+                language: language.map(str::to_owned),
+            };
+            match connection.request(&request).await? {
+                Response::Stored => return Ok(()),
+                Response::NotShared { directory } => {
+                    self.not_shared(&connection, &wire, directory)?;
+                }
+                other => return Err(unexpected("CachePut", &other)),
+            }
+        }
+        let meta = EntryMeta {
             stdout: result.stdout.clone(),
             stderr: result.stderr.clone(),
             exit_status: result.exit_status,
-            language: language.map(str::to_owned),
         };
-        match self.request(&request).await? {
+        let packed = entry::pack(outputs, &meta, &ReadLimits::default())?;
+        match connection
+            .put_inline(key.to_hex(), language.map(str::to_owned), &packed)
+            .await?
+        {
             Response::Stored => Ok(()),
-            other => Err(unexpected("CachePut", &other)),
+            other => Err(unexpected("CachePutInline", &other)),
         }
     }
-}
-
-fn wire(outputs: &[OutputPath]) -> Vec<WirePath> {
-    outputs
-        .iter()
-        .map(|o| WirePath::new(o.role.clone(), &o.path))
-        .collect()
 }
 
 #[async_trait]

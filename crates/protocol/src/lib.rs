@@ -19,8 +19,8 @@ mod stats;
 
 pub use client_events::{CLIENT_EVENTS_FILE, ClientEvent};
 pub use frame::{DEFAULT_MAX_FRAME_LENGTH, ProtocolError, codec, decode, encode};
-pub use message::{ByteBuf, OutputPath, Request, Response};
-pub use stats::{Stats, TierStats};
+pub use message::{ByteBuf, DirIdentity, OutputPath, Probe, Request, Response};
+pub use stats::{Stats, TierStats, TransferStats};
 
 /// Protocol v1: the server runs the whole compile pipeline (`Compile` requests).
 pub const PROTOCOL_V1: u32 = 1;
@@ -36,9 +36,16 @@ pub const MAX_PROTOCOL: u32 = PROTOCOL_V2;
 pub mod capability {
     /// Direct-mode manifests travel as `ManifestGet`/`ManifestPut`.
     pub const MANIFESTS: &str = "manifests";
+    /// Entries travel as bytes over the connection (`CacheFetch`, `CacheStore`, `Chunk`), for
+    /// clients whose paths the server cannot see.
+    pub const INLINE: &str = "inline";
     /// Every capability this build has.
-    pub const ALL: &[&str] = &[MANIFESTS];
+    pub const ALL: &[&str] = &[MANIFESTS, INLINE];
 }
+
+/// Inline entries travel in `Chunk` frames of at most this many bytes, well under the
+/// default frame limit so a peer with a smaller limit still reads them.
+pub const INLINE_CHUNK_SIZE: usize = 4 * 1024 * 1024;
 
 /// The highest version inside both `[min, max]` ranges, if the ranges meet.
 pub fn negotiate_version(ours: (u32, u32), theirs: (u32, u32)) -> Option<u32> {

@@ -18,6 +18,34 @@ pub struct OutputPath {
     /// The absolute path, as the client's OS spells it.
     #[serde(with = "serde_bytes")]
     pub path: Vec<u8>,
+    /// The identity of the path's directory as the client saw it. A server whose own view of
+    /// that directory differs (another mount namespace, a container) answers `NotShared`
+    /// instead of touching the path. Absent from older clients, whose paths are trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<DirIdentity>,
+}
+
+/// Which directory a path names, as `stat` reports it: device and inode together name one
+/// directory on one kernel, whatever mount namespace looks at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DirIdentity {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+}
+
+/// The handshake's shared-filesystem probe: a file the client wrote, and what it holds. The
+/// server reads the file; only if it finds the same nonce does it see the client's files at
+/// all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    /// Absolute path of the probe file.
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
+    /// The random bytes the client wrote there.
+    #[serde(with = "serde_bytes")]
+    pub nonce: Vec<u8>,
 }
 
 impl OutputPath {
@@ -26,7 +54,15 @@ impl OutputPath {
         Self {
             role: role.into(),
             path: path.as_os_str().as_bytes().to_vec(),
+            dir: None,
         }
+    }
+
+    /// The same path, carrying the identity its directory had when the client looked.
+    #[must_use]
+    pub fn with_dir(mut self, dir: Option<DirIdentity>) -> Self {
+        self.dir = dir;
+        self
     }
 
     /// The path as the OS sees it.
@@ -62,6 +98,12 @@ pub enum Request {
         max: u32,
         /// Named capabilities the client has.
         capabilities: Vec<String>,
+        /// The shared-filesystem probe (absent: the client assumes a shared filesystem).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        probe: Option<Probe>,
+        /// The server token; required over TCP, where nothing is served without it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     /// v2: look `key` up; on a hit the server writes each output to its path.
     CacheGet {
@@ -90,6 +132,37 @@ pub enum Request {
         /// The source language, for per-language statistics.
         #[serde(default)]
         language: Option<String>,
+    },
+    /// v2 with `inline`: the inline form of `CacheGet`, for a client whose paths the server
+    /// cannot see. A hit is answered `Entry` (then `Chunk`s): the stored entry's bytes, which
+    /// the client verifies and extracts itself.
+    CacheGetInline {
+        /// Hex cache key.
+        key: String,
+        /// The source language, for per-language statistics.
+        #[serde(default)]
+        language: Option<String>,
+    },
+    /// v2 with `inline`: the inline form of `CachePut`. Carries the packed entry: `size`
+    /// bytes in all, the first of them here and the rest in `Chunk` requests sent right after,
+    /// then one answer (`Stored` or `Error`) for the whole.
+    CachePutInline {
+        /// Hex cache key.
+        key: String,
+        /// The source language, for per-language statistics.
+        #[serde(default)]
+        language: Option<String>,
+        /// Length of the whole entry.
+        size: u64,
+        /// Its first bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The next piece of a `CachePutInline` entry; never answered on its own.
+    Chunk {
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
     },
     /// v2 with `manifests`: fetch the direct-mode manifest stored under `key`.
     ManifestGet {
@@ -123,6 +196,9 @@ impl Request {
             Self::Hello { .. } => "Hello",
             Self::CacheGet { .. } => "CacheGet",
             Self::CachePut { .. } => "CachePut",
+            Self::CacheGetInline { .. } => "CacheGetInline",
+            Self::CachePutInline { .. } => "CachePutInline",
+            Self::Chunk { .. } => "Chunk",
             Self::ManifestGet { .. } => "ManifestGet",
             Self::ManifestPut { .. } => "ManifestPut",
             Self::GetStats => "GetStats",
@@ -157,6 +233,11 @@ pub enum Response {
         version: u32,
         /// Capabilities both sides have.
         capabilities: Vec<String>,
+        /// What the probe showed: `Some(true)` when the server read the client's nonce, so
+        /// paths may be shared (each is still checked); `Some(false)` when it did not (or
+        /// over TCP), so everything goes inline. Absent from older servers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shared_fs: Option<bool>,
     },
     /// `CacheGet` hit: the outputs are in place; replay these.
     Hit {
@@ -168,6 +249,28 @@ pub enum Response {
         stderr: Vec<u8>,
         /// The stored exit status.
         exit_status: i32,
+    },
+    /// `CacheGetInline` hit: the entry's `size` bytes, the first of them here and the rest
+    /// in `Chunk` responses that follow at once.
+    Entry {
+        /// Length of the whole entry.
+        size: u64,
+        /// Its first bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The next piece of an `Entry`.
+    Chunk {
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The server's view of an output's directory is not the client's (missing, or another
+    /// device and inode): nothing was touched. The client redoes the request inline.
+    NotShared {
+        /// The directory, as the client named it.
+        #[serde(with = "serde_bytes")]
+        directory: Vec<u8>,
     },
     /// Nothing stored under the key.
     Miss,

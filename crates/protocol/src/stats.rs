@@ -40,6 +40,27 @@ pub struct Stats {
     /// shipped: omitted from the wire when empty, so older peers' bytes are unchanged.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tiers: Vec<TierStats>,
+    /// How the bytes of each hit and put travelled. Added after v2 shipped: omitted from the
+    /// wire while both counts are zero.
+    #[serde(skip_serializing_if = "TransferStats::is_zero")]
+    pub transfers: TransferStats,
+}
+
+/// Hits and puts by how their bytes travelled between client and server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TransferStats {
+    /// The server extracted onto, or packed from, the client's paths (one filesystem).
+    pub shared_fs: u64,
+    /// The entry's bytes crossed the connection (another mount namespace, machine or TCP).
+    pub inline: u64,
+}
+
+impl TransferStats {
+    /// Whether nothing has been counted.
+    pub fn is_zero(&self) -> bool {
+        self.shared_fs == 0 && self.inline == 0
+    }
 }
 
 /// One storage tier's counters.

@@ -69,6 +69,12 @@ fn a_v1_decoder_reads_every_v2_only_request_as_unknown() {
             min: 1,
             max: 2,
             capabilities: vec!["manifests".into()],
+            probe: None,
+            token: None,
+        },
+        Request::CacheGetInline {
+            key: "00".into(),
+            language: None,
         },
         Request::CacheGet {
             key: "00".into(),
@@ -175,7 +181,8 @@ proptest! {
         let known = [
             "Compile", "Compiled", "Hello", "Welcome", "CacheGet", "CachePut", "ManifestGet",
             "ManifestPut", "GetStats", "ZeroStats", "Shutdown", "Hit", "Miss", "Stored",
-            "Manifest", "Stats", "Done", "Error", "Unsupported", "Unknown",
+            "Manifest", "Stats", "Done", "Error", "Unsupported", "Unknown", "CacheGetInline",
+            "CachePutInline", "Chunk", "Entry", "NotShared",
         ];
         prop_assume!(!known.contains(&name.as_str()) && field != "type");
         let mut message = std::collections::BTreeMap::new();

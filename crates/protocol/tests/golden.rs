@@ -4,7 +4,10 @@
 
 use std::path::PathBuf;
 
-use hoard_protocol::{ByteBuf, OutputPath, Request, Response, Stats, decode, encode};
+use hoard_protocol::{
+    ByteBuf, DirIdentity, OutputPath, Probe, Request, Response, Stats, TransferStats, decode,
+    encode,
+};
 
 #[allow(clippy::too_many_lines)] // one table of every shipped message
 fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
@@ -21,6 +24,17 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
     };
     stats.hits_by_language.insert("c".into(), 7);
     stats.requests_by_protocol.insert("2".into(), 12);
+    let stats_with_transfers = Stats {
+        transfers: TransferStats {
+            shared_fs: 5,
+            inline: 2,
+        },
+        ..stats.clone()
+    };
+    let identified = vec![
+        OutputPath::new("object", "/build/out/main.o".as_ref())
+            .with_dir(Some(DirIdentity { dev: 2049, ino: 77 })),
+    ];
     let all: Vec<(&str, Result<Request, Response>)> = vec![
         (
             "v1/request_compile",
@@ -49,6 +63,51 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
                 min: 1,
                 max: 2,
                 capabilities: vec!["manifests".into()],
+                probe: None,
+                token: None,
+            }),
+        ),
+        (
+            "v2/request_hello_probe_token",
+            Ok(Request::Hello {
+                min: 1,
+                max: 2,
+                capabilities: vec!["manifests".into(), "inline".into()],
+                probe: Some(Probe {
+                    path: b"/home/u/.cache/hoard/probe".to_vec(),
+                    nonce: vec![0xab; 16],
+                }),
+                token: Some("s3cret".into()),
+            }),
+        ),
+        (
+            "v2/request_cache_get_dir_identity",
+            Ok(Request::CacheGet {
+                key: key.clone(),
+                outputs: identified,
+                language: Some("c".into()),
+            }),
+        ),
+        (
+            "v2/request_cache_get_inline",
+            Ok(Request::CacheGetInline {
+                key: key.clone(),
+                language: Some("c".into()),
+            }),
+        ),
+        (
+            "v2/request_cache_put_inline",
+            Ok(Request::CachePutInline {
+                key: key.clone(),
+                language: Some("c".into()),
+                size: 6,
+                data: vec![1, 2, 3],
+            }),
+        ),
+        (
+            "v2/request_chunk",
+            Ok(Request::Chunk {
+                data: vec![4, 5, 6],
             }),
         ),
         (
@@ -89,6 +148,40 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
             Err(Response::Welcome {
                 version: 2,
                 capabilities: vec!["manifests".into()],
+                shared_fs: None,
+            }),
+        ),
+        (
+            "v2/response_welcome_shared_fs",
+            Err(Response::Welcome {
+                version: 2,
+                capabilities: vec!["manifests".into(), "inline".into()],
+                shared_fs: Some(false),
+            }),
+        ),
+        (
+            "v2/response_entry",
+            Err(Response::Entry {
+                size: 6,
+                data: vec![1, 2, 3],
+            }),
+        ),
+        (
+            "v2/response_chunk",
+            Err(Response::Chunk {
+                data: vec![4, 5, 6],
+            }),
+        ),
+        (
+            "v2/response_not_shared",
+            Err(Response::NotShared {
+                directory: b"/mnt/out".to_vec(),
+            }),
+        ),
+        (
+            "v2/response_stats_transfers",
+            Err(Response::Stats {
+                stats: stats_with_transfers,
             }),
         ),
         (

@@ -1,12 +1,24 @@
 //! Every message survives encode → decode unchanged, and no byte string makes the decoder
 //! panic.
 
-use hoard_protocol::{ByteBuf, OutputPath, Request, Response, Stats, TierStats, decode, encode};
+use hoard_protocol::{
+    ByteBuf, DirIdentity, OutputPath, Probe, Request, Response, Stats, TierStats, TransferStats,
+    decode, encode,
+};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 
 fn output_path() -> impl Strategy<Value = OutputPath> {
-    ("[a-z]{1,8}", vec(any::<u8>(), 0..64)).prop_map(|(role, path)| OutputPath { role, path })
+    (
+        "[a-z]{1,8}",
+        vec(any::<u8>(), 0..64),
+        proptest::option::of(any::<(u64, u64)>()),
+    )
+        .prop_map(|(role, path, dir)| OutputPath {
+            role,
+            path,
+            dir: dir.map(|(dev, ino)| DirIdentity { dev, ino }),
+        })
 }
 
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -34,13 +46,35 @@ fn request() -> impl Strategy<Value = Request> {
                     .map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v)))
                     .collect(),
             }),
-        (any::<u32>(), any::<u32>(), vec(".{0,12}", 0..4)).prop_map(|(min, max, capabilities)| {
-            Request::Hello {
+        (
+            any::<u32>(),
+            any::<u32>(),
+            vec(".{0,12}", 0..4),
+            proptest::option::of((bytes(), bytes())),
+            proptest::option::of(".{0,40}"),
+        )
+            .prop_map(|(min, max, capabilities, probe, token)| Request::Hello {
                 min,
                 max,
                 capabilities,
-            }
-        }),
+                probe: probe.map(|(path, nonce)| Probe { path, nonce }),
+                token,
+            }),
+        ("[0-9a-f]{64}", proptest::option::of("[a-z+]{1,8}"))
+            .prop_map(|(key, language)| Request::CacheGetInline { key, language }),
+        (
+            "[0-9a-f]{64}",
+            proptest::option::of("[a-z+]{1,8}"),
+            any::<u64>(),
+            bytes()
+        )
+            .prop_map(|(key, language, size, data)| Request::CachePutInline {
+                key,
+                language,
+                size,
+                data
+            }),
+        bytes().prop_map(|data| Request::Chunk { data }),
         (
             "[0-9a-f]{64}",
             vec(output_path(), 0..4),
@@ -80,7 +114,7 @@ fn request() -> impl Strategy<Value = Request> {
 
 fn stats() -> impl Strategy<Value = Stats> {
     (
-        any::<[u64; 5]>(),
+        any::<[u64; 7]>(),
         btree_map("[a-z+]{1,8}", any::<u64>(), 0..3),
         btree_map("[a-z_]{1,12}", any::<u64>(), 0..3),
         vec(("[a-z_]{1,10}", any::<[u64; 6]>(), "[a-z_]{1,10}"), 0..3),
@@ -108,6 +142,10 @@ fn stats() -> impl Strategy<Value = Stats> {
             misses_by_language: by_language,
             non_cacheable_reasons: reasons.clone(),
             requests_by_protocol: reasons,
+            transfers: TransferStats {
+                shared_fs: n[5],
+                inline: n[6],
+            },
             ..Stats::default()
         })
 }
@@ -126,12 +164,21 @@ fn response() -> impl Strategy<Value = Response> {
                 exit_status,
                 cache,
             }),
-        (any::<u32>(), vec(".{0,12}", 0..4)).prop_map(|(version, capabilities)| {
-            Response::Welcome {
-                version,
-                capabilities,
-            }
-        }),
+        (
+            any::<u32>(),
+            vec(".{0,12}", 0..4),
+            proptest::option::of(any::<bool>())
+        )
+            .prop_map(|(version, capabilities, shared_fs)| {
+                Response::Welcome {
+                    version,
+                    capabilities,
+                    shared_fs,
+                }
+            }),
+        (any::<u64>(), bytes()).prop_map(|(size, data)| Response::Entry { size, data }),
+        bytes().prop_map(|data| Response::Chunk { data }),
+        bytes().prop_map(|directory| Response::NotShared { directory }),
         (bytes(), bytes(), any::<i32>()).prop_map(|(stdout, stderr, exit_status)| {
             Response::Hit {
                 stdout,

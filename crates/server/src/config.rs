@@ -26,6 +26,11 @@ pub struct ServerConfig {
     pub direct_mode: bool,
     /// Remote storage tiers behind the local disk, in lookup order.
     pub tiers: Vec<hoard_storage::TierConfig>,
+    /// Also listen on this TCP address (`host:port`), as a cache gateway for clients on other
+    /// machines: inline transfers only, and only after the handshake shows `token`.
+    pub listen: Option<String>,
+    /// The token TCP clients must show in `Hello`. Serving TCP without one is refused at start.
+    pub token: Option<String>,
 }
 
 impl ServerConfig {
@@ -41,6 +46,8 @@ impl ServerConfig {
             max_protocol: hoard_protocol::MAX_PROTOCOL,
             direct_mode: true,
             tiers: Vec::new(),
+            listen: None,
+            token: None,
         }
     }
 

@@ -1,53 +1,179 @@
-//! One client connection: peer check, framing, negotiation and dispatch.
+//! One client connection: who the peer is, framing, negotiation and dispatch.
+//!
+//! A peer on the Unix socket is admitted by its uid. A peer on TCP is admitted by nothing but
+//! the token in its `Hello`: before that, every request is refused and the connection closed,
+//! and afterwards only inline transfers, manifests and stats are served (the server never
+//! acts on a remote client's paths, and never compiles for it).
+
+use std::net::SocketAddr;
 
 use futures::{SinkExt, StreamExt};
 use hoard_protocol::{
-    MAX_PROTOCOL, MIN_PROTOCOL, PROTOCOL_V1, PROTOCOL_V2, Request, Response, capability, codec,
-    common_capabilities, decode, encode, negotiate_version,
+    INLINE_CHUNK_SIZE, MAX_PROTOCOL, MIN_PROTOCOL, PROTOCOL_V1, PROTOCOL_V2, Probe, Request,
+    Response, capability, codec, common_capabilities, decode, encode, negotiate_version,
 };
-use tokio::net::UnixStream;
-use tokio_util::codec::Framed;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use crate::probe;
 use crate::server::Shared;
 use crate::stats::Counted;
 
+/// Who is on the other end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Peer {
+    /// A process on this machine, on the Unix socket, with its uid when the kernel told us.
+    Local { uid: Option<u32> },
+    /// A client over TCP.
+    Remote { addr: SocketAddr },
+}
+
+/// What to do after a request.
+enum Reply {
+    /// Send this and go on.
+    One(Response),
+    /// Send this entry as `Entry` and `Chunk`s, and go on.
+    Entry(Vec<u8>),
+    /// Send this and close: the stream is out of step or the peer is not admitted.
+    Close(Response),
+}
+
 /// Serves requests on `stream` until the client hangs up or sends something unreadable.
-pub(crate) async fn serve_connection(stream: UnixStream, shared: &Shared) {
-    let peer_uid = stream.peer_cred().ok().map(|c| c.uid());
+pub(crate) async fn serve_connection<S>(stream: S, peer: Peer, shared: &Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut framed = Framed::new(stream, codec(shared.config.max_frame_length));
+    let mut authenticated = false;
     while let Some(frame) = framed.next().await {
-        let (reply, close) = match frame {
+        let request = match frame {
             // Oversize frames and I/O errors leave the stream out of step: say why, then close.
-            Err(e) => (error(format!("unreadable frame: {e}")), true),
-            Ok(body) => match decode::<Request>(&body) {
-                Err(e) => (error(format!("undecodable request: {e}")), true),
-                Ok(request) => {
-                    let shutdown = matches!(request, Request::Shutdown);
-                    let reply = match peer_uid {
-                        Some(uid) if uid == shared.own_uid => handle(request, uid, shared).await,
-                        Some(uid) => error(format!(
-                            "refused: peer uid {uid} is not the server's uid {}",
-                            shared.own_uid
-                        )),
-                        None => error("refused: the peer's credentials are unknown".into()),
-                    };
-                    if shutdown && matches!(reply, Response::Done) {
-                        let _ = send(&mut framed, &reply).await;
-                        shared.shutdown.notify_one();
-                        return;
-                    }
-                    (reply, false)
-                }
-            },
+            Err(e) => Err(format!("unreadable frame: {e}")),
+            Ok(body) => decode::<Request>(&body).map_err(|e| format!("undecodable request: {e}")),
         };
-        if send(&mut framed, &reply).await.is_err() || close {
+        let reply = match request {
+            Err(message) => Reply::Close(error(message)),
+            Ok(request) => {
+                match dispatch(request, &mut framed, peer, &mut authenticated, shared).await {
+                    Some(reply) => reply,
+                    None => return,
+                }
+            }
+        };
+        let (sent, close) = match reply {
+            Reply::One(response) => (send(&mut framed, &response).await, false),
+            Reply::Entry(bytes) => (send_entry(&mut framed, &bytes).await, false),
+            Reply::Close(response) => (send(&mut framed, &response).await, true),
+        };
+        if sent.is_err() || close {
             return;
         }
     }
 }
 
-async fn send(
-    framed: &mut Framed<UnixStream, tokio_util::codec::LengthDelimitedCodec>,
+/// Serves one admitted request, or refuses it. `None`: the connection is over.
+async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
+    request: Request,
+    framed: &mut Framed<S, LengthDelimitedCodec>,
+    peer: Peer,
+    authenticated: &mut bool,
+    shared: &Shared,
+) -> Option<Reply> {
+    if let Some(refusal) = refusal(&request, peer, *authenticated, shared) {
+        return Some(refusal);
+    }
+    if let Request::Hello { token, .. } = &request
+        && matches!(peer, Peer::Remote { .. })
+    {
+        if !token_matches(shared.config.token.as_deref(), token.as_deref()) {
+            let reply = error(format!(
+                "refused: a TCP client must show the server's token \
+                 (HOARD_SERVER_TOKEN); {} did not",
+                peer_name(peer)
+            ));
+            let _ = send(framed, &reply).await;
+            return None;
+        }
+        *authenticated = true;
+    }
+    Some(match request {
+        Request::CachePutInline {
+            key,
+            language,
+            size,
+            data,
+        } if shared.config.max_protocol >= PROTOCOL_V2 => {
+            match receive_entry(framed, size, data, shared).await {
+                Ok(bytes) => Reply::One(
+                    crate::v2::cache_put_inline(shared, &key, language.as_deref(), bytes).await,
+                ),
+                Err(message) => Reply::Close(error(message)),
+            }
+        }
+        Request::Shutdown => {
+            let _ = send(framed, &Response::Done).await;
+            shared.shutdown.notify_one();
+            return None;
+        }
+        request => handle(request, peer, shared).await,
+    })
+}
+
+/// Why `peer` may not make `request` now, if it may not.
+fn refusal(request: &Request, peer: Peer, authenticated: bool, shared: &Shared) -> Option<Reply> {
+    let refused = match peer {
+        Peer::Local { uid: Some(uid) } if uid == shared.own_uid => return None,
+        Peer::Local { uid: Some(uid) } => Reply::One(error(format!(
+            "refused: peer uid {uid} is not the server's uid {}",
+            shared.own_uid
+        ))),
+        Peer::Local { uid: None } => {
+            Reply::One(error("refused: the peer's credentials are unknown".into()))
+        }
+        Peer::Remote { .. } if !authenticated && !matches!(request, Request::Hello { .. }) => {
+            Reply::Close(error(format!(
+                "refused: {} must open with Hello and the server token",
+                peer_name(peer)
+            )))
+        }
+        Peer::Remote { .. } => match request {
+            Request::Compile { .. } => Reply::One(Response::Unsupported {
+                message: Some("v1 Compile is not served over TCP".into()),
+            }),
+            Request::CacheGet { .. } | Request::CachePut { .. } => Reply::One(error(
+                "refused: over TCP the server never touches the client's paths; \
+                 use CacheGetInline/CachePutInline"
+                    .into(),
+            )),
+            Request::Shutdown => {
+                Reply::One(error("refused: a server is not stopped over TCP".into()))
+            }
+            _ => return None,
+        },
+    };
+    Some(refused)
+}
+
+fn peer_name(peer: Peer) -> String {
+    match peer {
+        Peer::Local { uid } => format!("local peer (uid {uid:?})"),
+        Peer::Remote { addr } => format!("TCP peer {addr}"),
+    }
+}
+
+/// Compares the shown token with ours in time that does not depend on where they differ:
+/// blake3 digests compare in constant time, and hashing first hides the length too.
+fn token_matches(ours: Option<&str>, shown: Option<&str>) -> bool {
+    match (ours, shown) {
+        (Some(ours), Some(shown)) => {
+            blake3::hash(ours.as_bytes()) == blake3::hash(shown.as_bytes())
+        }
+        _ => false,
+    }
+}
+
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<S, LengthDelimitedCodec>,
     reply: &Response,
 ) -> Result<(), ()> {
     let body = encode(reply).map_err(|e| tracing::warn!("cannot encode reply: {e}"))?;
@@ -57,20 +183,98 @@ async fn send(
         .map_err(|e| tracing::debug!("client went away: {e}"))
 }
 
+/// Sends an entry as one `Entry` and as many `Chunk`s as it takes, each well under the frame
+/// limit.
+async fn send_entry<S: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<S, LengthDelimitedCodec>,
+    bytes: &[u8],
+) -> Result<(), ()> {
+    let mut pieces = bytes.chunks(INLINE_CHUNK_SIZE);
+    let first = pieces.next().unwrap_or_default();
+    send(
+        framed,
+        &Response::Entry {
+            size: bytes.len() as u64,
+            data: first.to_vec(),
+        },
+    )
+    .await?;
+    for piece in pieces {
+        send(
+            framed,
+            &Response::Chunk {
+                data: piece.to_vec(),
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Reads the `Chunk`s that complete a `CachePutInline` of `size` bytes starting with `data`.
+async fn receive_entry<S: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<S, LengthDelimitedCodec>,
+    size: u64,
+    mut data: Vec<u8>,
+    shared: &Shared,
+) -> Result<Vec<u8>, String> {
+    // The entry holds the outputs compressed: anything past the output limit is not ours.
+    let limit = shared.config.max_output_size.saturating_add(64 << 20);
+    if size > limit {
+        return Err(format!(
+            "refused: inline entry of {size} bytes exceeds the {limit}-byte limit"
+        ));
+    }
+    data.reserve(
+        usize::try_from(size)
+            .unwrap_or(0)
+            .saturating_sub(data.len())
+            .min(64 << 20),
+    );
+    while (data.len() as u64) < size {
+        let body = match framed.next().await {
+            Some(Ok(body)) => body,
+            Some(Err(e)) => return Err(format!("unreadable chunk: {e}")),
+            None => return Err("client went away in the middle of an entry".into()),
+        };
+        match decode::<Request>(&body) {
+            Ok(Request::Chunk { data: piece }) => data.extend_from_slice(&piece),
+            Ok(other) => {
+                return Err(format!(
+                    "expected Chunk in the middle of an entry, got {}",
+                    other.type_name()
+                ));
+            }
+            Err(e) => return Err(format!("undecodable chunk: {e}")),
+        }
+    }
+    if data.len() as u64 != size {
+        return Err(format!(
+            "inline entry: {} bytes arrived, {size} announced",
+            data.len()
+        ));
+    }
+    Ok(data)
+}
+
 fn error(message: String) -> Response {
     tracing::debug!("{message}");
     Response::Error { message }
 }
 
-async fn handle(request: Request, peer_uid: u32, shared: &Shared) -> Response {
+async fn handle(request: Request, peer: Peer, shared: &Shared) -> Reply {
     let max_protocol = shared.config.max_protocol.clamp(MIN_PROTOCOL, MAX_PROTOCOL);
     if max_protocol < PROTOCOL_V2 && is_v2_only(&request) {
         // Exactly what a server from before v2 does with a message it has never heard of.
-        return Response::Unsupported {
+        return Reply::One(Response::Unsupported {
             message: Some(format!("unknown request type {}", request.type_name())),
-        };
+        });
     }
-    match request {
+    let peer_uid = match peer {
+        Peer::Local { uid } => uid.unwrap_or(shared.own_uid),
+        Peer::Remote { .. } => shared.own_uid,
+    };
+    let response = match request {
         Request::Compile {
             exe,
             cwd,
@@ -86,17 +290,15 @@ async fn handle(request: Request, peer_uid: u32, shared: &Shared) -> Response {
             min,
             max,
             capabilities,
-        } => match negotiate_version((MIN_PROTOCOL, max_protocol), (min, max)) {
-            Some(version) => Response::Welcome {
-                version,
-                capabilities: common_capabilities(capability::ALL, &capabilities),
-            },
-            None => Response::Unsupported {
-                message: Some(format!(
-                    "client speaks v{min}..v{max}, server v{MIN_PROTOCOL}..v{max_protocol}"
-                )),
-            },
-        },
+            probe,
+            token: _,
+        } => hello(
+            peer,
+            (min, max),
+            &capabilities,
+            probe.as_ref(),
+            max_protocol,
+        ),
         Request::CacheGet {
             key,
             outputs,
@@ -125,6 +327,15 @@ async fn handle(request: Request, peer_uid: u32, shared: &Shared) -> Response {
             };
             crate::v2::cache_put(shared, peer_uid, &key, &outputs, &meta).await
         }
+        Request::CacheGetInline { key, language } => {
+            shared.stats.count(Counted::Request {
+                version: PROTOCOL_V2,
+            });
+            return match crate::v2::cache_get_inline(shared, &key, language.as_deref()).await {
+                Ok(bytes) => Reply::Entry(bytes),
+                Err(response) => Reply::One(response),
+            };
+        }
         Request::ManifestGet { key } => crate::v2::manifest_get(shared, &key).await,
         Request::ManifestPut { key, manifest } => {
             crate::v2::manifest_put(shared, &key, manifest).await
@@ -137,10 +348,42 @@ async fn handle(request: Request, peer_uid: u32, shared: &Shared) -> Response {
             }
             Err(e) => error(format!("cannot zero the client events log: {e}")),
         },
-        Request::Shutdown => Response::Done,
+        // Handled by the connection loop, which owns the stream they need.
+        Request::Shutdown | Request::CachePutInline { .. } => Response::Done,
+        Request::Chunk { .. } => {
+            return Reply::Close(error("Chunk outside an inline entry".into()));
+        }
         Request::Unknown => Response::Unsupported {
             message: Some("unknown request type".into()),
         },
+    };
+    Reply::One(response)
+}
+
+/// Negotiation, plus the shared-filesystem probe for local peers (a TCP peer never shares).
+fn hello(
+    peer: Peer,
+    (min, max): (u32, u32),
+    capabilities: &[String],
+    probe: Option<&Probe>,
+    max_protocol: u32,
+) -> Response {
+    let Some(version) = negotiate_version((MIN_PROTOCOL, max_protocol), (min, max)) else {
+        return Response::Unsupported {
+            message: Some(format!(
+                "client speaks v{min}..v{max}, server v{MIN_PROTOCOL}..v{max_protocol}"
+            )),
+        };
+    };
+    let shared_fs = match (peer, probe) {
+        (Peer::Remote { .. }, _) => Some(false),
+        (Peer::Local { uid }, Some(probe)) => Some(probe::sees(probe, uid)),
+        (Peer::Local { .. }, None) => None,
+    };
+    Response::Welcome {
+        version,
+        capabilities: common_capabilities(capability::ALL, capabilities),
+        shared_fs,
     }
 }
 
@@ -151,6 +394,9 @@ fn is_v2_only(request: &Request) -> bool {
         Request::Hello { .. }
             | Request::CacheGet { .. }
             | Request::CachePut { .. }
+            | Request::CacheGetInline { .. }
+            | Request::CachePutInline { .. }
+            | Request::Chunk { .. }
             | Request::ManifestGet { .. }
             | Request::ManifestPut { .. }
     )
@@ -178,4 +424,20 @@ fn stats(shared: &Shared) -> Response {
         })
         .collect();
     Response::Stats { stats }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn only_the_exact_token_matches() {
+        assert!(token_matches(Some("s3cret"), Some("s3cret")));
+        assert!(!token_matches(Some("s3cret"), Some("s3cre")));
+        assert!(!token_matches(Some("s3cret"), Some("s3cret ")));
+        assert!(!token_matches(Some("s3cret"), None));
+        // A server without a token serves no TCP client, whatever it shows.
+        assert!(!token_matches(None, Some("")));
+        assert!(!token_matches(None, None));
+    }
 }

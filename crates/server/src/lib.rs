@@ -10,6 +10,7 @@
 mod config;
 mod connection;
 mod output_paths;
+mod probe;
 mod server;
 mod stats;
 mod v1;

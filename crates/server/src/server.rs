@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hoard_storage::{DiskStore, EntryStore, StorageError, TieredStorage};
-use tokio::net::UnixListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Notify;
 
 use crate::ServerConfig;
+use crate::connection::Peer;
 use crate::stats::ServerStats;
 
 /// Why a server could not start or keep running.
@@ -36,6 +37,20 @@ pub enum ServerError {
     /// The local cache could not be opened.
     #[error("cannot open the cache: {0}")]
     Storage(#[from] StorageError),
+    /// TCP serving was asked for without a token to admit clients by.
+    #[error(
+        "refusing to listen on {0} without a token: set HOARD_SERVER_TOKEN (TCP clients must show it)"
+    )]
+    NoToken(String),
+    /// The TCP address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn io(op: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ServerError {
@@ -80,12 +95,32 @@ impl Shared {
     }
 }
 
-/// Runs a server until it is told to shut down or stays idle past the timeout.
-///
-/// Exactly one server runs per socket: the first to take the lock beside the socket serves,
-/// and any other returns [`ServerError::AlreadyRunning`] at once. A socket file left behind by
-/// a dead server is replaced.
-pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
+fn spawn_connection<S>(shared: &Arc<Shared>, stream: S, peer: Peer)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let shared = shared.clone();
+    shared.active.fetch_add(1, Ordering::SeqCst);
+    shared.touch();
+    tokio::spawn(async move {
+        crate::connection::serve_connection(stream, peer, &shared).await;
+        shared.touch();
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+/// The next TCP client, or never when the server does not listen on TCP.
+async fn accept_tcp(
+    tcp: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match tcp {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Takes the lock that makes this the one server for its socket; returns it with our uid.
+fn take_lock(config: &ServerConfig) -> Result<(File, u32), ServerError> {
     if let Some(dir) = config.socket_path.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -113,7 +148,34 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         .metadata()
         .map_err(io("stat lock file", &lock_path))?
         .uid();
+    Ok((lock, own_uid))
+}
 
+/// Runs a server until it is told to shut down or stays idle past the timeout.
+///
+/// Exactly one server runs per socket: the first to take the lock beside the socket serves,
+/// and any other returns [`ServerError::AlreadyRunning`] at once. A socket file left behind by
+/// a dead server is replaced.
+pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
+    if let Some(addr) = &config.listen
+        && config.token.as_deref().is_none_or(str::is_empty)
+    {
+        return Err(ServerError::NoToken(addr.clone()));
+    }
+    let (lock, own_uid) = take_lock(&config)?;
+    let tcp = match &config.listen {
+        None => None,
+        Some(addr) => {
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Listen {
+                        addr: addr.clone(),
+                        source,
+                    })?,
+            )
+        }
+    };
     let socket = &config.socket_path;
     match std::fs::remove_file(socket) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -144,6 +206,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         config,
     });
     tracing::info!(socket = %shared.config.socket_path.display(), pid = std::process::id(), "serving");
+    if let Some(tcp) = &tcp {
+        tracing::info!(addr = ?tcp.local_addr().ok(), "serving TCP clients that show the token");
+    }
 
     let tick = shared
         .config
@@ -156,16 +221,18 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let shared = shared.clone();
-                    shared.active.fetch_add(1, Ordering::SeqCst);
-                    shared.touch();
-                    tokio::spawn(async move {
-                        crate::connection::serve_connection(stream, &shared).await;
-                        shared.touch();
-                        shared.active.fetch_sub(1, Ordering::SeqCst);
-                    });
+                    let uid = stream.peer_cred().ok().map(|c| c.uid());
+                    spawn_connection(&shared, stream, Peer::Local { uid });
                 }
                 Err(e) => tracing::warn!("accept failed: {e}"),
+            },
+            accepted = accept_tcp(tcp.as_ref()) => match accepted {
+                Ok((stream, addr)) => {
+                    // Requests are small and latency-bound: never wait to fill a packet.
+                    let _ = stream.set_nodelay(true);
+                    spawn_connection(&shared, stream, Peer::Remote { addr });
+                }
+                Err(e) => tracing::warn!("TCP accept failed: {e}"),
             },
             () = shared.shutdown.notified() => {
                 tracing::info!("shutdown requested");

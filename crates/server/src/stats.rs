@@ -21,6 +21,17 @@ pub enum Counted<'a> {
     NonCacheable { reason: &'a str },
     /// A request carried by this protocol version.
     Request { version: u32 },
+    /// A hit or put whose bytes travelled this way.
+    Transfer(Transfer),
+}
+
+/// How a hit's or put's bytes travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// The server worked on the client's own paths.
+    SharedFs,
+    /// The entry crossed the connection.
+    Inline,
 }
 
 /// The counters since the last zeroing.
@@ -63,6 +74,8 @@ impl ServerStats {
                     .or_default() += 1;
             }
             Counted::Error => s.cache_errors += 1,
+            Counted::Transfer(Transfer::SharedFs) => s.transfers.shared_fs += 1,
+            Counted::Transfer(Transfer::Inline) => s.transfers.inline += 1,
             Counted::Request { version } => {
                 *s.requests_by_protocol
                     .entry(version.to_string())

@@ -1,12 +1,14 @@
 //! Protocol v2: the server only stores. It extracts entries onto, and packs them from, paths
 //! the client names on the shared filesystem, after checking each path.
 
+use std::os::unix::ffi::OsStrExt;
+
 use hoard_protocol::{OutputPath as WirePath, Response};
 use hoard_storage::{CacheKey, EntryMeta, OutputPath, ReadLimits};
 
 use crate::output_paths::{self, PathRefused};
 use crate::server::Shared;
-use crate::stats::Counted;
+use crate::stats::{Counted, Transfer};
 
 fn refused(shared: &Shared, message: String) -> Response {
     shared.stats.count(Counted::Error);
@@ -18,12 +20,47 @@ fn parse_key(key: &str) -> Result<CacheKey, String> {
     key.parse::<CacheKey>().map_err(|e| e.to_string())
 }
 
-fn checked_outputs(outputs: &[WirePath], peer_uid: u32) -> Result<Vec<OutputPath>, PathRefused> {
+/// Why the server will not act on a request's paths.
+enum PathsRefused {
+    /// The client's directory is not this one: nothing was touched; the client goes inline.
+    NotShared(Vec<u8>),
+    /// A path breaks the rules.
+    Refused(PathRefused),
+}
+
+impl PathsRefused {
+    fn answer(self, shared: &Shared) -> Response {
+        match self {
+            Self::NotShared(directory) => {
+                tracing::debug!(
+                    directory = %String::from_utf8_lossy(&directory),
+                    "not the client's directory; the client goes inline"
+                );
+                Response::NotShared { directory }
+            }
+            Self::Refused(e) => refused(shared, e.to_string()),
+        }
+    }
+}
+
+/// Each output's path, once it passes the rules and, when the client said which directory it
+/// saw, once that directory is the very one here (device and inode).
+fn checked_outputs(outputs: &[WirePath], peer_uid: u32) -> Result<Vec<OutputPath>, PathsRefused> {
+    // Identities first, so a foreign directory is reported as not shared whatever else would
+    // be wrong with it here.
+    for o in outputs {
+        let path = o.to_path_buf();
+        if let (Some(identity), Some(dir)) = (o.dir, path.parent())
+            && !crate::probe::same_directory(dir, identity)
+        {
+            return Err(PathsRefused::NotShared(dir.as_os_str().as_bytes().to_vec()));
+        }
+    }
     outputs
         .iter()
         .map(|o| {
             let path = o.to_path_buf();
-            output_paths::check(&path, peer_uid)?;
+            output_paths::check(&path, peer_uid).map_err(PathsRefused::Refused)?;
             Ok(OutputPath::new(o.role.clone(), path))
         })
         .collect()
@@ -43,11 +80,12 @@ pub(crate) async fn cache_get(
     };
     let outputs = match checked_outputs(outputs, peer_uid) {
         Ok(o) => o,
-        Err(e) => return refused(shared, e.to_string()),
+        Err(e) => return e.answer(shared),
     };
     match shared.store.get_outputs(&key, &outputs).await {
         Ok(Some(meta)) => {
             shared.stats.count(Counted::Hit { language });
+            shared.stats.count(Counted::Transfer(Transfer::SharedFs));
             Response::Hit {
                 stdout: meta.stdout,
                 stderr: meta.stderr,
@@ -76,7 +114,7 @@ pub(crate) async fn cache_put(
     };
     let outputs = match checked_outputs(outputs, peer_uid) {
         Ok(o) => o,
-        Err(e) => return refused(shared, e.to_string()),
+        Err(e) => return e.answer(shared),
     };
     let limits = ReadLimits {
         owner_uid: Some(peer_uid),
@@ -88,6 +126,7 @@ pub(crate) async fn cache_put(
         Ok(files) => files,
         Err(e) => return refused(shared, format!("cache put {key}: {e}")),
     };
+    shared.stats.count(Counted::Transfer(Transfer::SharedFs));
     let (store, stats, meta) = (shared.store.clone(), shared.stats.clone(), meta.clone());
     shared.background.spawn(async move {
         match store.put_files(&key, files, meta).await {
@@ -99,6 +138,51 @@ pub(crate) async fn cache_put(
         }
     });
     Response::Stored
+}
+
+/// `CacheGetInline`: the stored entry's bytes, checksum verified, for the client to extract.
+pub(crate) async fn cache_get_inline(
+    shared: &Shared,
+    key: &str,
+    language: Option<&str>,
+) -> Result<Vec<u8>, Response> {
+    let key = parse_key(key).map_err(|e| refused(shared, e))?;
+    match shared.store.get_entry(&key).await {
+        Ok(Some(bytes)) => {
+            shared.stats.count(Counted::Hit { language });
+            shared.stats.count(Counted::Transfer(Transfer::Inline));
+            Ok(bytes)
+        }
+        Ok(None) => {
+            shared.stats.count(Counted::Miss { language });
+            Err(Response::Miss)
+        }
+        Err(e) => Err(refused(shared, format!("cache get {key}: {e}"))),
+    }
+}
+
+/// `CachePutInline`: stores an entry the client packed, once its checksum holds.
+pub(crate) async fn cache_put_inline(
+    shared: &Shared,
+    key: &str,
+    _language: Option<&str>,
+    bytes: Vec<u8>,
+) -> Response {
+    shared.stats.count(Counted::Request {
+        version: hoard_protocol::PROTOCOL_V2,
+    });
+    let key = match parse_key(key) {
+        Ok(k) => k,
+        Err(e) => return refused(shared, e),
+    };
+    match shared.store.put_entry(&key, bytes).await {
+        Ok(()) => {
+            shared.stats.count(Counted::Transfer(Transfer::Inline));
+            shared.stats.count(Counted::Write);
+            Response::Stored
+        }
+        Err(e) => refused(shared, format!("cache put {key}: {e}")),
+    }
 }
 
 /// `ManifestGet`: the direct-mode manifest under `key`, if any.

@@ -108,6 +108,33 @@ impl EntryStore {
         Ok(())
     }
 
+    /// The entry under `key` as stored, its checksum verified but not opened: for a client
+    /// that extracts it itself (inline transfer). A damaged entry is removed and is a miss.
+    pub async fn get_entry(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(bytes) = self.storage.get(key).await? else {
+            return Ok(None);
+        };
+        let checked = run_blocking("verify entry", move || {
+            Ok(entry::verify_checksum(&bytes).map(|()| bytes))
+        })
+        .await?;
+        match checked {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) => self.miss_or_error(key, e).await,
+        }
+    }
+
+    /// Stores an entry packed elsewhere (inline transfer) after checking its checksum, so
+    /// damaged bytes are refused rather than kept.
+    pub async fn put_entry(&self, key: &CacheKey, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let bytes = run_blocking("verify entry", move || {
+            Ok(entry::verify_checksum(&bytes).map(|()| bytes))
+        })
+        .await??;
+        self.storage.put(key, bytes).await?;
+        Ok(())
+    }
+
     /// The payload of the blob under `key`. A corrupt blob is removed and is a miss.
     pub async fn get_blob(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(bytes) = self.storage.get(key).await? else {

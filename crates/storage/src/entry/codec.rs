@@ -151,6 +151,12 @@ fn corrupt(reason: impl Into<String>) -> EntryError {
 /// Decodes and verifies a whole entry: preamble, digest, frame, header, every file's size
 /// and blake3. Never panics, whatever the bytes.
 pub(super) fn decode(entry: &[u8]) -> Result<Decoded, EntryError> {
+    decode_frame(checked_frame(entry)?)
+}
+
+/// Checks the preamble (magic, version) and the frame's digest without decompressing, and
+/// returns the frame. Cheap enough for a server passing entry bytes through unopened.
+pub(super) fn checked_frame(entry: &[u8]) -> Result<&[u8], EntryError> {
     if entry.len() < PREAMBLE_LEN {
         return Err(corrupt(format!(
             "{} bytes, shorter than the {PREAMBLE_LEN}-byte preamble",
@@ -173,7 +179,7 @@ pub(super) fn decode(entry: &[u8]) -> Result<Decoded, EntryError> {
     if blake3::hash(frame).as_bytes() != digest {
         return Err(corrupt("checksum mismatch: the entry was damaged"));
     }
-    decode_frame(frame)
+    Ok(frame)
 }
 
 /// Decodes the zstd frame after the preamble. Split out so tests can reach it with bytes

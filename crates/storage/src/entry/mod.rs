@@ -378,6 +378,13 @@ fn stage(target: &Path, mode: u32, data: &[u8]) -> Result<NamedTempFile, EntryEr
     Ok(tmp)
 }
 
+/// Checks an entry's preamble and the digest over its compressed frame, without
+/// decompressing it: what a server does to entry bytes it only passes through (inline
+/// transfers). A damaged byte anywhere is found; [`extract`] still verifies every file.
+pub fn verify_checksum(entry: &[u8]) -> Result<(), EntryError> {
+    codec::checked_frame(entry).map(|_| ())
+}
+
 /// Packs one opaque payload (a direct-mode manifest) as a [`EntryKind::Blob`] entry.
 ///
 /// Encoding a payload in memory cannot fail short of a payload over [`MAX_CONTENT_SIZE`];

@@ -1,0 +1,81 @@
+//! The client's half of the shared-filesystem probe: a file in `HOARD_DIR` holding a random
+//! nonce, named in every `Hello`. A server that reads the same nonce at the same path sees at
+//! least that directory as we do; one that does not (another mount namespace with its own
+//! `HOARD_DIR`, another machine) gets every entry inline.
+
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use hoard_protocol::Probe;
+
+/// The probe file's name in the state directory.
+pub const PROBE_FILE: &str = "probe";
+
+/// The probe to send: the nonce file in `state_dir`, created on first use and then reused, so
+/// a wrapper pays one small read for it. `None` when the file can be neither read nor made:
+/// the server then assumes paths are shared and checks each directory on its own.
+pub(crate) fn nonce_file(state_dir: &Path) -> Option<Probe> {
+    let path = state_dir.join(PROBE_FILE);
+    let nonce = match std::fs::read(&path) {
+        Ok(nonce) if nonce.len() == 32 => nonce,
+        _ => create(state_dir, &path)?,
+    };
+    Some(Probe {
+        path: path.as_os_str().as_bytes().to_vec(),
+        nonce,
+    })
+}
+
+/// Writes a fresh nonce atomically (a racing wrapper sees the old file or the new one, and
+/// the loser of a race merely goes inline once).
+fn create(state_dir: &Path, path: &Path) -> Option<Vec<u8>> {
+    std::fs::create_dir_all(state_dir).ok()?;
+    let nonce = random_hex()?;
+    let tmp = tempfile::NamedTempFile::new_in(state_dir).ok()?;
+    std::fs::write(tmp.path(), &nonce).ok()?;
+    tmp.persist(path).ok()?;
+    Some(nonce)
+}
+
+/// 16 random bytes as 32 hex digits.
+fn random_hex() -> Option<Vec<u8>> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .ok()?;
+    Some(
+        bytes
+            .iter()
+            .flat_map(|b| {
+                let hex = b"0123456789abcdef";
+                [hex[usize::from(b >> 4)], hex[usize::from(b & 15)]]
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nonce_is_made_once_and_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = nonce_file(&dir.path().join("state")).unwrap();
+        assert_eq!(first.nonce.len(), 32);
+        assert_eq!(
+            std::fs::read(dir.path().join("state").join(PROBE_FILE)).unwrap(),
+            first.nonce
+        );
+        assert_eq!(nonce_file(&dir.path().join("state")).unwrap(), first);
+    }
+
+    #[test]
+    fn two_state_directories_get_different_nonces() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = nonce_file(&dir.path().join("a")).unwrap();
+        let b = nonce_file(&dir.path().join("b")).unwrap();
+        assert_ne!(a.nonce, b.nonce);
+    }
+}
