@@ -355,6 +355,40 @@ mod tests {
         assert_eq!(parse_bool("maybe"), None);
     }
 
+    fn settings(listen: Option<&str>, idle_timeout_set: bool) -> Settings {
+        Settings {
+            cache_dir: PathBuf::from("/c"),
+            cache_size: 1,
+            socket_path: PathBuf::from("/c/s.sock"),
+            idle_timeout: Some(Duration::from_secs(600)),
+            direct_mode: true,
+            request_timeout: Duration::from_secs(60),
+            client_max_protocol: 2,
+            server_max_protocol: 2,
+            tiers: Vec::new(),
+            server_addr: None,
+            token: Some("t".into()),
+            listen: listen.map(str::to_owned),
+            idle_timeout_set,
+        }
+    }
+
+    #[test]
+    fn a_tcp_gateway_never_idles_out_unless_a_timeout_is_set_explicitly() {
+        assert_eq!(
+            settings(Some("0.0.0.0:1"), false).server().idle_timeout,
+            None
+        );
+        assert_eq!(
+            settings(Some("0.0.0.0:1"), true).server().idle_timeout,
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            settings(None, false).server().idle_timeout,
+            Some(Duration::from_secs(600))
+        );
+    }
+
     #[test]
     fn two_storage_configurations_get_two_sockets() {
         let a = default_socket(Path::new("/a"), 1, &[]);
