@@ -102,7 +102,8 @@ async fn build() -> Result<ExitCode, Box<dyn Error>> {
                 println!("miss {name}");
                 misses += 1;
             }
-            CacheStatus::Fallback => {
+            // `Withdrawn` never comes out of `Hoard::compile`: `connect` insists on v2.
+            CacheStatus::Fallback | CacheStatus::Withdrawn => {
                 let why: Vec<String> = outcome
                     .cache_errors
                     .iter()

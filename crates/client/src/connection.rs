@@ -27,6 +27,8 @@ pub struct Connection {
     version: u32,
     capabilities: Vec<String>,
     shared_fs: bool,
+    remote: bool,
+    welcome_pending: bool,
     state_dir: PathBuf,
 }
 
@@ -39,24 +41,38 @@ impl Connection {
     /// With `server_addr` set the server is reached over TCP instead: nothing is started, the
     /// `Hello` carries the token, and every entry travels inline.
     pub async fn open(config: &ClientConfig) -> Result<Self, ClientError> {
+        let mut connection = Self::open_pipelined(config).await?;
+        connection.negotiate().await?;
+        Ok(connection)
+    }
+
+    /// As [`Connection::open`], but without waiting for the answer to `Hello`: it is read
+    /// with the answer to the first request, which travels in the same round trip. Until then
+    /// the version and capabilities are this build's own (a server that turns out to predate
+    /// v2 answers that first request `Unsupported`, and [`Connection::version`] says 1 from
+    /// then on); call [`Connection::negotiate`] to know before asking.
+    pub async fn open_pipelined(config: &ClientConfig) -> Result<Self, ClientError> {
         let (stream, remote) = match &config.server_addr {
             Some(addr) => (connect_tcp(addr, config.connect_timeout).await?, true),
             None => (connect_unix(config).await?, false),
         };
+        let max = config.max_protocol.clamp(MIN_PROTOCOL, MAX_PROTOCOL);
         let mut connection = Self {
             framed: Framed::new(stream, codec(config.max_frame_length)),
             request_timeout: config.request_timeout,
             version: PROTOCOL_V1,
             capabilities: Vec::new(),
             shared_fs: !remote,
+            remote,
+            welcome_pending: false,
             state_dir: config.cache_dir.clone(),
         };
-        let max = config.max_protocol.clamp(MIN_PROTOCOL, MAX_PROTOCOL);
         if remote && max < PROTOCOL_V2 {
             return Err(ClientError::Unsupported {
                 request: "Hello",
                 message: format!(
-                    "a TCP server (HOARD_SERVER_ADDR) is only spoken to in v{PROTOCOL_V2} and                      later; the client is pinned to v{max}"
+                    "a TCP server (HOARD_SERVER_ADDR) is only spoken to in v{PROTOCOL_V2} and \
+                     later; the client is pinned to v{max}"
                 ),
             });
         }
@@ -73,23 +89,75 @@ impl Connection {
                 probe,
                 token: config.token.clone(),
             };
-            match connection.request(&hello).await {
-                Ok(Response::Welcome {
-                    version,
-                    capabilities,
-                    shared_fs,
-                }) => {
-                    connection.version = version;
-                    connection.capabilities = capabilities;
-                    // A server from before the probe works on our paths as it always has.
-                    connection.shared_fs = !remote && shared_fs.unwrap_or(true);
-                }
-                Err(ClientError::Unsupported { .. }) if !remote => {}
-                Ok(other) => return Err(unexpected("Hello", &other)),
-                Err(e) => return Err(e),
-            }
+            // Fed, not flushed: it leaves with the first request.
+            connection
+                .framed
+                .feed(encode(&hello)?)
+                .await
+                .map_err(|source| ClientError::Io {
+                    request: "Hello",
+                    source,
+                })?;
+            connection.version = max;
+            connection.capabilities = capability::ALL.iter().map(|c| (*c).to_owned()).collect();
+            connection.welcome_pending = true;
         }
         Ok(connection)
+    }
+
+    /// Reads the answer to `Hello` if it has not been read yet (sending the `Hello` first if
+    /// nothing has carried it yet).
+    pub async fn negotiate(&mut self) -> Result<(), ClientError> {
+        if !self.welcome_pending {
+            return Ok(());
+        }
+        let waited = self.request_timeout;
+        let work = async {
+            SinkExt::<bytes::Bytes>::flush(&mut self.framed)
+                .await
+                .map_err(|source| ClientError::Io {
+                    request: "Hello",
+                    source,
+                })?;
+            self.take_welcome().await
+        };
+        tokio::time::timeout(waited, work)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                request: "Hello",
+                waited,
+            })?
+    }
+
+    /// Whether the answer to `Hello` is still to be read.
+    pub fn negotiated(&self) -> bool {
+        !self.welcome_pending
+    }
+
+    /// Reads and applies the answer to `Hello`.
+    async fn take_welcome(&mut self) -> Result<(), ClientError> {
+        self.welcome_pending = false;
+        match self.receive("Hello").await {
+            Ok(Response::Welcome {
+                version,
+                capabilities,
+                shared_fs,
+            }) => {
+                self.version = version;
+                self.capabilities = capabilities;
+                // A server from before the probe works on our paths as it always has.
+                self.shared_fs = !self.remote && shared_fs.unwrap_or(true);
+                Ok(())
+            }
+            // A server from before v2: the conversation goes on in v1.
+            Err(ClientError::Unsupported { .. }) if !self.remote => {
+                self.version = PROTOCOL_V1;
+                self.capabilities.clear();
+                Ok(())
+            }
+            Ok(other) => Err(unexpected("Hello", &other)),
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether the server may see our paths: it read the probe (each directory is still
@@ -146,6 +214,9 @@ impl Connection {
                 request: name,
                 source,
             })?;
+        if self.welcome_pending {
+            self.take_welcome().await?;
+        }
         self.receive(name).await
     }
 
@@ -181,6 +252,9 @@ impl Connection {
             SinkExt::<bytes::Bytes>::flush(&mut self.framed)
                 .await
                 .map_err(io)?;
+            if self.welcome_pending {
+                self.take_welcome().await?;
+            }
             self.receive(NAME).await
         };
         tokio::time::timeout(waited, work)

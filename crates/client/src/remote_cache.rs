@@ -9,12 +9,13 @@
 
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use hoard_compiler::{ArtifactCache, CacheError, CompileResult, Language};
-use hoard_protocol::{OutputPath as WirePath, Request, Response, capability};
+use hoard_protocol::{OutputPath as WirePath, PROTOCOL_V2, Request, Response, capability};
 use hoard_storage::entry::{self, EntryError};
-use hoard_storage::{CacheKey, EntryMeta, OutputPath, ReadLimits};
+use hoard_storage::{CacheKey, DiskStore, EntryMeta, OutputPath, ReadLimits};
 use tokio::sync::Mutex;
 
 use crate::connection::unexpected;
@@ -26,6 +27,9 @@ use crate::{ClientError, Connection};
 pub struct RemoteCache {
     connection: Mutex<Connection>,
     not_shared: std::sync::Mutex<Option<NotSharedDirs>>,
+    /// Set when the first answer showed a server from before v2 (see
+    /// [`ArtifactCache::withdrawn`]).
+    predates_v2: AtomicBool,
 }
 
 /// How one request's bytes will travel.
@@ -42,7 +46,26 @@ impl RemoteCache {
         Self {
             connection: Mutex::new(connection),
             not_shared: std::sync::Mutex::new(None),
+            predates_v2: AtomicBool::new(false),
         }
+    }
+
+    /// The connection back, for a caller that goes on in v1 after [`ArtifactCache::withdrawn`].
+    pub fn into_connection(self) -> Connection {
+        self.connection.into_inner()
+    }
+
+    /// Sends `request` and notes a server that turned out to predate v2.
+    async fn ask(
+        &self,
+        connection: &mut Connection,
+        request: &Request,
+    ) -> Result<Response, ClientError> {
+        let answer = connection.request(request).await;
+        if connection.version() < PROTOCOL_V2 {
+            self.predates_v2.store(true, Ordering::Relaxed);
+        }
+        answer
     }
 
     /// Whether the directories of `outputs` are known not to be shared, remembering the
@@ -121,7 +144,7 @@ impl RemoteCache {
                 outputs: wire.clone(),
                 language: language.map(str::to_owned),
             };
-            match connection.request(&request).await? {
+            match self.ask(&mut connection, &request).await? {
                 Response::Hit {
                     stdout,
                     stderr,
@@ -186,7 +209,7 @@ impl RemoteCache {
                 exit_status: result.exit_status,
                 language: language.map(str::to_owned),
             };
-            match connection.request(&request).await? {
+            match self.ask(&mut connection, &request).await? {
                 Response::Stored => return Ok(()),
                 Response::NotShared { directory } => {
                     self.not_shared(&connection, &wire, directory)?;
@@ -208,6 +231,12 @@ impl RemoteCache {
             other => Err(unexpected("CachePutInline", &other)),
         }
     }
+}
+
+/// The manifest under `key` in the local store of `state_dir`, if it is there and sound.
+fn local_manifest(state_dir: &Path, key: &CacheKey) -> Option<Vec<u8>> {
+    let bytes = DiskStore::peek(&state_dir.join("cache"), key).ok()??;
+    entry::unpack_blob(&bytes).ok()
 }
 
 #[async_trait]
@@ -241,9 +270,15 @@ impl ArtifactCache for RemoteCache {
         if !connection.has_capability(capability::MANIFESTS) {
             return Ok(None);
         }
+        // The server's local store is our HOARD_DIR's: read the manifest there and spare the
+        // round trip. Anything but a good manifest (absent, damaged, another directory) is
+        // asked of the server, which also knows the remote tiers.
+        if let Some(manifest) = local_manifest(connection.state_dir(), key) {
+            return Ok(Some(manifest));
+        }
         let request = Request::ManifestGet { key: key.to_hex() };
-        match connection
-            .request(&request)
+        match self
+            .ask(&mut connection, &request)
             .await
             .map_err(CacheError::new)?
         {
@@ -251,6 +286,10 @@ impl ArtifactCache for RemoteCache {
             Response::Miss => Ok(None),
             other => Err(CacheError::new(unexpected("ManifestGet", &other))),
         }
+    }
+
+    fn withdrawn(&self) -> bool {
+        self.predates_v2.load(Ordering::Relaxed)
     }
 
     async fn put_manifest(&self, key: &CacheKey, manifest: Vec<u8>) -> Result<(), CacheError> {

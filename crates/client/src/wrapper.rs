@@ -61,16 +61,18 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
     // the metadata notification, long before the compile ends.
     compile.stream_stderr(true);
     let served = runtime.block_on(async {
-        let mut connection = Connection::open(config).await?;
-        if connection.version() >= PROTOCOL_V2 {
-            let cache = RemoteCache::new(connection);
-            Ok(Served::Pipeline(cached_compile(&compile, &cache).await))
-        } else {
-            // The server predates v2: it runs the pipeline for us.
-            compile_on_server(&mut connection, &command, config.compile_timeout)
-                .await
-                .map(Served::ByServer)
+        // The Hello leaves with the first request: one round trip fewer per compile.
+        let connection = Connection::open_pipelined(config).await?;
+        let cache = RemoteCache::new(connection);
+        let outcome = cached_compile(&compile, &cache).await;
+        if outcome.status != CacheStatus::Withdrawn {
+            return Ok(Served::Pipeline(outcome));
         }
+        // The server predates v2: it runs the pipeline for us, on the same connection.
+        let mut connection = cache.into_connection();
+        compile_on_server(&mut connection, &command, config.compile_timeout)
+            .await
+            .map(Served::ByServer)
     });
     let outcome = match served {
         Ok(Served::Pipeline(outcome)) => outcome,

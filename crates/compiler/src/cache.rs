@@ -33,6 +33,14 @@ pub trait ArtifactCache: Send + Sync {
 
     /// Stores a manifest under `key`, replacing any older one.
     async fn put_manifest(&self, key: &CacheKey, manifest: Vec<u8>) -> Result<(), CacheError>;
+
+    /// Whether this cache has found, on its first answer, that it cannot serve here at all
+    /// and its owner will run the compile another way (a v2 client whose server turns out to
+    /// predate v2 hands the whole command to it). The pipeline then stops at the failure
+    /// without compiling and reports [`CacheStatus::Withdrawn`](crate::CacheStatus).
+    fn withdrawn(&self) -> bool {
+        false
+    }
 }
 
 /// A cache operation failed. Displays as the wrapped error; `source()` is that error, so a

@@ -44,6 +44,9 @@ pub enum CacheStatus {
     Fallback,
     /// The command cannot be cached; it ran as it is.
     NotCacheable(NonCacheable),
+    /// The cache withdrew at its first answer ([`ArtifactCache::withdrawn`]): nothing ran,
+    /// `result` is empty, and the caller must run the compile itself.
+    Withdrawn,
 }
 
 /// The result of [`cached_compile`].
@@ -349,6 +352,9 @@ impl Attempt<'_> {
     }
 
     async fn fallback(mut self, error: CacheError) -> CompileOutcome {
+        if self.cache.withdrawn() {
+            return self.finish(CompileResult::default(), CacheStatus::Withdrawn);
+        }
         tracing::warn!(%error, "cache lookup failed; compiling without the cache");
         self.cache_errors.push(error);
         let result = self.compile_original().await;

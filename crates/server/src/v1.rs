@@ -52,7 +52,7 @@ pub(crate) async fn compile(
             shared.stats.count(Counted::Miss { language });
             "miss"
         }
-        CacheStatus::Fallback => "fallback",
+        CacheStatus::Fallback | CacheStatus::Withdrawn => "fallback",
         CacheStatus::NotCacheable(reason) => {
             shared.stats.count(Counted::NonCacheable {
                 reason: reason.name(),

@@ -163,6 +163,17 @@ impl Storage for DiskStore {
     }
 }
 
+impl DiskStore {
+    /// Reads the entry under `key` straight from a store's directory, without opening the
+    /// store (no scan, no size accounting), refreshing its recency as a read through the
+    /// store does. For a process that shares a server's directory and only reads (a client
+    /// looking up a manifest); it never writes or evicts.
+    pub fn peek(dir: &Path, key: &CacheKey) -> Result<Option<Vec<u8>>, StorageError> {
+        let hex = key.to_hex();
+        read_entry(&dir.join(&hex[..2]).join(hex))
+    }
+}
+
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StorageError {
     let path = path.to_path_buf();
     move |source| StorageError::Io { op, path, source }

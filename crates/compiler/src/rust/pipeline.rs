@@ -325,6 +325,9 @@ impl Attempt<'_> {
     }
 
     async fn fallback(mut self, error: CacheError) -> CompileOutcome {
+        if self.cache.withdrawn() {
+            return self.finish(CompileResult::default(), CacheStatus::Withdrawn);
+        }
         tracing::warn!(%error, "cache lookup failed; compiling without the cache");
         self.cache_errors.push(error);
         let result = self.compile_now().await;
