@@ -264,6 +264,9 @@ pub(crate) struct DependencyFile {
     pub path: Option<OsString>,
     /// Whether `-MT` or `-MQ` names the target; otherwise the compiler writes the object path.
     pub explicit_target: bool,
+    /// `-MMD`: system headers are left out of the file, so it cannot stand in for the
+    /// preprocessor in depend mode.
+    pub user_headers_only: bool,
 }
 
 /// Everything seen while walking the arguments, before deciding.
@@ -284,6 +287,7 @@ struct Walk {
     unknown_input: Option<OsString>,
     object: Option<OsString>,
     dependency_generate: bool,
+    user_headers_only: bool,
     dependency_path: Option<OsString>,
     explicit_target: bool,
     hashed: Vec<OsString>,
@@ -423,6 +427,7 @@ impl Walk {
             Class::AssemblyOnly => self.assembly_only = true,
             Class::DependencyGenerate => {
                 self.dependency_generate = true;
+                self.user_headers_only |= matches!(spec.name, "-MMD" | "--write-user-dependencies");
                 self.hashed.extend_from_slice(raw);
             }
             Class::DependencyShape => self.hashed.extend_from_slice(raw),
@@ -477,6 +482,7 @@ impl Walk {
             Some(DependencyFile {
                 path: self.dependency_path,
                 explicit_target: self.explicit_target,
+                user_headers_only: self.user_headers_only,
             })
         } else {
             None

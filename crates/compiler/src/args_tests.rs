@@ -53,7 +53,8 @@ fn dependency_options_are_hashed_but_kept_from_the_preprocessor_run() {
         p.dependency,
         Some(DependencyFile {
             path: Some("deps/a.d".into()),
-            explicit_target: true
+            explicit_target: true,
+            user_headers_only: false,
         })
     );
     let p = ok("-c a.c -MMD -MFdeps/a.d");
@@ -61,7 +62,8 @@ fn dependency_options_are_hashed_but_kept_from_the_preprocessor_run() {
         p.dependency,
         Some(DependencyFile {
             path: Some("deps/a.d".into()),
-            explicit_target: false
+            explicit_target: false,
+            user_headers_only: true,
         })
     );
 }

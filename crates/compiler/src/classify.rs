@@ -46,6 +46,8 @@ pub(crate) struct CCompile {
     /// What the compiler writes as the dependency file's target when no `-MT`/`-MQ` says.
     pub(crate) dependency_target: Option<OsString>,
     pub(crate) direct_mode: bool,
+    /// The state directory (`HOARD_DIR`): the digest memo lives there.
+    pub(crate) state_dir: PathBuf,
 }
 
 impl CacheableCompile {
@@ -144,6 +146,7 @@ pub fn classify(
     let c = CCompile {
         source_path: cmd.cwd.join(&parsed.source),
         direct_mode: config.direct_mode && parsed.direct_mode_possible,
+        state_dir: config.state_dir.clone(),
         compiler,
         args: parsed,
         dependency_target,

@@ -13,6 +13,7 @@ use crate::classify::CCompile;
 const COMMON_RECIPE: &str = "hoard/c/common/v1";
 const RESULT_RECIPE: &str = "hoard/c/result/v1";
 const MANIFEST_RECIPE: &str = "hoard/c/manifest/v1";
+const DEPEND_RECIPE: &str = "hoard/c/depend/v1";
 
 /// Environment variables that change what gcc or clang produce (include search paths,
 /// reproducible timestamps, message language, helper lookup).
@@ -116,6 +117,20 @@ pub(crate) fn unpreprocessed_key(common: &[u8; 32], source_digest: &[u8; 32]) ->
     recipe
         .field("common", common)
         .field("unpreprocessed-source", source_digest);
+    CacheKey::from_bytes(recipe.finish())
+}
+
+/// Depend-mode key (ccache's depend mode): the manifest key, which covers the compiler, the
+/// options and the source, and every file the compile read, by path and content, as its
+/// dependency file listed them. No preprocessor output is involved.
+pub(crate) fn depend_key(manifest_key: &CacheKey, includes: &[(&[u8], &[u8; 32])]) -> CacheKey {
+    let mut recipe = Recipe::new(DEPEND_RECIPE);
+    recipe.field("manifest", manifest_key.as_bytes());
+    for (path, digest) in includes {
+        recipe
+            .field("include", path)
+            .field("include-digest", *digest);
+    }
     CacheKey::from_bytes(recipe.finish())
 }
 

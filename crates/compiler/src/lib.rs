@@ -15,6 +15,7 @@ mod args;
 mod cache;
 mod classify;
 mod detect;
+mod digest_table;
 mod key;
 mod language;
 mod manifest;

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hoard_storage::CacheKey;
+
+use crate::digest_table::DigestTable;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever the encoding changes; a manifest of another version is ignored.
@@ -90,19 +92,34 @@ impl Manifest {
 }
 
 /// Digests of files, each read at most once per compile (several candidates usually list the
-/// same headers).
+/// same headers), and across processes not at all while the machine-wide memo knows the
+/// file's stat.
 #[derive(Debug, Default)]
-pub(crate) struct FileDigests(HashMap<PathBuf, Option<[u8; 32]>>);
+pub(crate) struct FileDigests {
+    seen: HashMap<PathBuf, Option<[u8; 32]>>,
+    table: Option<DigestTable>,
+}
 
 impl FileDigests {
+    /// Digests backed by the memo in `state_dir` (when it can be opened).
+    pub(crate) fn with_table(state_dir: &Path) -> Self {
+        Self {
+            seen: HashMap::new(),
+            table: DigestTable::open(state_dir),
+        }
+    }
+
     /// The digest of the file at `path`, or `None` when it cannot be read.
     pub(crate) fn digest(&mut self, path: &Path) -> Option<[u8; 32]> {
-        match self.0.entry(path.to_path_buf()) {
+        match self.seen.entry(path.to_path_buf()) {
             Entry::Occupied(known) => *known.get(),
             Entry::Vacant(slot) => {
-                let digest = std::fs::read(path)
-                    .ok()
-                    .map(|bytes| *blake3::hash(&bytes).as_bytes());
+                let digest = match &self.table {
+                    Some(table) => table.digest(path).ok(),
+                    None => std::fs::read(path)
+                        .ok()
+                        .map(|bytes| *blake3::hash(&bytes).as_bytes()),
+                };
                 *slot.insert(digest)
             }
         }
@@ -115,6 +132,9 @@ pub(crate) enum Unrecordable {
     /// An input uses a macro whose value changes from one compile to the next.
     #[error("{0} uses __DATE__, __TIME__ or __TIMESTAMP__")]
     TimeMacro(PathBuf),
+    /// An input makes the assembler read files (`.incbin`) no dependency list names.
+    #[error("{0} uses .incbin, whose file no key covers")]
+    ReadsUntrackedFiles(PathBuf),
     /// An input changed after the compile started, so what was compiled is unknown.
     #[error("{0} was modified during the compile")]
     ModifiedDuringCompile(PathBuf),
@@ -149,6 +169,9 @@ pub(crate) fn read_input(path: &Path, started: SystemTime) -> Result<[u8; 32], U
     if mentions_time_macros(&bytes) {
         return Err(Unrecordable::TimeMacro(path.to_path_buf()));
     }
+    if bytes.windows(7).any(|w| w == b".incbin") {
+        return Err(Unrecordable::ReadsUntrackedFiles(path.to_path_buf()));
+    }
     Ok(*blake3::hash(&bytes).as_bytes())
 }
 
@@ -176,6 +199,16 @@ pub(crate) fn candidate(
     result_key: &CacheKey,
     started: SystemTime,
 ) -> Result<Candidate, Unrecordable> {
+    candidate_keyed(cwd, includes, started, |_| *result_key)
+}
+
+/// As [`candidate`], for a result key that depends on the includes' digests (depend mode).
+pub(crate) fn candidate_keyed(
+    cwd: &Path,
+    includes: &[Vec<u8>],
+    started: SystemTime,
+    result_key: impl FnOnce(&[(&[u8], &[u8; 32])]) -> CacheKey,
+) -> Result<Candidate, Unrecordable> {
     let includes = includes
         .iter()
         .map(|path| {
@@ -184,11 +217,49 @@ pub(crate) fn candidate(
                 digest: read_input(&cwd.join(OsStr::from_bytes(path)), started)?,
             })
         })
-        .collect::<Result<_, Unrecordable>>()?;
+        .collect::<Result<Vec<Include>, Unrecordable>>()?;
+    let listed: Vec<(&[u8], &[u8; 32])> = includes
+        .iter()
+        .map(|i| (i.path.as_slice(), &i.digest))
+        .collect();
+    let result_key = *result_key(&listed).as_bytes();
     Ok(Candidate {
         includes,
-        result_key: *result_key.as_bytes(),
+        result_key,
     })
+}
+
+/// The files a compile read, from the dependency file it wrote (`-MD`), in order, without
+/// the source itself (already part of the key).
+pub(crate) fn includes_from_depfile(text: &[u8], source: &[u8]) -> Vec<Vec<u8>> {
+    // gcc and clang wrap long rules with backslash-newline; rustc never does, and the
+    // shared parser reads one rule per line.
+    let mut joined = Vec::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.iter().position(|&b| b == b'\\') {
+        let after = &rest[at + 1..];
+        let newline = if after.starts_with(b"\r\n") {
+            Some(2)
+        } else if after.starts_with(b"\n") {
+            Some(1)
+        } else {
+            None
+        };
+        if let Some(n) = newline {
+            joined.extend_from_slice(&rest[..at]);
+            joined.push(b' ');
+            rest = &after[n..];
+        } else {
+            joined.extend_from_slice(&rest[..=at]);
+            rest = after;
+        }
+    }
+    joined.extend_from_slice(rest);
+    crate::rust::depinfo::parse(&joined)
+        .files
+        .into_iter()
+        .filter(|path| path.as_slice() != source)
+        .collect()
 }
 
 /// The files the preprocessor read, from the line markers in its output (`# 12 "path" 1`),
@@ -260,3 +331,10 @@ fn marker_path(line: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 #[path = "manifest_tests.rs"]
 mod tests;
+
+impl Candidate {
+    /// The result key this candidate leads to.
+    pub(crate) fn result_key(&self) -> CacheKey {
+        CacheKey::from_bytes(self.result_key)
+    }
+}

@@ -161,3 +161,27 @@ proptest! {
         let _ = includes_from_preprocessed(&output, b"");
     }
 }
+
+#[test]
+fn a_wrapped_gcc_dependency_file_lists_every_header_once_without_the_source() {
+    let text = b"out/a.o: src/a.c /usr/include/stdc-predef.h \\\n src/a.h \\\r\n /usr/include/my\\ dir/b.h src/a.h\n\nsrc/a.h:\n";
+    assert_eq!(
+        includes_from_depfile(text, b"src/a.c"),
+        vec![
+            b"/usr/include/stdc-predef.h".to_vec(),
+            b"src/a.h".to_vec(),
+            b"/usr/include/my dir/b.h".to_vec(),
+        ]
+    );
+}
+
+proptest! {
+    #[test]
+    fn dependency_file_parsing_never_panics_and_never_lists_the_source(
+        text in proptest::collection::vec(any::<u8>(), 0..256),
+    ) {
+        let mut file = b"x.o: main.c ".to_vec();
+        file.extend_from_slice(&text);
+        prop_assert!(!includes_from_depfile(&file, b"main.c").contains(&b"main.c".to_vec()));
+    }
+}

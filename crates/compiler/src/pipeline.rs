@@ -191,7 +191,7 @@ impl Attempt<'_> {
         if !language.is_preprocessed() {
             return self.run_unpreprocessed(&common).await;
         }
-        let mut direct = None;
+        let mut direct: Option<Direct> = None;
         if self.c.direct_mode {
             match self.direct_lookup(&common).await {
                 DirectLookup::Hit(result) => {
@@ -200,6 +200,10 @@ impl Attempt<'_> {
                 DirectLookup::Failed(e) => return self.fallback(e).await,
                 DirectLookup::Miss(state) => direct = state,
             }
+        }
+
+        if let Some(direct) = direct.take_if(|_| self.depend_mode_possible()) {
+            return self.run_depend(direct).await;
         }
 
         let preprocessed = self.preprocess().await;
@@ -228,6 +232,93 @@ impl Attempt<'_> {
             }
             Err(e) => self.fallback(e).await,
         }
+    }
+
+    /// Depend mode needs a dependency file that lists every header, system ones included:
+    /// the command's own `-MD` file, or one we ask for when it writes none.
+    /// Preprocessed assembly is left to the preprocessor: its `.include`s are read by the
+    /// assembler, and no dependency file names them.
+    fn depend_mode_possible(&self) -> bool {
+        self.compile.language() != Language::Assembler
+            && self
+                .c
+                .args
+                .dependency
+                .as_ref()
+                .is_none_or(|d| !d.user_headers_only)
+    }
+
+    /// A direct-mode miss in depend mode (ccache's): compile once, with the compiler writing
+    /// its dependency file, and key the result by the manifest key and every file that file
+    /// lists, by content. No preprocessor run: a miss costs what the plain compile costs.
+    async fn run_depend(mut self, direct: Direct) -> CompileOutcome {
+        let command = self.compile.command();
+        let own_depfile = self
+            .compile
+            .outputs()
+            .iter()
+            .find(|o| o.role == crate::classify::DEPENDENCY_ROLE)
+            .map(|o| o.path.clone());
+        let mut args = command.args.clone();
+        // `-MD -MF` changes nothing in the object (checked for gcc and clang), only adds a
+        // file; it lives in our state directory and goes when this compile is done.
+        let scratch = match &own_depfile {
+            Some(_) => None,
+            None => match tempfile::Builder::new()
+                .prefix("depend-")
+                .suffix(".d")
+                .tempfile_in(&self.c.state_dir)
+            {
+                Ok(file) => Some(file.into_temp_path()),
+                Err(e) => {
+                    tracing::debug!("no scratch dependency file ({e}); compiling unrecorded");
+                    return self.compile_uncached().await;
+                }
+            },
+        };
+        if let Some(scratch) = &scratch {
+            args.extend(["-MD".into(), "-MF".into(), scratch.as_os_str().to_owned()]);
+        }
+        let result = run(&self.c.compiler.path, &args, command).await;
+        if result.exit_status != 0 {
+            return self.finish(result, CacheStatus::Miss);
+        }
+        let depfile = own_depfile.as_deref().or(scratch.as_deref());
+        if let Some(Ok(text)) = depfile.map(std::fs::read) {
+            self.record_depend(direct, &text, &result).await;
+        } else {
+            tracing::debug!("no dependency file after the compile; not recorded");
+        }
+        self.finish(result, CacheStatus::Miss)
+    }
+
+    /// Stores a depend-mode result and adds its candidate to the manifest, unless one of the
+    /// safety rules forbids it.
+    async fn record_depend(&mut self, mut direct: Direct, depfile: &[u8], result: &CompileResult) {
+        let c = self.c;
+        let source_unchanged = manifest::read_input(&c.source_path, self.started)
+            .is_ok_and(|digest| digest == direct.source_digest);
+        if !source_unchanged {
+            tracing::debug!(source = %c.source_path.display(), "source not recordable in depend mode");
+            return;
+        }
+        let includes = manifest::includes_from_depfile(depfile, c.args.source.as_bytes());
+        let cwd = &self.compile.command().cwd;
+        let manifest_key = direct.key;
+        let candidate = match manifest::candidate_keyed(cwd, &includes, self.started, |listed| {
+            key::depend_key(&manifest_key, listed)
+        }) {
+            Ok(candidate) => candidate,
+            Err(e) => {
+                tracing::debug!(error = %e, "compile not recordable in depend mode");
+                return;
+            }
+        };
+        if !self.store(&candidate.result_key(), result).await {
+            return;
+        }
+        direct.manifest.add(candidate);
+        self.put_manifest(&direct).await;
     }
 
     /// `.s` and `.i` sources: the source text is the whole input.
@@ -266,7 +357,9 @@ impl Attempt<'_> {
             Err(e) => return DirectLookup::Failed(e),
         };
         let cwd = &self.compile.command().cwd;
-        if let Some(result_key) = manifest.find(cwd, &mut FileDigests::default()) {
+        if let Some(result_key) =
+            manifest.find(cwd, &mut FileDigests::with_table(&self.c.state_dir))
+        {
             match self.lookup(&result_key).await {
                 Ok(Some(result)) => return DirectLookup::Hit(result),
                 // The result was evicted: preprocessor mode will find or make it again.
@@ -300,6 +393,10 @@ impl Attempt<'_> {
                 return;
             }
         }
+        self.put_manifest(&direct).await;
+    }
+
+    async fn put_manifest(&mut self, direct: &Direct) {
         match direct.manifest.encode() {
             Ok(bytes) => {
                 if let Err(e) = self.cache.put_manifest(&direct.key, bytes).await {

@@ -421,7 +421,7 @@ impl ArtifactCache for DownCache {
         Err(CacheError::new("cache is down"))
     }
     async fn get_manifest(&self, _: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
-        Ok(None)
+        Err(CacheError::new("cache is down"))
     }
     async fn put_manifest(&self, _: &CacheKey, _: Vec<u8>) -> Result<(), CacheError> {
         Err(CacheError::new("cache is down"))
@@ -478,4 +478,72 @@ fn output_paths_are_absolute_with_their_directory_resolved() {
     assert_eq!(compile.outputs()[0].role, "object");
     assert_eq!(compile.outputs()[1].role, "dep");
     assert_eq!(compile.language(), Language::C);
+}
+
+/// A compiler that logs each command line, then is gcc.
+fn logging_gcc(p: &Project) -> (String, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let log = p.root.join("calls.log");
+    let script = p.root.join("logging-gcc");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nexec gcc \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script.to_string_lossy().into_owned(), log)
+}
+
+fn preprocessor_runs(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(' ').any(|a| a == "-E"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_direct_mode_miss_compiles_once_with_no_preprocessor_run_and_then_hits() {
+    let p = Project::new();
+    p.write("answer.h", HEADER);
+    p.write("main.c", SOURCE);
+    let (gcc, log) = logging_gcc(&p);
+    let cmd = p.command(&gcc, "", "-O1 -g -c main.c");
+    assert_eq!(p.cached(&cmd).await.status, CacheStatus::Miss);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(preprocessor_runs(&log), 0, "{calls}");
+    assert_eq!(
+        calls.lines().filter(|l| l.contains("-c main.c")).count(),
+        1,
+        "{calls}"
+    );
+    let cached = p.read("main.o");
+    run_compiler(&p.command("gcc", "", "-O1 -g -c main.c")).await;
+    assert_eq!(
+        cached,
+        p.read("main.o"),
+        "the object is the plain compiler's"
+    );
+    assert_eq!(p.cached(&cmd).await.status, hit(true));
+    assert_eq!(cached, p.read("main.o"));
+    // A changed header is noticed without a preprocessor run too.
+    p.write("answer.h", &HEADER.replace("42", "7"));
+    assert_eq!(p.cached(&cmd).await.status, CacheStatus::Miss);
+    assert_eq!(preprocessor_runs(&log), 0);
+    assert_eq!(p.cached(&cmd).await.status, hit(true));
+}
+
+#[tokio::test]
+async fn a_user_headers_only_dependency_file_cannot_stand_in_for_the_preprocessor() {
+    let p = Project::new();
+    p.write("answer.h", HEADER);
+    p.write("main.c", SOURCE);
+    let (gcc, log) = logging_gcc(&p);
+    let cmd = p.command(&gcc, "", "-MMD -c main.c");
+    assert_eq!(p.cached(&cmd).await.status, CacheStatus::Miss);
+    assert_eq!(preprocessor_runs(&log), 1);
+    assert_eq!(p.cached(&cmd).await.status, hit(true));
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use tokio::task::JoinHandle;
 
-use crate::{CacheKey, Storage, StorageError, run_blocking};
+use crate::{CacheKey, Storage, StorageError, run_blocking, run_sized};
 
 /// Temporary files start with this, so eviction can tell them from entries.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -136,7 +136,9 @@ impl DiskStore {
 impl Storage for DiskStore {
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StorageError> {
         let path = self.inner.entry_path(key);
-        run_blocking("read entry", move || read_entry(&path)).await
+        // Small entries (most objects) are read here; a large one on the blocking pool.
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        run_sized("read entry", size, move || read_entry(&path)).await
     }
 
     async fn put(&self, key: &CacheKey, entry: Vec<u8>) -> Result<(), StorageError> {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::entry::{self, EntryError, EntryMeta, OutputFiles, ReadLimits};
-use crate::{CacheKey, OutputPath, Storage, StorageError, run_blocking};
+use crate::{CacheKey, OutputPath, Storage, StorageError, run_blocking, run_sized};
 
 /// Gets and puts whole compiles (outputs plus stdout, stderr and exit status) and blobs in a
 /// [`Storage`]. Works on both current-thread and multi-thread tokio runtimes; file work runs
@@ -57,7 +57,7 @@ impl EntryStore {
             return Ok(None);
         };
         let outputs = outputs.to_vec();
-        let extracted = run_blocking("extract entry", move || {
+        let extracted = run_sized("extract entry", bytes.len() as u64, move || {
             Ok(entry::extract(&bytes, &outputs))
         })
         .await?;

@@ -71,6 +71,29 @@ pub enum StorageError {
     },
 }
 
+/// File work on this many bytes or fewer runs where it is asked for: a hop to the blocking
+/// pool and back costs two thread wake-ups, more than reading and decompressing a typical
+/// object file's entry.
+pub(crate) const INLINE_WORK_BYTES: u64 = 1 << 20;
+
+/// Runs file work inline when it concerns at most [`INLINE_WORK_BYTES`], else on the
+/// blocking pool.
+pub(crate) async fn run_sized<T, F>(
+    op: &'static str,
+    bytes: u64,
+    work: F,
+) -> Result<T, StorageError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StorageError> + Send + 'static,
+{
+    if bytes <= INLINE_WORK_BYTES {
+        work()
+    } else {
+        run_blocking(op, work).await
+    }
+}
+
 /// Runs file work on tokio's blocking pool so neither runtime flavour stalls on disk I/O.
 pub(crate) async fn run_blocking<T, F>(op: &'static str, work: F) -> Result<T, StorageError>
 where

@@ -6,7 +6,7 @@
 //! Paths are normalised ([`paths`]) so clones at other paths share hits.
 
 mod args;
-mod depinfo;
+pub(crate) mod depinfo;
 mod digests;
 mod identity;
 mod key;
