@@ -134,6 +134,14 @@ pub(crate) fn depend_key(manifest_key: &CacheKey, includes: &[(&[u8], &[u8; 32])
     CacheKey::from_bytes(recipe.finish())
 }
 
+/// A key nothing is ever stored under, looked up to have a depend-mode miss counted where
+/// misses are counted (a v2 server counts them on `CacheGet`).
+pub(crate) fn miss_probe_key(manifest_key: &CacheKey) -> CacheKey {
+    let mut recipe = Recipe::new(DEPEND_RECIPE);
+    recipe.field("miss-probe", manifest_key.as_bytes());
+    CacheKey::from_bytes(recipe.finish())
+}
+
 /// Direct-mode key, under which the manifest is kept: the common part, the options that
 /// steer the preprocessor, and the source by path and content.
 pub(crate) fn manifest_key(common: &[u8; 32], c: &CCompile, source_digest: &[u8; 32]) -> CacheKey {

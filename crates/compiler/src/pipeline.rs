@@ -6,6 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use hoard_storage::CacheKey;
@@ -80,6 +81,7 @@ pub async fn cached_compile(
                 cache,
                 started: SystemTime::now(),
                 cache_errors: Vec::new(),
+                looked_up: AtomicBool::new(false),
             }
             .run()
             .await
@@ -182,6 +184,8 @@ struct Attempt<'a> {
     cache: &'a dyn ArtifactCache,
     started: SystemTime,
     cache_errors: Vec<CacheError>,
+    /// Whether the cache has seen a lookup for this compile (and so counted its miss).
+    looked_up: AtomicBool,
 }
 
 impl Attempt<'_> {
@@ -282,6 +286,15 @@ impl Attempt<'_> {
         let result = run(&self.c.compiler.path, &args, command).await;
         if result.exit_status != 0 {
             return self.finish(result, CacheStatus::Miss);
+        }
+        if !self.looked_up.load(Ordering::Relaxed) {
+            // No lookup could be made before compiling: have the miss counted where misses
+            // are, by a lookup of a key nothing is stored under (no outputs named, so
+            // nothing is written). A failed compile is not a miss, as in the Rust pipeline.
+            let probe = key::miss_probe_key(&direct.key);
+            if let Err(e) = self.cache.get(&probe, &[], self.compile.language()).await {
+                self.cache_errors.push(e);
+            }
         }
         let depfile = own_depfile.as_deref().or(scratch.as_deref());
         if let Some(Ok(text)) = depfile.map(std::fs::read) {
@@ -411,6 +424,7 @@ impl Attempt<'_> {
     }
 
     async fn lookup(&self, key: &CacheKey) -> Result<Option<CompileResult>, CacheError> {
+        self.looked_up.store(true, Ordering::Relaxed);
         self.cache
             .get(key, self.compile.outputs(), self.compile.language())
             .await
