@@ -74,8 +74,8 @@ impl Manifest {
         cwd: &Path,
         env: &[(OsString, OsString)],
         roots: &Roots,
+        digests: &mut FileDigests,
     ) -> Option<CacheKey> {
-        let mut digests = FileDigests::default();
         self.candidates
             .iter()
             .find(|c| {
@@ -137,13 +137,19 @@ mod tests {
         let manifest = Manifest::decode(&manifest.encode().unwrap());
         let env = vec![(OsString::from("V"), OsString::from("1"))];
         assert_eq!(
-            manifest.find(&cwd, &env, &roots),
+            manifest.find(&cwd, &env, &roots, &mut FileDigests::default()),
             Some(CacheKey::from_bytes([9; 32]))
         );
         let other = vec![(OsString::from("V"), OsString::from("2"))];
-        assert_eq!(manifest.find(&cwd, &other, &roots), None);
+        assert_eq!(
+            manifest.find(&cwd, &other, &roots, &mut FileDigests::default()),
+            None
+        );
         std::fs::write(cwd.join("lib.rs"), b"fn y() {}").unwrap();
-        assert_eq!(manifest.find(&cwd, &env, &roots), None);
+        assert_eq!(
+            manifest.find(&cwd, &env, &roots, &mut FileDigests::default()),
+            None
+        );
         assert_eq!(Manifest::decode(b"garbage"), Manifest::default());
     }
 }

@@ -21,7 +21,7 @@ use tokio::process::Command;
 use super::manifest::{Candidate, Manifest, env_value};
 use super::outputs::DEP_INFO_ROLE;
 use super::{RustCompile, depinfo, key};
-use crate::manifest::read_input;
+use crate::manifest::{FileDigests, read_input};
 use crate::{
     ArtifactCache, CacheError, CacheStatus, CacheableCompile, CompileOutcome, CompileResult,
 };
@@ -77,7 +77,12 @@ impl Attempt<'_> {
             Ok(None) => Manifest::default(),
             Err(e) => return self.fallback(e).await,
         };
-        let found = manifest.find(&command.cwd, &command.env, &self.rust.roots);
+        let found = manifest.find(
+            &command.cwd,
+            &command.env,
+            &self.rust.roots,
+            &mut FileDigests::with_table(&self.rust.state_dir),
+        );
         tracing::debug!(
             crate_name = self.rust.args.crate_name.as_deref().unwrap_or("?"),
             %common,
