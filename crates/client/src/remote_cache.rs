@@ -68,8 +68,7 @@ impl RemoteCache {
         answer
     }
 
-    /// Whether the directories of `outputs` are known not to be shared, remembering the
-    /// directory a `NotShared` answer named when `learned` is given.
+    /// Runs `work` on the remembered not-shared directories, loaded on first use.
     fn with_not_shared<T>(
         &self,
         state_dir: &Path,

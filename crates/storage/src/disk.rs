@@ -136,9 +136,15 @@ impl DiskStore {
 impl Storage for DiskStore {
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StorageError> {
         let path = self.inner.entry_path(key);
-        // Small entries (most objects) are read here; a large one on the blocking pool.
-        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
-        run_sized("read entry", size, move || read_entry(&path)).await
+        // Opened and sized here; a small entry (most objects) is read here too, a large one
+        // on the blocking pool.
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("open", &path)(e)),
+        };
+        let size = file.metadata().map_or(0, |m| m.len());
+        run_sized("read entry", size, move || read_open_entry(file, &path)).await
     }
 
     async fn put(&self, key: &CacheKey, entry: Vec<u8>) -> Result<(), StorageError> {
@@ -182,11 +188,14 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StorageErr
 }
 
 fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("open", path)(e)),
-    };
+    match File::open(path) {
+        Ok(file) => read_open_entry(file, path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("open", path)(e)),
+    }
+}
+
+fn read_open_entry(mut file: File, path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
     let mut entry = Vec::new();
     file.read_to_end(&mut entry).map_err(io_err("read", path))?;
     // The mtime is the recency eviction goes by; failing to bump it only makes this entry
