@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::entry::{self, EntryError, EntryMeta, OutputFiles, ReadLimits};
+use crate::entry::{self, EntryError, EntryFormat, EntryMeta, OutputFiles, ReadLimits};
 use crate::{CacheKey, OutputPath, Storage, StorageError, run_blocking, run_sized};
 
 /// Gets and puts whole compiles (outputs plus stdout, stderr and exit status) and blobs in a
@@ -13,6 +13,7 @@ use crate::{CacheKey, OutputPath, Storage, StorageError, run_blocking, run_sized
 #[derive(Clone)]
 pub struct EntryStore {
     storage: Arc<dyn Storage>,
+    format: EntryFormat,
 }
 
 impl std::fmt::Debug for EntryStore {
@@ -35,9 +36,21 @@ pub enum StoreError {
 }
 
 impl EntryStore {
-    /// Serves entries from `storage`.
+    /// Serves entries from `storage`, packing outputs as raw entries ([`EntryFormat::Raw`]:
+    /// a local hit is then a verified copy; remote tiers compress what they are sent).
     pub fn new(storage: Arc<dyn Storage>) -> Self {
-        Self { storage }
+        Self {
+            storage,
+            format: EntryFormat::Raw,
+        }
+    }
+
+    /// Packs outputs in `format` instead: [`EntryFormat::Zstd`] trades hit speed for a local
+    /// cache a third to a quarter the size.
+    #[must_use]
+    pub fn with_format(mut self, format: EntryFormat) -> Self {
+        self.format = format;
+        self
     }
 
     /// The underlying store.
@@ -103,19 +116,25 @@ impl EntryStore {
         files: OutputFiles,
         meta: EntryMeta,
     ) -> Result<(), StoreError> {
-        let packed = run_blocking("pack entry", move || Ok(files.pack(&meta))).await?;
+        let format = self.format;
+        let packed = run_blocking("pack entry", move || Ok(files.pack_as(&meta, format))).await?;
         self.storage.put(key, packed?).await?;
         Ok(())
     }
 
-    /// The entry under `key` as stored, its checksum verified but not opened: for a client
-    /// that extracts it itself (inline transfer). A damaged entry is removed and is a miss.
+    /// The entry under `key`, its checksum verified, as a compressed entry: for a client
+    /// that extracts it itself (inline transfer), whatever its age (raw entries are newer
+    /// than some clients) and however far away. A damaged entry is removed and is a miss.
     pub async fn get_entry(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(bytes) = self.storage.get(key).await? else {
             return Ok(None);
         };
-        let checked = run_blocking("verify entry", move || {
-            Ok(entry::verify_checksum(&bytes).map(|()| bytes))
+        let checked = run_sized("verify entry", bytes.len() as u64, move || {
+            let recompressed = entry::compressed(&bytes).map(|c| match c {
+                std::borrow::Cow::Owned(compressed) => Some(compressed),
+                std::borrow::Cow::Borrowed(_) => None,
+            });
+            Ok(recompressed.map(|c| c.unwrap_or(bytes)))
         })
         .await?;
         match checked {

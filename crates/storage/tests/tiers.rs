@@ -28,6 +28,46 @@ async fn shared_dir_shares_entries_between_machines_and_backfills() {
     shared_between_two_machines(shared_dir_tier(shared.path())).await;
 }
 
+/// The local disk keeps raw entries (a hit is a verified copy); what leaves the machine is
+/// compressed, so remote tiers and older peers hold and read what they always did.
+#[tokio::test]
+async fn a_raw_local_entry_reaches_remote_tiers_compressed() {
+    use hoard_storage::OutputPath;
+    use hoard_storage::entry::{self, EntryFormat, EntryMeta, ReadLimits};
+
+    let work = tempfile::tempdir().unwrap();
+    let object = work.path().join("a.o");
+    std::fs::write(&object, vec![3u8; 300_000]).unwrap();
+    let outputs = [OutputPath::new("object", &object)];
+    let files = entry::read_outputs(&outputs, &ReadLimits::default()).unwrap();
+    let raw = files
+        .pack_as(&EntryMeta::default(), EntryFormat::Raw)
+        .unwrap();
+
+    let shared = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = machine(a_dir.path(), vec![shared_dir_tier(shared.path())]);
+    let b = machine(b_dir.path(), vec![shared_dir_tier(shared.path())]);
+    a.put(&key(9), raw.clone()).await.unwrap();
+    assert!(a.flush(FLUSH).await);
+    assert_eq!(a.local().get(&key(9)).await.unwrap(), Some(raw.clone()));
+
+    let remote = b
+        .get(&key(9))
+        .await
+        .unwrap()
+        .expect("a hit from the shared tier");
+    assert!(
+        !entry::is_raw(&remote),
+        "remote tiers hold compressed entries"
+    );
+    assert!(remote.len() < raw.len() / 10, "{} bytes", remote.len());
+    assert_eq!(remote, entry::compressed(&raw).unwrap().into_owned());
+    std::fs::remove_file(&object).unwrap();
+    entry::extract(&remote, &outputs).unwrap();
+    assert_eq!(std::fs::read(&object).unwrap(), vec![3u8; 300_000]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_dir_is_safe_with_many_writers() {
     let shared = tempfile::tempdir().unwrap();

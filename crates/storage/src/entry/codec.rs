@@ -1,15 +1,21 @@
-//! The bytes of an entry: preamble, then one zstd frame holding a msgpack header and the
-//! files' bytes. Everything here works on memory; reading and writing files is in the parent.
+//! The bytes of an entry: preamble, then a frame holding a msgpack header and the files'
+//! bytes. Everything here works on memory; reading and writing files is in the parent.
 //!
 //! ```text
 //! b"HOARDENT" | version: u32 LE | blake3(frame): 32 bytes | frame
-//! frame = zstd(header_len: u32 LE | header (msgpack) | file bytes, in header order)
+//! body  = header_len: u32 LE | header (msgpack) | file bytes, in header order
+//! frame = zstd(body)   (version 1: compressed, what travels and what remote tiers hold)
+//! frame = body         (version 2: raw, what the local disk tier holds by default)
 //! ```
+//!
+//! A raw entry makes a local hit a verified copy: one blake3 pass over the frame and one
+//! write per file, with no decompression and no second pass per file.
 //!
 //! The blake3 of the frame is there because zstd's own content checksum is 32 bits and does
 //! not cover the frame header: a flipped window-size bit, for one, decodes to the same content.
 //! With the digest, any damaged byte is refused before decompression starts.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
 
@@ -37,6 +43,33 @@ const MAX_UPFRONT_RESERVE: u64 = 64 << 20;
 /// Level 1 as ccache uses by default: a miss pays for compression, and higher levels buy
 /// little on object files for much more time.
 const COMPRESSION_LEVEL: i32 = 1;
+
+/// How an entry's body is framed: the version after the magic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryFormat {
+    /// Version 1: the body in one zstd frame. Smaller; what remote tiers and old peers read.
+    Zstd,
+    /// Version 2: the body as is. A hit is a verified copy, without decompression.
+    Raw,
+}
+
+impl EntryFormat {
+    fn version(self) -> u32 {
+        match self {
+            EntryFormat::Zstd => ENTRY_FORMAT_VERSION,
+            EntryFormat::Raw => RAW_ENTRY_FORMAT_VERSION,
+        }
+    }
+
+    fn of_version(version: u32) -> Option<Self> {
+        [EntryFormat::Zstd, EntryFormat::Raw]
+            .into_iter()
+            .find(|f| f.version() == version)
+    }
+}
+
+/// The version of [`EntryFormat::Raw`] entries.
+pub const RAW_ENTRY_FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Header {
@@ -66,14 +99,16 @@ pub(super) struct FileIn<'a> {
 }
 
 /// What an entry holds once decoded and verified; `files[i]` belongs to `header.files[i]`.
+/// A raw entry's files are borrowed from the entry's bytes.
 #[derive(Debug)]
-pub(super) struct Decoded {
+pub(super) struct Decoded<'a> {
     pub header: Header,
-    pub files: Vec<Vec<u8>>,
+    pub files: Vec<Cow<'a, [u8]>>,
 }
 
 /// Encodes an entry. Only zstd or msgpack refusing its input can fail here.
 pub(super) fn encode(
+    format: EntryFormat,
     kind: EntryKind,
     files: &[FileIn<'_>],
     stdout: &[u8],
@@ -110,18 +145,26 @@ pub(super) fn encode(
     let content: u64 = files.iter().map(|f| f.data.len() as u64).sum();
     let body_len = 4 + u64::from(header_len) + content;
 
-    let mut out = Vec::with_capacity(PREAMBLE_LEN + (body_len / 2) as usize);
+    let reserve = match format {
+        EntryFormat::Zstd => body_len / 2,
+        EntryFormat::Raw => body_len,
+    };
+    let mut out = Vec::with_capacity(PREAMBLE_LEN + reserve as usize);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&ENTRY_FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&format.version().to_le_bytes());
     out.extend_from_slice(&[0; blake3::OUT_LEN]);
-    let mut out = compress(out, body_len, |enc| {
-        enc.write_all(&header_len.to_le_bytes())?;
-        enc.write_all(&header_bytes)?;
+    let write_body = |sink: &mut dyn Write| -> io::Result<()> {
+        sink.write_all(&header_len.to_le_bytes())?;
+        sink.write_all(&header_bytes)?;
         for file in files {
-            enc.write_all(file.data)?;
+            sink.write_all(file.data)?;
         }
         Ok(())
-    })
+    };
+    let mut out = match format {
+        EntryFormat::Zstd => compress(out, body_len, |enc| write_body(enc)),
+        EntryFormat::Raw => write_body(&mut out).map(|()| out),
+    }
     .map_err(|e| EntryError::Encode {
         reason: format!("compression: {e}"),
     })?;
@@ -149,14 +192,46 @@ fn corrupt(reason: impl Into<String>) -> EntryError {
 }
 
 /// Decodes and verifies a whole entry: preamble, digest, frame, header, every file's size
-/// and blake3. Never panics, whatever the bytes.
-pub(super) fn decode(entry: &[u8]) -> Result<Decoded, EntryError> {
-    decode_frame(checked_frame(entry)?)
+/// (and, in a compressed entry, every file's blake3). Never panics, whatever the bytes.
+pub(super) fn decode(entry: &[u8]) -> Result<Decoded<'_>, EntryError> {
+    match checked_frame(entry)? {
+        (EntryFormat::Zstd, frame) => decode_frame(frame),
+        (EntryFormat::Raw, body) => decode_raw(body),
+    }
+}
+
+/// Re-encodes a raw entry as a compressed one; a compressed entry comes back as it is. What
+/// leaves the machine (remote tiers) is compressed.
+pub(super) fn compressed(entry: &[u8]) -> Result<Cow<'_, [u8]>, EntryError> {
+    if checked_frame(entry)?.0 == EntryFormat::Zstd {
+        return Ok(Cow::Borrowed(entry));
+    }
+    let Decoded { header, files } = decode(entry)?;
+    let inputs: Vec<FileIn<'_>> = header
+        .files
+        .iter()
+        .zip(&files)
+        .map(|(record, data)| FileIn {
+            role: &record.role,
+            mode: record.mode,
+            data,
+        })
+        .collect();
+    encode(
+        EntryFormat::Zstd,
+        header.kind,
+        &inputs,
+        &header.stdout,
+        &header.stderr,
+        header.exit_status,
+    )
+    .map(Cow::Owned)
 }
 
 /// Checks the preamble (magic, version) and the frame's digest without decompressing, and
-/// returns the frame. Cheap enough for a server passing entry bytes through unopened.
-pub(super) fn checked_frame(entry: &[u8]) -> Result<&[u8], EntryError> {
+/// returns the format and the frame. Cheap enough for a server passing entry bytes through
+/// unopened.
+pub(super) fn checked_frame(entry: &[u8]) -> Result<(EntryFormat, &[u8]), EntryError> {
     if entry.len() < PREAMBLE_LEN {
         return Err(corrupt(format!(
             "{} bytes, shorter than the {PREAMBLE_LEN}-byte preamble",
@@ -169,22 +244,58 @@ pub(super) fn checked_frame(entry: &[u8]) -> Result<&[u8], EntryError> {
     }
     let (version, rest) = rest.split_at(4);
     let version = u32::from_le_bytes([version[0], version[1], version[2], version[3]]);
-    if version != ENTRY_FORMAT_VERSION {
+    let Some(format) = EntryFormat::of_version(version) else {
         return Err(EntryError::UnsupportedVersion {
             found: version,
-            supported: ENTRY_FORMAT_VERSION,
+            supported: RAW_ENTRY_FORMAT_VERSION,
         });
-    }
+    };
     let (digest, frame) = rest.split_at(blake3::OUT_LEN);
     if blake3::hash(frame).as_bytes() != digest {
         return Err(corrupt("checksum mismatch: the entry was damaged"));
     }
-    Ok(frame)
+    Ok((format, frame))
+}
+
+/// Splits a raw body that passed the digest check into header and files. The digest over
+/// the whole frame already covers every file byte, so the per-file blake3 is not recomputed:
+/// that second pass is what a raw entry exists to save.
+fn decode_raw(body: &[u8]) -> Result<Decoded<'_>, EntryError> {
+    let Some((len, rest)) = body.split_first_chunk::<4>() else {
+        return Err(corrupt("body ends before the header length"));
+    };
+    let header_len = u32::from_le_bytes(*len);
+    if header_len > MAX_HEADER_LEN || header_len as usize > rest.len() {
+        return Err(corrupt(format!(
+            "header length {header_len} past the body's end or the {MAX_HEADER_LEN}-byte limit"
+        )));
+    }
+    let (header_bytes, mut rest) = rest.split_at(header_len as usize);
+    let header = parse_header(header_bytes)?;
+    let mut files = Vec::with_capacity(header.files.len());
+    for record in &header.files {
+        let size = usize::try_from(record.size).unwrap_or(usize::MAX);
+        if size > rest.len() {
+            return Err(corrupt(format!(
+                "file {:?}: header says {} bytes, {} left in the body",
+                record.role,
+                record.size,
+                rest.len()
+            )));
+        }
+        let (data, after) = rest.split_at(size);
+        files.push(Cow::Borrowed(data));
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(corrupt("data after the last file"));
+    }
+    Ok(Decoded { header, files })
 }
 
 /// Decodes the zstd frame after the preamble. Split out so tests can reach it with bytes
 /// that did not pass the digest check.
-pub(super) fn decode_frame(frame: &[u8]) -> Result<Decoded, EntryError> {
+pub(super) fn decode_frame(frame: &[u8]) -> Result<Decoded<'static>, EntryError> {
     let zstd_err = |e: io::Error| corrupt(format!("decompression failed: {e}"));
     let mut dec = zstd::stream::Decoder::with_buffer(frame)
         .map_err(zstd_err)?
@@ -222,7 +333,7 @@ pub(super) fn decode_frame(frame: &[u8]) -> Result<Decoded, EntryError> {
         if blake3::hash(&data).as_bytes()[..] != record.blake3[..] {
             return Err(corrupt(format!("file {:?}: blake3 mismatch", record.role)));
         }
-        files.push(data);
+        files.push(Cow::Owned(data));
     }
 
     // One more read takes the decoder to the frame's end, which is where zstd checks its

@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tempfile::NamedTempFile;
 
-pub use codec::MAX_CONTENT_SIZE;
+pub use codec::{EntryFormat, MAX_CONTENT_SIZE, RAW_ENTRY_FORMAT_VERSION};
 
 use crate::OutputPath;
 use codec::{Decoded, FileIn};
 
-/// The version written after the magic. A reader refuses any other version with
-/// [`EntryError::UnsupportedVersion`].
+/// The version written after the magic of a compressed entry ([`EntryFormat::Zstd`]). A
+/// reader refuses versions it does not know with [`EntryError::UnsupportedVersion`].
 pub const ENTRY_FORMAT_VERSION: u32 = 1;
 
 /// The default for [`ReadLimits::max_file_size`]: 4 GiB.
@@ -206,8 +206,14 @@ impl OutputFiles {
         self.files.iter().map(|(_, _, d)| d.len() as u64).sum()
     }
 
-    /// Encodes the files and `meta` into one entry.
+    /// Encodes the files and `meta` into one compressed entry: what travels and what any
+    /// peer, old or new, can read.
     pub fn pack(&self, meta: &EntryMeta) -> Result<Vec<u8>, EntryError> {
+        self.pack_as(meta, EntryFormat::Zstd)
+    }
+
+    /// Encodes the files and `meta` into one entry of the given format.
+    pub fn pack_as(&self, meta: &EntryMeta, format: EntryFormat) -> Result<Vec<u8>, EntryError> {
         let files: Vec<FileIn<'_>> = self
             .files
             .iter()
@@ -218,6 +224,7 @@ impl OutputFiles {
             })
             .collect();
         codec::encode(
+            format,
             EntryKind::Outputs,
             &files,
             &meta.stdout,
@@ -385,6 +392,19 @@ pub fn verify_checksum(entry: &[u8]) -> Result<(), EntryError> {
     codec::checked_frame(entry).map(|_| ())
 }
 
+/// Whether these bytes begin like a raw ([`EntryFormat::Raw`]) entry; nothing is verified.
+pub fn is_raw(bytes: &[u8]) -> bool {
+    bytes.starts_with(codec::MAGIC)
+        && bytes.get(8..12) == Some(&RAW_ENTRY_FORMAT_VERSION.to_le_bytes()[..])
+}
+
+/// The entry re-encoded as a compressed ([`EntryFormat::Zstd`]) entry, or the same bytes if
+/// it is one already: what goes to remote tiers and to peers that may predate raw entries.
+/// A damaged entry is an error.
+pub fn compressed(entry: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, EntryError> {
+    codec::compressed(entry)
+}
+
 /// Packs one opaque payload (a direct-mode manifest) as a [`EntryKind::Blob`] entry.
 ///
 /// Encoding a payload in memory cannot fail short of a payload over [`MAX_CONTENT_SIZE`];
@@ -396,7 +416,8 @@ pub fn pack_blob(payload: &[u8]) -> Vec<u8> {
         mode: 0o644,
         data: payload,
     };
-    codec::encode(EntryKind::Blob, &[file], &[], &[], 0).unwrap_or_else(|e| {
+    // Compressed: manifests are read straight from the local store by wrappers of any age.
+    codec::encode(EntryFormat::Zstd, EntryKind::Blob, &[file], &[], &[], 0).unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot encode a blob entry; storing an empty one");
         Vec::new()
     })
@@ -412,7 +433,7 @@ pub fn unpack_blob(entry: &[u8]) -> Result<Vec<u8>, EntryError> {
         });
     }
     match (header.files.as_slice(), files.pop()) {
-        ([record], Some(payload)) if record.role == BLOB_ROLE => Ok(payload),
+        ([record], Some(payload)) if record.role == BLOB_ROLE => Ok(payload.into_owned()),
         _ => Err(EntryError::Corrupt {
             reason: "blob entry does not hold exactly one payload".into(),
         }),
@@ -434,7 +455,8 @@ mod tests {
     fn a_blob_is_not_outputs_and_outputs_are_not_a_blob() {
         let blob = pack_blob(b"x");
         assert!(extract(&blob, &[]).unwrap_err().is_corrupt());
-        let outputs = codec::encode(EntryKind::Outputs, &[], b"", b"", 0).unwrap();
+        let outputs =
+            codec::encode(EntryFormat::Zstd, EntryKind::Outputs, &[], b"", b"", 0).unwrap();
         assert!(unpack_blob(&outputs).unwrap_err().is_corrupt());
         assert_eq!(extract(&outputs, &[]).unwrap(), EntryMeta::default());
     }
@@ -442,12 +464,70 @@ mod tests {
     #[test]
     fn another_format_version_is_not_corrupt() {
         let mut entry = pack_blob(b"x");
-        entry[8..12].copy_from_slice(&(ENTRY_FORMAT_VERSION + 1).to_le_bytes());
+        let unknown = RAW_ENTRY_FORMAT_VERSION + 1;
+        entry[8..12].copy_from_slice(&unknown.to_le_bytes());
         let err = unpack_blob(&entry).unwrap_err();
-        assert!(
-            matches!(err, EntryError::UnsupportedVersion { found, .. } if found == ENTRY_FORMAT_VERSION + 1)
-        );
+        assert!(matches!(err, EntryError::UnsupportedVersion { found, .. } if found == unknown));
         assert!(!err.is_corrupt());
+    }
+
+    fn files(contents: &[(&str, &[u8])]) -> OutputFiles {
+        OutputFiles {
+            files: contents
+                .iter()
+                .map(|(role, data)| ((*role).to_owned(), 0o644, data.to_vec()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_raw_entry_extracts_the_same_files_as_a_compressed_one_and_recompresses_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let object = vec![7u8; 100_000];
+        let packed = files(&[("object", &object), ("dep", b"a.o: a.c\n")]);
+        let meta = EntryMeta {
+            stdout: b"out".to_vec(),
+            stderr: b"warning: x".to_vec(),
+            exit_status: 0,
+        };
+        let raw = packed.pack_as(&meta, EntryFormat::Raw).unwrap();
+        let zstd = packed.pack(&meta).unwrap();
+        assert_eq!(raw[8..12], RAW_ENTRY_FORMAT_VERSION.to_le_bytes());
+        assert!(raw.len() > object.len() && zstd.len() < object.len() / 10);
+        for entry in [&raw, &zstd] {
+            let outputs = [
+                OutputPath::new("object", dir.path().join("a.o")),
+                OutputPath::new("dep", dir.path().join("a.d")),
+            ];
+            assert_eq!(extract(entry, &outputs).unwrap(), meta);
+            assert_eq!(std::fs::read(dir.path().join("a.o")).unwrap(), object);
+            assert_eq!(
+                std::fs::read(dir.path().join("a.d")).unwrap(),
+                b"a.o: a.c\n"
+            );
+        }
+        assert_eq!(compressed(&raw).unwrap().as_ref(), zstd.as_slice());
+        assert!(matches!(
+            compressed(&zstd).unwrap(),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn any_flipped_byte_of_a_raw_entry_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = files(&[("object", b"0123456789abcdef")])
+            .pack_as(&EntryMeta::default(), EntryFormat::Raw)
+            .unwrap();
+        let target = dir.path().join("a.o");
+        for i in 0..raw.len() {
+            let mut damaged = raw.clone();
+            damaged[i] ^= 0x20;
+            let outputs = [OutputPath::new("object", target.clone())];
+            assert!(extract(&damaged, &outputs).is_err(), "byte {i} flipped");
+            assert!(!target.exists(), "byte {i} flipped: nothing written");
+            assert!(compressed(&damaged).is_err());
+        }
     }
 
     #[test]

@@ -294,13 +294,32 @@ async fn write_remotes(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
         tokio::spawn(async move {
             let tier = &shared.tiers[job.tier];
             match &job.work {
-                Work::Put(entry) => tier.put(&job.key, entry.clone()).await,
+                Work::Put(entry) => match for_remote(entry.clone()).await {
+                    Some(entry) => tier.put(&job.key, entry).await,
+                    None => {
+                        tracing::warn!(key = %job.key, "not sending a damaged entry to a remote tier");
+                    }
+                },
                 Work::Remove => tier.remove(&job.key).await,
             }
             drop(slot);
             drop(job);
         });
     }
+}
+
+/// The bytes as remote tiers hold them: a raw local entry is re-encoded compressed (off the
+/// async workers), or `None` if it is damaged; anything else goes as it is.
+async fn for_remote(entry: Bytes) -> Option<Bytes> {
+    if !crate::entry::is_raw(&entry) {
+        return Some(entry);
+    }
+    let recompress = move || match crate::entry::compressed(&entry) {
+        Ok(std::borrow::Cow::Borrowed(_)) => Some(entry.clone()),
+        Ok(std::borrow::Cow::Owned(compressed)) => Some(Bytes::from(compressed)),
+        Err(_) => None,
+    };
+    tokio::task::spawn_blocking(recompress).await.ok().flatten()
 }
 
 #[async_trait]
