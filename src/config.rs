@@ -14,12 +14,14 @@ use hoard_storage::{TierConfig, parse_size, tiers_from_env};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The value does not parse.
-    #[error("{var}={value:?}: {why}")]
+    #[error("{var}={value:?} (from {origin}): {why}")]
     Invalid {
         /// The variable.
         var: &'static str,
         /// Its value.
         value: String,
+        /// Where the value came from: the environment, or the config file and key.
+        origin: crate::config_file::Origin,
         /// What is wrong with it.
         why: String,
     },
@@ -87,6 +89,9 @@ pub struct Settings {
     pub token: Option<String>,
     /// `HOARD_SERVER_LISTEN` (or `hoard-server --listen`): the TCP address a server serves.
     pub listen: Option<String>,
+    /// `HOARD_LOCAL_COMPRESSION` (default off): the local disk tier keeps compressed entries
+    /// (smaller, slower hits) instead of raw ones (a hit is a verified copy).
+    pub local_compression: bool,
     /// Whether `HOARD_IDLE_TIMEOUT` was set at all (a TCP gateway never idles out by default).
     idle_timeout_set: bool,
 }
@@ -115,11 +120,7 @@ impl Settings {
                 source,
             })?;
         let cache_size = match var("HOARD_CACHE_SIZE") {
-            Some(v) => parse_size(&v).map_err(|why| ConfigError::Invalid {
-                var: "HOARD_CACHE_SIZE",
-                value: v,
-                why,
-            })?,
+            Some(v) => parse_size(&v).map_err(|why| invalid("HOARD_CACHE_SIZE", v, why))?,
             None => DEFAULT_CACHE_SIZE,
         };
         let idle = seconds("HOARD_IDLE_TIMEOUT", 600)?;
@@ -127,23 +128,13 @@ impl Settings {
         let tiers = tiers_from_env(var).map_err(ConfigError::Tiers)?;
         let client_max_protocol = protocol("HOARD_PROTOCOL")?;
         let server_max_protocol = protocol("HOARD_SERVER_MAX_PROTOCOL")?;
-        let direct_mode = match var("HOARD_DIRECT_MODE") {
-            None => true,
-            Some(v) => parse_bool(&v).ok_or_else(|| ConfigError::Invalid {
-                var: "HOARD_DIRECT_MODE",
-                value: v,
-                why: "want 1/0, true/false, yes/no or on/off".into(),
-            })?,
-        };
+        let direct_mode = switch("HOARD_DIRECT_MODE", true)?;
+        let local_compression = switch("HOARD_LOCAL_COMPRESSION", false)?;
         let server_addr = non_empty("HOARD_SERVER_ADDR");
         if let Some(addr) = &server_addr
             && !addr.contains(':')
         {
-            return Err(ConfigError::Invalid {
-                var: "HOARD_SERVER_ADDR",
-                value: addr.clone(),
-                why: "want host:port".into(),
-            });
+            return Err(invalid("HOARD_SERVER_ADDR", addr.clone(), "want host:port"));
         }
         let socket_path = if let Some(path) = var("HOARD_SERVER_UDS") {
             PathBuf::from(path)
@@ -165,6 +156,7 @@ impl Settings {
             server_addr,
             token: non_empty("HOARD_SERVER_TOKEN"),
             listen: non_empty("HOARD_SERVER_LISTEN"),
+            local_compression,
             idle_timeout_set: var("HOARD_IDLE_TIMEOUT").is_some(),
         })
     }
@@ -217,6 +209,15 @@ impl Settings {
     }
 }
 
+fn invalid(var: &'static str, value: String, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        value,
+        origin: crate::config_file::origin(var),
+        why: why.into(),
+    }
+}
+
 fn non_empty(var_name: &str) -> Option<String> {
     var(var_name).filter(|v| !v.trim().is_empty())
 }
@@ -228,11 +229,7 @@ fn seconds(var_name: &'static str, default: u64) -> Result<Duration, ConfigError
             .trim()
             .parse::<u64>()
             .map(Duration::from_secs)
-            .map_err(|e| ConfigError::Invalid {
-                var: var_name,
-                value: v,
-                why: format!("want whole seconds: {e}"),
-            }),
+            .map_err(|e| invalid(var_name, v, format!("want whole seconds: {e}"))),
     }
 }
 
@@ -242,12 +239,21 @@ fn protocol(var_name: &'static str) -> Result<u32, ConfigError> {
         None => Ok(MAX_PROTOCOL),
         Some(v) => match v.trim().parse::<u32>() {
             Ok(n) if (MIN_PROTOCOL..=MAX_PROTOCOL).contains(&n) => Ok(n),
-            _ => Err(ConfigError::Invalid {
-                var: var_name,
-                value: v,
-                why: format!("want a protocol version from {MIN_PROTOCOL} to {MAX_PROTOCOL}"),
-            }),
+            _ => Err(invalid(
+                var_name,
+                v,
+                format!("want a protocol version from {MIN_PROTOCOL} to {MAX_PROTOCOL}"),
+            )),
         },
+    }
+}
+
+/// An on/off setting, `default` when unset.
+fn switch(var_name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match var(var_name) {
+        None => Ok(default),
+        Some(v) => parse_bool(&v)
+            .ok_or_else(|| invalid(var_name, v, "want 1/0, true/false, yes/no or on/off")),
     }
 }
 
@@ -321,7 +327,7 @@ fn effective_uid() -> u32 {
 }
 
 /// `hoard-server` beside the running `hoard`, else whatever `PATH` finds.
-fn server_program() -> PathBuf {
+pub fn server_program() -> PathBuf {
     if let Some(path) = var("HOARD_SERVER_BIN") {
         return PathBuf::from(path);
     }
@@ -369,6 +375,7 @@ mod tests {
             server_addr: None,
             token: Some("t".into()),
             listen: listen.map(str::to_owned),
+            local_compression: false,
             idle_timeout_set,
         }
     }

@@ -33,6 +33,8 @@ pub const SETTINGS: &[&str] = &[
     "HOARD_SHARED_DIR",
     "HOARD_TIER_ORDER",
     "HOARD_READ_ONLY_TIERS",
+    "HOARD_JOURNAL",
+    "HOARD_LOCAL_COMPRESSION",
 ];
 
 /// The file could not be used; says which file and which key.
@@ -89,6 +91,51 @@ pub fn loaded() -> Result<&'static ConfigFile, ConfigFileError> {
     LOADED.get_or_init(load).as_ref().map_err(Clone::clone)
 }
 
+/// Where a setting's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The process environment.
+    Environment,
+    /// The config file, under the setting's key.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The key in it (`cache_size` for `HOARD_CACHE_SIZE`).
+        key: String,
+    },
+    /// Neither: hoard's default.
+    Default,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Environment => f.write_str("environment"),
+            Origin::File { path, key } => write!(f, "{}, key {key}", path.display()),
+            Origin::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// The file key of a setting: its environment name without `HOARD_`, in lower case.
+pub fn key_of(name: &str) -> String {
+    name.trim_start_matches("HOARD_").to_ascii_lowercase()
+}
+
+/// Where [`setting`] finds `name`'s value.
+pub fn origin(name: &str) -> Origin {
+    if std::env::var(name).is_ok_and(|v| !v.trim().is_empty()) {
+        return Origin::Environment;
+    }
+    match loaded() {
+        Ok(file) if file.values.contains_key(name) => Origin::File {
+            path: file.path.clone().unwrap_or_default(),
+            key: key_of(name),
+        },
+        _ => Origin::Default,
+    }
+}
+
 /// A setting: the environment's non-empty value, else the file's.
 pub fn setting(name: &str) -> Option<String> {
     if let Ok(v) = std::env::var(name)
@@ -139,10 +186,7 @@ pub fn parse(text: &str, path: PathBuf) -> Result<ConfigFile, ConfigFileError> {
     for (key, value) in table {
         let name = format!("HOARD_{}", key.to_ascii_uppercase());
         if !SETTINGS.contains(&name.as_str()) {
-            let known: Vec<String> = SETTINGS
-                .iter()
-                .map(|s| s.trim_start_matches("HOARD_").to_ascii_lowercase())
-                .collect();
+            let known: Vec<String> = SETTINGS.iter().map(|s| key_of(s)).collect();
             return Err(ConfigFileError::UnknownKey {
                 path,
                 key,

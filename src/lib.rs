@@ -5,5 +5,6 @@
 
 pub mod config;
 pub mod config_file;
+pub mod config_report;
 pub mod logging;
 pub mod stats_table;

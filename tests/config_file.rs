@@ -82,3 +82,75 @@ fn an_unknown_key_names_the_key_and_the_file_and_compiles_still_work() {
         "the compile ran without the cache"
     );
 }
+
+fn show_config(sandbox: &Sandbox) -> serde_json::Value {
+    let out = sandbox
+        .hoard()
+        .args(["--show-config", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn show_config_says_where_each_value_came_from() {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "cache_size = \"3G\"\nidle_timeout = 30\n").unwrap();
+    let mut sandbox = Sandbox::new();
+    sandbox.set_env("HOARD_CONFIG", &config.path().display().to_string());
+    sandbox.set_env("HOARD_IDLE_TIMEOUT", "45");
+    let report = show_config(&sandbox);
+    let file = config.path().display().to_string();
+    assert_eq!(report["HOARD_CACHE_SIZE"]["value"], "3G", "{report}");
+    assert_eq!(report["HOARD_CACHE_SIZE"]["from"]["file"], file.as_str());
+    assert_eq!(report["HOARD_CACHE_SIZE"]["from"]["key"], "cache_size");
+    // Set in both: the environment wins, and says so.
+    assert_eq!(report["HOARD_IDLE_TIMEOUT"]["value"], "45");
+    assert_eq!(report["HOARD_IDLE_TIMEOUT"]["from"], "environment");
+    assert_eq!(report["HOARD_DIRECT_MODE"]["value"], "on");
+    assert_eq!(report["HOARD_DIRECT_MODE"]["from"], "default");
+    assert_eq!(report["HOARD_CONFIG"]["value"], file.as_str());
+
+    let table = sandbox.hoard().arg("--show-config").output().unwrap();
+    let table = text(&table.stdout);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("HOARD_CACHE_SIZE"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        line.contains("3G") && line.contains(&file) && line.contains("cache_size"),
+        "{line}"
+    );
+}
+
+#[test]
+fn show_config_never_prints_the_token() {
+    let mut sandbox = Sandbox::new();
+    sandbox.set_env("HOARD_SERVER_TOKEN", "sekrit-token-value");
+    let out = sandbox.hoard().arg("--show-config").output().unwrap();
+    let shown = text(&out.stdout);
+    assert!(out.status.success());
+    assert!(shown.contains("HOARD_SERVER_TOKEN"), "{shown}");
+    assert!(!shown.contains("sekrit-token-value"), "{shown}");
+}
+
+#[test]
+fn a_malformed_value_in_the_file_names_the_key_the_file_and_the_value() {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "cache_size = \"12 parsecs\"\n").unwrap();
+    let mut sandbox = Sandbox::new();
+    sandbox.set_env("HOARD_CONFIG", &config.path().display().to_string());
+    let out = sandbox.hoard().arg("--show-config").output().unwrap();
+    assert!(!out.status.success());
+    let message = text(&out.stderr);
+    for needle in [
+        "cache_size",
+        "12 parsecs",
+        &config.path().display().to_string(),
+    ] {
+        assert!(message.contains(needle), "{needle:?} not in {message}");
+    }
+    compile_one(&sandbox, sandbox.dir.path());
+    assert!(sandbox.dir.path().join("one.o").exists());
+}

@@ -16,9 +16,13 @@ struct Control {
     /// Print the statistics.
     #[arg(long, short = 's')]
     show_stats: bool,
-    /// With --show-stats: one JSON object.
-    #[arg(long, requires = "show_stats")]
+    /// With --show-stats or --show-config: one JSON object.
+    #[arg(long)]
     json: bool,
+    /// Print every setting, its effective value, and where it came from (environment,
+    /// config file, default).
+    #[arg(long)]
+    show_config: bool,
     /// Reset the statistics.
     #[arg(long, short = 'z')]
     zero_stats: bool,
@@ -62,6 +66,12 @@ fn eprintln_to_log(e: &hoard::config::ConfigError) {
         hoard::logging::init(std::path::Path::new(&dir), "hoard.log");
     }
     tracing::error!("configuration error, compiling without the cache: {e}");
+}
+
+/// Writes a report to stdout; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 fn control() -> ExitCode {
@@ -121,10 +131,23 @@ fn control() -> ExitCode {
                 print!("{}", hoard::stats_table::render(&stats, &settings));
             }
         }
+        if control.show_config {
+            if control.json {
+                let report = hoard::config_report::to_json(&settings);
+                let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+                emit(&format!("{text}\n"));
+            } else {
+                emit(&hoard::config_report::render(&settings));
+            }
+        }
+        if control.json && !(control.show_stats || control.show_config) {
+            return Err("--json goes with --show-stats or --show-config".into());
+        }
         if !(control.stop_server
             || control.start_server
             || control.zero_stats
-            || control.show_stats)
+            || control.show_stats
+            || control.show_config)
         {
             return Err(
                 "nothing to do: give a compiler command or a control flag (see --help)".into(),
