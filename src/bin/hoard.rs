@@ -32,6 +32,14 @@ struct Control {
     /// Stop the running server.
     #[arg(long)]
     stop_server: bool,
+    /// Explain a compile without running it: `hoard --explain -- gcc -c a.c -o a.o`. Says
+    /// whether it is cacheable (or why not), its key and inputs, whether the cache holds it,
+    /// and which inputs differ from the entry last stored for the same output.
+    #[arg(long, requires = "command")]
+    explain: bool,
+    /// The compiler command, after `--` (with --explain).
+    #[arg(last = true)]
+    command: Vec<OsString>,
 }
 
 fn main() -> ExitCode {
@@ -66,6 +74,30 @@ fn eprintln_to_log(e: &hoard::config::ConfigError) {
         hoard::logging::init(std::path::Path::new(&dir), "hoard.log");
     }
     tracing::error!("configuration error, compiling without the cache: {e}");
+}
+
+/// `hoard --explain -- <command>`: the report, read from this machine's cache directory.
+async fn explain(settings: &Settings, command: &[OsString]) -> Result<String, String> {
+    let Some((program, args)) = command.split_first() else {
+        return Err("--explain wants a compiler command after --".into());
+    };
+    let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
+    let command = hoard_compiler::CommandLine {
+        program: program.clone(),
+        args: args.to_vec(),
+        cwd,
+        env: std::env::vars_os().collect(),
+    };
+    let mut config = hoard_compiler::PipelineConfig::new(&settings.cache_dir);
+    config.direct_mode = settings.direct_mode;
+    // The local store the server keeps in `HOARD_DIR/cache`, as wrappers read manifests.
+    let dir = settings.cache_dir.join("cache");
+    let manifest = move |key: &hoard_compiler::CacheKey| {
+        let bytes = hoard_storage::DiskStore::peek(&dir, key).ok()??;
+        hoard_storage::entry::unpack_blob(&bytes).ok()
+    };
+    let explanation = hoard_compiler::explain(&command, &config, manifest).await;
+    Ok(explanation.to_string())
 }
 
 /// Writes a report to stdout; a reader that went away (`| head`) is not an error.
@@ -131,6 +163,9 @@ fn control() -> ExitCode {
                 print!("{}", hoard::stats_table::render(&stats, &settings));
             }
         }
+        if control.explain {
+            emit(&explain(&settings, &control.command).await?);
+        }
         if control.show_config {
             if control.json {
                 let report = hoard::config_report::to_json(&settings);
@@ -147,7 +182,8 @@ fn control() -> ExitCode {
             || control.start_server
             || control.zero_stats
             || control.show_stats
-            || control.show_config)
+            || control.show_config
+            || control.explain)
         {
             return Err(
                 "nothing to do: give a compiler command or a control flag (see --help)".into(),

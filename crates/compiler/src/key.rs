@@ -45,6 +45,7 @@ impl Recipe {
     }
 
     pub(crate) fn field(&mut self, name: &str, value: &[u8]) -> &mut Self {
+        crate::explain::note(name, value);
         self.0.update(name.as_bytes());
         self.0.update(b"\0");
         self.0.update(&(value.len() as u64).to_le_bytes());

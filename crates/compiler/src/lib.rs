@@ -16,6 +16,7 @@ mod cache;
 mod classify;
 mod detect;
 mod digest_table;
+mod explain;
 mod key;
 mod language;
 mod manifest;
@@ -31,6 +32,7 @@ use std::path::PathBuf;
 pub use cache::{ArtifactCache, CacheError};
 pub use classify::{CacheableCompile, classify};
 pub use detect::CompilerKind;
+pub use explain::{Difference, EarlierEntry, Explanation, Input, InputRecord, explain};
 pub use hoard_storage::{CacheKey, OutputPath};
 pub use language::Language;
 pub use pipeline::{

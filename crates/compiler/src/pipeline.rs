@@ -73,21 +73,26 @@ pub async fn cached_compile(
     compile: &CacheableCompile,
     cache: &dyn ArtifactCache,
 ) -> CompileOutcome {
-    match &compile.kind {
-        Kind::C(c) => {
-            Attempt {
-                compile,
-                c,
-                cache,
-                started: SystemTime::now(),
-                cache_errors: Vec::new(),
-                looked_up: AtomicBool::new(false),
+    // Every field the keys hash is noted, so a stored entry keeps a record of its inputs
+    // for `hoard --explain`.
+    crate::explain::recording(async {
+        match &compile.kind {
+            Kind::C(c) => {
+                Attempt {
+                    compile,
+                    c,
+                    cache,
+                    started: SystemTime::now(),
+                    cache_errors: Vec::new(),
+                    looked_up: AtomicBool::new(false),
+                }
+                .run()
+                .await
             }
-            .run()
-            .await
+            Kind::Rust(rust) => crate::rust::pipeline::run(compile, rust, cache).await,
         }
-        Kind::Rust(rust) => crate::rust::pipeline::run(compile, rust, cache).await,
-    }
+    })
+    .await
 }
 
 /// Runs any command a build hands to a compiler: classified, then through [`cached_compile`]
@@ -437,7 +442,10 @@ impl Attempt<'_> {
             .put(key, self.compile.outputs(), result, self.compile.language())
             .await;
         match stored {
-            Ok(()) => true,
+            Ok(()) => {
+                crate::explain::remember(&self.c.state_dir, self.compile.outputs(), key);
+                true
+            }
             Err(e) => {
                 self.cache_errors.push(e);
                 false

@@ -177,6 +177,35 @@ fn remap_args(cwd: &Path, source: &OsStr, profiles: &[PathBuf]) -> (Vec<OsString
     (remap, cwd_name)
 }
 
+/// The inputs `hoard --explain` notes for a rustc compile: the common key's fields, then the
+/// files the earlier entry's dep-info listed, with the digests they have now (as the result
+/// key notes them). Returns the common key (what manifests are kept under) and whether a
+/// stored manifest names a result for the current files.
+pub(crate) fn explain_inputs(
+    compile: &crate::CacheableCompile,
+    rust: &RustCompile,
+    earlier: &[crate::explain::Input],
+    manifest: &impl Fn(&hoard_storage::CacheKey) -> Option<Vec<u8>>,
+) -> (Option<hoard_storage::CacheKey>, bool) {
+    use std::os::unix::ffi::OsStrExt;
+    let command = compile.command();
+    let Ok(common) = key::common(rust, command) else {
+        return (None, false);
+    };
+    let mut digests = crate::manifest::FileDigests::with_table(&rust.state_dir);
+    for file in earlier.iter().filter(|i| i.name == "file") {
+        let resolved = rust.roots.resolve(file.value.as_bytes());
+        let path = command.cwd.join(std::ffi::OsStr::from_bytes(&resolved));
+        crate::explain::note("file", file.value.as_bytes());
+        crate::explain::note("digest", &digests.digest(&path).unwrap_or([0; 32]));
+    }
+    let in_cache = manifest(&common)
+        .map(|bytes| manifest::Manifest::decode(&bytes))
+        .and_then(|m| m.find(&command.cwd, &command.env, &rust.roots, &mut digests))
+        .is_some();
+    (Some(common), in_cache)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -231,6 +231,7 @@ impl Attempt<'_> {
             return;
         }
         let stored_after = begun.elapsed();
+        crate::explain::remember(&self.rust.state_dir, self.compile.outputs(), &result_key);
         manifest.add(candidate);
         match manifest.encode() {
             Ok(bytes) => {
