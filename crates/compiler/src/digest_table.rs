@@ -141,6 +141,23 @@ impl DigestTable {
         Ok(digest)
     }
 
+    /// Hashes and records a file hoard has just delivered (a hit's outputs, a compile's
+    /// outputs just stored), young as it is. The settle rule guards files something else
+    /// may still be writing within one timestamp tick; a build output nothing rewrites once
+    /// its compile is done does not need it, and recording it now means the crates that
+    /// read it next (`--extern`) find its digest instead of each hashing it again.
+    pub(crate) fn record_delivered(&self, path: &Path) -> std::io::Result<[u8; 32]> {
+        let stamp = Stamp::of(&std::fs::metadata(path)?);
+        if let Some(digest) = self.lookup(stamp) {
+            return Ok(digest);
+        }
+        let digest = *blake3::hash(&std::fs::read(path)?).as_bytes();
+        if std::fs::metadata(path).is_ok_and(|m| Stamp::of(&m) == stamp) {
+            self.record(stamp, &digest);
+        }
+        Ok(digest)
+    }
+
     /// The slots a stamp may live in, read in one call.
     fn window(&self, stamp: Stamp) -> Option<(u64, [u8; RECORD * PROBE as usize])> {
         let home = stamp.home_slot();
@@ -189,6 +206,27 @@ fn window_key(stamp: Stamp) -> [u8; 16] {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_delivered_file_is_recorded_young_and_found_by_its_stamp() {
+        let state = tempfile::tempdir().unwrap();
+        let table = DigestTable::open(state.path()).unwrap();
+        let path = state.path().join("libx.rlib");
+        std::fs::write(&path, b"rlib bytes").unwrap();
+        let stamp = Stamp::of(&std::fs::metadata(&path).unwrap());
+        assert!(!stamp.settled());
+        assert_eq!(table.lookup(stamp), None);
+        let digest = table.record_delivered(&path).unwrap();
+        assert_eq!(digest, *blake3::hash(b"rlib bytes").as_bytes());
+        assert_eq!(table.lookup(stamp), Some(digest));
+        // A rewrite is another stamp: never the recorded digest.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"other bytes").unwrap();
+        assert_eq!(
+            table.digest(&path).unwrap(),
+            *blake3::hash(b"other bytes").as_bytes()
+        );
+    }
 
     #[test]
     fn a_digest_is_the_contents_blake3() {

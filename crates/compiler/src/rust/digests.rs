@@ -10,6 +10,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::digest_table::DigestTable;
+
 /// Files younger than this are not recorded.
 const SETTLE_SECONDS: i64 = 2;
 
@@ -22,16 +24,19 @@ pub(crate) struct DigestError {
     source: std::io::Error,
 }
 
-/// The digest cache under a state directory.
-#[derive(Debug, Clone)]
+/// The digest cache under a state directory: the machine-wide digest table
+/// ([`DigestTable`]: one `pread` per known file), else one small file per digest.
+#[derive(Debug)]
 pub(crate) struct DigestCache {
     dir: PathBuf,
+    table: Option<DigestTable>,
 }
 
 impl DigestCache {
     pub(crate) fn new(state_dir: &Path) -> Self {
         Self {
             dir: state_dir.join("digests"),
+            table: DigestTable::open(state_dir),
         }
     }
 
@@ -41,6 +46,9 @@ impl DigestCache {
             path: path.to_path_buf(),
             source,
         };
+        if let Some(table) = &self.table {
+            return table.digest(path).map_err(error);
+        }
         let meta = std::fs::metadata(path).map_err(error)?;
         let mut stat = blake3::Hasher::new();
         stat.update(b"hoard-digest-stat-v1\0");
@@ -104,7 +112,10 @@ mod tests {
     #[test]
     fn old_files_are_recorded_and_young_ones_are_not() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = DigestCache::new(&dir.path().join("state"));
+        let cache = DigestCache {
+            dir: dir.path().join("state/digests"),
+            table: None,
+        };
         let file = dir.path().join("lib.rlib");
         std::fs::write(&file, b"content").unwrap();
         let want = *blake3::hash(b"content").as_bytes();

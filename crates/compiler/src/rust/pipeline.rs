@@ -92,7 +92,10 @@ impl Attempt<'_> {
         );
         if let Some(result_key) = found {
             match self.fetch(&result_key).await {
-                Ok(Some(result)) => return self.finish(result, CacheStatus::Hit { direct: true }),
+                Ok(Some(result)) => {
+                    self.record_delivered_digests();
+                    return self.finish(result, CacheStatus::Hit { direct: true });
+                }
                 // Evicted: compile and store it again.
                 Ok(None) => {}
                 Err(e) => return self.fallback(e).await,
@@ -106,6 +109,24 @@ impl Attempt<'_> {
             self.record(&common, &mut manifest, &result).await;
         }
         self.finish(result, CacheStatus::Miss)
+    }
+
+    /// Records the digests of the crates this compile delivered (rlib, rmeta, proc-macro
+    /// and dylib files), so each crate that names one with `--extern` next finds it in the
+    /// machine-wide memo instead of hashing it again: once per output, not once per reader.
+    fn record_delivered_digests(&self) {
+        let Some(table) = crate::digest_table::DigestTable::open(&self.rust.state_dir) else {
+            return;
+        };
+        let readable = |path: &std::path::Path| {
+            path.extension()
+                .is_some_and(|e| e == "rlib" || e == "rmeta" || e == "so" || e == "dylib")
+        };
+        for output in self.compile.outputs().iter().filter(|o| readable(&o.path)) {
+            if let Err(e) = table.record_delivered(&output.path) {
+                tracing::debug!(path = %output.path.display(), error = %e, "digest not recorded");
+            }
+        }
     }
 
     /// Reports the miss of a successful compile no candidate named, by looking up a key
@@ -231,6 +252,7 @@ impl Attempt<'_> {
             return;
         }
         let stored_after = begun.elapsed();
+        self.record_delivered_digests();
         crate::explain::remember(&self.rust.state_dir, self.compile.outputs(), &result_key);
         manifest.add(candidate);
         match manifest.encode() {
