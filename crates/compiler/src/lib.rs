@@ -36,7 +36,8 @@ pub use explain::{Difference, EarlierEntry, Explanation, Input, InputRecord, exp
 pub use hoard_storage::{CacheKey, OutputPath};
 pub use language::Language;
 pub use pipeline::{
-    CacheStatus, CompileOutcome, CompileResult, cached_compile, compile_command, run_compiler,
+    CacheStatus, CompileOutcome, CompileResult, PhaseTimes, cached_compile, compile_command,
+    run_compiler,
 };
 pub use reason::NonCacheable;
 pub use storage_cache::StorageCache;

@@ -1,13 +1,14 @@
 //! The one cached-compile pipeline: direct mode, then preprocessor mode, then the real
 //! compiler. Whatever the cache does, the caller gets exactly what the plain compiler gives.
 
+use std::cell::Cell;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use hoard_storage::CacheKey;
 use tokio::process::Command;
@@ -50,6 +51,61 @@ pub enum CacheStatus {
     Withdrawn,
 }
 
+/// Where a compile's time went: cache lookups and stores, compiler runs, and the rest
+/// (classifying, reading and hashing inputs, preprocessing for a key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhaseTimes {
+    /// Everything that is neither a cache call nor the compile: computing the key.
+    pub hashing: Duration,
+    /// Cache lookups and stores (manifests included).
+    pub lookup: Duration,
+    /// Running the compiler to produce the outputs.
+    pub compile: Duration,
+}
+
+/// Accumulates [`PhaseTimes`] for one attempt.
+#[derive(Debug)]
+pub(crate) struct PhaseClock {
+    begun: Instant,
+    lookup: Cell<Duration>,
+    compile: Cell<Duration>,
+}
+
+impl PhaseClock {
+    pub(crate) fn start() -> Self {
+        Self {
+            begun: Instant::now(),
+            lookup: Cell::new(Duration::ZERO),
+            compile: Cell::new(Duration::ZERO),
+        }
+    }
+
+    /// Runs a cache call, counting its time as lookup.
+    pub(crate) async fn lookup<T>(&self, call: impl Future<Output = T>) -> T {
+        let begun = Instant::now();
+        let out = call.await;
+        self.lookup.set(self.lookup.get() + begun.elapsed());
+        out
+    }
+
+    /// Runs the compiler, counting its time as compile.
+    pub(crate) async fn compile<T>(&self, run: impl Future<Output = T>) -> T {
+        let begun = Instant::now();
+        let out = run.await;
+        self.compile.set(self.compile.get() + begun.elapsed());
+        out
+    }
+
+    pub(crate) fn times(&self) -> PhaseTimes {
+        let (lookup, compile) = (self.lookup.get(), self.compile.get());
+        PhaseTimes {
+            hashing: self.begun.elapsed().saturating_sub(lookup + compile),
+            lookup,
+            compile,
+        }
+    }
+}
+
 /// The result of [`cached_compile`].
 #[derive(Debug)]
 pub struct CompileOutcome {
@@ -65,6 +121,8 @@ pub struct CompileOutcome {
     /// error while it ran (see [`CacheableCompile::stream_stderr`]); `result.stderr` still
     /// holds all of it, and the caller must not print it again.
     pub stderr_streamed: bool,
+    /// Where the time went.
+    pub times: PhaseTimes,
 }
 
 /// Runs `compile` through `cache`: a hit writes the outputs and replays the compiler's output;
@@ -85,6 +143,7 @@ pub async fn cached_compile(
                     started: SystemTime::now(),
                     cache_errors: Vec::new(),
                     looked_up: AtomicBool::new(false),
+                    clock: PhaseClock::start(),
                 }
                 .run()
                 .await
@@ -117,6 +176,7 @@ pub async fn compile_command(
             cache_errors: Vec::new(),
             language: None,
             stderr_streamed: false,
+            times: PhaseTimes::default(),
         },
         Err(e) => CompileOutcome {
             result: run_compiler(command).await,
@@ -126,6 +186,7 @@ pub async fn compile_command(
             ))],
             language: None,
             stderr_streamed: false,
+            times: PhaseTimes::default(),
         },
     }
 }
@@ -191,6 +252,7 @@ struct Attempt<'a> {
     cache_errors: Vec<CacheError>,
     /// Whether the cache has seen a lookup for this compile (and so counted its miss).
     looked_up: AtomicBool,
+    clock: PhaseClock,
 }
 
 impl Attempt<'_> {
@@ -288,7 +350,10 @@ impl Attempt<'_> {
         if let Some(scratch) = &scratch {
             args.extend(["-MD".into(), "-MF".into(), scratch.as_os_str().to_owned()]);
         }
-        let result = run(&self.c.compiler.path, &args, command).await;
+        let result = self
+            .clock
+            .compile(run(&self.c.compiler.path, &args, command))
+            .await;
         if result.exit_status != 0 {
             return self.finish(result, CacheStatus::Miss);
         }
@@ -297,7 +362,11 @@ impl Attempt<'_> {
             // are, by a lookup of a key nothing is stored under (no outputs named, so
             // nothing is written). A failed compile is not a miss, as in the Rust pipeline.
             let probe = key::miss_probe_key(&direct.key);
-            if let Err(e) = self.cache.get(&probe, &[], self.compile.language()).await {
+            let probed = self
+                .clock
+                .lookup(self.cache.get(&probe, &[], self.compile.language()))
+                .await;
+            if let Err(e) = probed {
                 self.cache_errors.push(e);
             }
         }
@@ -369,7 +438,7 @@ impl Attempt<'_> {
         }
         let source_digest = *blake3::hash(&source).as_bytes();
         let key = key::manifest_key(common, self.c, &source_digest);
-        let manifest = match self.cache.get_manifest(&key).await {
+        let manifest = match self.clock.lookup(self.cache.get_manifest(&key)).await {
             Ok(Some(bytes)) => Manifest::decode(&bytes),
             Ok(None) => Manifest::default(),
             Err(e) => return DirectLookup::Failed(e),
@@ -417,7 +486,11 @@ impl Attempt<'_> {
     async fn put_manifest(&mut self, direct: &Direct) {
         match direct.manifest.encode() {
             Ok(bytes) => {
-                if let Err(e) = self.cache.put_manifest(&direct.key, bytes).await {
+                let put = self
+                    .clock
+                    .lookup(self.cache.put_manifest(&direct.key, bytes))
+                    .await;
+                if let Err(e) = put {
                     self.cache_errors.push(e);
                 }
             }
@@ -430,16 +503,22 @@ impl Attempt<'_> {
 
     async fn lookup(&self, key: &CacheKey) -> Result<Option<CompileResult>, CacheError> {
         self.looked_up.store(true, Ordering::Relaxed);
-        self.cache
-            .get(key, self.compile.outputs(), self.compile.language())
+        self.clock
+            .lookup(
+                self.cache
+                    .get(key, self.compile.outputs(), self.compile.language()),
+            )
             .await
     }
 
     /// Stores a successful result; false (with the error kept) when the cache refused it.
     async fn store(&mut self, key: &CacheKey, result: &CompileResult) -> bool {
         let stored = self
-            .cache
-            .put(key, self.compile.outputs(), result, self.compile.language())
+            .clock
+            .lookup(
+                self.cache
+                    .put(key, self.compile.outputs(), result, self.compile.language()),
+            )
             .await;
         match stored {
             Ok(()) => {
@@ -462,7 +541,9 @@ impl Attempt<'_> {
     /// The command exactly as given (not the preprocessed text), by the detected compiler.
     async fn compile_original(&self) -> CompileResult {
         let command = self.compile.command();
-        run(&self.c.compiler.path, &command.args, command).await
+        self.clock
+            .compile(run(&self.c.compiler.path, &command.args, command))
+            .await
     }
 
     async fn compile_uncached(self) -> CompileOutcome {
@@ -487,6 +568,7 @@ impl Attempt<'_> {
             cache_errors: self.cache_errors,
             language: Some(self.compile.language()),
             stderr_streamed: false,
+            times: self.clock.times(),
         }
     }
 }

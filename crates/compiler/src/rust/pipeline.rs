@@ -22,6 +22,7 @@ use super::manifest::{Candidate, Manifest, env_value};
 use super::outputs::DEP_INFO_ROLE;
 use super::{RustCompile, depinfo, key};
 use crate::manifest::{FileDigests, read_input};
+use crate::pipeline::PhaseClock;
 use crate::{
     ArtifactCache, CacheError, CacheStatus, CacheableCompile, CompileOutcome, CompileResult,
 };
@@ -39,6 +40,7 @@ pub(crate) async fn run(
         started: SystemTime::now(),
         cache_errors: Vec::new(),
         streamed: false,
+        clock: PhaseClock::start(),
     }
     .run()
     .await
@@ -51,6 +53,7 @@ struct Attempt<'a> {
     started: SystemTime,
     cache_errors: Vec<CacheError>,
     streamed: bool,
+    clock: PhaseClock,
 }
 
 /// A dependency file moved aside: the cache reads it from, or writes it to, `temp` while the
@@ -72,7 +75,7 @@ impl Attempt<'_> {
                 return self.finish(result, CacheStatus::Miss);
             }
         };
-        let mut manifest = match self.cache.get_manifest(&common).await {
+        let mut manifest = match self.clock.lookup(self.cache.get_manifest(&common)).await {
             Ok(Some(bytes)) => Manifest::decode(&bytes),
             Ok(None) => Manifest::default(),
             Err(e) => return self.fallback(e).await,
@@ -137,7 +140,11 @@ impl Attempt<'_> {
     async fn count_miss(&mut self, common: &CacheKey) {
         let key = key::unknown_sources_key(common);
         // No outputs are named: nothing may be written over what was just compiled.
-        if let Err(e) = self.cache.get(&key, &[], self.compile.language()).await {
+        let probed = self
+            .clock
+            .lookup(self.cache.get(&key, &[], self.compile.language()))
+            .await;
+        if let Err(e) = probed {
             self.cache_errors.push(e);
         }
     }
@@ -150,8 +157,8 @@ impl Attempt<'_> {
         })?;
         let outputs = self.outputs_with(aside.as_ref());
         let Some(mut result) = self
-            .cache
-            .get(key, &outputs, self.compile.language())
+            .clock
+            .lookup(self.cache.get(key, &outputs, self.compile.language()))
             .await?
         else {
             return Ok(None);
@@ -244,8 +251,11 @@ impl Attempt<'_> {
         };
         let outputs = self.outputs_with(aside.as_ref());
         if let Err(e) = self
-            .cache
-            .put(&result_key, &outputs, &stored, self.compile.language())
+            .clock
+            .lookup(
+                self.cache
+                    .put(&result_key, &outputs, &stored, self.compile.language()),
+            )
             .await
         {
             self.cache_errors.push(e);
@@ -257,7 +267,11 @@ impl Attempt<'_> {
         manifest.add(candidate);
         match manifest.encode() {
             Ok(bytes) => {
-                if let Err(e) = self.cache.put_manifest(common, bytes).await {
+                if let Err(e) = self
+                    .clock
+                    .lookup(self.cache.put_manifest(common, bytes))
+                    .await
+                {
                     self.cache_errors.push(e);
                 }
             }
@@ -349,7 +363,9 @@ impl Attempt<'_> {
         args.extend(command.args.iter().cloned());
         let stream = self.compile.stream_stderr;
         self.streamed = stream;
-        run_streaming(&self.rust.rustc_path, &args, command, stream).await
+        self.clock
+            .compile(run_streaming(&self.rust.rustc_path, &args, command, stream))
+            .await
     }
 
     async fn fallback(mut self, error: CacheError) -> CompileOutcome {
@@ -369,6 +385,7 @@ impl Attempt<'_> {
             cache_errors: self.cache_errors,
             language: Some(self.compile.language()),
             stderr_streamed: self.streamed,
+            times: self.clock.times(),
         }
     }
 }
