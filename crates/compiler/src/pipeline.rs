@@ -1,13 +1,12 @@
 //! The one cached-compile pipeline: direct mode, then preprocessor mode, then the real
 //! compiler. Whatever the cache does, the caller gets exactly what the plain compiler gives.
 
-use std::cell::Cell;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use hoard_storage::CacheKey;
@@ -63,28 +62,34 @@ pub struct PhaseTimes {
     pub compile: Duration,
 }
 
-/// Accumulates [`PhaseTimes`] for one attempt.
+/// Accumulates [`PhaseTimes`] for one attempt. Atomic counters, so an attempt's future
+/// stays `Send` (the server runs v1 pipelines on spawned tasks).
 #[derive(Debug)]
 pub(crate) struct PhaseClock {
     begun: Instant,
-    lookup: Cell<Duration>,
-    compile: Cell<Duration>,
+    lookup_ns: AtomicU64,
+    compile_ns: AtomicU64,
 }
 
 impl PhaseClock {
     pub(crate) fn start() -> Self {
         Self {
             begun: Instant::now(),
-            lookup: Cell::new(Duration::ZERO),
-            compile: Cell::new(Duration::ZERO),
+            lookup_ns: AtomicU64::new(0),
+            compile_ns: AtomicU64::new(0),
         }
+    }
+
+    fn add(counter: &AtomicU64, since: Instant) {
+        let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        counter.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// Runs a cache call, counting its time as lookup.
     pub(crate) async fn lookup<T>(&self, call: impl Future<Output = T>) -> T {
         let begun = Instant::now();
         let out = call.await;
-        self.lookup.set(self.lookup.get() + begun.elapsed());
+        Self::add(&self.lookup_ns, begun);
         out
     }
 
@@ -92,12 +97,13 @@ impl PhaseClock {
     pub(crate) async fn compile<T>(&self, run: impl Future<Output = T>) -> T {
         let begun = Instant::now();
         let out = run.await;
-        self.compile.set(self.compile.get() + begun.elapsed());
+        Self::add(&self.compile_ns, begun);
         out
     }
 
     pub(crate) fn times(&self) -> PhaseTimes {
-        let (lookup, compile) = (self.lookup.get(), self.compile.get());
+        let lookup = Duration::from_nanos(self.lookup_ns.load(Ordering::Relaxed));
+        let compile = Duration::from_nanos(self.compile_ns.load(Ordering::Relaxed));
         PhaseTimes {
             hashing: self.begun.elapsed().saturating_sub(lookup + compile),
             lookup,
@@ -600,6 +606,16 @@ fn mentions(text: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The server runs pipelines on spawned tasks: the future must stay `Send` (this fails
+    /// to compile otherwise).
+    #[allow(dead_code)]
+    fn the_pipeline_future_is_send<'a>(
+        compile: &'a CacheableCompile,
+        cache: &'a dyn ArtifactCache,
+    ) -> impl Future<Output = CompileOutcome> + Send + 'a {
+        cached_compile(compile, cache)
+    }
 
     #[test]
     fn finds_needles() {
