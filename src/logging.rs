@@ -27,5 +27,7 @@ pub fn init(dir: &Path, file: &str) {
         .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(false)
+        // A log write that fails (a full disk) must not say so on the build's stderr.
+        .log_internal_errors(false)
         .try_init();
 }

@@ -265,3 +265,53 @@ fn a_mount_namespace_build_at_the_hosts_path_hits_what_the_host_built_and_gets_i
         sandbox.log()
     );
 }
+
+/// The flake this file once had: on a fresh cache directory the first wrappers race to write
+/// the probe nonce, and a wrapper whose nonce was replaced by another's was told it shares no
+/// filesystem with the server, so its put went inline (`transfers` showed one inline put on
+/// the host). Eight wrappers at once, twenty times over: every put on the shared filesystem.
+#[test]
+fn wrappers_racing_on_a_fresh_cache_directory_all_prove_the_shared_filesystem() {
+    let sandbox = Sandbox::new();
+    let dir = sandbox.dir.path();
+    sandbox.start_server();
+    let (rounds, wrappers) = (20, 8);
+    for round in 0..rounds {
+        // As fresh as a new cache directory: no nonce yet.
+        let _ = std::fs::remove_file(sandbox.cache_dir().join("probe"));
+        let children: Vec<_> = (0..wrappers)
+            .map(|i| {
+                let name = format!("r{round}w{i}");
+                std::fs::write(
+                    dir.join(format!("{name}.c")),
+                    format!("int {name}(void) {{ return {i}; }}\n"),
+                )
+                .unwrap();
+                sandbox
+                    .hoard()
+                    .current_dir(dir)
+                    .args([
+                        "gcc",
+                        "-c",
+                        &format!("{name}.c"),
+                        "-o",
+                        &format!("{name}.o"),
+                    ])
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut child in children {
+            assert!(child.wait().unwrap().success(), "{}", sandbox.log());
+        }
+    }
+    let stats = sandbox.stats();
+    let n = rounds * wrappers;
+    assert_eq!(counter(&stats, "cache_misses"), n, "{stats}");
+    assert_eq!(
+        transfers(&stats),
+        (n, 0),
+        "a wrapper was denied the shared filesystem: {stats}\n{}",
+        sandbox.log()
+    );
+}

@@ -34,6 +34,17 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// How long one request may take before the client gives up and compiles locally.
     pub request_timeout: Duration,
+    /// How long a server may take to answer `Hello`, its first answer on a connection, before
+    /// the client takes it for wedged and compiles locally (capped by `request_timeout`). Short:
+    /// a live server answers at once however loaded it is, and a stopped or deadlocked one
+    /// still accepts connections into its listen backlog, so only this wait finds it out. A
+    /// server that started less than `connect_timeout` ago (it may still be opening its
+    /// cache) is given until then.
+    pub answer_timeout: Duration,
+    /// How long, after a server failed to answer in time, later wrappers compile locally
+    /// without asking it again (remembered in `HOARD_DIR/server-unresponsive`; forgotten
+    /// earlier when that server is killed, restarted or answers a control command).
+    pub unresponsive_memory: Duration,
     /// Largest frame accepted from the server.
     pub max_frame_length: usize,
     /// How long a v1 `Compile` (the server compiles) may take.
@@ -56,6 +67,8 @@ impl ClientConfig {
             launch: None,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
+            answer_timeout: Duration::from_secs(5),
+            unresponsive_memory: Duration::from_secs(60),
             max_frame_length: hoard_protocol::DEFAULT_MAX_FRAME_LENGTH,
             compile_timeout: Duration::from_secs(600),
             direct_mode: true,

@@ -24,6 +24,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug> Transport for T
 pub struct Connection {
     framed: Framed<Box<dyn Transport>, LengthDelimitedCodec>,
     request_timeout: Duration,
+    /// How long the answer to `Hello` may take (see [`ClientConfig::answer_timeout`]).
+    answer_timeout: Duration,
     version: u32,
     capabilities: Vec<String>,
     shared_fs: bool,
@@ -60,6 +62,7 @@ impl Connection {
         let mut connection = Self {
             framed: Framed::new(stream, codec(config.max_frame_length)),
             request_timeout: config.request_timeout,
+            answer_timeout: crate::wedged::first_answer_timeout(config),
             version: PROTOCOL_V1,
             capabilities: Vec::new(),
             shared_fs: !remote,
@@ -111,7 +114,7 @@ impl Connection {
         if !self.welcome_pending {
             return Ok(());
         }
-        let waited = self.request_timeout;
+        let waited = self.answer_timeout;
         let work = async {
             SinkExt::<bytes::Bytes>::flush(&mut self.framed)
                 .await
@@ -122,6 +125,22 @@ impl Connection {
             self.take_welcome().await
         };
         tokio::time::timeout(waited, work)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                request: "Hello",
+                waited,
+            })?
+    }
+
+    /// Reads the answer to `Hello` when it is still to come (it was sent with the request
+    /// just written), within the answer timeout: a server that does not even answer that is
+    /// not worth the whole request timeout.
+    async fn welcome_if_pending(&mut self) -> Result<(), ClientError> {
+        if !self.welcome_pending {
+            return Ok(());
+        }
+        let waited = self.answer_timeout;
+        tokio::time::timeout(waited, self.take_welcome())
             .await
             .map_err(|_| ClientError::Timeout {
                 request: "Hello",
@@ -143,6 +162,18 @@ impl Connection {
                 capabilities,
                 shared_fs,
             }) => {
+                // Until now `version` is the newest we offered: a server that picks one we
+                // did not offer speaks something this client cannot.
+                if !(MIN_PROTOCOL..=self.version).contains(&version) {
+                    return Err(ClientError::Unsupported {
+                        request: "Hello",
+                        message: format!(
+                            "the server chose protocol v{version}; this client speaks \
+                             v{MIN_PROTOCOL} to v{}",
+                            self.version
+                        ),
+                    });
+                }
                 self.version = version;
                 self.capabilities = capabilities;
                 // A server from before the probe works on our paths as it always has.
@@ -188,36 +219,27 @@ impl Connection {
     }
 
     /// As [`Connection::request`], with its own timeout (a v1 `Compile` waits for a compile).
+    /// Sending and the answer each have `waited`; a pending answer to `Hello`, read in
+    /// between, has its own (shorter) timeout.
     pub async fn request_within(
         &mut self,
         request: &Request,
         waited: Duration,
     ) -> Result<Response, ClientError> {
         let name = request.type_name();
-        tokio::time::timeout(waited, self.exchange(request, name))
-            .await
-            .map_err(|_| ClientError::Timeout {
-                request: name,
-                waited,
-            })?
-    }
-
-    async fn exchange(
-        &mut self,
-        request: &Request,
-        name: &'static str,
-    ) -> Result<Response, ClientError> {
-        self.framed
-            .send(encode(request)?)
-            .await
-            .map_err(|source| ClientError::Io {
-                request: name,
-                source,
-            })?;
-        if self.welcome_pending {
-            self.take_welcome().await?;
-        }
-        self.receive(name).await
+        let body = encode(request)?;
+        within(name, waited, async {
+            self.framed
+                .send(body)
+                .await
+                .map_err(|source| ClientError::Io {
+                    request: name,
+                    source,
+                })
+        })
+        .await?;
+        self.welcome_if_pending().await?;
+        within(name, waited, self.receive(name)).await
     }
 
     /// Stores `entry` (packed here) under `key` by sending its bytes: `CachePutInline` with
@@ -230,7 +252,7 @@ impl Connection {
     ) -> Result<Response, ClientError> {
         const NAME: &str = "CachePutInline";
         let waited = self.request_timeout;
-        let work = async {
+        let send = async {
             let mut pieces = entry.chunks(INLINE_CHUNK_SIZE);
             let first = Request::CachePutInline {
                 key,
@@ -251,18 +273,11 @@ impl Connection {
             }
             SinkExt::<bytes::Bytes>::flush(&mut self.framed)
                 .await
-                .map_err(io)?;
-            if self.welcome_pending {
-                self.take_welcome().await?;
-            }
-            self.receive(NAME).await
+                .map_err(io)
         };
-        tokio::time::timeout(waited, work)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                request: NAME,
-                waited,
-            })?
+        within(NAME, waited, send).await?;
+        self.welcome_if_pending().await?;
+        within(NAME, waited, self.receive(NAME)).await
     }
 
     /// Fetches the entry under `key` as bytes (`CacheGetInline`): `None` on a miss.
@@ -273,9 +288,21 @@ impl Connection {
     ) -> Result<Option<Vec<u8>>, ClientError> {
         const NAME: &str = "CacheGetInline";
         let waited = self.request_timeout;
-        let work = async {
-            let request = Request::CacheGetInline { key, language };
-            let (size, mut entry) = match self.exchange(&request, NAME).await? {
+        let request = Request::CacheGetInline { key, language };
+        let body = encode(&request)?;
+        within(NAME, waited, async {
+            self.framed
+                .send(body)
+                .await
+                .map_err(|source| ClientError::Io {
+                    request: NAME,
+                    source,
+                })
+        })
+        .await?;
+        self.welcome_if_pending().await?;
+        let receive = async {
+            let (size, mut entry) = match self.receive(NAME).await? {
                 Response::Entry { size, data } => (size, data),
                 Response::Miss => return Ok(None),
                 other => return Err(unexpected(NAME, &other)),
@@ -295,12 +322,7 @@ impl Connection {
                 })
             }
         };
-        tokio::time::timeout(waited, work)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                request: NAME,
-                waited,
-            })?
+        within(NAME, waited, receive).await
     }
 
     /// Reads one response; `Error` and `Unsupported` become [`ClientError`]s.
@@ -327,6 +349,17 @@ impl Connection {
             response => Ok(response),
         }
     }
+}
+
+/// Runs `work` on `request`'s behalf for at most `waited`.
+async fn within<T>(
+    request: &'static str,
+    waited: Duration,
+    work: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    tokio::time::timeout(waited, work)
+        .await
+        .map_err(|_| ClientError::Timeout { request, waited })?
 }
 
 /// The error for a response that does not answer the request.

@@ -97,6 +97,9 @@ pub enum ClientError {
         /// The server's message, if any.
         message: String,
     },
+    /// The server neither took `Shutdown` nor could be stopped with signals.
+    #[error("cannot stop the hoard server: {0}")]
+    Stop(#[source] crate::server_process::StopError),
     /// The server answered with a response that does not fit the request.
     #[error("unexpected answer to {request}: {got}")]
     Unexpected {
@@ -120,6 +123,7 @@ impl ClientError {
             Self::Protocol(_) | Self::Unexpected { .. } => "protocol",
             Self::Refused { .. } => "refused",
             Self::Unsupported { .. } => "unsupported",
+            Self::Stop(_) => "stop",
         }
     }
 }

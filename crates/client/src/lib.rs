@@ -19,8 +19,10 @@ mod events;
 mod not_shared;
 mod probe;
 mod remote_cache;
+mod server_process;
 mod spawn;
 mod v1;
+mod wedged;
 mod wrapper;
 
 pub use config::{ClientConfig, ServerLaunch};
@@ -36,5 +38,7 @@ pub use hoard_storage::{CacheKey, OutputPath};
 pub use not_shared::NOT_SHARED_FILE;
 pub use probe::PROBE_FILE;
 pub use remote_cache::RemoteCache;
+pub use server_process::StopError;
 pub use v1::compile_on_server;
+pub use wedged::UNRESPONSIVE_FILE;
 pub use wrapper::{run_wrapper, run_wrapper_uncached};

@@ -18,8 +18,10 @@ pub const PROBE_FILE: &str = "probe";
 pub(crate) fn nonce_file(state_dir: &Path) -> Option<Probe> {
     let path = state_dir.join(PROBE_FILE);
     let nonce = match std::fs::read(&path) {
-        Ok(nonce) if nonce.len() == 32 => nonce,
-        _ => create(state_dir, &path)?,
+        Ok(nonce) if nonce.len() == NONCE_LEN => nonce,
+        // Damaged: replaced (a wrapper racing on this rare repair may go inline once).
+        Ok(_) => create(state_dir, &path, Existing::Replace)?,
+        Err(_) => create(state_dir, &path, Existing::Keep)?,
     };
     Some(Probe {
         path: path.as_os_str().as_bytes().to_vec(),
@@ -27,15 +29,35 @@ pub(crate) fn nonce_file(state_dir: &Path) -> Option<Probe> {
     })
 }
 
-/// Writes a fresh nonce atomically (a racing wrapper sees the old file or the new one, and
-/// the loser of a race merely goes inline once).
-fn create(state_dir: &Path, path: &Path) -> Option<Vec<u8>> {
+/// Bytes of a nonce (32 hex digits).
+const NONCE_LEN: usize = 32;
+
+/// What [`create`] does when a probe file is already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    /// Keep it and use its nonce.
+    Keep,
+    /// Replace it.
+    Replace,
+}
+
+/// Writes a fresh nonce atomically (complete, or not at all). Where there was no file, the
+/// first of several wrappers racing to make one wins and the others use its nonce: were each
+/// to put its own in place, every wrapper but the last would name a nonce the file no longer
+/// holds, the server would deny sharing a filesystem with it, and its transfers would go
+/// inline for nothing (the first compiles in a fresh cache directory meet this).
+fn create(state_dir: &Path, path: &Path, existing: Existing) -> Option<Vec<u8>> {
     std::fs::create_dir_all(state_dir).ok()?;
     let nonce = random_hex()?;
     let tmp = tempfile::NamedTempFile::new_in(state_dir).ok()?;
     std::fs::write(tmp.path(), &nonce).ok()?;
-    tmp.persist(path).ok()?;
-    Some(nonce)
+    match existing {
+        Existing::Replace => tmp.persist(path).ok().map(|_| nonce),
+        Existing::Keep => match tmp.persist_noclobber(path) {
+            Ok(_) => Some(nonce),
+            Err(_) => std::fs::read(path).ok().filter(|n| n.len() == NONCE_LEN),
+        },
+    }
 }
 
 /// 16 random bytes as 32 hex digits.
@@ -77,5 +99,36 @@ mod tests {
         let a = nonce_file(&dir.path().join("a")).unwrap();
         let b = nonce_file(&dir.path().join("b")).unwrap();
         assert_ne!(a.nonce, b.nonce);
+    }
+
+    #[test]
+    fn wrappers_racing_to_make_the_nonce_all_name_the_one_that_stays() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let state = dir.path().join("state");
+            let named: Vec<Probe> = std::thread::scope(|scope| {
+                let racers: Vec<_> = (0..8)
+                    .map(|_| scope.spawn(|| nonce_file(&state).unwrap()))
+                    .collect();
+                racers.into_iter().map(|r| r.join().unwrap()).collect()
+            });
+            let kept = std::fs::read(state.join(PROBE_FILE)).unwrap();
+            assert!(
+                named.iter().all(|p| p.nonce == kept),
+                "{named:?} / {kept:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_damaged_nonce_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(PROBE_FILE), b"short").unwrap();
+        let probe = nonce_file(dir.path()).unwrap();
+        assert_eq!(probe.nonce.len(), NONCE_LEN);
+        assert_eq!(
+            std::fs::read(dir.path().join(PROBE_FILE)).unwrap(),
+            probe.nonce
+        );
     }
 }

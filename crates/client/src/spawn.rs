@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UnixStream;
 
-use crate::{ClientConfig, ClientError};
+use hoard_protocol::ClientEvent;
+
+use crate::{ClientConfig, ClientError, record_event, server_process};
 
 /// Whether a connect error means nobody is listening (as opposed to, say, a permission
 /// problem that starting a server would not fix).
@@ -57,8 +59,9 @@ pub(crate) async fn start_and_connect(config: &ClientConfig) -> Result<UnixStrea
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Someone may have started it while we waited for the lock.
-    if let Ok(stream) = UnixStream::connect(socket).await {
-        return Ok(stream);
+    match UnixStream::connect(socket).await {
+        Ok(stream) => return Ok(stream),
+        Err(e) => clear_the_way(config, &e).await,
     }
     let Some(launch) = &config.launch else {
         return Err(timeout(config, started));
@@ -98,6 +101,50 @@ pub(crate) async fn start_and_connect(config: &ClientConfig) -> Result<UnixStrea
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Before starting a server: deals with what is in the way of a new one, and counts it.
+///
+/// * A socket that refuses connections was left by a server that died (a crash, `kill -9`):
+///   the new server replaces it. Counted once, by the one wrapper that starts the server.
+/// * No socket, but a live server holding the lock (its pid file names a process that holds
+///   the lock file open, so it got as far as binding and writing its pid): its socket file was
+///   deleted while it ran (a `/tmp` cleaner, a careless `rm`). No client can ever reach it
+///   again and no new server can start while it holds the lock, so it is stopped (`SIGTERM`,
+///   then `SIGKILL`) and a new one started in its place.
+async fn clear_the_way(config: &ClientConfig, connect_error: &std::io::Error) {
+    let socket = &config.socket_path;
+    match connect_error.kind() {
+        std::io::ErrorKind::ConnectionRefused => {
+            tracing::info!(
+                "stale socket {} (its server died); replacing it",
+                socket.display()
+            );
+            record_event(
+                &config.cache_dir,
+                &ClientEvent::CacheError("stale_socket".into()),
+            );
+        }
+        std::io::ErrorKind::NotFound if server_process::lock_held(socket) => {
+            let Some(pid) = server_process::verified_server_pid(socket) else {
+                // Starting (not yet bound), or not ours to see: wait for it as for any other.
+                return;
+            };
+            tracing::warn!(
+                pid,
+                "the hoard server runs but its socket {} is gone; replacing it",
+                socket.display()
+            );
+            record_event(
+                &config.cache_dir,
+                &ClientEvent::CacheError("orphaned_server".into()),
+            );
+            if let Err(e) = server_process::terminate(socket).await {
+                tracing::warn!("cannot stop the orphaned server: {e}");
+            }
+        }
+        _ => {}
     }
 }
 

@@ -10,6 +10,7 @@ use hoard_compiler::{
 use hoard_protocol::{ClientEvent, PROTOCOL_V2};
 
 use crate::v1::compile_on_server;
+use crate::wedged::{self, Recall};
 use crate::{ClientConfig, ClientError, Connection, RemoteCache, record_event};
 
 /// Runs one compiler invocation through the cache and returns the exit status the build must
@@ -27,6 +28,10 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
     };
     if config.max_protocol < PROTOCOL_V2 {
         // A v1 client hands every command to the server, which classifies it itself.
+        let recalled = wedged::recall(config);
+        if recalled == Recall::Unresponsive {
+            return fall_back_unasked(config, &command);
+        }
         let Some(runtime) = runtime(config) else {
             return exec_compiler(&command.program, &command.args);
         };
@@ -34,6 +39,11 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
             let mut connection = Connection::open(config).await?;
             compile_on_server(&mut connection, &command, config.compile_timeout).await
         });
+        note_responsiveness(
+            config,
+            recalled,
+            served.as_ref().err().map(ClientError::cause),
+        );
         return match served {
             Ok(result) => emit(&result),
             Err(e) => fall_back(config, &e, &command),
@@ -54,6 +64,10 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
             return exec_compiler(&command.program, &command.args);
         }
     };
+    let recalled = wedged::recall(config);
+    if recalled == Recall::Unresponsive {
+        return fall_back_unasked(config, &command);
+    }
     let Some(runtime) = runtime(config) else {
         return exec_compiler(&command.program, &command.args);
     };
@@ -74,6 +88,16 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
             .await
             .map(Served::ByServer)
     });
+    let unanswered = match &served {
+        Ok(Served::Pipeline(outcome)) => outcome
+            .cache_errors
+            .iter()
+            .map(fault_cause)
+            .find(|cause| unresponsive(cause)),
+        Ok(Served::ByServer(_)) => None,
+        Err(e) => Some(e.cause()),
+    };
+    note_responsiveness(config, recalled, unanswered);
     let outcome = match served {
         Ok(Served::Pipeline(outcome)) => outcome,
         Ok(Served::ByServer(result)) => return emit(&result),
@@ -120,6 +144,33 @@ fn fall_back(config: &ClientConfig, error: &ClientError, command: &CommandLine) 
         &ClientEvent::LocalFallback(error.cause().into()),
     );
     exec_compiler(&command.program, &command.args)
+}
+
+/// Compiles without asking a server that did not answer a moment ago (see [`crate::wedged`]),
+/// and counts it.
+fn fall_back_unasked(config: &ClientConfig, command: &CommandLine) -> i32 {
+    tracing::debug!("the hoard server did not answer recently; compiling without it");
+    record_event(
+        &config.cache_dir,
+        &ClientEvent::LocalFallback("server_wedged".into()),
+    );
+    exec_compiler(&command.program, &command.args)
+}
+
+/// Whether a fault's cause means the server could not be reached in time: later wrappers
+/// should not wait for it too.
+fn unresponsive(cause: &str) -> bool {
+    matches!(cause, "timeout" | "server_start")
+}
+
+/// Remembers a server that did not answer in time (`fault` is the cause of the fault that
+/// kept the cache out, if any), or forgets an expired record once the server served us.
+fn note_responsiveness(config: &ClientConfig, recalled: Recall, fault: Option<&str>) {
+    match fault {
+        Some(cause) if unresponsive(cause) => wedged::remember(config),
+        None if recalled == Recall::Expired => wedged::forget(&config.cache_dir),
+        _ => {}
+    }
 }
 
 /// A single-threaded runtime: a wrapper does one thing at a time.
