@@ -174,6 +174,7 @@ impl Settings {
         config.max_protocol = self.client_max_protocol;
         config.server_addr.clone_from(&self.server_addr);
         config.token.clone_from(&self.token);
+        config.journal = non_empty("HOARD_JOURNAL").map(PathBuf::from);
         config.launch = Some(ServerLaunch {
             program: server_program(),
             env: vec![

@@ -16,6 +16,10 @@ struct Control {
     /// Print the statistics.
     #[arg(long, short = 's')]
     show_stats: bool,
+    /// With --show-stats: summarise one build from its journal (`HOARD_JOURNAL`) instead
+    /// of the server's totals.
+    #[arg(long, requires = "show_stats", value_name = "JOURNAL")]
+    since_journal: Option<std::path::PathBuf>,
     /// With --show-stats or --show-config: one JSON object.
     #[arg(long)]
     json: bool,
@@ -150,7 +154,14 @@ fn control() -> ExitCode {
                 .map_err(|e| e.to_string())?;
             println!("statistics zeroed");
         }
-        if control.show_stats {
+        if let Some(journal) = control
+            .show_stats
+            .then_some(())
+            .and(control.since_journal.as_ref())
+        {
+            let summary = hoard_client::journal::summarise(journal).map_err(|e| e.to_string())?;
+            emit(&summary.to_string());
+        } else if control.show_stats {
             let stats = hoard_client::stats(&client)
                 .await
                 .map_err(|e| e.to_string())?;

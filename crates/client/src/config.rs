@@ -54,6 +54,8 @@ pub struct ClientConfig {
     /// The newest protocol version to speak (`HOARD_PROTOCOL`). At 1 the client behaves exactly
     /// like a client from before v2: no `Hello`, every compile sent as `Compile`.
     pub max_protocol: u32,
+    /// `HOARD_JOURNAL`: append one JSON line per invocation here (see [`crate::journal`]).
+    pub journal: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -73,6 +75,7 @@ impl ClientConfig {
             compile_timeout: Duration::from_secs(600),
             direct_mode: true,
             max_protocol: hoard_protocol::MAX_PROTOCOL,
+            journal: None,
         }
     }
 }

@@ -16,6 +16,7 @@ mod control;
 mod embed;
 mod error;
 mod events;
+pub mod journal;
 mod not_shared;
 mod probe;
 mod remote_cache;

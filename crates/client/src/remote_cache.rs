@@ -30,6 +30,8 @@ pub struct RemoteCache {
     /// Set when the first answer showed a server from before v2 (see
     /// [`ArtifactCache::withdrawn`]).
     predates_v2: AtomicBool,
+    /// How the last hit or put's bytes travelled, for the journal.
+    last_transfer: std::sync::Mutex<Option<&'static str>>,
 }
 
 /// How one request's bytes will travel.
@@ -47,7 +49,23 @@ impl RemoteCache {
             connection: Mutex::new(connection),
             not_shared: std::sync::Mutex::new(None),
             predates_v2: AtomicBool::new(false),
+            last_transfer: std::sync::Mutex::new(None),
         }
+    }
+
+    /// How the last hit or stored put's bytes travelled: `shared_fs` or `inline`.
+    pub fn last_transfer(&self) -> Option<&'static str> {
+        *self
+            .last_transfer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn note_transfer(&self, how: &'static str) {
+        *self
+            .last_transfer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(how);
     }
 
     /// The connection back, for a caller that goes on in v1 after [`ArtifactCache::withdrawn`].
@@ -149,6 +167,7 @@ impl RemoteCache {
                     stderr,
                     exit_status,
                 } => {
+                    self.note_transfer("shared_fs");
                     return Ok(Some(CompileResult {
                         stdout,
                         stderr,
@@ -170,11 +189,14 @@ impl RemoteCache {
         };
         drop(connection);
         match entry::extract(&bytes, outputs) {
-            Ok(meta) => Ok(Some(CompileResult {
-                stdout: meta.stdout,
-                stderr: meta.stderr,
-                exit_status: meta.exit_status,
-            })),
+            Ok(meta) => {
+                self.note_transfer("inline");
+                Ok(Some(CompileResult {
+                    stdout: meta.stdout,
+                    stderr: meta.stderr,
+                    exit_status: meta.exit_status,
+                }))
+            }
             // Not this compile's entry after all, or damaged on the way: a miss, and the put
             // that follows replaces it.
             Err(
@@ -209,7 +231,10 @@ impl RemoteCache {
                 language: language.map(str::to_owned),
             };
             match self.ask(&mut connection, &request).await? {
-                Response::Stored => return Ok(()),
+                Response::Stored => {
+                    self.note_transfer("shared_fs");
+                    return Ok(());
+                }
                 Response::NotShared { directory } => {
                     self.not_shared(&connection, &wire, directory)?;
                 }
@@ -226,7 +251,10 @@ impl RemoteCache {
             .put_inline(key.to_hex(), language.map(str::to_owned), &packed)
             .await?
         {
-            Response::Stored => Ok(()),
+            Response::Stored => {
+                self.note_transfer("inline");
+                Ok(())
+            }
             other => Err(unexpected("CachePutInline", &other)),
         }
     }

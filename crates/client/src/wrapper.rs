@@ -11,7 +11,53 @@ use hoard_protocol::{ClientEvent, PROTOCOL_V2};
 
 use crate::v1::compile_on_server;
 use crate::wedged::{self, Recall};
-use crate::{ClientConfig, ClientError, Connection, RemoteCache, record_event};
+use crate::{ClientConfig, ClientError, Connection, RemoteCache, journal, record_event};
+
+/// What the journal keeps of this invocation, filled in as it goes and written at its end
+/// (before an `exec`, which never returns).
+struct Invocation<'a> {
+    journal: Option<&'a std::path::Path>,
+    started: std::time::SystemTime,
+    clock: std::time::Instant,
+    cwd: std::path::PathBuf,
+    output: Option<std::path::PathBuf>,
+    language: Option<String>,
+}
+
+impl Invocation<'_> {
+    fn record(
+        &self,
+        result: journal::Outcome,
+        reason: Option<&str>,
+        outcome: Option<&hoard_compiler::CompileOutcome>,
+        transfer: Option<&str>,
+    ) {
+        let Some(path) = self.journal else { return };
+        let times = outcome.map(|o| o.times).unwrap_or_default();
+        let direct = outcome.and_then(|o| match o.status {
+            CacheStatus::Hit { direct } => Some(direct),
+            _ => None,
+        });
+        journal::append(
+            path,
+            &journal::JournalLine {
+                time: journal::unix_time(self.started),
+                cwd: self.cwd.clone(),
+                output: self.output.clone(),
+                language: self.language.clone(),
+                result,
+                reason: reason.map(str::to_owned),
+                direct,
+                tier: None,
+                transfer: transfer.map(str::to_owned),
+                hashing_ms: journal::ms(times.hashing),
+                lookup_ms: journal::ms(times.lookup),
+                compile_ms: journal::ms(times.compile),
+                total_ms: journal::ms(self.clock.elapsed()),
+            },
+        );
+    }
+}
 
 /// Runs one compiler invocation through the cache and returns the exit status the build must
 /// see. Whatever fails on the cache path, the real compiler runs and its result is returned
@@ -20,6 +66,14 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
     let Ok(cwd) = std::env::current_dir() else {
         return exec_compiler(&program, &args);
     };
+    let mut invocation = Invocation {
+        journal: config.journal.as_deref(),
+        started: std::time::SystemTime::now(),
+        clock: std::time::Instant::now(),
+        cwd: cwd.clone(),
+        output: None,
+        language: None,
+    };
     let command = CommandLine {
         program,
         args,
@@ -27,27 +81,7 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
         env: std::env::vars_os().collect(),
     };
     if config.max_protocol < PROTOCOL_V2 {
-        // A v1 client hands every command to the server, which classifies it itself.
-        let recalled = wedged::recall(config);
-        if recalled == Recall::Unresponsive {
-            return fall_back_unasked(config, &command);
-        }
-        let Some(runtime) = runtime(config) else {
-            return exec_compiler(&command.program, &command.args);
-        };
-        let served = runtime.block_on(async {
-            let mut connection = Connection::open(config).await?;
-            compile_on_server(&mut connection, &command, config.compile_timeout).await
-        });
-        note_responsiveness(
-            config,
-            recalled,
-            served.as_ref().err().map(ClientError::cause),
-        );
-        return match served {
-            Ok(result) => emit(&result),
-            Err(e) => fall_back(config, &e, &command),
-        };
+        return run_v1(config, &command, &invocation);
     }
     let pipeline = PipelineConfig {
         state_dir: config.cache_dir.clone(),
@@ -61,14 +95,23 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
                 &config.cache_dir,
                 &ClientEvent::NonCacheable(reason.name().to_owned()),
             );
+            invocation.record(
+                journal::Outcome::NonCacheable,
+                Some(reason.name()),
+                None,
+                None,
+            );
             return exec_compiler(&command.program, &command.args);
         }
     };
+    invocation.output = compile.outputs().first().map(|o| o.path.clone());
+    invocation.language = Some(compile.language().name().to_owned());
     let recalled = wedged::recall(config);
     if recalled == Recall::Unresponsive {
-        return fall_back_unasked(config, &command);
+        return fall_back_unasked(config, &command, &invocation);
     }
     let Some(runtime) = runtime(config) else {
+        invocation.record(journal::Outcome::Fallback, Some("runtime"), None, None);
         return exec_compiler(&command.program, &command.args);
     };
     // A miss copies rustc's stderr through as it is written: cargo starts dependents on
@@ -80,7 +123,7 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
         let cache = RemoteCache::new(connection);
         let outcome = cached_compile(&compile, &cache).await;
         if outcome.status != CacheStatus::Withdrawn {
-            return Ok(Served::Pipeline(outcome));
+            return Ok(Served::Pipeline(outcome, cache.last_transfer()));
         }
         // The server predates v2: it runs the pipeline for us, on the same connection.
         let mut connection = cache.into_connection();
@@ -89,7 +132,7 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
             .map(Served::ByServer)
     });
     let unanswered = match &served {
-        Ok(Served::Pipeline(outcome)) => outcome
+        Ok(Served::Pipeline(outcome, _)) => outcome
             .cache_errors
             .iter()
             .map(fault_cause)
@@ -98,11 +141,64 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
         Err(e) => Some(e.cause()),
     };
     note_responsiveness(config, recalled, unanswered);
-    let outcome = match served {
-        Ok(Served::Pipeline(outcome)) => outcome,
-        Ok(Served::ByServer(result)) => return emit(&result),
-        Err(e) => return fall_back(config, &e, &command),
+    let (outcome, transfer) = match served {
+        Ok(Served::Pipeline(outcome, transfer)) => (outcome, transfer),
+        Ok(Served::ByServer(result)) => {
+            invocation.record(
+                journal::Outcome::Miss,
+                Some("served_by_v1_server"),
+                None,
+                None,
+            );
+            return emit(&result);
+        }
+        Err(e) => return fall_back(config, &e, &command, &invocation),
     };
+    record_outcome(&invocation, &outcome, transfer);
+    record_faults(config, &outcome);
+    if outcome.stderr_streamed {
+        let _ = std::io::stdout().lock().write_all(&outcome.result.stdout);
+        return outcome.result.exit_status;
+    }
+    emit(&outcome.result)
+}
+
+/// A v1 client hands every command to the server, which classifies it itself.
+fn run_v1(config: &ClientConfig, command: &CommandLine, invocation: &Invocation<'_>) -> i32 {
+    let recalled = wedged::recall(config);
+    if recalled == Recall::Unresponsive {
+        return fall_back_unasked(config, command, invocation);
+    }
+    let Some(runtime) = runtime(config) else {
+        invocation.record(journal::Outcome::Fallback, Some("runtime"), None, None);
+        return exec_compiler(&command.program, &command.args);
+    };
+    let served = runtime.block_on(async {
+        let mut connection = Connection::open(config).await?;
+        compile_on_server(&mut connection, command, config.compile_timeout).await
+    });
+    note_responsiveness(
+        config,
+        recalled,
+        served.as_ref().err().map(ClientError::cause),
+    );
+    match served {
+        Ok(result) => {
+            // The v1 server ran the pipeline; its stats say whether it hit.
+            invocation.record(
+                journal::Outcome::Miss,
+                Some("served_by_v1_server"),
+                None,
+                None,
+            );
+            emit(&result)
+        }
+        Err(e) => fall_back(config, &e, command, invocation),
+    }
+}
+
+/// Counts every cache fault of a pipeline run in the client events log.
+fn record_faults(config: &ClientConfig, outcome: &hoard_compiler::CompileOutcome) {
     for (i, error) in outcome.cache_errors.iter().enumerate() {
         tracing::warn!("cache fault: {error}");
         // The first error of a fallback is what made the pipeline compile locally.
@@ -113,17 +209,30 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
         };
         record_event(&config.cache_dir, &event);
     }
-    if outcome.stderr_streamed {
-        let _ = std::io::stdout().lock().write_all(&outcome.result.stdout);
-        return outcome.result.exit_status;
-    }
-    emit(&outcome.result)
+}
+
+/// Writes the journal line of a compile the pipeline ran.
+fn record_outcome(
+    invocation: &Invocation<'_>,
+    outcome: &hoard_compiler::CompileOutcome,
+    transfer: Option<&str>,
+) {
+    let first_error = outcome.cache_errors.first().map(fault_cause);
+    let (result, reason, transfer) = match &outcome.status {
+        CacheStatus::Hit { .. } => (journal::Outcome::Hit, None, transfer),
+        CacheStatus::Fallback => (journal::Outcome::Fallback, first_error, None),
+        CacheStatus::NotCacheable(reason) => {
+            (journal::Outcome::NonCacheable, Some(reason.name()), None)
+        }
+        CacheStatus::Miss | CacheStatus::Withdrawn => (journal::Outcome::Miss, None, transfer),
+    };
+    invocation.record(result, reason, Some(outcome), transfer);
 }
 
 /// Where a cacheable compile was served.
 enum Served {
-    /// The pipeline ran here, over v2.
-    Pipeline(hoard_compiler::CompileOutcome),
+    /// The pipeline ran here, over v2 (with how the last hit or put travelled).
+    Pipeline(hoard_compiler::CompileOutcome, Option<&'static str>),
     /// A v1 server ran it.
     ByServer(CompileResult),
 }
@@ -137,22 +246,38 @@ fn emit(result: &CompileResult) -> i32 {
 }
 
 /// Counts a fault that kept the cache out of this compile, then runs the compiler itself.
-fn fall_back(config: &ClientConfig, error: &ClientError, command: &CommandLine) -> i32 {
+fn fall_back(
+    config: &ClientConfig,
+    error: &ClientError,
+    command: &CommandLine,
+    invocation: &Invocation<'_>,
+) -> i32 {
     tracing::warn!("compiling without the cache: {error}");
     record_event(
         &config.cache_dir,
         &ClientEvent::LocalFallback(error.cause().into()),
     );
+    invocation.record(journal::Outcome::Fallback, Some(error.cause()), None, None);
     exec_compiler(&command.program, &command.args)
 }
 
 /// Compiles without asking a server that did not answer a moment ago (see [`crate::wedged`]),
 /// and counts it.
-fn fall_back_unasked(config: &ClientConfig, command: &CommandLine) -> i32 {
+fn fall_back_unasked(
+    config: &ClientConfig,
+    command: &CommandLine,
+    invocation: &Invocation<'_>,
+) -> i32 {
     tracing::debug!("the hoard server did not answer recently; compiling without it");
     record_event(
         &config.cache_dir,
         &ClientEvent::LocalFallback("server_wedged".into()),
+    );
+    invocation.record(
+        journal::Outcome::Fallback,
+        Some("server_wedged"),
+        None,
+        None,
     );
     exec_compiler(&command.program, &command.args)
 }
