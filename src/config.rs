@@ -89,6 +89,9 @@ pub struct Settings {
     pub token: Option<String>,
     /// `HOARD_SERVER_LISTEN` (or `hoard-server --listen`): the TCP address a server serves.
     pub listen: Option<String>,
+    /// `HOARD_SINGLE_FLIGHT_WAIT`: how long a lookup waits for another wrapper's identical
+    /// compile before compiling itself.
+    pub single_flight_wait: Duration,
     /// `HOARD_LOCAL_COMPRESSION` (default off): the local disk tier keeps compressed entries
     /// (smaller, slower hits) instead of raw ones (a hit is a verified copy).
     pub local_compression: bool,
@@ -125,6 +128,7 @@ impl Settings {
         };
         let idle = seconds("HOARD_IDLE_TIMEOUT", 600)?;
         let request_timeout = seconds("HOARD_CLIENT_TIMEOUT", 60)?;
+        let single_flight_wait = seconds("HOARD_SINGLE_FLIGHT_WAIT", 30)?;
         let tiers = tiers_from_env(var).map_err(ConfigError::Tiers)?;
         let client_max_protocol = protocol("HOARD_PROTOCOL")?;
         let server_max_protocol = protocol("HOARD_SERVER_MAX_PROTOCOL")?;
@@ -157,6 +161,7 @@ impl Settings {
             token: non_empty("HOARD_SERVER_TOKEN"),
             listen: non_empty("HOARD_SERVER_LISTEN"),
             local_compression,
+            single_flight_wait,
             idle_timeout_set: var("HOARD_IDLE_TIMEOUT").is_some(),
         })
     }
@@ -199,6 +204,8 @@ impl Settings {
         config.idle_timeout = self.idle_timeout;
         config.max_protocol = self.server_max_protocol;
         config.direct_mode = self.direct_mode;
+        config.local_compression = self.local_compression;
+        config.single_flight_wait = self.single_flight_wait;
         config.tiers.clone_from(&self.tiers);
         config.listen.clone_from(&self.listen);
         config.token.clone_from(&self.token);
@@ -377,6 +384,7 @@ mod tests {
             token: Some("t".into()),
             listen: listen.map(str::to_owned),
             local_compression: false,
+            single_flight_wait: Duration::from_secs(30),
             idle_timeout_set,
         }
     }

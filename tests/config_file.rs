@@ -154,3 +154,38 @@ fn a_malformed_value_in_the_file_names_the_key_the_file_and_the_value() {
     compile_one(&sandbox, sandbox.dir.path());
     assert!(sandbox.dir.path().join("one.o").exists());
 }
+
+/// The entry format versions found in a cache directory's store.
+fn entry_versions(sandbox: &Sandbox) -> Vec<u32> {
+    let mut versions = Vec::new();
+    let store = sandbox.cache_dir().join("cache");
+    for shard in std::fs::read_dir(store).unwrap().flatten() {
+        if !shard.path().is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(shard.path()).unwrap().flatten() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            if bytes.starts_with(b"HOARDENT") {
+                versions.push(u32::from_le_bytes(bytes[8..12].try_into().unwrap()));
+            }
+        }
+    }
+    versions.sort_unstable();
+    versions
+}
+
+#[test]
+fn local_entries_are_raw_by_default_and_compressed_when_asked() {
+    let raw = Sandbox::new();
+    compile_one(&raw, raw.dir.path());
+    // The object's entry is raw (2); the direct-mode manifest stays compressed (1).
+    assert_eq!(entry_versions(&raw), [1, 2]);
+
+    let mut compressed = Sandbox::new();
+    compressed.set_env("HOARD_LOCAL_COMPRESSION", "on");
+    compile_one(&compressed, compressed.dir.path());
+    assert_eq!(entry_versions(&compressed), [1, 1]);
+    std::fs::remove_file(compressed.dir.path().join("one.o")).unwrap();
+    compile_one(&compressed, compressed.dir.path());
+    assert_eq!(compressed.stats()["cache_hits"], 1);
+}

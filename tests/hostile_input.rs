@@ -1,14 +1,21 @@
-//! What a server does with hostile peers: garbage, oversized and truncated frames are refused
-//! on that connection only; requests naming paths the peer must not touch are refused with a
-//! clear error, and nothing is written or read there.
+//! What a server does with hostile peers: garbage, oversized, truncated and deeply nested
+//! frames are refused on that connection only, without the server's memory growing; requests
+//! naming paths the peer must not touch (relative, `..`, through a symlink, a directory,
+//! another user's, a device or a FIFO) are refused with a clear error, and nothing is written
+//! or read there; a peer of another uid and a TCP client without the token get nothing.
 
 mod common;
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
-use common::Sandbox;
+use common::{HOARD, Sandbox, text};
 use hoard_protocol::{OutputPath, Request, Response, decode, encode};
 
 fn started() -> Sandbox {
@@ -17,7 +24,7 @@ fn started() -> Sandbox {
     sandbox
 }
 
-fn send_frame(stream: &mut UnixStream, body: &[u8]) {
+fn send_frame(stream: &mut impl Write, body: &[u8]) {
     stream
         .write_all(&u32::try_from(body.len()).unwrap().to_be_bytes())
         .unwrap();
@@ -25,7 +32,7 @@ fn send_frame(stream: &mut UnixStream, body: &[u8]) {
 }
 
 /// The next response, or `None` if the server closed the connection.
-fn read_response(stream: &mut UnixStream) -> Option<Response> {
+fn read_response(stream: &mut impl Read) -> Option<Response> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).ok()?;
     let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
@@ -35,6 +42,10 @@ fn read_response(stream: &mut UnixStream) -> Option<Response> {
 
 fn request(sandbox: &Sandbox, request: &Request) -> Response {
     let mut stream = UnixStream::connect(sandbox.socket()).unwrap();
+    // A server that blocks on a request fails the test instead of hanging it.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     send_frame(&mut stream, &encode(request).unwrap());
     read_response(&mut stream).expect("an answer")
 }
@@ -190,4 +201,387 @@ fn paths_the_peer_does_not_own_are_refused() {
         assert_refused(&request(&sandbox, &req), "owned by uid 65534");
     }
     assert_eq!(std::fs::read(&foreign_file).unwrap(), b"not yours");
+}
+
+#[test]
+fn an_output_path_naming_a_directory_is_refused_and_the_directory_is_untouched() {
+    let sandbox = started();
+    let dir = sandbox.dir.path().join("objects");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("kept"), b"kept").unwrap();
+    for req in [get(&dir), put(&dir)] {
+        assert_refused(&request(&sandbox, &req), "not a regular file");
+    }
+    assert!(dir.is_dir());
+    assert_eq!(std::fs::read(dir.join("kept")).unwrap(), b"kept");
+}
+
+#[test]
+fn put_sources_that_are_fifos_or_devices_are_refused_at_once() {
+    let sandbox = started();
+    let fifo = sandbox.dir.path().join("pipe.o");
+    let device = sandbox.dir.path().join("null.o");
+    // Made with the system's tools: the tests run as root, so mknod works.
+    for (tool, args) in [
+        ("mkfifo", vec![fifo.display().to_string()]),
+        (
+            "mknod",
+            vec![
+                device.display().to_string(),
+                "c".into(),
+                "1".into(),
+                "3".into(),
+            ],
+        ),
+    ] {
+        let out = Command::new(tool).args(&args).output().unwrap();
+        assert!(out.status.success(), "{tool}: {}", text(&out.stderr));
+    }
+    // /dev/zero would never end if read, and its directory belongs to the (root) peer.
+    for path in [fifo.as_path(), device.as_path(), Path::new("/dev/zero")] {
+        let started = Instant::now();
+        for req in [put(path), get(path)] {
+            assert_refused(&request(&sandbox, &req), "not a regular file");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{} took {:?}",
+            path.display(),
+            started.elapsed()
+        );
+    }
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    still_serving(&sandbox);
+}
+
+/// `VmRSS` of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// `depth` MessagePack one-element arrays, each holding the next, around a nil.
+fn nested_arrays(depth: usize) -> Vec<u8> {
+    let mut body = vec![0x91; depth];
+    body.push(0xc0);
+    body
+}
+
+/// `depth` one-entry maps `{"a": ...}`, each holding the next, around a nil.
+fn nested_maps(depth: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(depth * 3 + 1);
+    for _ in 0..depth {
+        body.extend_from_slice(&[0x81, 0xa1, b'a']);
+    }
+    body.push(0xc0);
+    body
+}
+
+/// A well-tagged request whose extra field nests `depth` arrays deep: a decoder buffers
+/// unknown fields of an internally tagged message before it can drop them.
+fn tagged_with_a_deep_field(depth: usize) -> Vec<u8> {
+    let mut body = vec![0x82, 0xa4];
+    body.extend_from_slice(b"type");
+    body.push(0xa8);
+    body.extend_from_slice(b"GetStats");
+    body.extend_from_slice(&[0xa1, b'x']);
+    body.extend(nested_arrays(depth));
+    body
+}
+
+#[test]
+fn deeply_nested_truncated_and_oversize_frames_by_the_hundred_leave_the_server_up_and_its_memory_flat()
+ {
+    let sandbox = started();
+    still_serving(&sandbox);
+    let pid = u32::try_from(sandbox.server_pid().expect("a pid file")).unwrap();
+    let before = rss_kib(pid);
+    let deep = [
+        nested_arrays(100_000),
+        nested_maps(100_000),
+        tagged_with_a_deep_field(100_000),
+    ];
+    for _ in 0..30 {
+        for body in &deep {
+            let mut stream = UnixStream::connect(sandbox.socket()).unwrap();
+            send_frame(&mut stream, body);
+            match read_response(&mut stream) {
+                Some(Response::Error { message }) => {
+                    assert!(message.contains("undecodable"), "{message}");
+                }
+                other => panic!("expected a refusal of a 100k-deep frame, got {other:?}"),
+            }
+            assert!(read_response(&mut stream).is_none(), "connection left open");
+        }
+        // Truncated: 8 MiB announced, 1 MiB sent, then the peer hangs up.
+        let mut stream = UnixStream::connect(sandbox.socket()).unwrap();
+        stream.write_all(&(8u32 << 20).to_be_bytes()).unwrap();
+        stream.write_all(&vec![0x90; 1 << 20]).unwrap();
+        drop(stream);
+        // Oversize: refused from the length alone.
+        let mut stream = UnixStream::connect(sandbox.socket()).unwrap();
+        stream.write_all(&u32::MAX.to_be_bytes()).unwrap();
+        assert!(matches!(
+            read_response(&mut stream),
+            Some(Response::Error { .. })
+        ));
+    }
+    still_serving(&sandbox);
+    let after = rss_kib(pid);
+    println!(
+        "server VmRSS before {before} KiB, after 90 deep, 30 truncated and 30 oversize frames {after} KiB"
+    );
+    assert!(
+        after < before + 32 * 1024,
+        "server VmRSS grew from {before} KiB to {after} KiB"
+    );
+}
+
+#[test]
+fn a_peer_of_another_uid_is_refused_by_the_socket_and_then_by_the_server_itself() {
+    const NOBODY: u32 = 65534;
+    // The socket in a directory any user can reach (the default one is 0700), and a
+    // workspace that belongs to the other user.
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        open.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let socket = open.path().join("hoard.sock");
+    let mut sandbox = Sandbox::new();
+    sandbox.set_env("HOARD_SERVER_UDS", &socket.display().to_string());
+    sandbox.start_server();
+    let work = open.path().join("nobody");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::write(work.join("a.c"), "int a(void) { return 42; }\n").unwrap();
+    std::os::unix::fs::chown(&work, Some(NOBODY), Some(NOBODY)).unwrap();
+    let plain = Command::new("gcc")
+        .current_dir(&work)
+        .args(["-c", "a.c", "-o", "plain.o"])
+        .output()
+        .unwrap();
+    assert!(plain.status.success());
+    let plain = std::fs::read(work.join("plain.o")).unwrap();
+    let as_nobody = || {
+        let _ = std::fs::remove_file(work.join("a.o"));
+        let out = Command::new(HOARD)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .current_dir(&work)
+            .env("HOME", &work)
+            .env("HOARD_DIR", work.join("hoard"))
+            .env("HOARD_SERVER_UDS", &socket)
+            .env("HOARD_LOG", "debug")
+            .args(["gcc", "-c", "a.c", "-o", "a.o"])
+            .output()
+            .unwrap();
+        // The build never fails because of the cache: the compile ran locally.
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+        assert_eq!(std::fs::read(work.join("a.o")).unwrap(), plain);
+    };
+
+    // Layer one: the socket file is not writable by others, so connecting fails.
+    as_nobody();
+    assert!(
+        !sandbox.log().contains("refused: peer uid"),
+        "another user reached the server through a socket it may not write"
+    );
+    // Layer two: with the socket opened up, the server checks the peer's uid itself.
+    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    as_nobody();
+    let log = sandbox.log();
+    assert!(
+        log.contains(&format!(
+            "refused: peer uid {NOBODY} is not the server's uid"
+        )),
+        "{log}"
+    );
+    let stats = sandbox.stats();
+    assert_eq!(stats["cache_writes"], 0, "{stats}");
+    assert_eq!(
+        stats["cache_hits"].as_u64().unwrap() + stats["cache_misses"].as_u64().unwrap(),
+        0,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["cache_size_bytes"], 0,
+        "the server stored something: {stats}"
+    );
+}
+
+const TOKEN: &str = "hostile-input-token-51c3";
+
+/// A `hoard-server` that also listens on TCP (loopback), admitting clients by [`TOKEN`].
+struct Gateway {
+    sandbox: Sandbox,
+    addr: String,
+    child: Child,
+}
+
+impl Gateway {
+    fn start() -> Gateway {
+        let sandbox = Sandbox::new();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hoard-server"));
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("HOARD_")) {
+            cmd.env_remove(key);
+        }
+        let child = cmd
+            .env("HOARD_DIR", sandbox.cache_dir())
+            .env("HOARD_SERVER_UDS", sandbox.socket())
+            .env("HOARD_SERVER_LISTEN", &addr)
+            .env("HOARD_SERVER_TOKEN", TOKEN)
+            .env("HOARD_LOG", "debug")
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while TcpStream::connect(&addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "gateway never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Gateway {
+            sandbox,
+            addr,
+            child,
+        }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(&self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hello(token: Option<&str>) -> Request {
+    Request::Hello {
+        min: 1,
+        max: 2,
+        capabilities: vec!["manifests".into(), "inline".into()],
+        probe: None,
+        token: token.map(str::to_owned),
+    }
+}
+
+#[test]
+fn a_tcp_client_without_the_token_gets_one_refusal_and_nothing_else() {
+    let gateway = Gateway::start();
+    let manifest_put = Request::ManifestPut {
+        key: KEY.into(),
+        manifest: b"only for token holders".to_vec(),
+    };
+    // Stored through the Unix socket, where the peer is admitted by its uid.
+    assert_eq!(request(&gateway.sandbox, &manifest_put), Response::Stored);
+    let manifest_get = Request::ManifestGet { key: KEY.into() };
+    for first in [
+        manifest_get.clone(),
+        Request::CacheGetInline {
+            key: KEY.into(),
+            language: None,
+        },
+        manifest_put,
+        Request::GetStats,
+        Request::Shutdown,
+        hello(None),
+        hello(Some("not-the-token")),
+    ] {
+        let mut tcp = gateway.connect();
+        send_frame(&mut tcp, &encode(&first).unwrap());
+        match read_response(&mut tcp) {
+            Some(Response::Error { message }) => assert!(message.contains("refused"), "{message}"),
+            other => panic!("{} without the token got {other:?}", first.type_name()),
+        }
+        // Whatever comes next goes unanswered: the connection is closed.
+        let _ = tcp.write_all(&encode(&manifest_get).unwrap());
+        assert!(
+            read_response(&mut tcp).is_none(),
+            "after {}",
+            first.type_name()
+        );
+    }
+    // A frame nested 100k deep is refused before admission, and the gateway survives it.
+    let mut tcp = gateway.connect();
+    send_frame(&mut tcp, &tagged_with_a_deep_field(100_000));
+    assert!(matches!(
+        read_response(&mut tcp),
+        Some(Response::Error { .. })
+    ));
+    // The gateway is still up, its manifest untouched, and the token opens it.
+    let mut tcp = gateway.connect();
+    send_frame(&mut tcp, &encode(&hello(Some(TOKEN))).unwrap());
+    assert!(matches!(
+        read_response(&mut tcp),
+        Some(Response::Welcome { .. })
+    ));
+    send_frame(&mut tcp, &encode(&manifest_get).unwrap());
+    assert_eq!(
+        read_response(&mut tcp),
+        Some(Response::Manifest {
+            manifest: b"only for token holders".to_vec()
+        })
+    );
+}
+
+#[test]
+fn tcp_clients_without_the_token_cannot_make_the_server_buffer_big_frames() {
+    let gateway = Gateway::start();
+    let pid = gateway.child.id();
+    let before = rss_kib(pid);
+    // Sixteen clients each announce a frame just under the 16 MiB limit and send 4 MiB of
+    // it, holding their connections open.
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let mut tcp = gateway.connect();
+        tcp.write_all(&((16u32 << 20) - 1).to_be_bytes()).unwrap();
+        // Refused at the length: the server hangs up, so this write may fail part way.
+        let _ = tcp.write_all(&vec![0x90; 4 << 20]);
+        held.push(tcp);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let during = rss_kib(pid);
+    println!(
+        "gateway VmRSS before {before} KiB, with 16 unadmitted 16 MiB frames pending {during} KiB"
+    );
+    assert!(
+        during < before + 16 * 1024,
+        "the gateway buffered unadmitted frames: VmRSS {before} KiB -> {during} KiB"
+    );
+    for mut tcp in held {
+        // A refusal naming the frame, or a reset if it came while we were still writing.
+        if let Some(response) = read_response(&mut tcp) {
+            assert!(matches!(response, Response::Error { .. }), "{response:?}");
+        }
+    }
+    still_serving(&gateway.sandbox);
 }

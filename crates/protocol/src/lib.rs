@@ -18,7 +18,7 @@ mod message;
 mod stats;
 
 pub use client_events::{CLIENT_EVENTS_FILE, ClientEvent};
-pub use frame::{DEFAULT_MAX_FRAME_LENGTH, ProtocolError, codec, decode, encode};
+pub use frame::{DEFAULT_MAX_FRAME_LENGTH, MAX_NESTING, ProtocolError, codec, decode, encode};
 pub use message::{ByteBuf, DirIdentity, OutputPath, Probe, Request, Response};
 pub use stats::{Stats, TierStats, TransferStats};
 

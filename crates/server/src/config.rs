@@ -3,6 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The default [`ServerConfig::single_flight_wait`]: half the clients' default answer timeout,
+/// so a follower answers (and compiles, if it must) long before its client gives up.
+pub const DEFAULT_SINGLE_FLIGHT_WAIT: Duration = Duration::from_secs(30);
+
 /// Everything a server needs to run. The `hoard-server` binary fills it from the environment
 /// and the config file; embedders build it directly.
 #[derive(Debug, Clone)]
@@ -31,6 +35,14 @@ pub struct ServerConfig {
     pub listen: Option<String>,
     /// The token TCP clients must show in `Hello`. Serving TCP without one is refused at start.
     pub token: Option<String>,
+    /// Single flight: how long a lookup that misses while another connection compiles the
+    /// same key waits for that compile to be stored before answering. Keep it well under the
+    /// clients' answer timeout (`HOARD_CLIENT_TIMEOUT`, 60 s by default), or a waiting client
+    /// gives up on the server and compiles locally anyway.
+    pub single_flight_wait: Duration,
+    /// Keep local entries compressed (`HOARD_LOCAL_COMPRESSION=on`): a third to a quarter of
+    /// the disk, slower hits. Off, they are raw and a hit is a verified copy.
+    pub local_compression: bool,
 }
 
 impl ServerConfig {
@@ -48,6 +60,8 @@ impl ServerConfig {
             tiers: Vec::new(),
             listen: None,
             token: None,
+            single_flight_wait: DEFAULT_SINGLE_FLIGHT_WAIT,
+            local_compression: false,
         }
     }
 

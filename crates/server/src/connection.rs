@@ -3,7 +3,9 @@
 //! A peer on the Unix socket is admitted by its uid. A peer on TCP is admitted by nothing but
 //! the token in its `Hello`: before that, every request is refused and the connection closed,
 //! and afterwards only inline transfers, manifests and stats are served (the server never
-//! acts on a remote client's paths, and never compiles for it).
+//! acts on a remote client's paths, and never compiles for it). A local peer of another uid
+//! gets one refusal and the connection closed. Until a peer is admitted, its frames may be
+//! 64 KiB at most, so an unadmitted peer cannot make the server buffer big frames.
 
 use std::net::SocketAddr;
 
@@ -15,6 +17,7 @@ use hoard_protocol::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use crate::flight::{ConnectionFlights, Holder};
 use crate::probe;
 use crate::server::Shared;
 use crate::stats::Counted;
@@ -43,8 +46,18 @@ pub(crate) async fn serve_connection<S>(stream: S, peer: Peer, shared: &Shared)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut framed = Framed::new(stream, codec(shared.config.max_frame_length));
+    // Until a peer is admitted its frames are small: a TCP client without the token, or a
+    // local process of another uid, must not make the server buffer 16 MiB per connection.
+    let max_frame = if admitted_locally(peer, shared) {
+        shared.config.max_frame_length
+    } else {
+        PRE_ADMISSION_MAX_FRAME.min(shared.config.max_frame_length)
+    };
+    let mut framed = Framed::new(stream, codec(max_frame));
     let mut authenticated = false;
+    // Every flight this connection leads lands when it ends, however it ends, so followers
+    // never wait on a connection that is gone.
+    let flights = ConnectionFlights::new(&shared.flights);
     while let Some(frame) = framed.next().await {
         let request = match frame {
             // Oversize frames and I/O errors leave the stream out of step: say why, then close.
@@ -54,7 +67,11 @@ where
         let reply = match request {
             Err(message) => Reply::Close(error(message)),
             Ok(request) => {
-                match dispatch(request, &mut framed, peer, &mut authenticated, shared).await {
+                let conn = Conn {
+                    peer,
+                    holder: flights.holder,
+                };
+                match dispatch(request, &mut framed, conn, &mut authenticated, shared).await {
                     Some(reply) => reply,
                     None => return,
                 }
@@ -71,14 +88,31 @@ where
     }
 }
 
+/// The largest frame read from a peer not yet admitted (a TCP client before its `Hello` with
+/// the token, a local peer of another uid): a `Hello` is a few hundred bytes.
+const PRE_ADMISSION_MAX_FRAME: usize = 64 * 1024;
+
+/// Whether `peer` is a local process of the server's own uid, admitted without a token.
+fn admitted_locally(peer: Peer, shared: &Shared) -> bool {
+    matches!(peer, Peer::Local { uid: Some(uid) } if uid == shared.own_uid)
+}
+
+/// Who a request came from: the peer, and the connection's identity in single flight.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Conn {
+    pub peer: Peer,
+    pub holder: Holder,
+}
+
 /// Serves one admitted request, or refuses it. `None`: the connection is over.
 async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
     request: Request,
     framed: &mut Framed<S, LengthDelimitedCodec>,
-    peer: Peer,
+    conn: Conn,
     authenticated: &mut bool,
     shared: &Shared,
 ) -> Option<Reply> {
+    let peer = conn.peer;
     if let Some(refusal) = refusal(&request, peer, *authenticated, shared) {
         return Some(refusal);
     }
@@ -95,6 +129,9 @@ async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
             return None;
         }
         *authenticated = true;
+        framed
+            .codec_mut()
+            .set_max_frame_length(shared.config.max_frame_length);
     }
     Some(match request {
         Request::CachePutInline {
@@ -105,7 +142,14 @@ async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
         } if shared.config.max_protocol >= PROTOCOL_V2 => {
             match receive_entry(framed, size, data, shared).await {
                 Ok(bytes) => Reply::One(
-                    crate::v2::cache_put_inline(shared, &key, language.as_deref(), bytes).await,
+                    crate::v2::cache_put_inline(
+                        shared,
+                        conn.holder,
+                        &key,
+                        language.as_deref(),
+                        bytes,
+                    )
+                    .await,
                 ),
                 Err(message) => Reply::Close(error(message)),
             }
@@ -115,7 +159,7 @@ async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
             shared.shutdown.notify_one();
             return None;
         }
-        request => handle(request, peer, shared).await,
+        request => handle(request, conn, shared).await,
     })
 }
 
@@ -123,12 +167,13 @@ async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
 fn refusal(request: &Request, peer: Peer, authenticated: bool, shared: &Shared) -> Option<Reply> {
     let refused = match peer {
         Peer::Local { uid: Some(uid) } if uid == shared.own_uid => return None,
-        Peer::Local { uid: Some(uid) } => Reply::One(error(format!(
+        // Nothing it could send would be served: say why once, and hang up.
+        Peer::Local { uid: Some(uid) } => Reply::Close(error(format!(
             "refused: peer uid {uid} is not the server's uid {}",
             shared.own_uid
         ))),
         Peer::Local { uid: None } => {
-            Reply::One(error("refused: the peer's credentials are unknown".into()))
+            Reply::Close(error("refused: the peer's credentials are unknown".into()))
         }
         Peer::Remote { .. } if !authenticated && !matches!(request, Request::Hello { .. }) => {
             Reply::Close(error(format!(
@@ -262,7 +307,8 @@ fn error(message: String) -> Response {
     Response::Error { message }
 }
 
-async fn handle(request: Request, peer: Peer, shared: &Shared) -> Reply {
+async fn handle(request: Request, conn: Conn, shared: &Shared) -> Reply {
+    let peer = conn.peer;
     let max_protocol = shared.config.max_protocol.clamp(MIN_PROTOCOL, MAX_PROTOCOL);
     if max_protocol < PROTOCOL_V2 && is_v2_only(&request) {
         // Exactly what a server from before v2 does with a message it has never heard of.
@@ -274,6 +320,14 @@ async fn handle(request: Request, peer: Peer, shared: &Shared) -> Reply {
         Peer::Local { uid } => uid.unwrap_or(shared.own_uid),
         Peer::Remote { .. } => shared.own_uid,
     };
+    if matches!(
+        request,
+        Request::CacheGet { .. } | Request::CachePut { .. } | Request::CacheGetInline { .. }
+    ) {
+        shared.stats.count(Counted::Request {
+            version: PROTOCOL_V2,
+        });
+    }
     let response = match request {
         Request::Compile {
             exe,
@@ -284,7 +338,7 @@ async fn handle(request: Request, peer: Peer, shared: &Shared) -> Reply {
             shared.stats.count(Counted::Request {
                 version: PROTOCOL_V1,
             });
-            crate::v1::compile(shared, exe, cwd, args, env).await
+            crate::v1::compile(shared, conn.holder, exe, cwd, args, env).await
         }
         Request::Hello {
             min,
@@ -304,10 +358,14 @@ async fn handle(request: Request, peer: Peer, shared: &Shared) -> Reply {
             outputs,
             language,
         } => {
-            shared.stats.count(Counted::Request {
-                version: PROTOCOL_V2,
-            });
-            crate::v2::cache_get(shared, peer_uid, &key, &outputs, language.as_deref()).await
+            crate::v2::cache_get(
+                shared,
+                (conn.holder, peer_uid),
+                &key,
+                &outputs,
+                language.as_deref(),
+            )
+            .await
         }
         Request::CachePut {
             key,
@@ -317,37 +375,27 @@ async fn handle(request: Request, peer: Peer, shared: &Shared) -> Reply {
             exit_status,
             language: _,
         } => {
-            shared.stats.count(Counted::Request {
-                version: PROTOCOL_V2,
-            });
             let meta = hoard_storage::EntryMeta {
                 stdout,
                 stderr,
                 exit_status,
             };
-            crate::v2::cache_put(shared, peer_uid, &key, &outputs, &meta).await
+            crate::v2::cache_put(shared, (conn.holder, peer_uid), &key, &outputs, &meta).await
         }
         Request::CacheGetInline { key, language } => {
-            shared.stats.count(Counted::Request {
-                version: PROTOCOL_V2,
-            });
-            return match crate::v2::cache_get_inline(shared, &key, language.as_deref()).await {
+            let found =
+                crate::v2::cache_get_inline(shared, conn.holder, &key, language.as_deref()).await;
+            return match found {
                 Ok(bytes) => Reply::Entry(bytes),
                 Err(response) => Reply::One(response),
             };
         }
-        Request::ManifestGet { key } => crate::v2::manifest_get(shared, &key).await,
+        Request::ManifestGet { key } => crate::v2::manifest_get(shared, conn.holder, &key).await,
         Request::ManifestPut { key, manifest } => {
-            crate::v2::manifest_put(shared, &key, manifest).await
+            crate::v2::manifest_put(shared, conn.holder, &key, manifest).await
         }
         Request::GetStats => stats(shared),
-        Request::ZeroStats => match shared.stats.zero() {
-            Ok(()) => {
-                shared.tiers.zero_tier_stats();
-                Response::Done
-            }
-            Err(e) => error(format!("cannot zero the client events log: {e}")),
-        },
+        Request::ZeroStats => zero_stats(shared),
         // Handled by the connection loop, which owns the stream they need.
         Request::Shutdown | Request::CachePutInline { .. } => Response::Done,
         Request::Chunk { .. } => {
@@ -358,6 +406,16 @@ async fn handle(request: Request, peer: Peer, shared: &Shared) -> Reply {
         },
     };
     Reply::One(response)
+}
+
+fn zero_stats(shared: &Shared) -> Response {
+    match shared.stats.zero() {
+        Ok(()) => {
+            shared.tiers.zero_tier_stats();
+            Response::Done
+        }
+        Err(e) => error(format!("cannot zero the client events log: {e}")),
+    }
 }
 
 /// Negotiation, plus the shared-filesystem probe for local peers (a TCP peer never shares).

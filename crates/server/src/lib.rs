@@ -5,10 +5,13 @@
 //! extraction belong to `hoard-storage`; this crate adds the path rules that make it safe to
 //! act on a client's paths, the counters behind `GetStats`, idle shutdown and a clean
 //! `Shutdown`. For clients that only speak protocol v1 it runs the compiler pipeline of
-//! `hoard-compiler` itself, over the same storage. It knows nothing of the client's internals.
+//! `hoard-compiler` itself, over the same storage. Lookups are single flight: concurrent
+//! misses of one key wait (bounded) for the first to be compiled and stored, so a key is
+//! compiled once per server. It knows nothing of the client's internals.
 
 mod config;
 mod connection;
+mod flight;
 mod output_paths;
 mod probe;
 mod server;
@@ -16,6 +19,6 @@ mod stats;
 mod v1;
 mod v2;
 
-pub use config::ServerConfig;
+pub use config::{DEFAULT_SINGLE_FLIGHT_WAIT, ServerConfig};
 pub use output_paths::PathRefused;
 pub use server::{ServerError, serve};

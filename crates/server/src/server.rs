@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     /// The server's own uid: only peers with this uid get file operations.
     pub own_uid: u32,
     pub shutdown: Notify,
+    /// Keys some connection is compiling right now, for single flight.
+    pub flights: Arc<crate::flight::Flights>,
     active: AtomicUsize,
     last_active: std::sync::Mutex<Instant>,
 }
@@ -83,6 +85,13 @@ impl Shared {
             .last_active
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
+    /// Whether `key` is in the local store now. A missing key costs one failed `open`; a
+    /// present one is read (the store offers no cheaper test), which only happens in the
+    /// short gap single flight closes with it.
+    pub fn stored_locally(&self, key: &hoard_storage::CacheKey) -> bool {
+        DiskStore::peek(self.tiers.local().dir(), key).is_ok_and(|entry| entry.is_some())
     }
 
     fn idle_for(&self) -> Option<Duration> {
@@ -151,6 +160,16 @@ fn take_lock(config: &ServerConfig) -> Result<(File, u32), ServerError> {
     Ok((lock, own_uid))
 }
 
+/// The entry store over `tiers`, packing local entries as configured.
+fn entry_store(tiers: &Arc<TieredStorage>, config: &ServerConfig) -> EntryStore {
+    let format = if config.local_compression {
+        hoard_storage::entry::EntryFormat::Zstd
+    } else {
+        hoard_storage::entry::EntryFormat::Raw
+    };
+    EntryStore::new(tiers.clone()).with_format(format)
+}
+
 /// Runs a server until it is told to shut down or stays idle past the timeout.
 ///
 /// Exactly one server runs per socket: the first to take the lock beside the socket serves,
@@ -194,13 +213,14 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     // Never connects here: a tier that is down now is picked up when it comes back.
     let tiers = Arc::new(TieredStorage::new(disk, config.tiers.clone())?);
     let shared = Arc::new(Shared {
-        store: EntryStore::new(tiers.clone()),
-        v1_cache: hoard_compiler::StorageCache::new(EntryStore::new(tiers.clone())),
+        store: entry_store(&tiers, &config),
+        v1_cache: hoard_compiler::StorageCache::new(entry_store(&tiers, &config)),
         tiers,
         stats: Arc::new(ServerStats::new(config.client_events_path())),
         background: tokio_util::task::TaskTracker::new(),
         own_uid,
         shutdown: Notify::new(),
+        flights: Arc::new(crate::flight::Flights::new(config.single_flight_wait)),
         active: AtomicUsize::new(0),
         last_active: std::sync::Mutex::new(Instant::now()),
         config,

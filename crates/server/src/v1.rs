@@ -6,11 +6,81 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-use hoard_compiler::{CacheStatus, CommandLine, PipelineConfig, compile_command};
+use async_trait::async_trait;
+use hoard_compiler::{
+    ArtifactCache, CacheError, CacheKey, CacheStatus, CommandLine, CompileResult, Language,
+    OutputPath, PipelineConfig, compile_command,
+};
 use hoard_protocol::{ByteBuf, Response};
 
+use crate::flight::Holder;
 use crate::server::Shared;
 use crate::stats::Counted;
+
+/// The server's storage as the v1 pipeline sees it, single flight: a lookup that misses while
+/// another connection's `Compile` is producing the same key waits for it (bounded), as a v2
+/// `CacheGet` does; storing a key lands this connection's flight of it.
+struct SingleFlight<'a> {
+    shared: &'a Shared,
+    holder: Holder,
+}
+
+#[async_trait]
+impl ArtifactCache for SingleFlight<'_> {
+    async fn get(
+        &self,
+        key: &CacheKey,
+        outputs: &[OutputPath],
+        language: Language,
+    ) -> Result<Option<CompileResult>, CacheError> {
+        let cache = &self.shared.v1_cache;
+        if outputs.is_empty() {
+            // The pipeline's miss probe: nothing to wait for or lead.
+            return cache.get(key, outputs, language).await;
+        }
+        let look = || cache.get(key, outputs, language);
+        let stored = || self.shared.stored_locally(key);
+        self.shared
+            .flights
+            .look(key, self.holder, stored, look)
+            .await
+    }
+
+    async fn put(
+        &self,
+        key: &CacheKey,
+        outputs: &[OutputPath],
+        result: &CompileResult,
+        language: Language,
+    ) -> Result<(), CacheError> {
+        let stored = self
+            .shared
+            .v1_cache
+            .put(key, outputs, result, language)
+            .await;
+        self.shared.flights.land(key, self.holder);
+        if stored.is_ok() {
+            self.shared.stats.count(Counted::Write);
+        }
+        stored
+    }
+
+    async fn get_manifest(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
+        let cache = &self.shared.v1_cache;
+        let look = || cache.get_manifest(key);
+        let stored = || self.shared.stored_locally(key);
+        self.shared
+            .flights
+            .look(key, self.holder, stored, look)
+            .await
+    }
+
+    async fn put_manifest(&self, key: &CacheKey, manifest: Vec<u8>) -> Result<(), CacheError> {
+        let stored = self.shared.v1_cache.put_manifest(key, manifest).await;
+        self.shared.flights.land(key, self.holder);
+        stored
+    }
+}
 
 fn os(bytes: impl Into<Vec<u8>>) -> OsString {
     OsString::from_vec(bytes.into())
@@ -19,6 +89,7 @@ fn os(bytes: impl Into<Vec<u8>>) -> OsString {
 /// `Compile`: classify, look up, compile on a miss; the outputs are in place when it answers.
 pub(crate) async fn compile(
     shared: &Shared,
+    holder: Holder,
     exe: Vec<u8>,
     cwd: Vec<u8>,
     args: Vec<ByteBuf>,
@@ -37,7 +108,10 @@ pub(crate) async fn compile(
         state_dir: shared.config.cache_dir.clone(),
         direct_mode: shared.config.direct_mode,
     };
-    let outcome = compile_command(&command, &pipeline, &shared.v1_cache).await;
+    let cache = SingleFlight { shared, holder };
+    let outcome = compile_command(&command, &pipeline, &cache).await;
+    // The compile is over: whatever it led and did not store, it never will.
+    shared.flights.land_all(holder);
     let language = outcome.language.map(hoard_compiler::Language::name);
     for error in &outcome.cache_errors {
         tracing::warn!("v1 compile: cache fault: {error}");

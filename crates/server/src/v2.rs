@@ -6,6 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use hoard_protocol::{OutputPath as WirePath, Response};
 use hoard_storage::{CacheKey, EntryMeta, OutputPath, ReadLimits};
 
+use crate::flight::Holder;
 use crate::output_paths::{self, PathRefused};
 use crate::server::Shared;
 use crate::stats::{Counted, Transfer};
@@ -67,9 +68,10 @@ fn checked_outputs(outputs: &[WirePath], peer_uid: u32) -> Result<Vec<OutputPath
 }
 
 /// `CacheGet`: on a hit the entry is extracted onto the outputs and its stdout/stderr returned.
+/// Single flight: a miss while another connection is producing the key waits for it.
 pub(crate) async fn cache_get(
     shared: &Shared,
-    peer_uid: u32,
+    (holder, peer_uid): (Holder, u32),
     key: &str,
     outputs: &[WirePath],
     language: Option<&str>,
@@ -82,7 +84,16 @@ pub(crate) async fn cache_get(
         Ok(o) => o,
         Err(e) => return e.answer(shared),
     };
-    match shared.store.get_outputs(&key, &outputs).await {
+    let found = if outputs.is_empty() {
+        // A lookup naming no outputs only counts a miss (the pipeline's miss probe after a
+        // compile): it leads nothing and waits for nothing.
+        shared.store.get_outputs(&key, &outputs).await
+    } else {
+        let look = || shared.store.get_outputs(&key, &outputs);
+        let stored = || shared.stored_locally(&key);
+        shared.flights.look(&key, holder, stored, look).await
+    };
+    match found {
         Ok(Some(meta)) => {
             shared.stats.count(Counted::Hit { language });
             shared.stats.count(Counted::Transfer(Transfer::SharedFs));
@@ -103,7 +114,7 @@ pub(crate) async fn cache_get(
 /// `CachePut`: packs the outputs from the client's paths and stores the entry.
 pub(crate) async fn cache_put(
     shared: &Shared,
-    peer_uid: u32,
+    (holder, peer_uid): (Holder, u32),
     key: &str,
     outputs: &[WirePath],
     meta: &EntryMeta,
@@ -112,6 +123,9 @@ pub(crate) async fn cache_put(
         Ok(k) => k,
         Err(e) => return refused(shared, e),
     };
+    // Whatever happens to the put, this connection's flight of the key ends here: on success
+    // it passes to the store below, on a refusal its followers stop waiting for it.
+    let landing = scopeguard(|| shared.flights.land(&key, holder));
     let outputs = match checked_outputs(outputs, peer_uid) {
         Ok(o) => o,
         Err(e) => return e.answer(shared),
@@ -128,6 +142,9 @@ pub(crate) async fn cache_put(
     };
     shared.stats.count(Counted::Transfer(Transfer::SharedFs));
     let (store, stats, meta) = (shared.store.clone(), shared.stats.clone(), meta.clone());
+    // Followers of the key wait for the entry to be on disk, not merely for this answer.
+    let storing = shared.flights.storing(&key);
+    drop(landing);
     shared.background.spawn(async move {
         match store.put_files(&key, files, meta).await {
             Ok(()) => stats.count(Counted::Write),
@@ -136,18 +153,37 @@ pub(crate) async fn cache_put(
                 stats.count(Counted::Error);
             }
         }
+        drop(storing);
     });
     Response::Stored
+}
+
+/// Runs `f` when dropped.
+struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+fn scopeguard<F: FnOnce()>(f: F) -> OnDrop<F> {
+    OnDrop(Some(f))
 }
 
 /// `CacheGetInline`: the stored entry's bytes, checksum verified, for the client to extract.
 pub(crate) async fn cache_get_inline(
     shared: &Shared,
+    holder: Holder,
     key: &str,
     language: Option<&str>,
 ) -> Result<Vec<u8>, Response> {
     let key = parse_key(key).map_err(|e| refused(shared, e))?;
-    match shared.store.get_entry(&key).await {
+    let look = || shared.store.get_entry(&key);
+    let stored = || shared.stored_locally(&key);
+    match shared.flights.look(&key, holder, stored, look).await {
         Ok(Some(bytes)) => {
             shared.stats.count(Counted::Hit { language });
             shared.stats.count(Counted::Transfer(Transfer::Inline));
@@ -164,6 +200,7 @@ pub(crate) async fn cache_get_inline(
 /// `CachePutInline`: stores an entry the client packed, once its checksum holds.
 pub(crate) async fn cache_put_inline(
     shared: &Shared,
+    holder: Holder,
     key: &str,
     _language: Option<&str>,
     bytes: Vec<u8>,
@@ -175,7 +212,9 @@ pub(crate) async fn cache_put_inline(
         Ok(k) => k,
         Err(e) => return refused(shared, e),
     };
-    match shared.store.put_entry(&key, bytes).await {
+    let stored = shared.store.put_entry(&key, bytes).await;
+    shared.flights.land(&key, holder);
+    match stored {
         Ok(()) => {
             shared.stats.count(Counted::Transfer(Transfer::Inline));
             shared.stats.count(Counted::Write);
@@ -186,12 +225,16 @@ pub(crate) async fn cache_put_inline(
 }
 
 /// `ManifestGet`: the direct-mode manifest under `key`, if any.
-pub(crate) async fn manifest_get(shared: &Shared, key: &str) -> Response {
+/// Single flight: in direct mode a first compile's only lookup before compiling is of its
+/// manifest, so concurrent first compiles of one source wait here for the first to record.
+pub(crate) async fn manifest_get(shared: &Shared, holder: Holder, key: &str) -> Response {
     let key = match parse_key(key) {
         Ok(k) => k,
         Err(e) => return refused(shared, e),
     };
-    match shared.store.get_blob(&key).await {
+    let look = || shared.store.get_blob(&key);
+    let stored = || shared.stored_locally(&key);
+    match shared.flights.look(&key, holder, stored, look).await {
         Ok(Some(manifest)) => Response::Manifest { manifest },
         Ok(None) => Response::Miss,
         Err(e) => refused(shared, format!("manifest get {key}: {e}")),
@@ -199,12 +242,19 @@ pub(crate) async fn manifest_get(shared: &Shared, key: &str) -> Response {
 }
 
 /// `ManifestPut`: stores a direct-mode manifest.
-pub(crate) async fn manifest_put(shared: &Shared, key: &str, manifest: Vec<u8>) -> Response {
+pub(crate) async fn manifest_put(
+    shared: &Shared,
+    holder: Holder,
+    key: &str,
+    manifest: Vec<u8>,
+) -> Response {
     let key = match parse_key(key) {
         Ok(k) => k,
         Err(e) => return refused(shared, e),
     };
-    match shared.store.put_blob(&key, manifest).await {
+    let stored = shared.store.put_blob(&key, manifest).await;
+    shared.flights.land(&key, holder);
+    match stored {
         Ok(()) => Response::Stored,
         Err(e) => refused(shared, format!("manifest put {key}: {e}")),
     }
