@@ -46,7 +46,39 @@ pub fn render(stats: &Stats, settings: &Settings) -> String {
     ] {
         section(&mut out, title, map);
     }
+    tiers(&mut out, stats);
+    if !stats.transfers.is_zero() {
+        let _ = writeln!(out, "Transfers (hits and puts):");
+        let _ = writeln!(
+            out,
+            "  {:<30} {:>14}",
+            "shared filesystem", stats.transfers.shared_fs
+        );
+        let _ = writeln!(out, "  {:<30} {:>14}", "inline", stats.transfers.inline);
+    }
     out
+}
+
+/// Each tier's hit rate and counters, local disk first.
+fn tiers(out: &mut String, stats: &Stats) {
+    if stats.tiers.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "Tiers:");
+    for tier in &stats.tiers {
+        let lookups = tier.hits + tier.misses;
+        #[allow(clippy::cast_precision_loss)]
+        let rate = if lookups == 0 {
+            0.0
+        } else {
+            tier.hits as f64 * 100.0 / lookups as f64
+        };
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>8} hits ({rate:.1} %) {:>8} misses {:>8} writes {:>6} errors  {}",
+            tier.name, tier.hits, tier.misses, tier.writes, tier.errors, tier.state
+        );
+    }
 }
 
 fn section(out: &mut String, title: &str, map: &BTreeMap<String, u64>) {

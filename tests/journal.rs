@@ -73,6 +73,17 @@ fn a_journal_of_a_real_build_agrees_with_the_servers_stats() {
         .unwrap();
     assert_eq!(linked["reason"], "linking", "{linked}");
 
+    // The server's own table shows the same build by tier and by transfer.
+    let table = sandbox.hoard().arg("--show-stats").output().unwrap();
+    let table = text(&table.stdout);
+    let local = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("local "))
+        .unwrap_or_else(|| panic!("no local tier row in\n{table}"));
+    // Storage-level counts: manifests and the miss probes are lookups too.
+    assert!(local.contains(" 12 hits ("), "{local}");
+    assert!(table.contains("shared filesystem"), "{table}");
+
     let summary = sandbox
         .hoard()
         .args(["--show-stats", "--since-journal"])
