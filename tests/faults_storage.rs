@@ -335,3 +335,49 @@ fn an_output_directory_removed_between_compile_and_put_gives_the_compilers_resul
     );
     assert_eq!(count(&stats, "local_fallbacks"), 0, "{stats}");
 }
+
+/// A cache directory with not one byte free when the build starts: the dependency file depend
+/// mode adds there (for commands without `-MD`) cannot be written, and the compile is rerun as
+/// the build gave it.
+#[test]
+fn a_cache_filesystem_already_full_leaves_every_compile_as_gcc_gives_it() {
+    let (sandbox, sources, out, _reference) = setup();
+    let tiny = Mount::tmpfs(&sandbox.cache_dir(), "256k");
+    sandbox.start_server();
+    let filler = sandbox.cache_dir().join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let block = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut file, &block).is_ok() {}
+    drop(file);
+    std::fs::create_dir_all(&out).unwrap();
+    for source in sources.iter().take(4) {
+        let plain = out.join("plain.o");
+        let cached = out.join("cached.o");
+        let args = |o: &Path| {
+            vec![
+                "-O1".to_owned(),
+                "-c".into(),
+                source.display().to_string(),
+                "-o".into(),
+                o.display().to_string(),
+            ]
+        };
+        let gcc = std::process::Command::new("gcc")
+            .args(args(&plain))
+            .output()
+            .unwrap();
+        let hoard = sandbox
+            .hoard()
+            .arg("gcc")
+            .args(args(&cached))
+            .output()
+            .unwrap();
+        assert!(hoard.status.success(), "{}", text(&hoard.stderr));
+        assert_eq!(text(&hoard.stderr), text(&gcc.stderr));
+        assert_eq!(
+            std::fs::read(&cached).unwrap(),
+            std::fs::read(&plain).unwrap()
+        );
+    }
+    drop(tiny);
+}

@@ -361,6 +361,17 @@ impl Attempt<'_> {
             .compile(run(&self.c.compiler.path, &args, command))
             .await;
         if result.exit_status != 0 {
+            if let Some(scratch) = &scratch
+                && mentions(&result.stderr, scratch.as_os_str().as_bytes())
+            {
+                // The compiler could not write the dependency file we added (a full or
+                // read-only cache directory): the build must see the command as it was.
+                let error = CacheError::new(format!(
+                    "depend mode: the compiler could not write {}",
+                    scratch.display()
+                ));
+                return self.fallback(error).await;
+            }
             return self.finish(result, CacheStatus::Miss);
         }
         if !self.looked_up.load(Ordering::Relaxed) {
