@@ -66,6 +66,28 @@ fn a_server_killed_with_sigkill_mid_request_leaves_a_byte_identical_build_and_co
     assert!(build.took < reference.bound(), "took {:?}", build.took);
 }
 
+/// The statistics, asked until a server answers: right after a SIGKILL the dead server's
+/// listening socket may still take (and then reset) a connection for a moment.
+fn stats_once_answered(sandbox: &Sandbox) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let out = sandbox
+            .hoard()
+            .args(["--show-stats", "--json"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return serde_json::from_slice(&out.stdout).unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no server answered --show-stats: {}",
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Stops the server, builds the warm tree, and checks the build: byte-identical, within the
 /// acceptance bound, each compile done locally and counted. Then kills the hung server and
 /// shows that the next build is served from the cache again.
@@ -94,7 +116,7 @@ fn hung_server(client_timeout: Option<&str>, fault: &str) {
     signal(hung, "KILL");
     wait_dead(hung);
 
-    let stats = sandbox.stats();
+    let stats = stats_once_answered(&sandbox);
     report(fault, &reference, build.took, &stats);
     let n = sources.len() as u64;
     assert_eq!(count(&stats, "local_fallbacks"), n, "{stats}");
