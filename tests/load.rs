@@ -289,19 +289,17 @@ fn two_servers_sharing_one_cache_directory_under_eviction_never_serve_a_corrupt_
             "no eviction pressure: {stats}"
         );
     }
-    // Known defect (DiskStore counts only its own writes between rescans): with two servers
-    // the directory can stay a little over the limit at rest (measured up to 1.03x in CI).
-    // What holds today is each server's own bound; tighten this to LIMIT once DiskStore
-    // rescans after writing a tenth of its limit.
+    // The servers count the directory together (DiskStore's size ledger), so at rest it is
+    // within the limit however their writes interleaved.
     assert!(
-        end <= 2 * LIMIT,
-        "the directory holds {end} B at rest, over twice the {LIMIT}-byte limit"
+        end <= LIMIT,
+        "the directory holds {end} B at rest, over the {LIMIT}-byte limit"
     );
-    // Each server counts only its own writes between rescans, so while both write the
-    // directory can pass the limit by up to what the other wrote since its last rescan: never
-    // more than twice the limit with two servers.
+    // Eviction runs in the background after the put that crossed the limit, so the
+    // directory may pass it by what lands meanwhile: a few objects, never another server's
+    // worth (before the ledger it peaked at 1.87x).
     assert!(
-        peak <= 2 * LIMIT,
+        peak <= LIMIT + LIMIT / 4,
         "the directory peaked at {peak} B for a {LIMIT}-byte limit"
     );
 }

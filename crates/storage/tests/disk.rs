@@ -103,6 +103,29 @@ async fn size_is_held_within_the_limit() {
 }
 
 #[tokio::test]
+async fn two_stores_sharing_a_directory_hold_one_limit_between_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let max = 10_000;
+    let a = DiskStore::open(dir.path(), max).unwrap();
+    let b = DiskStore::open(dir.path(), max).unwrap();
+    // Each writes less than the limit; together they write almost twice it.
+    for n in 0..9 {
+        a.put(&key(n), vec![n; 1000]).await.unwrap();
+        b.put(&key(100 + n), vec![n; 1000]).await.unwrap();
+    }
+    a.wait_for_eviction().await;
+    b.wait_for_eviction().await;
+    let (count, total) = on_disk(dir.path());
+    assert!(total <= max, "{total} bytes on disk over the shared {max}");
+    assert_eq!(a.size_bytes(), total);
+    assert_eq!(b.entry_count(), count);
+    a.remove(&key(108)).await.unwrap();
+    b.remove(&key(108)).await.unwrap();
+    assert!(!b.contains(&key(108)));
+    assert_eq!(a.size_bytes(), on_disk(dir.path()).1);
+}
+
+#[tokio::test]
 async fn reopening_counts_what_is_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let store = DiskStore::open(dir.path(), 1 << 20).unwrap();

@@ -3,14 +3,16 @@
 //!
 //! Several processes may share one directory. Every write is a temporary file in the entry's
 //! own subdirectory renamed over the entry, so a reader sees a whole old entry, a whole new
-//! one or none; a reader that has opened a file keeps reading it even if it is evicted. Each
-//! process keeps only an approximate size counter; eviction rescans the directory, which is
-//! the truth when others write to it too.
+//! one or none; a reader that has opened a file keeps reading it even if it is evicted. The
+//! processes count the directory's size together in a [`ledger`] file, so the limit holds for
+//! the directory, not per process; eviction rescans the directory, which is the truth.
+
+mod ledger;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +20,7 @@ use async_trait::async_trait;
 use tokio::task::JoinHandle;
 
 use crate::{CacheKey, Storage, StorageError, run_blocking, run_sized};
+use ledger::{Ledger, Totals};
 
 /// Temporary files start with this, so eviction can tell them from entries.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -38,8 +41,7 @@ pub struct DiskStore {
 struct Inner {
     dir: PathBuf,
     max_size: u64,
-    size: AtomicU64,
-    count: AtomicU64,
+    ledger: Ledger,
     evicting: AtomicBool,
     eviction: Mutex<Option<JoinHandle<()>>>,
 }
@@ -65,8 +67,7 @@ impl DiskStore {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 max_size,
-                size: AtomicU64::new(scan.total()),
-                count: AtomicU64::new(scan.entries.len() as u64),
+                ledger: Ledger::open(dir, scan.totals()),
                 evicting: AtomicBool::new(false),
                 eviction: Mutex::new(None),
             }),
@@ -78,10 +79,10 @@ impl DiskStore {
         &self.inner.dir
     }
 
-    /// The bytes held, as this process counts them (exact after a scan, approximate when
-    /// other processes share the directory).
+    /// The bytes held, as the processes sharing the directory count them together (exact
+    /// after a rescan, and between rescans unless a writer died mid-put).
     pub fn size_bytes(&self) -> u64 {
-        self.inner.size.load(Ordering::SeqCst)
+        self.inner.ledger.read().bytes
     }
 
     /// The size limit.
@@ -91,7 +92,12 @@ impl DiskStore {
 
     /// The number of entries held, counted like [`DiskStore::size_bytes`].
     pub fn entry_count(&self) -> u64 {
-        self.inner.count.load(Ordering::SeqCst)
+        self.inner.ledger.read().entries
+    }
+
+    /// Whether an entry is stored under `key`, without reading it or refreshing its recency.
+    pub fn contains(&self, key: &CacheKey) -> bool {
+        self.inner.entry_path(key).is_file()
     }
 
     /// Waits until no eviction started by this store is running. Puts start evictions in the
@@ -155,10 +161,10 @@ impl Storage for DiskStore {
         }
         let inner = Arc::clone(&self.inner);
         let key = *key;
-        run_blocking("write entry", move || inner.write_entry(&key, &entry)).await?;
+        let totals = run_blocking("write entry", move || inner.write_entry(&key, &entry)).await?;
         // The size was raised before this check and the evictor re-checks after clearing its
         // flag, so an over-limit store always has an eviction coming.
-        if self.size_bytes() > self.inner.max_size {
+        if totals.bytes > self.inner.max_size {
             self.start_eviction();
         }
         Ok(())
@@ -212,7 +218,8 @@ impl Inner {
         self.dir.join(&hex[..2]).join(hex)
     }
 
-    fn write_entry(&self, key: &CacheKey, entry: &[u8]) -> Result<(), StorageError> {
+    /// Writes an entry and returns the directory's totals with it counted.
+    fn write_entry(&self, key: &CacheKey, entry: &[u8]) -> Result<Totals, StorageError> {
         let path = self.entry_path(key);
         let sub = path.parent().unwrap_or(&self.dir);
         fs::create_dir_all(sub).map_err(io_err("create directory", sub))?;
@@ -224,14 +231,10 @@ impl Inner {
         let old = fs::symlink_metadata(&path).ok().map(|m| m.len());
         tmp.persist(&path)
             .map_err(|e| io_err("rename onto", &path)(e.error))?;
-        self.size.fetch_add(entry.len() as u64, Ordering::SeqCst);
-        match old {
-            Some(old) => self.sub_size(old),
-            None => {
-                self.count.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        Ok(())
+        Ok(self.ledger.update(|now| Totals {
+            bytes: (now.bytes + entry.len() as u64).saturating_sub(old.unwrap_or(0)),
+            entries: now.entries + u64::from(old.is_none()),
+        }))
     }
 
     fn remove_entry(&self, key: &CacheKey) -> Result<(), StorageError> {
@@ -243,17 +246,15 @@ impl Inner {
         };
         match fs::remove_file(&path) {
             Ok(()) => {
-                self.sub_size(size);
-                sub_saturating(&self.count, 1);
+                self.ledger.update(|now| Totals {
+                    bytes: now.bytes.saturating_sub(size),
+                    entries: now.entries.saturating_sub(1),
+                });
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("remove", &path)(e)),
         }
-    }
-
-    fn sub_size(&self, bytes: u64) {
-        sub_saturating(&self.size, bytes);
     }
 
     /// The body of a background eviction task.
@@ -268,7 +269,7 @@ impl Inner {
             }
             // Puts that landed during the round may have pushed the store over again; their
             // own check may have seen the flag still set, so look once more.
-            if self.size.load(Ordering::SeqCst) <= self.max_size
+            if self.ledger.read().bytes <= self.max_size
                 || self.evicting.swap(true, Ordering::SeqCst)
             {
                 return;
@@ -280,8 +281,7 @@ impl Inner {
     /// Rescans the directory, deletes stale temporary files and, when over the limit, the
     /// oldest entries until the store is at 90% of its limit.
     fn evict_once(&self) -> Result<(), StorageError> {
-        let size_at_scan = self.size.load(Ordering::SeqCst);
-        let count_at_scan = self.count.load(Ordering::SeqCst);
+        let at_scan = self.ledger.read();
         let mut scan = scan(&self.dir)?;
         let now = SystemTime::now();
         for tmp in &scan.temps {
@@ -316,27 +316,16 @@ impl Inner {
             }
             tracing::debug!(dir = %self.dir.display(), before, after = total, "evicted");
         }
-        // Puts that landed while this ran may or may not be in the scan. Counting them again
-        // errs on the side of too big, which costs at most an early eviction; overwriting the
-        // counter with the scan would lose them and let the store outgrow its limit.
-        rebase(&self.size, size_at_scan, total);
-        rebase(&self.count, count_at_scan, count);
+        // Puts that landed while this ran (here or in another process) may or may not be in
+        // the scan. Counting them again errs on the side of too big, which costs at most an
+        // early eviction; overwriting the ledger with the scan would lose them and let the
+        // directory outgrow its limit.
+        self.ledger.update(|now| Totals {
+            bytes: total.saturating_add(now.bytes.saturating_sub(at_scan.bytes)),
+            entries: count.saturating_add(now.entries.saturating_sub(at_scan.entries)),
+        });
         Ok(())
     }
-}
-
-fn sub_saturating(counter: &AtomicU64, by: u64) {
-    // fetch_update only fails when the closure returns None, which this one never does.
-    let _ = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
-        Some(v.saturating_sub(by))
-    });
-}
-
-/// Sets `counter` to `truth` plus whatever was added to it since it read `at_scan`.
-fn rebase(counter: &AtomicU64, at_scan: u64, truth: u64) {
-    let _ = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
-        Some(truth.saturating_add(now.saturating_sub(at_scan)))
-    });
 }
 
 struct ClearOnDrop<'a>(&'a AtomicBool);
@@ -362,6 +351,13 @@ struct Scan {
 impl Scan {
     fn total(&self) -> u64 {
         self.entries.iter().map(|e| e.size).sum()
+    }
+
+    fn totals(&self) -> Totals {
+        Totals {
+            bytes: self.total(),
+            entries: self.entries.len() as u64,
+        }
     }
 }
 
