@@ -11,14 +11,7 @@ use crate::config::Settings;
 pub fn render(stats: &Stats, settings: &Settings) -> String {
     let mut out = String::new();
     let lookups = stats.cache_hits + stats.cache_misses;
-    let rate = if lookups == 0 {
-        0.0
-    } else {
-        // Counts stay far below 2^52, so the conversion is exact.
-        #[allow(clippy::cast_precision_loss)]
-        let r = stats.cache_hits as f64 * 100.0 / lookups as f64;
-        r
-    };
+    let rate = percent(stats.cache_hits, lookups);
     let mut row = |name: &str, value: String| {
         let _ = writeln!(out, "{name:<32} {value:>14}");
     };
@@ -29,6 +22,8 @@ pub fn render(stats: &Stats, settings: &Settings) -> String {
     row("Non-cacheable calls", stats.non_cacheable.to_string());
     row("Local fallbacks", stats.local_fallbacks.to_string());
     row("Cache errors", stats.cache_errors.to_string());
+    row("Corrupt entries removed", stats.corrupt_entries.to_string());
+    row("Time saved", duration(stats.time_saved_ms));
     row(
         "Cache size",
         format!(
@@ -36,6 +31,20 @@ pub fn render(stats: &Stats, settings: &Settings) -> String {
             human(stats.cache_size_bytes),
             human(stats.cache_max_bytes)
         ),
+    );
+    rates(
+        &mut out,
+        "Hit rate by protocol",
+        &stats.hits_by_protocol,
+        &stats.misses_by_protocol,
+        |v| format!("v{v}"),
+    );
+    rates(
+        &mut out,
+        "Hit rate by language",
+        &stats.hits_by_language,
+        &stats.misses_by_language,
+        str::to_owned,
     );
     for (title, map) in [
         ("Hits by language", &stats.hits_by_language),
@@ -66,18 +75,53 @@ fn tiers(out: &mut String, stats: &Stats) {
     }
     let _ = writeln!(out, "Tiers:");
     for tier in &stats.tiers {
-        let lookups = tier.hits + tier.misses;
-        #[allow(clippy::cast_precision_loss)]
-        let rate = if lookups == 0 {
-            0.0
-        } else {
-            tier.hits as f64 * 100.0 / lookups as f64
-        };
+        let rate = percent(tier.hits, tier.hits + tier.misses);
         let _ = writeln!(
             out,
             "  {:<12} {:>8} hits ({rate:.1} %) {:>8} misses {:>8} writes {:>6} errors  {}",
             tier.name, tier.hits, tier.misses, tier.writes, tier.errors, tier.state
         );
+    }
+}
+
+/// Hits against lookups per name (protocol version, language), for every name with either.
+fn rates(
+    out: &mut String,
+    title: &str,
+    hits: &BTreeMap<String, u64>,
+    misses: &BTreeMap<String, u64>,
+    label: impl Fn(&str) -> String,
+) {
+    let names: std::collections::BTreeSet<&String> = hits.keys().chain(misses.keys()).collect();
+    if names.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "{title}:");
+    for name in names {
+        let h = hits.get(name).copied().unwrap_or(0);
+        let lookups = h + misses.get(name).copied().unwrap_or(0);
+        let value = format!("{h} / {lookups} ({:.1} %)", percent(h, lookups));
+        let _ = writeln!(out, "  {:<30} {value:>14}", label(name));
+    }
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        return 0.0;
+    }
+    // Counts stay far below 2^52, so the conversion is exact.
+    #[allow(clippy::cast_precision_loss)]
+    let r = part as f64 * 100.0 / whole as f64;
+    r
+}
+
+/// Milliseconds as a person reads them: `3.2 s`, `4 min 12 s`, `2 h 5 min`.
+fn duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    match secs {
+        0..60 => format!("{}.{} s", secs, (ms % 1000) / 100),
+        60..3600 => format!("{} min {} s", secs / 60, secs % 60),
+        _ => format!("{} h {} min", secs / 3600, (secs % 3600) / 60),
     }
 }
 
@@ -100,4 +144,37 @@ fn human(bytes: u64) -> String {
         unit += 1;
     }
     format!("{value} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_seconds_minutes_or_hours() {
+        assert_eq!(duration(0), "0.0 s");
+        assert_eq!(duration(3_250), "3.2 s");
+        assert_eq!(duration(252_000), "4 min 12 s");
+        assert_eq!(duration(7_500_000), "2 h 5 min");
+    }
+
+    #[test]
+    fn hit_rates_cover_every_version_with_hits_or_misses() {
+        let hits = BTreeMap::from([("2".to_owned(), 3)]);
+        let misses = BTreeMap::from([("1".to_owned(), 4), ("2".to_owned(), 1)]);
+        let mut out = String::new();
+        rates(&mut out, "Hit rate by protocol", &hits, &misses, |v| {
+            format!("v{v}")
+        });
+        let lines: Vec<&str> = out.lines().map(str::trim).collect();
+        assert_eq!(lines[0], "Hit rate by protocol:");
+        assert!(
+            lines[1].starts_with("v1") && lines[1].ends_with("0 / 4 (0.0 %)"),
+            "{out}"
+        );
+        assert!(
+            lines[2].starts_with("v2") && lines[2].ends_with("3 / 4 (75.0 %)"),
+            "{out}"
+        );
+    }
 }

@@ -142,6 +142,7 @@ fn put(path: &Path) -> Request {
         stderr: vec![],
         exit_status: 0,
         language: None,
+        compile_ms: 0,
     }
 }
 

@@ -67,6 +67,7 @@ fn a_journal_of_a_real_build_agrees_with_the_servers_stats() {
     let hit = lines.iter().find(|l| l["result"] == "hit").unwrap();
     assert!(hit["compile_ms"].as_f64().unwrap() < 1e-9, "{hit}");
     assert_eq!(hit["transfer"], "shared_fs", "{hit}");
+    assert_eq!(hit["tier"], "local", "{hit}");
     let linked = lines
         .iter()
         .find(|l| l["result"] == "non_cacheable")
@@ -111,4 +112,31 @@ fn a_damaged_journal_is_an_error_naming_the_line() {
     assert!(!out.status.success());
     let message = text(&out.stderr);
     assert!(message.contains("bad.jsonl:1:"), "{message}");
+}
+
+#[test]
+fn a_client_pinned_to_v1_journals_the_servers_hits_as_hits() {
+    let mut sandbox = Sandbox::new();
+    let journal = sandbox.dir.path().join("v1.jsonl");
+    sandbox.set_env("HOARD_JOURNAL", &journal.display().to_string());
+    sandbox.set_env("HOARD_PROTOCOL", "1");
+    let sources: Vec<_> = c_files(&lua_sources()).into_iter().take(6).collect();
+    let out = sandbox.dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    for _ in 0..2 {
+        common::clean(&out);
+        for output in build(Some(&sandbox), "gcc", &sources, &out, &["-O1"], 2) {
+            assert!(output.status.success(), "{}", text(&output.stderr));
+        }
+    }
+    let stats = sandbox.stats();
+    let lines = journal_lines(&journal);
+    let count = |result: &str| lines.iter().filter(|l| l["result"] == result).count() as u64;
+    assert_eq!((count("hit"), count("miss")), (6, 6), "{lines:?}");
+    assert_eq!(
+        count("hit"),
+        stats["hits_by_protocol"]["1"].as_u64().unwrap(),
+        "{stats}"
+    );
+    assert!(lines.iter().all(|l| l["transfer"] == "v1"), "{lines:?}");
 }

@@ -285,7 +285,7 @@ impl Connection {
         &mut self,
         key: String,
         language: Option<String>,
-    ) -> Result<Option<Vec<u8>>, ClientError> {
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, ClientError> {
         const NAME: &str = "CacheGetInline";
         let waited = self.request_timeout;
         let request = Request::CacheGetInline { key, language };
@@ -302,8 +302,8 @@ impl Connection {
         .await?;
         self.welcome_if_pending().await?;
         let receive = async {
-            let (size, mut entry) = match self.receive(NAME).await? {
-                Response::Entry { size, data } => (size, data),
+            let (size, mut entry, tier) = match self.receive(NAME).await? {
+                Response::Entry { size, data, tier } => (size, data, tier),
                 Response::Miss => return Ok(None),
                 other => return Err(unexpected(NAME, &other)),
             };
@@ -314,7 +314,7 @@ impl Connection {
                 }
             }
             if entry.len() as u64 == size {
-                Ok(Some(entry))
+                Ok(Some((entry, tier)))
             } else {
                 Err(ClientError::Unexpected {
                     request: NAME,

@@ -17,7 +17,7 @@ pub async fn stats(config: &ClientConfig) -> Result<Stats, ClientError> {
     match connection.request(&Request::GetStats).await? {
         Response::Stats { stats } => {
             wedged::forget(&config.cache_dir);
-            Ok(stats)
+            Ok(*stats)
         }
         other => Err(unexpected("GetStats", &other)),
     }

@@ -287,6 +287,7 @@ impl Hoard {
                     stdout: meta.stdout,
                     stderr: meta.stderr,
                     exit_status: meta.exit_status,
+                    compile_time: std::time::Duration::from_millis(meta.compile_ms),
                 }))
             }
             Backend::Connected(remote) => remote
@@ -349,6 +350,7 @@ impl Hoard {
                     stdout: stdout.to_vec(),
                     stderr: stderr.to_vec(),
                     exit_status,
+                    compile_ms: 0,
                 };
                 store
                     .put_outputs(key, outputs, &meta, &ReadLimits::default())
@@ -360,6 +362,7 @@ impl Hoard {
                     stdout: stdout.to_vec(),
                     stderr: stderr.to_vec(),
                     exit_status,
+                    compile_time: std::time::Duration::ZERO,
                 };
                 remote
                     .put_outputs(key, outputs, &result, None)

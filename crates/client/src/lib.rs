@@ -40,6 +40,6 @@ pub use not_shared::NOT_SHARED_FILE;
 pub use probe::PROBE_FILE;
 pub use remote_cache::RemoteCache;
 pub use server_process::StopError;
-pub use v1::compile_on_server;
+pub use v1::{ServerCompiled, compile_on_server, compile_on_server_with_status};
 pub use wedged::UNRESPONSIVE_FILE;
 pub use wrapper::{run_wrapper, run_wrapper_uncached};

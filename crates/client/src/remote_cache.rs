@@ -32,6 +32,7 @@ pub struct RemoteCache {
     predates_v2: AtomicBool,
     /// How the last hit or put's bytes travelled, for the journal.
     last_transfer: std::sync::Mutex<Option<&'static str>>,
+    last_tier: std::sync::Mutex<Option<String>>,
 }
 
 /// How one request's bytes will travel.
@@ -50,7 +51,24 @@ impl RemoteCache {
             not_shared: std::sync::Mutex::new(None),
             predates_v2: AtomicBool::new(false),
             last_transfer: std::sync::Mutex::new(None),
+            last_tier: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The storage tier that held the last hit (`local`, `redis`, ...), when the server
+    /// said.
+    pub fn last_tier(&self) -> Option<String> {
+        self.last_tier
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn note_tier(&self, tier: Option<String>) {
+        *self
+            .last_tier
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tier;
     }
 
     /// How the last hit or stored put's bytes travelled: `shared_fs` or `inline`.
@@ -166,12 +184,16 @@ impl RemoteCache {
                     stdout,
                     stderr,
                     exit_status,
+                    tier,
                 } => {
                     self.note_transfer("shared_fs");
+                    self.note_tier(tier);
+                    // The compile time stays with the server, which counts the time saved.
                     return Ok(Some(CompileResult {
                         stdout,
                         stderr,
                         exit_status,
+                        compile_time: std::time::Duration::ZERO,
                     }));
                 }
                 Response::Miss => return Ok(None),
@@ -181,7 +203,7 @@ impl RemoteCache {
                 other => return Err(unexpected("CacheGet", &other)),
             }
         }
-        let Some(bytes) = connection
+        let Some((bytes, tier)) = connection
             .get_inline(key.to_hex(), language.map(str::to_owned))
             .await?
         else {
@@ -191,10 +213,12 @@ impl RemoteCache {
         match entry::extract(&bytes, outputs) {
             Ok(meta) => {
                 self.note_transfer("inline");
+                self.note_tier(tier);
                 Ok(Some(CompileResult {
                     stdout: meta.stdout,
                     stderr: meta.stderr,
                     exit_status: meta.exit_status,
+                    compile_time: std::time::Duration::from_millis(meta.compile_ms),
                 }))
             }
             // Not this compile's entry after all, or damaged on the way: a miss, and the put
@@ -229,6 +253,7 @@ impl RemoteCache {
                 stderr: result.stderr.clone(),
                 exit_status: result.exit_status,
                 language: language.map(str::to_owned),
+                compile_ms: result.compile_ms(),
             };
             match self.ask(&mut connection, &request).await? {
                 Response::Stored => {
@@ -245,6 +270,7 @@ impl RemoteCache {
             stdout: result.stdout.clone(),
             stderr: result.stderr.clone(),
             exit_status: result.exit_status,
+            compile_ms: result.compile_ms(),
         };
         let packed = entry::pack(outputs, &meta, &ReadLimits::default())?;
         match connection

@@ -15,6 +15,27 @@ pub async fn compile_on_server(
     command: &CommandLine,
     timeout: std::time::Duration,
 ) -> Result<CompileResult, ClientError> {
+    Ok(compile_on_server_with_status(connection, command, timeout)
+        .await?
+        .result)
+}
+
+/// What a v1 server answered to `Compile`.
+#[derive(Debug, Clone)]
+pub struct ServerCompiled {
+    /// What the compile printed and returned (its time is unknown here: zero).
+    pub result: CompileResult,
+    /// How the server's cache served it (`hit`, `miss`, `non_cacheable`, `fallback`), when
+    /// the server says.
+    pub cache: Option<String>,
+}
+
+/// [`compile_on_server`], also returning how the server's cache served the compile.
+pub async fn compile_on_server_with_status(
+    connection: &mut Connection,
+    command: &CommandLine,
+    timeout: std::time::Duration,
+) -> Result<ServerCompiled, ClientError> {
     let bytes = |s: &std::ffi::OsStr| ByteBuf::from(s.as_bytes());
     let request = Request::Compile {
         exe: command.program.as_bytes().to_vec(),
@@ -31,11 +52,15 @@ pub async fn compile_on_server(
             stdout,
             stderr,
             exit_status,
-            cache: _,
-        } => Ok(CompileResult {
-            stdout,
-            stderr,
-            exit_status,
+            cache,
+        } => Ok(ServerCompiled {
+            result: CompileResult {
+                stdout,
+                stderr,
+                exit_status,
+                compile_time: std::time::Duration::ZERO,
+            },
+            cache,
         }),
         other => Err(unexpected("Compile", &other)),
     }

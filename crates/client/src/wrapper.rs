@@ -9,7 +9,7 @@ use hoard_compiler::{
 };
 use hoard_protocol::{ClientEvent, PROTOCOL_V2};
 
-use crate::v1::compile_on_server;
+use crate::v1::{ServerCompiled, compile_on_server_with_status};
 use crate::wedged::{self, Recall};
 use crate::{ClientConfig, ClientError, Connection, RemoteCache, journal, record_event};
 
@@ -31,6 +31,7 @@ impl Invocation<'_> {
         reason: Option<&str>,
         outcome: Option<&hoard_compiler::CompileOutcome>,
         transfer: Option<&str>,
+        tier: Option<&str>,
     ) {
         let Some(path) = self.journal else { return };
         let times = outcome.map(|o| o.times).unwrap_or_default();
@@ -48,7 +49,7 @@ impl Invocation<'_> {
                 result,
                 reason: reason.map(str::to_owned),
                 direct,
-                tier: None,
+                tier: tier.map(str::to_owned),
                 transfer: transfer.map(str::to_owned),
                 hashing_ms: journal::ms(times.hashing),
                 lookup_ms: journal::ms(times.lookup),
@@ -100,6 +101,7 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
                 Some(reason.name()),
                 None,
                 None,
+                None,
             );
             return exec_compiler(&command.program, &command.args);
         }
@@ -111,7 +113,13 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
         return fall_back_unasked(config, &command, &invocation);
     }
     let Some(runtime) = runtime(config) else {
-        invocation.record(journal::Outcome::Fallback, Some("runtime"), None, None);
+        invocation.record(
+            journal::Outcome::Fallback,
+            Some("runtime"),
+            None,
+            None,
+            None,
+        );
         return exec_compiler(&command.program, &command.args);
     };
     // A miss copies rustc's stderr through as it is written: cargo starts dependents on
@@ -123,11 +131,15 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
         let cache = RemoteCache::new(connection);
         let outcome = cached_compile(&compile, &cache).await;
         if outcome.status != CacheStatus::Withdrawn {
-            return Ok(Served::Pipeline(outcome, cache.last_transfer()));
+            let route = Route {
+                transfer: cache.last_transfer(),
+                tier: cache.last_tier(),
+            };
+            return Ok(Served::Pipeline(outcome, route));
         }
         // The server predates v2: it runs the pipeline for us, on the same connection.
         let mut connection = cache.into_connection();
-        compile_on_server(&mut connection, &command, config.compile_timeout)
+        compile_on_server_with_status(&mut connection, &command, config.compile_timeout)
             .await
             .map(Served::ByServer)
     });
@@ -141,20 +153,15 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
         Err(e) => Some(e.cause()),
     };
     note_responsiveness(config, recalled, unanswered);
-    let (outcome, transfer) = match served {
-        Ok(Served::Pipeline(outcome, transfer)) => (outcome, transfer),
-        Ok(Served::ByServer(result)) => {
-            invocation.record(
-                journal::Outcome::Miss,
-                Some("served_by_v1_server"),
-                None,
-                None,
-            );
-            return emit(&result);
+    let (outcome, route) = match served {
+        Ok(Served::Pipeline(outcome, route)) => (outcome, route),
+        Ok(Served::ByServer(compiled)) => {
+            record_served_by_v1(&invocation, &compiled);
+            return emit(&compiled.result);
         }
         Err(e) => return fall_back(config, &e, &command, &invocation),
     };
-    record_outcome(&invocation, &outcome, transfer);
+    record_outcome(&invocation, &outcome, &route);
     record_faults(config, &outcome);
     if outcome.stderr_streamed {
         let _ = std::io::stdout().lock().write_all(&outcome.result.stdout);
@@ -170,12 +177,18 @@ fn run_v1(config: &ClientConfig, command: &CommandLine, invocation: &Invocation<
         return fall_back_unasked(config, command, invocation);
     }
     let Some(runtime) = runtime(config) else {
-        invocation.record(journal::Outcome::Fallback, Some("runtime"), None, None);
+        invocation.record(
+            journal::Outcome::Fallback,
+            Some("runtime"),
+            None,
+            None,
+            None,
+        );
         return exec_compiler(&command.program, &command.args);
     };
     let served = runtime.block_on(async {
         let mut connection = Connection::open(config).await?;
-        compile_on_server(&mut connection, command, config.compile_timeout).await
+        compile_on_server_with_status(&mut connection, command, config.compile_timeout).await
     });
     note_responsiveness(
         config,
@@ -183,15 +196,9 @@ fn run_v1(config: &ClientConfig, command: &CommandLine, invocation: &Invocation<
         served.as_ref().err().map(ClientError::cause),
     );
     match served {
-        Ok(result) => {
-            // The v1 server ran the pipeline; its stats say whether it hit.
-            invocation.record(
-                journal::Outcome::Miss,
-                Some("served_by_v1_server"),
-                None,
-                None,
-            );
-            emit(&result)
+        Ok(compiled) => {
+            record_served_by_v1(invocation, &compiled);
+            emit(&compiled.result)
         }
         Err(e) => fall_back(config, &e, command, invocation),
     }
@@ -211,12 +218,31 @@ fn record_faults(config: &ClientConfig, outcome: &hoard_compiler::CompileOutcome
     }
 }
 
+/// Writes the journal line of a compile a v1 server ran, as its answer says it was served
+/// (a server too old to say is taken to have compiled).
+fn record_served_by_v1(invocation: &Invocation<'_>, compiled: &ServerCompiled) {
+    let (result, reason) = match compiled.cache.as_deref() {
+        Some("hit") => (journal::Outcome::Hit, None),
+        Some("non_cacheable") => (journal::Outcome::NonCacheable, Some("served_by_v1_server")),
+        Some("fallback") => (journal::Outcome::Fallback, Some("served_by_v1_server")),
+        _ => (journal::Outcome::Miss, Some("served_by_v1_server")),
+    };
+    invocation.record(result, reason, None, Some("v1"), None);
+}
+
+/// How the last hit or put of a pipeline run travelled, and which tier held a hit.
+struct Route {
+    transfer: Option<&'static str>,
+    tier: Option<String>,
+}
+
 /// Writes the journal line of a compile the pipeline ran.
 fn record_outcome(
     invocation: &Invocation<'_>,
     outcome: &hoard_compiler::CompileOutcome,
-    transfer: Option<&str>,
+    route: &Route,
 ) {
+    let transfer = route.transfer;
     let first_error = outcome.cache_errors.first().map(fault_cause);
     let (result, reason, transfer) = match &outcome.status {
         CacheStatus::Hit { .. } => (journal::Outcome::Hit, None, transfer),
@@ -226,15 +252,19 @@ fn record_outcome(
         }
         CacheStatus::Miss | CacheStatus::Withdrawn => (journal::Outcome::Miss, None, transfer),
     };
-    invocation.record(result, reason, Some(outcome), transfer);
+    let tier = route
+        .tier
+        .as_deref()
+        .filter(|_| result == journal::Outcome::Hit);
+    invocation.record(result, reason, Some(outcome), transfer, tier);
 }
 
 /// Where a cacheable compile was served.
 enum Served {
     /// The pipeline ran here, over v2 (with how the last hit or put travelled).
-    Pipeline(hoard_compiler::CompileOutcome, Option<&'static str>),
+    Pipeline(hoard_compiler::CompileOutcome, Route),
     /// A v1 server ran it.
-    ByServer(CompileResult),
+    ByServer(ServerCompiled),
 }
 
 /// Replays a compile's output and returns its status. The build must see the compiler's
@@ -257,7 +287,13 @@ fn fall_back(
         &config.cache_dir,
         &ClientEvent::LocalFallback(error.cause().into()),
     );
-    invocation.record(journal::Outcome::Fallback, Some(error.cause()), None, None);
+    invocation.record(
+        journal::Outcome::Fallback,
+        Some(error.cause()),
+        None,
+        None,
+        None,
+    );
     exec_compiler(&command.program, &command.args)
 }
 
@@ -276,6 +312,7 @@ fn fall_back_unasked(
     invocation.record(
         journal::Outcome::Fallback,
         Some("server_wedged"),
+        None,
         None,
         None,
     );

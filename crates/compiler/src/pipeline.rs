@@ -19,8 +19,9 @@ use crate::{
     PipelineConfig, classify, detect, key,
 };
 
-/// What a compile printed and returned.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a compile printed and returned. Two results are equal when they printed and
+/// returned the same: how long each took is not part of what the build sees.
+#[derive(Debug, Clone, Default)]
 pub struct CompileResult {
     /// The compiler's standard output.
     pub stdout: Vec<u8>,
@@ -29,6 +30,26 @@ pub struct CompileResult {
     /// The exit status; 128 + the signal number when the compiler was killed, 127 when it
     /// could not be started.
     pub exit_status: i32,
+    /// How long the compiler ran; on a hit, how long it ran when the entry was stored (zero
+    /// when the entry did not record it): the time the hit saved.
+    pub compile_time: Duration,
+}
+
+impl PartialEq for CompileResult {
+    fn eq(&self, other: &Self) -> bool {
+        self.stdout == other.stdout
+            && self.stderr == other.stderr
+            && self.exit_status == other.exit_status
+    }
+}
+
+impl Eq for CompileResult {}
+
+impl CompileResult {
+    /// [`CompileResult::compile_time`] in whole milliseconds, as entries and the wire keep it.
+    pub fn compile_ms(&self) -> u64 {
+        u64::try_from(self.compile_time.as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 /// How the cache served a compile.
@@ -206,6 +227,7 @@ pub async fn run_compiler(cmd: &CommandLine) -> CompileResult {
 
 /// Runs `program` with `args` in the command's directory and environment.
 pub(crate) async fn run(program: &Path, args: &[OsString], cmd: &CommandLine) -> CompileResult {
+    let started = Instant::now();
     let output = Command::new(program)
         .args(args)
         .current_dir(&cmd.cwd)
@@ -223,6 +245,7 @@ pub(crate) async fn run(program: &Path, args: &[OsString], cmd: &CommandLine) ->
                 .code()
                 .or_else(|| output.status.signal().map(|s| 128 + s))
                 .unwrap_or(1),
+            compile_time: started.elapsed(),
         },
         Err(e) => CompileResult {
             stdout: Vec::new(),
@@ -232,6 +255,7 @@ pub(crate) async fn run(program: &Path, args: &[OsString], cmd: &CommandLine) ->
             )
             .into_bytes(),
             exit_status: 127,
+            compile_time: started.elapsed(),
         },
     }
 }
@@ -663,8 +687,10 @@ mod tests {
             CompileResult {
                 stdout: b"out\n".to_vec(),
                 stderr: b"err\n".to_vec(),
-                exit_status: 3
+                exit_status: 3,
+                compile_time: Duration::ZERO,
             }
         );
+        assert!(result.compile_time > Duration::ZERO);
     }
 }

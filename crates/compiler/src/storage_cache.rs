@@ -66,6 +66,7 @@ impl ArtifactCache for StorageCache {
             stdout: meta.stdout,
             stderr: meta.stderr,
             exit_status: meta.exit_status,
+            compile_time: std::time::Duration::from_millis(meta.compile_ms),
         }))
     }
 
@@ -80,6 +81,7 @@ impl ArtifactCache for StorageCache {
             stdout: result.stdout.clone(),
             stderr: result.stderr.clone(),
             exit_status: result.exit_status,
+            compile_ms: result.compile_ms(),
         };
         self.store
             .put_outputs(key, outputs, &meta, &ReadLimits::default())

@@ -65,6 +65,7 @@ fn request(name: &str) -> Request {
                 .to_vec(),
             exit_status: 0,
             language: Some("c".to_owned()),
+            compile_ms: 412,
         },
         "ManifestGet" => Request::ManifestGet {
             key: KEY.to_owned(),
@@ -130,6 +131,10 @@ fn stats() -> Stats {
             shared_fs: 190_000,
             inline: 12,
         },
+        corrupt_entries: 2,
+        hits_by_protocol: counts(&["1", "2"]),
+        misses_by_protocol: counts(&["1", "2"]),
+        time_saved_ms: 38_400_000,
     }
 }
 
@@ -144,13 +149,16 @@ fn response(name: &str) -> Response {
             stdout: Vec::new(),
             stderr: Vec::new(),
             exit_status: 0,
+            tier: Some("local".to_owned()),
         },
         "Miss" => Response::Miss,
         // A direct-mode manifest of a source with a few dozen headers.
         "Manifest" => Response::Manifest {
             manifest: vec![0xa5; 4096],
         },
-        "Stats" => Response::Stats { stats: stats() },
+        "Stats" => Response::Stats {
+            stats: Box::new(stats()),
+        },
         _ => unreachable!("unknown response {name}"),
     }
 }

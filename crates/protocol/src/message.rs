@@ -132,6 +132,10 @@ pub enum Request {
         /// The source language, for per-language statistics.
         #[serde(default)]
         language: Option<String>,
+        /// How long the compile took, in milliseconds: stored with the entry, and counted
+        /// as time saved on each hit. Absent from older clients (zero: unknown).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        compile_ms: u64,
     },
     /// v2 with `inline`: the inline form of `CacheGet`, for a client whose paths the server
     /// cannot see. A hit is answered `Entry` (then `Chunk`s): the stored entry's bytes, which
@@ -249,6 +253,10 @@ pub enum Response {
         stderr: Vec<u8>,
         /// The stored exit status.
         exit_status: i32,
+        /// The storage tier that held the entry (`local`, `redis`, ...). Absent from older
+        /// servers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tier: Option<String>,
     },
     /// `CacheGetInline` hit: the entry's `size` bytes, the first of them here and the rest
     /// in `Chunk` responses that follow at once.
@@ -258,6 +266,9 @@ pub enum Response {
         /// Its first bytes.
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
+        /// The storage tier that held the entry. Absent from older servers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tier: Option<String>,
     },
     /// The next piece of an `Entry`.
     Chunk {
@@ -284,8 +295,8 @@ pub enum Response {
     },
     /// Answer to `GetStats`.
     Stats {
-        /// The counters.
-        stats: Stats,
+        /// The counters (boxed: they outweigh every other answer; the wire is the same).
+        stats: Box<Stats>,
     },
     /// `ZeroStats` or `Shutdown` done.
     Done,
@@ -303,4 +314,10 @@ pub enum Response {
     /// A response type this build does not know.
     #[serde(other)]
     Unknown,
+}
+
+// serde's skip_serializing_if passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -44,6 +44,28 @@ pub struct Stats {
     /// wire while both counts are zero.
     #[serde(skip_serializing_if = "TransferStats::is_zero")]
     pub transfers: TransferStats,
+    /// Entries found damaged (truncated, a flipped byte, a foreign file), removed and
+    /// answered as misses. Added after v2 shipped: omitted from the wire while zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub corrupt_entries: u64,
+    /// Hits per protocol version (`"1"`, `"2"`), beside `requests_by_protocol`. Added after
+    /// v2 shipped: omitted from the wire while empty.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub hits_by_protocol: BTreeMap<String, u64>,
+    /// Misses per protocol version. Added after v2 shipped: omitted while empty.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub misses_by_protocol: BTreeMap<String, u64>,
+    /// The sum of the stored compile times of every hit, in milliseconds: the compiler time
+    /// the cache saved (entries stored before compile times were recorded count zero).
+    /// Added after v2 shipped: omitted while zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub time_saved_ms: u64,
+}
+
+// serde's skip_serializing_if passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Hits and puts by how their bytes travelled between client and server.

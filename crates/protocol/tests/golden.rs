@@ -31,6 +31,15 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
         },
         ..stats.clone()
     };
+    let mut stats_with_saved_time = Stats {
+        corrupt_entries: 2,
+        time_saved_ms: 61_000,
+        ..stats.clone()
+    };
+    stats_with_saved_time.hits_by_protocol.insert("2".into(), 7);
+    stats_with_saved_time
+        .misses_by_protocol
+        .insert("1".into(), 3);
     let identified = vec![
         OutputPath::new("object", "/build/out/main.o".as_ref())
             .with_dir(Some(DirIdentity { dev: 2049, ino: 77 })),
@@ -122,11 +131,24 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
             "v2/request_cache_put",
             Ok(Request::CachePut {
                 key: key.clone(),
-                outputs,
+                outputs: outputs.clone(),
                 stdout: vec![],
                 stderr: b"warning: unused variable\n".to_vec(),
                 exit_status: 0,
                 language: Some("c".into()),
+                compile_ms: 0,
+            }),
+        ),
+        (
+            "v2/request_cache_put_timed",
+            Ok(Request::CachePut {
+                key: key.clone(),
+                outputs,
+                stdout: vec![],
+                stderr: vec![],
+                exit_status: 0,
+                language: Some("c".into()),
+                compile_ms: 412,
             }),
         ),
         (
@@ -164,6 +186,7 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
             Err(Response::Entry {
                 size: 6,
                 data: vec![1, 2, 3],
+                tier: None,
             }),
         ),
         (
@@ -181,7 +204,7 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
         (
             "v2/response_stats_transfers",
             Err(Response::Stats {
-                stats: stats_with_transfers,
+                stats: Box::new(stats_with_transfers),
             }),
         ),
         (
@@ -190,6 +213,22 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
                 stdout: vec![],
                 stderr: b"warning\n".to_vec(),
                 exit_status: 0,
+                tier: None,
+            }),
+        ),
+        (
+            "v2/response_hit_tier",
+            Err(Response::Hit {
+                stdout: vec![],
+                stderr: vec![],
+                exit_status: 0,
+                tier: Some("redis".into()),
+            }),
+        ),
+        (
+            "v2/response_stats_saved_time",
+            Err(Response::Stats {
+                stats: Box::new(stats_with_saved_time),
             }),
         ),
         ("v2/response_miss", Err(Response::Miss)),
@@ -200,7 +239,12 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
                 manifest: vec![9, 8, 7],
             }),
         ),
-        ("v2/response_stats", Err(Response::Stats { stats })),
+        (
+            "v2/response_stats",
+            Err(Response::Stats {
+                stats: Box::new(stats),
+            }),
+        ),
         ("v2/response_done", Err(Response::Done)),
         (
             "v2/response_error",

@@ -91,18 +91,22 @@ fn request() -> impl Strategy<Value = Request> {
             bytes(),
             bytes(),
             any::<i32>(),
-            proptest::option::of("[a-z+]{1,8}")
+            proptest::option::of("[a-z+]{1,8}"),
+            any::<u64>(),
         )
-            .prop_map(|(key, outputs, stdout, stderr, exit_status, language)| {
-                Request::CachePut {
-                    key,
-                    outputs,
-                    stdout,
-                    stderr,
-                    exit_status,
-                    language,
+            .prop_map(
+                |(key, outputs, stdout, stderr, exit_status, language, compile_ms)| {
+                    Request::CachePut {
+                        key,
+                        outputs,
+                        stdout,
+                        stderr,
+                        exit_status,
+                        language,
+                        compile_ms,
+                    }
                 }
-            }),
+            ),
         "[0-9a-f]{64}".prop_map(|key| Request::ManifestGet { key }),
         ("[0-9a-f]{64}", bytes())
             .prop_map(|(key, manifest)| Request::ManifestPut { key, manifest }),
@@ -110,6 +114,15 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::ZeroStats),
         Just(Request::Shutdown),
     ]
+}
+
+/// A per-protocol map as servers fill it: versions 1 and 2, either possibly absent.
+fn reasons_by_protocol(seed: u64) -> std::collections::BTreeMap<String, u64> {
+    [("1", seed % 5), ("2", seed / 5)]
+        .into_iter()
+        .filter(|(_, n)| *n != 0)
+        .map(|(v, n)| (v.to_owned(), n))
+        .collect()
 }
 
 fn stats() -> impl Strategy<Value = Stats> {
@@ -146,6 +159,10 @@ fn stats() -> impl Strategy<Value = Stats> {
                 shared_fs: n[5],
                 inline: n[6],
             },
+            corrupt_entries: n[0] / 3,
+            hits_by_protocol: reasons_by_protocol(n[1]),
+            misses_by_protocol: reasons_by_protocol(n[2]),
+            time_saved_ms: n[3] / 7,
             ..Stats::default()
         })
 }
@@ -176,20 +193,28 @@ fn response() -> impl Strategy<Value = Response> {
                     shared_fs,
                 }
             }),
-        (any::<u64>(), bytes()).prop_map(|(size, data)| Response::Entry { size, data }),
+        (any::<u64>(), bytes(), proptest::option::of("[a-z_]{1,10}"))
+            .prop_map(|(size, data, tier)| Response::Entry { size, data, tier }),
         bytes().prop_map(|data| Response::Chunk { data }),
         bytes().prop_map(|directory| Response::NotShared { directory }),
-        (bytes(), bytes(), any::<i32>()).prop_map(|(stdout, stderr, exit_status)| {
-            Response::Hit {
+        (
+            bytes(),
+            bytes(),
+            any::<i32>(),
+            proptest::option::of("[a-z_]{1,10}")
+        )
+            .prop_map(|(stdout, stderr, exit_status, tier)| Response::Hit {
                 stdout,
                 stderr,
                 exit_status,
-            }
-        }),
+                tier,
+            }),
         Just(Response::Miss),
         Just(Response::Stored),
         bytes().prop_map(|manifest| Response::Manifest { manifest }),
-        stats().prop_map(|stats| Response::Stats { stats }),
+        stats().prop_map(|stats| Response::Stats {
+            stats: Box::new(stats)
+        }),
         Just(Response::Done),
         ".{0,40}".prop_map(|message| Response::Error { message }),
         proptest::option::of(".{0,40}").prop_map(|message| Response::Unsupported { message }),

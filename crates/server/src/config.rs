@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The statistics file in `HOARD_DIR`, read by the next server.
+pub const STATS_FILE: &str = "stats.json";
+
 /// The default [`ServerConfig::single_flight_wait`]: half the clients' default answer timeout,
 /// so a follower answers (and compiles, if it must) long before its client gives up.
 pub const DEFAULT_SINGLE_FLIGHT_WAIT: Duration = Duration::from_secs(30);
@@ -73,6 +76,11 @@ impl ServerConfig {
     /// Where the server's pid is written.
     pub fn pid_path(&self) -> PathBuf {
         sibling(&self.socket_path, "pid")
+    }
+
+    /// Where the statistics are saved across restarts.
+    pub fn stats_path(&self) -> PathBuf {
+        self.cache_dir.join(STATS_FILE)
     }
 
     /// The client events log folded into the stats.

@@ -36,7 +36,7 @@ enum Reply {
     /// Send this and go on.
     One(Response),
     /// Send this entry as `Entry` and `Chunk`s, and go on.
-    Entry(Vec<u8>),
+    Entry(hoard_storage::Located),
     /// Send this and close: the stream is out of step or the peer is not admitted.
     Close(Response),
 }
@@ -79,7 +79,7 @@ where
         };
         let (sent, close) = match reply {
             Reply::One(response) => (send(&mut framed, &response).await, false),
-            Reply::Entry(bytes) => (send_entry(&mut framed, &bytes).await, false),
+            Reply::Entry(found) => (send_entry(&mut framed, found).await, false),
             Reply::Close(response) => (send(&mut framed, &response).await, true),
         };
         if sent.is_err() || close {
@@ -232,15 +232,16 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
 /// limit.
 async fn send_entry<S: AsyncRead + AsyncWrite + Unpin>(
     framed: &mut Framed<S, LengthDelimitedCodec>,
-    bytes: &[u8],
+    found: hoard_storage::Located,
 ) -> Result<(), ()> {
-    let mut pieces = bytes.chunks(INLINE_CHUNK_SIZE);
+    let mut pieces = found.entry.chunks(INLINE_CHUNK_SIZE);
     let first = pieces.next().unwrap_or_default();
     send(
         framed,
         &Response::Entry {
-            size: bytes.len() as u64,
+            size: found.entry.len() as u64,
             data: first.to_vec(),
+            tier: found.tier,
         },
     )
     .await?;
@@ -374,11 +375,13 @@ async fn handle(request: Request, conn: Conn, shared: &Shared) -> Reply {
             stderr,
             exit_status,
             language: _,
+            compile_ms,
         } => {
             let meta = hoard_storage::EntryMeta {
                 stdout,
                 stderr,
                 exit_status,
+                compile_ms,
             };
             crate::v2::cache_put(shared, (conn.holder, peer_uid), &key, &outputs, &meta).await
         }
@@ -466,7 +469,15 @@ fn stats(shared: &Shared) -> Response {
     let local = shared.tiers.local();
     stats.cache_size_bytes = local.size_bytes();
     stats.cache_max_bytes = local.max_size();
-    stats.tiers = shared
+    stats.tiers = shared.stats.with_saved_tiers(live_tiers(shared));
+    Response::Stats {
+        stats: Box::new(stats),
+    }
+}
+
+/// This server's own tier counters, as they travel.
+pub(crate) fn live_tiers(shared: &Shared) -> Vec<hoard_protocol::TierStats> {
+    shared
         .tiers
         .tier_stats()
         .into_iter()
@@ -480,8 +491,7 @@ fn stats(shared: &Shared) -> Response {
             skipped: t.skipped,
             state: t.state,
         })
-        .collect();
-    Response::Stats { stats }
+        .collect()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use crate::ServerConfig;
 use crate::connection::Peer;
-use crate::stats::ServerStats;
+use crate::stats::{Counted, ServerStats};
 
 /// Why a server could not start or keep running.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,50 @@ pub enum ServerError {
     },
 }
 
+/// Opens the store and tiers and gathers what every connection shares.
+fn open_state(config: ServerConfig, own_uid: u32) -> Result<Arc<Shared>, ServerError> {
+    let cache_dir = config.cache_dir.join("cache");
+    let disk = DiskStore::open(&cache_dir, config.cache_size)?;
+    // Never connects here: a tier that is down now is picked up when it comes back.
+    let tiers = Arc::new(TieredStorage::new(disk, config.tiers.clone())?);
+    let stats = Arc::new(ServerStats::persistent(
+        config.client_events_path(),
+        config.stats_path(),
+    ));
+    Ok(Arc::new(Shared {
+        store: entry_store(&tiers, &config, &stats),
+        v1_cache: hoard_compiler::StorageCache::new(entry_store(&tiers, &config, &stats)),
+        tiers,
+        stats,
+        background: tokio_util::task::TaskTracker::new(),
+        own_uid,
+        shutdown: Notify::new(),
+        flights: Arc::new(crate::flight::Flights::new(config.single_flight_wait)),
+        active: AtomicUsize::new(0),
+        last_active: std::sync::Mutex::new(Instant::now()),
+        config,
+    }))
+}
+
+/// How long a change to the statistics may wait to be saved: what a `kill -9` can lose.
+const STATS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn save_stats_every(shared: Arc<Shared>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        save_stats(&shared);
+    }
+}
+
+fn save_stats(shared: &Shared) {
+    let live = crate::connection::live_tiers(shared);
+    if let Err(e) = shared.stats.save(live) {
+        tracing::debug!(path = %shared.config.stats_path().display(), error = %e,
+            "cannot save statistics");
+    }
+}
+
 fn io(op: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ServerError {
     let path = path.to_owned();
     move |source| ServerError::Io { op, path, source }
@@ -87,11 +131,9 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
     }
 
-    /// Whether `key` is in the local store now. A missing key costs one failed `open`; a
-    /// present one is read (the store offers no cheaper test), which only happens in the
-    /// short gap single flight closes with it.
+    /// Whether `key` is in the local store now: one `stat`, no read.
     pub fn stored_locally(&self, key: &hoard_storage::CacheKey) -> bool {
-        DiskStore::peek(self.tiers.local().dir(), key).is_ok_and(|entry| entry.is_some())
+        self.tiers.local().contains(key)
     }
 
     fn idle_for(&self) -> Option<Duration> {
@@ -161,13 +203,20 @@ fn take_lock(config: &ServerConfig) -> Result<(File, u32), ServerError> {
 }
 
 /// The entry store over `tiers`, packing local entries as configured.
-fn entry_store(tiers: &Arc<TieredStorage>, config: &ServerConfig) -> EntryStore {
+fn entry_store(
+    tiers: &Arc<TieredStorage>,
+    config: &ServerConfig,
+    stats: &Arc<ServerStats>,
+) -> EntryStore {
     let format = if config.local_compression {
         hoard_storage::entry::EntryFormat::Zstd
     } else {
         hoard_storage::entry::EntryFormat::Raw
     };
-    EntryStore::new(tiers.clone()).with_format(format)
+    let stats = stats.clone();
+    EntryStore::new(tiers.clone())
+        .with_format(format)
+        .on_corrupt(Arc::new(move |_| stats.count(Counted::Corrupt)))
 }
 
 /// Runs a server until it is told to shut down or stays idle past the timeout.
@@ -208,23 +257,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         .and_then(|mut f| writeln!(f, "{}", std::process::id()))
         .map_err(io("write pid file", &pid_path))?;
 
-    let cache_dir = config.cache_dir.join("cache");
-    let disk = DiskStore::open(&cache_dir, config.cache_size)?;
-    // Never connects here: a tier that is down now is picked up when it comes back.
-    let tiers = Arc::new(TieredStorage::new(disk, config.tiers.clone())?);
-    let shared = Arc::new(Shared {
-        store: entry_store(&tiers, &config),
-        v1_cache: hoard_compiler::StorageCache::new(entry_store(&tiers, &config)),
-        tiers,
-        stats: Arc::new(ServerStats::new(config.client_events_path())),
-        background: tokio_util::task::TaskTracker::new(),
-        own_uid,
-        shutdown: Notify::new(),
-        flights: Arc::new(crate::flight::Flights::new(config.single_flight_wait)),
-        active: AtomicUsize::new(0),
-        last_active: std::sync::Mutex::new(Instant::now()),
-        config,
-    });
+    let shared = open_state(config, own_uid)?;
     tracing::info!(socket = %shared.config.socket_path.display(), pid = std::process::id(), "serving");
     if let Some(tcp) = &tcp {
         tracing::info!(addr = ?tcp.local_addr().ok(), "serving TCP clients that show the token");
@@ -237,6 +270,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             (t / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
         });
     let mut ticker = tokio::time::interval(tick);
+    let saver = tokio::spawn(save_stats_every(shared.clone(), STATS_SAVE_INTERVAL));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -274,6 +308,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     if !shared.tiers.flush(Duration::from_secs(10)).await {
         tracing::warn!("remote writes still queued at exit were dropped");
     }
+    saver.abort();
+    save_stats(&shared);
     // Still holding the lock, so the socket and pid file are ours to remove.
     let _ = std::fs::remove_file(&shared.config.socket_path);
     let _ = std::fs::remove_file(&pid_path);

@@ -119,11 +119,18 @@ pub(crate) async fn compile(
     }
     let cache = match &outcome.status {
         CacheStatus::Hit { .. } => {
-            shared.stats.count(Counted::Hit { language });
+            shared.stats.count(Counted::Hit {
+                language,
+                protocol: hoard_protocol::PROTOCOL_V1,
+                saved_ms: outcome.result.compile_ms(),
+            });
             "hit"
         }
         CacheStatus::Miss => {
-            shared.stats.count(Counted::Miss { language });
+            shared.stats.count(Counted::Miss {
+                language,
+                protocol: hoard_protocol::PROTOCOL_V1,
+            });
             "miss"
         }
         CacheStatus::Fallback | CacheStatus::Withdrawn => "fallback",

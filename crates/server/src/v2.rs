@@ -3,8 +3,8 @@
 
 use std::os::unix::ffi::OsStrExt;
 
-use hoard_protocol::{OutputPath as WirePath, Response};
-use hoard_storage::{CacheKey, EntryMeta, OutputPath, ReadLimits};
+use hoard_protocol::{OutputPath as WirePath, PROTOCOL_V2, Response};
+use hoard_storage::{CacheKey, EntryMeta, Located, OutputPath, OutputsHit, ReadLimits};
 
 use crate::flight::Holder;
 use crate::output_paths::{self, PathRefused};
@@ -87,24 +87,32 @@ pub(crate) async fn cache_get(
     let found = if outputs.is_empty() {
         // A lookup naming no outputs only counts a miss (the pipeline's miss probe after a
         // compile): it leads nothing and waits for nothing.
-        shared.store.get_outputs(&key, &outputs).await
+        shared.store.find_outputs(&key, &outputs).await
     } else {
-        let look = || shared.store.get_outputs(&key, &outputs);
+        let look = || shared.store.find_outputs(&key, &outputs);
         let stored = || shared.stored_locally(&key);
         shared.flights.look(&key, holder, stored, look).await
     };
     match found {
-        Ok(Some(meta)) => {
-            shared.stats.count(Counted::Hit { language });
+        Ok(Some(OutputsHit { meta, tier })) => {
+            shared.stats.count(Counted::Hit {
+                language,
+                protocol: PROTOCOL_V2,
+                saved_ms: meta.compile_ms,
+            });
             shared.stats.count(Counted::Transfer(Transfer::SharedFs));
             Response::Hit {
                 stdout: meta.stdout,
                 stderr: meta.stderr,
                 exit_status: meta.exit_status,
+                tier,
             }
         }
         Ok(None) => {
-            shared.stats.count(Counted::Miss { language });
+            shared.stats.count(Counted::Miss {
+                language,
+                protocol: PROTOCOL_V2,
+            });
             Response::Miss
         }
         Err(e) => refused(shared, format!("cache get {key}: {e}")),
@@ -179,18 +187,25 @@ pub(crate) async fn cache_get_inline(
     holder: Holder,
     key: &str,
     language: Option<&str>,
-) -> Result<Vec<u8>, Response> {
+) -> Result<Located, Response> {
     let key = parse_key(key).map_err(|e| refused(shared, e))?;
     let look = || shared.store.get_entry(&key);
     let stored = || shared.stored_locally(&key);
     match shared.flights.look(&key, holder, stored, look).await {
-        Ok(Some(bytes)) => {
-            shared.stats.count(Counted::Hit { language });
+        Ok(Some(found)) => {
+            shared.stats.count(Counted::Hit {
+                language,
+                protocol: PROTOCOL_V2,
+                saved_ms: hoard_storage::entry::stored_compile_ms(&found.entry).unwrap_or(0),
+            });
             shared.stats.count(Counted::Transfer(Transfer::Inline));
-            Ok(bytes)
+            Ok(found)
         }
         Ok(None) => {
-            shared.stats.count(Counted::Miss { language });
+            shared.stats.count(Counted::Miss {
+                language,
+                protocol: PROTOCOL_V2,
+            });
             Err(Response::Miss)
         }
         Err(e) => Err(refused(shared, format!("cache get {key}: {e}"))),
@@ -206,7 +221,7 @@ pub(crate) async fn cache_put_inline(
     bytes: Vec<u8>,
 ) -> Response {
     shared.stats.count(Counted::Request {
-        version: hoard_protocol::PROTOCOL_V2,
+        version: PROTOCOL_V2,
     });
     let key = match parse_key(key) {
         Ok(k) => k,

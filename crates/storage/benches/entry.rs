@@ -69,6 +69,7 @@ fn meta() -> EntryMeta {
         stdout: Vec::new(),
         stderr: b"src/net/http_client.c:120:9: warning: unused variable 'n'\n".to_vec(),
         exit_status: 0,
+        compile_ms: 180,
     }
 }
 

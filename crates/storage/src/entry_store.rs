@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::entry::{self, EntryError, EntryFormat, EntryMeta, OutputFiles, ReadLimits};
-use crate::{CacheKey, OutputPath, Storage, StorageError, run_blocking, run_sized};
+use crate::{CacheKey, Located, OutputPath, Storage, StorageError, run_blocking, run_sized};
 
 /// Gets and puts whole compiles (outputs plus stdout, stderr and exit status) and blobs in a
 /// [`Storage`]. Works on both current-thread and multi-thread tokio runtimes; file work runs
@@ -14,12 +14,26 @@ use crate::{CacheKey, OutputPath, Storage, StorageError, run_blocking, run_sized
 pub struct EntryStore {
     storage: Arc<dyn Storage>,
     format: EntryFormat,
+    on_corrupt: Option<CorruptHook>,
 }
+
+/// Called with the key of every corrupt entry found (and removed), so its owner can count
+/// them: a corrupt entry is a miss to the caller, and would otherwise only be logged.
+pub type CorruptHook = Arc<dyn Fn(&CacheKey) + Send + Sync>;
 
 impl std::fmt::Debug for EntryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EntryStore").finish_non_exhaustive()
     }
+}
+
+/// A hit whose outputs are in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputsHit {
+    /// What the compile printed, returned and took.
+    pub meta: EntryMeta,
+    /// The tier that held the entry, when the store has tiers.
+    pub tier: Option<String>,
 }
 
 /// Getting or putting an entry failed. A corrupt entry or one with other roles is not an
@@ -42,6 +56,7 @@ impl EntryStore {
         Self {
             storage,
             format: EntryFormat::Raw,
+            on_corrupt: None,
         }
     }
 
@@ -50,6 +65,13 @@ impl EntryStore {
     #[must_use]
     pub fn with_format(mut self, format: EntryFormat) -> Self {
         self.format = format;
+        self
+    }
+
+    /// Calls `hook` for every corrupt entry found.
+    #[must_use]
+    pub fn on_corrupt(mut self, hook: CorruptHook) -> Self {
+        self.on_corrupt = Some(hook);
         self
     }
 
@@ -66,7 +88,16 @@ impl EntryStore {
         key: &CacheKey,
         outputs: &[OutputPath],
     ) -> Result<Option<EntryMeta>, StoreError> {
-        let Some(bytes) = self.storage.get(key).await? else {
+        Ok(self.find_outputs(key, outputs).await?.map(|hit| hit.meta))
+    }
+
+    /// [`EntryStore::get_outputs`], also saying which tier held the entry.
+    pub async fn find_outputs(
+        &self,
+        key: &CacheKey,
+        outputs: &[OutputPath],
+    ) -> Result<Option<OutputsHit>, StoreError> {
+        let Some(Located { entry: bytes, tier }) = self.storage.get_located(key).await? else {
             return Ok(None);
         };
         let outputs = outputs.to_vec();
@@ -75,7 +106,7 @@ impl EntryStore {
         })
         .await?;
         match extracted {
-            Ok(meta) => Ok(Some(meta)),
+            Ok(meta) => Ok(Some(OutputsHit { meta, tier })),
             Err(e) => self.miss_or_error(key, e).await,
         }
     }
@@ -125,8 +156,8 @@ impl EntryStore {
     /// The entry under `key`, its checksum verified, as a compressed entry: for a client
     /// that extracts it itself (inline transfer), whatever its age (raw entries are newer
     /// than some clients) and however far away. A damaged entry is removed and is a miss.
-    pub async fn get_entry(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(bytes) = self.storage.get(key).await? else {
+    pub async fn get_entry(&self, key: &CacheKey) -> Result<Option<Located>, StoreError> {
+        let Some(Located { entry: bytes, tier }) = self.storage.get_located(key).await? else {
             return Ok(None);
         };
         let checked = run_sized("verify entry", bytes.len() as u64, move || {
@@ -138,7 +169,7 @@ impl EntryStore {
         })
         .await?;
         match checked {
-            Ok(bytes) => Ok(Some(bytes)),
+            Ok(entry) => Ok(Some(Located { entry, tier })),
             Err(e) => self.miss_or_error(key, e).await,
         }
     }
@@ -182,6 +213,9 @@ impl EntryStore {
         match e {
             e if e.is_corrupt() => {
                 tracing::warn!(%key, error = %e, "removing corrupt cache entry");
+                if let Some(hook) = &self.on_corrupt {
+                    hook(key);
+                }
                 if let Err(remove) = self.storage.remove(key).await {
                     tracing::warn!(%key, error = %remove, "cannot remove corrupt cache entry");
                 }

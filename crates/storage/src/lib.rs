@@ -19,12 +19,12 @@ pub mod tier;
 
 pub use disk::DiskStore;
 pub use entry::{EntryError, EntryKind, EntryMeta, OutputFiles, ReadLimits};
-pub use entry_store::{EntryStore, StoreError};
+pub use entry_store::{CorruptHook, EntryStore, OutputsHit, StoreError};
 pub use key::{CacheKey, InvalidKey};
 pub use output::OutputPath;
 pub use tier::{
-    QueueLimits, TierConfig, TierConfigError, TierKind, TierStats, TieredStorage, parse_size,
-    tiers_from_env,
+    LOCAL_TIER, QueueLimits, TierConfig, TierConfigError, TierKind, TierStats, TieredStorage,
+    parse_size, tiers_from_env,
 };
 
 use async_trait::async_trait;
@@ -35,11 +35,28 @@ use async_trait::async_trait;
 pub trait Storage: Send + Sync {
     /// The entry stored under `key`, or `None`.
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StorageError>;
+    /// The entry stored under `key` with the name of the tier that held it (`local`,
+    /// `redis`, ...), for a store made of tiers; a single store names none.
+    async fn get_located(&self, key: &CacheKey) -> Result<Option<Located>, StorageError> {
+        Ok(self
+            .get(key)
+            .await?
+            .map(|entry| Located { entry, tier: None }))
+    }
     /// Stores `entry` under `key`, replacing what was there. Atomic: a reader sees the old
     /// entry, the new one or none, never a mix.
     async fn put(&self, key: &CacheKey, entry: Vec<u8>) -> Result<(), StorageError>;
     /// Removes the entry under `key`, if any (a corrupt entry is removed this way).
     async fn remove(&self, key: &CacheKey) -> Result<(), StorageError>;
+}
+
+/// An entry and where it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The entry's bytes.
+    pub entry: Vec<u8>,
+    /// The tier that held it, when the store has tiers.
+    pub tier: Option<String>,
 }
 
 /// A store could not do what was asked.

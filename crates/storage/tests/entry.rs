@@ -15,6 +15,7 @@ fn meta() -> EntryMeta {
         stdout: b"out".to_vec(),
         stderr: b"warning: something\n".to_vec(),
         exit_status: 0,
+        compile_ms: 250,
     }
 }
 
@@ -312,6 +313,7 @@ proptest! {
         stdout in prop::collection::vec(any::<u8>(), 0..512),
         stderr in prop::collection::vec(any::<u8>(), 0..512),
         exit_status in any::<i32>(),
+        compile_ms in any::<u64>(),
     ) {
         let src = tempfile::tempdir().unwrap();
         let dst = tempfile::tempdir().unwrap();
@@ -325,7 +327,11 @@ proptest! {
             targets.push(OutputPath::new(role.clone(), dst.path().join(format!("{i}.out"))));
         }
         targets.reverse();
-        let meta = EntryMeta { stdout, stderr, exit_status };
+        let meta = EntryMeta { stdout, stderr, exit_status, compile_ms };
+        prop_assert_eq!(
+            entry::stored_compile_ms(&entry::pack(&outs, &meta, &ReadLimits::default()).unwrap()),
+            Some(compile_ms)
+        );
         let packed = entry::pack(&outs, &meta, &ReadLimits::default()).unwrap();
         prop_assert_eq!(entry::extract(&packed, &targets).unwrap(), meta);
         for target in &targets {
@@ -366,7 +372,7 @@ proptest! {
     ) {
         let src = tempfile::tempdir().unwrap();
         let outs = write_files(src.path(), &[("object", &data)]);
-        let meta = EntryMeta { stdout, stderr: vec![], exit_status: 1 };
+        let meta = EntryMeta { stdout, stderr: vec![], exit_status: 1, compile_ms: 90 };
         let mut packed = entry::pack(&outs, &meta, &ReadLimits::default()).unwrap();
         let i = at.index(packed.len());
         packed[i] ^= mask;

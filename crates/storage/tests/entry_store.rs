@@ -24,6 +24,7 @@ fn meta() -> EntryMeta {
         stdout: b"".to_vec(),
         stderr: b"a.c:1: warning: unused\n".to_vec(),
         exit_status: 0,
+        compile_ms: 40,
     }
 }
 

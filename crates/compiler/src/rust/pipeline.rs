@@ -248,6 +248,7 @@ impl Attempt<'_> {
             stdout: roots.normalise(&result.stdout),
             stderr: roots.normalise(&result.stderr),
             exit_status: result.exit_status,
+            compile_time: result.compile_time,
         };
         let outputs = self.outputs_with(aside.as_ref());
         if let Err(e) = self
@@ -412,6 +413,7 @@ async fn run_streaming(
     cmd: &crate::CommandLine,
     stream: bool,
 ) -> CompileResult {
+    let started = std::time::Instant::now();
     let spawned = Command::new(program)
         .args(args)
         .current_dir(&cmd.cwd)
@@ -432,6 +434,7 @@ async fn run_streaming(
                 stdout: Vec::new(),
                 stderr: message.into_bytes(),
                 exit_status: 127,
+                compile_time: started.elapsed(),
             };
         }
     };
@@ -476,5 +479,6 @@ async fn run_streaming(
         stdout,
         stderr,
         exit_status,
+        compile_time: started.elapsed(),
     }
 }

@@ -21,7 +21,7 @@ use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ENTRY_FORMAT_VERSION, EntryError, EntryKind};
+use super::{ENTRY_FORMAT_VERSION, EntryError, EntryKind, EntryMeta};
 
 /// The first bytes of every entry.
 pub(super) const MAGIC: &[u8; 8] = b"HOARDENT";
@@ -80,6 +80,10 @@ pub(super) struct Header {
     #[serde(with = "serde_bytes")]
     pub stderr: Vec<u8>,
     pub exit_status: i32,
+    /// Added within format versions 1 and 2: entries without it read as zero, and older
+    /// readers skip it.
+    #[serde(default)]
+    pub compile_ms: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -111,9 +115,7 @@ pub(super) fn encode(
     format: EntryFormat,
     kind: EntryKind,
     files: &[FileIn<'_>],
-    stdout: &[u8],
-    stderr: &[u8],
-    exit_status: i32,
+    meta: &EntryMeta,
 ) -> Result<Vec<u8>, EntryError> {
     let header = Header {
         kind,
@@ -126,9 +128,10 @@ pub(super) fn encode(
                 blake3: blake3::hash(f.data).as_bytes().to_vec(),
             })
             .collect(),
-        stdout: stdout.to_vec(),
-        stderr: stderr.to_vec(),
-        exit_status,
+        stdout: meta.stdout.clone(),
+        stderr: meta.stderr.clone(),
+        exit_status: meta.exit_status,
+        compile_ms: meta.compile_ms,
     };
     let header_bytes = rmp_serde::to_vec_named(&header).map_err(|e| EntryError::Encode {
         reason: format!("header: {e}"),
@@ -217,15 +220,13 @@ pub(super) fn compressed(entry: &[u8]) -> Result<Cow<'_, [u8]>, EntryError> {
             data,
         })
         .collect();
-    encode(
-        EntryFormat::Zstd,
-        header.kind,
-        &inputs,
-        &header.stdout,
-        &header.stderr,
-        header.exit_status,
-    )
-    .map(Cow::Owned)
+    let meta = EntryMeta {
+        stdout: header.stdout,
+        stderr: header.stderr,
+        exit_status: header.exit_status,
+        compile_ms: header.compile_ms,
+    };
+    encode(EntryFormat::Zstd, header.kind, &inputs, &meta).map(Cow::Owned)
 }
 
 /// Checks the preamble (magic, version) and the frame's digest without decompressing, and
@@ -255,6 +256,38 @@ pub(super) fn checked_frame(entry: &[u8]) -> Result<(EntryFormat, &[u8]), EntryE
         return Err(corrupt("checksum mismatch: the entry was damaged"));
     }
     Ok((format, frame))
+}
+
+/// The compile time an entry's header records, read without verifying the entry (for
+/// statistics on bytes passed through unopened): the header alone is parsed, decompressing
+/// only as far as it reaches. `None` when the bytes are not an entry or the header is
+/// unreadable.
+pub(super) fn stored_compile_ms(entry: &[u8]) -> Option<u64> {
+    let version = u32::from_le_bytes(*entry.get(MAGIC.len()..)?.first_chunk::<4>()?);
+    if !entry.starts_with(MAGIC) {
+        return None;
+    }
+    let frame = entry.get(PREAMBLE_LEN..)?;
+    let header = match EntryFormat::of_version(version)? {
+        EntryFormat::Raw => {
+            let (len, rest) = frame.split_first_chunk::<4>()?;
+            parse_header(rest.get(..u32::from_le_bytes(*len) as usize)?).ok()?
+        }
+        EntryFormat::Zstd => {
+            let mut dec = zstd::stream::Decoder::with_buffer(frame)
+                .ok()?
+                .single_frame();
+            let mut len = [0u8; 4];
+            dec.read_exact(&mut len).ok()?;
+            let header_len = u32::from_le_bytes(len);
+            if header_len > MAX_HEADER_LEN {
+                return None;
+            }
+            let bytes = read_exact_vec(&mut dec, u64::from(header_len)).ok()?;
+            parse_header(&bytes).ok()?
+        }
+    };
+    Some(header.compile_ms)
 }
 
 /// Splits a raw body that passed the digest check into header and files. The digest over
@@ -419,6 +452,7 @@ mod tests {
             stdout: vec![],
             stderr: vec![],
             exit_status: 0,
+            compile_ms: 0,
         }
     }
 

@@ -52,6 +52,9 @@ pub struct EntryMeta {
     pub stderr: Vec<u8>,
     /// The compiler's exit status.
     pub exit_status: i32,
+    /// How long the compile took, in milliseconds: what each hit on the entry saves. Zero
+    /// when unknown (entries written before it was recorded).
+    pub compile_ms: u64,
 }
 
 /// What [`pack`] accepts as an output file. The server sets `owner_uid` to the peer's uid so
@@ -223,14 +226,7 @@ impl OutputFiles {
                 data,
             })
             .collect();
-        codec::encode(
-            format,
-            EntryKind::Outputs,
-            &files,
-            &meta.stdout,
-            &meta.stderr,
-            meta.exit_status,
-        )
+        codec::encode(format, EntryKind::Outputs, &files, meta)
     }
 }
 
@@ -364,6 +360,7 @@ pub fn extract(entry: &[u8], outputs: &[OutputPath]) -> Result<EntryMeta, EntryE
         stdout: header.stdout,
         stderr: header.stderr,
         exit_status: header.exit_status,
+        compile_ms: header.compile_ms,
     })
 }
 
@@ -405,6 +402,13 @@ pub fn compressed(entry: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, EntryError
     codec::compressed(entry)
 }
 
+/// The compile time recorded in an entry's header, in milliseconds, read without verifying
+/// or unpacking the entry: for counting the time a hit saved when the entry's bytes are
+/// passed on unopened. `None` when the bytes are not a readable entry.
+pub fn stored_compile_ms(entry: &[u8]) -> Option<u64> {
+    codec::stored_compile_ms(entry)
+}
+
 /// Packs one opaque payload (a direct-mode manifest) as a [`EntryKind::Blob`] entry.
 ///
 /// Encoding a payload in memory cannot fail short of a payload over [`MAX_CONTENT_SIZE`];
@@ -417,7 +421,13 @@ pub fn pack_blob(payload: &[u8]) -> Vec<u8> {
         data: payload,
     };
     // Compressed: manifests are read straight from the local store by wrappers of any age.
-    codec::encode(EntryFormat::Zstd, EntryKind::Blob, &[file], &[], &[], 0).unwrap_or_else(|e| {
+    codec::encode(
+        EntryFormat::Zstd,
+        EntryKind::Blob,
+        &[file],
+        &EntryMeta::default(),
+    )
+    .unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot encode a blob entry; storing an empty one");
         Vec::new()
     })
@@ -455,8 +465,13 @@ mod tests {
     fn a_blob_is_not_outputs_and_outputs_are_not_a_blob() {
         let blob = pack_blob(b"x");
         assert!(extract(&blob, &[]).unwrap_err().is_corrupt());
-        let outputs =
-            codec::encode(EntryFormat::Zstd, EntryKind::Outputs, &[], b"", b"", 0).unwrap();
+        let outputs = codec::encode(
+            EntryFormat::Zstd,
+            EntryKind::Outputs,
+            &[],
+            &EntryMeta::default(),
+        )
+        .unwrap();
         assert!(unpack_blob(&outputs).unwrap_err().is_corrupt());
         assert_eq!(extract(&outputs, &[]).unwrap(), EntryMeta::default());
     }
@@ -489,6 +504,7 @@ mod tests {
             stdout: b"out".to_vec(),
             stderr: b"warning: x".to_vec(),
             exit_status: 0,
+            compile_ms: 1234,
         };
         let raw = packed.pack_as(&meta, EntryFormat::Raw).unwrap();
         let zstd = packed.pack(&meta).unwrap();
@@ -507,6 +523,10 @@ mod tests {
             );
         }
         assert_eq!(compressed(&raw).unwrap().as_ref(), zstd.as_slice());
+        assert_eq!(stored_compile_ms(&raw), Some(1234));
+        assert_eq!(stored_compile_ms(&zstd), Some(1234));
+        assert_eq!(stored_compile_ms(&raw[..40]), None);
+        assert_eq!(stored_compile_ms(b"not an entry at all, not at all"), None);
         assert!(matches!(
             compressed(&zstd).unwrap(),
             std::borrow::Cow::Borrowed(_)

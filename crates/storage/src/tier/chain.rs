@@ -17,7 +17,10 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use super::TierStats;
 use super::config::{TierConfig, TierConfigError};
 use super::remote::{Counters, RemoteTier};
-use crate::{CacheKey, DiskStore, Storage, StorageError};
+use crate::{CacheKey, DiskStore, Located, Storage, StorageError};
+
+/// The local disk tier's name, in statistics and in where a hit was found.
+pub const LOCAL_TIER: &str = "local";
 
 /// Bounds of the remote write queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +128,7 @@ impl TieredStorage {
     ) -> Result<Self, StorageError> {
         let mut remotes: Vec<RemoteTier> = Vec::with_capacity(tiers.len());
         for config in tiers {
-            if config.name == "local" || remotes.iter().any(|t| t.config.name == config.name) {
+            if config.name == LOCAL_TIER || remotes.iter().any(|t| t.config.name == config.name) {
                 return Err(TierConfigError::Duplicate(config.name).into());
             }
             remotes.push(RemoteTier::new(config)?);
@@ -158,7 +161,7 @@ impl TieredStorage {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let local = &self.local_counters;
         let mut stats = vec![TierStats {
-            name: "local".to_owned(),
+            name: LOCAL_TIER.to_owned(),
             hits: load(&local.hits),
             misses: load(&local.misses),
             writes: load(&local.writes),
@@ -325,10 +328,17 @@ async fn for_remote(entry: Bytes) -> Option<Bytes> {
 #[async_trait]
 impl Storage for TieredStorage {
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.get_located(key).await?.map(|found| found.entry))
+    }
+
+    async fn get_located(&self, key: &CacheKey) -> Result<Option<Located>, StorageError> {
         match self.local.get(key).await {
             Ok(Some(entry)) => {
                 Counters::bump(&self.local_counters.hits);
-                return Ok(Some(entry));
+                return Ok(Some(Located {
+                    entry,
+                    tier: Some(LOCAL_TIER.to_owned()),
+                }));
             }
             Ok(None) => Counters::bump(&self.local_counters.misses),
             Err(e) => {
@@ -352,7 +362,10 @@ impl Storage for TieredStorage {
                     tracing::warn!(%key, error = %e, "cannot backfill the local cache");
                 }
             }
-            return Ok(Some(entry));
+            return Ok(Some(Located {
+                entry,
+                tier: Some(tier.config.name.clone()),
+            }));
         }
         Ok(None)
     }

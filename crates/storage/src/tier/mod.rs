@@ -11,7 +11,7 @@ mod chain;
 pub mod config;
 mod remote;
 
-pub use chain::{QueueLimits, TieredStorage};
+pub use chain::{LOCAL_TIER, QueueLimits, TieredStorage};
 pub use config::{TierConfig, TierConfigError, TierKind, parse_size, tiers_from_env};
 
 /// Figures for one tier of a [`TieredStorage`], as the stats report them (serialises to the
