@@ -305,7 +305,12 @@ impl Gateway {
 
     /// Entry and manifest files the gateway has stored.
     pub fn stored_files(&self) -> Vec<PathBuf> {
-        files_under(&self.cache_dir().join("cache"))
+        let store = self.cache_dir().join("cache");
+        // Entries live one level down, in `<2 hex>/`; the store's own size ledger is not one.
+        files_under(&store)
+            .into_iter()
+            .filter(|p| p.parent() != Some(store.as_path()))
+            .collect()
     }
 
     /// The `hoard-server` command for a gateway in `dir` listening on `addr`; `token` is
