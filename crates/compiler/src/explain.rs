@@ -19,8 +19,11 @@ use crate::manifest::FileDigests;
 use crate::{CommandLine, Language, NonCacheable, PipelineConfig, classify, key};
 
 tokio::task_local! {
-    /// The fields hashed so far by the compile this task runs.
-    static RECORDED: RefCell<Vec<Input>>;
+    /// The fields hashed so far by the compile this task runs, as raw bytes: each is a
+    /// length-prefixed name then a length-prefixed value. Every compile records, hits too,
+    /// and most never need the record, so noting a field is one append to one buffer; the
+    /// fields become [`Input`]s only when they are kept or shown.
+    static RECORDED: RefCell<Vec<u8>>;
 }
 
 /// Fields that are not inputs of their own: digests of other noted fields, and the key a
@@ -77,18 +80,42 @@ pub(crate) fn note(name: &str, value: &[u8]) {
     if NOT_INPUTS.contains(&name) {
         return;
     }
-    let _ = RECORDED.try_with(|fields| fields.borrow_mut().push(Input::new(name, value)));
+    let _ = RECORDED.try_with(|fields| {
+        let mut fields = fields.borrow_mut();
+        for part in [name.as_bytes(), value] {
+            fields.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            fields.extend_from_slice(part);
+        }
+    });
 }
 
 /// Runs `fut` with every hashed field noted, for [`remember`] to keep.
 pub(crate) async fn recording<F: std::future::Future>(fut: F) -> F::Output {
-    RECORDED.scope(RefCell::new(Vec::new()), fut).await
+    RECORDED
+        .scope(RefCell::new(Vec::with_capacity(4096)), fut)
+        .await
 }
 
 fn noted() -> Vec<Input> {
     RECORDED
-        .try_with(|fields| fields.borrow().clone())
+        .try_with(|fields| decode_noted(&fields.borrow()))
         .unwrap_or_default()
+}
+
+/// The fields of a record [`note`] wrote, in order.
+fn decode_noted(mut raw: &[u8]) -> Vec<Input> {
+    let mut take = || -> Option<&[u8]> {
+        let (len, rest) = raw.split_first_chunk::<8>()?;
+        let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
+        let part = rest.get(..len)?;
+        raw = &rest[len..];
+        Some(part)
+    };
+    let mut inputs = Vec::new();
+    while let (Some(name), Some(value)) = (take(), take()) {
+        inputs.push(Input::new(&String::from_utf8_lossy(name), value));
+    }
+    inputs
 }
 
 /// What is kept of a stored entry: its key, when, for which output, and its inputs.
@@ -415,6 +442,29 @@ mod tests {
             .iter()
             .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
             .collect()
+    }
+
+    #[tokio::test]
+    async fn noted_fields_come_back_in_order_as_inputs() {
+        let digest = [0xabu8; 32];
+        let fields = recording(async {
+            note("arg", b"-O2");
+            note("common", b"not an input");
+            note("include-digest", &digest);
+            note("LANG", b"");
+            noted()
+        })
+        .await;
+        let got: Vec<(String, String)> = fields.into_iter().map(|i| (i.name, i.value)).collect();
+        assert_eq!(
+            got,
+            inputs(&[
+                ("arg", "-O2"),
+                ("include-digest", &"ab".repeat(32)),
+                ("LANG", "")
+            ])
+        );
+        assert!(noted().is_empty(), "nothing is noted outside a recording");
     }
 
     #[test]
