@@ -98,19 +98,31 @@ pub(crate) fn resolve_program(
         .map_or(OsStr::new(DEFAULT_PATH), |(_, v)| v.as_os_str());
     std::env::split_paths(search)
         .map(|dir| cwd.join(dir).join(program))
-        .find(|candidate| is_executable(candidate) && !is_hoard_itself(candidate))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| is_executable_file(&m) && !is_hoard_itself(&m))
+        })
 }
 
 fn is_executable(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path).is_ok_and(|m| is_executable_file(&m))
 }
 
-fn is_hoard_itself(candidate: &Path) -> bool {
-    static CURRENT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let current = CURRENT.get_or_init(|| std::env::current_exe().ok()?.canonicalize().ok());
-    current
-        .as_deref()
-        .is_some_and(|me| candidate.canonicalize().is_ok_and(|c| c == me))
+fn is_executable_file(meta: &std::fs::Metadata) -> bool {
+    meta.is_file() && meta.permissions().mode() & 0o111 != 0
+}
+
+/// Whether `candidate` (followed through its symlinks, as `metadata` does) is this very
+/// binary: the same device and inode, which costs no path canonicalisation per candidate.
+fn is_hoard_itself(candidate: &std::fs::Metadata) -> bool {
+    static CURRENT: OnceLock<Option<(u64, u64)>> = OnceLock::new();
+    let current = CURRENT.get_or_init(|| {
+        let me = std::fs::metadata("/proc/self/exe")
+            .or_else(|_| std::fs::metadata(std::env::current_exe()?))
+            .ok()?;
+        Some((me.dev(), me.ino()))
+    });
+    *current == Some((candidate.dev(), candidate.ino()))
 }
 
 /// A program found and named like a compiler, not yet identified.
@@ -307,6 +319,21 @@ mod tests {
         assert_eq!(
             resolve_program(OsStr::new("no-such-cc"), Path::new("/"), &env),
             None
+        );
+    }
+
+    #[test]
+    fn a_gcc_on_path_that_is_this_binary_is_skipped() {
+        // A `gcc -> hoard` link early on PATH (masquerade installs) must not make the
+        // wrapper run itself; this test binary stands in for hoard.
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(std::env::current_exe().unwrap(), dir.path().join("gcc"))
+            .unwrap();
+        let path = format!("{}:/usr/bin", dir.path().display());
+        let env = vec![("PATH".into(), path.into())];
+        assert_eq!(
+            resolve_program(OsStr::new("gcc"), Path::new("/"), &env),
+            Some(PathBuf::from("/usr/bin/gcc"))
         );
     }
 
