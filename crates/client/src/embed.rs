@@ -279,15 +279,16 @@ impl Hoard {
     ) -> Result<Option<CompileResult>, CacheError> {
         match &self.backend {
             Backend::Embedded { store, .. } => {
-                let meta = store
-                    .get_outputs(key, outputs)
+                let hit = store
+                    .find_outputs(key, outputs)
                     .await
                     .map_err(CacheError::new)?;
-                Ok(meta.map(|meta| CompileResult {
-                    stdout: meta.stdout,
-                    stderr: meta.stderr,
-                    exit_status: meta.exit_status,
-                    compile_time: std::time::Duration::from_millis(meta.compile_ms),
+                Ok(hit.map(|hit| CompileResult {
+                    stdout: hit.meta.stdout,
+                    stderr: hit.meta.stderr,
+                    exit_status: hit.meta.exit_status,
+                    compile_time: std::time::Duration::from_millis(hit.meta.compile_ms),
+                    output_digests: hit.digests,
                 }))
             }
             Backend::Connected(remote) => remote
@@ -363,6 +364,7 @@ impl Hoard {
                     stderr: stderr.to_vec(),
                     exit_status,
                     compile_time: std::time::Duration::ZERO,
+                    output_digests: Vec::new(),
                 };
                 remote
                     .put_outputs(key, outputs, &result, None)

@@ -185,6 +185,7 @@ impl RemoteCache {
                     stderr,
                     exit_status,
                     tier,
+                    digests,
                 } => {
                     self.note_transfer("shared_fs");
                     self.note_tier(tier);
@@ -194,6 +195,7 @@ impl RemoteCache {
                         stderr,
                         exit_status,
                         compile_time: std::time::Duration::ZERO,
+                        output_digests: output_digests(&digests, outputs.len()),
                     }));
                 }
                 Response::Miss => return Ok(None),
@@ -210,15 +212,17 @@ impl RemoteCache {
             return Ok(None);
         };
         drop(connection);
-        match entry::extract(&bytes, outputs) {
-            Ok(meta) => {
+        match entry::extract_with_digests(&bytes, outputs) {
+            Ok(extracted) => {
                 self.note_transfer("inline");
                 self.note_tier(tier);
+                let meta = extracted.meta;
                 Ok(Some(CompileResult {
                     stdout: meta.stdout,
                     stderr: meta.stderr,
                     exit_status: meta.exit_status,
                     compile_time: std::time::Duration::from_millis(meta.compile_ms),
+                    output_digests: extracted.digests,
                 }))
             }
             // Not this compile's entry after all, or damaged on the way: a miss, and the put
@@ -362,5 +366,19 @@ impl ArtifactCache for RemoteCache {
             Response::Stored => Ok(()),
             other => Err(CacheError::new(unexpected("ManifestPut", &other))),
         }
+    }
+}
+
+/// The output digests a server sent with a hit, if it sent one 32-byte digest per output
+/// (older servers send none; anything else is ignored rather than trusted).
+fn output_digests(sent: &[hoard_protocol::ByteBuf], outputs: usize) -> Vec<[u8; 32]> {
+    let digests: Vec<[u8; 32]> = sent
+        .iter()
+        .filter_map(|d| <[u8; 32]>::try_from(d.as_slice()).ok())
+        .collect();
+    if digests.len() == outputs && sent.len() == outputs {
+        digests
+    } else {
+        Vec::new()
     }
 }

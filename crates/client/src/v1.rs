@@ -59,6 +59,7 @@ pub async fn compile_on_server_with_status(
                 stderr,
                 exit_status,
                 compile_time: std::time::Duration::ZERO,
+                output_digests: Vec::new(),
             },
             cache,
         }),

@@ -33,6 +33,10 @@ pub struct CompileResult {
     /// How long the compiler ran; on a hit, how long it ran when the entry was stored (zero
     /// when the entry did not record it): the time the hit saved.
     pub compile_time: Duration,
+    /// On a hit, the blake3 of each output as delivered, in the order of the compile's
+    /// outputs, when the cache knew them (empty otherwise): a Rust hit memoises its crates'
+    /// digests from these instead of reading the crates back.
+    pub output_digests: Vec<[u8; 32]>,
 }
 
 impl PartialEq for CompileResult {
@@ -246,6 +250,7 @@ pub(crate) async fn run(program: &Path, args: &[OsString], cmd: &CommandLine) ->
                 .or_else(|| output.status.signal().map(|s| 128 + s))
                 .unwrap_or(1),
             compile_time: started.elapsed(),
+            output_digests: Vec::new(),
         },
         Err(e) => CompileResult {
             stdout: Vec::new(),
@@ -256,6 +261,7 @@ pub(crate) async fn run(program: &Path, args: &[OsString], cmd: &CommandLine) ->
             .into_bytes(),
             exit_status: 127,
             compile_time: started.elapsed(),
+            output_digests: Vec::new(),
         },
     }
 }
@@ -689,6 +695,7 @@ mod tests {
                 stderr: b"err\n".to_vec(),
                 exit_status: 3,
                 compile_time: Duration::ZERO,
+                output_digests: Vec::new(),
             }
         );
         assert!(result.compile_time > Duration::ZERO);

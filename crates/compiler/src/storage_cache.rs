@@ -57,16 +57,17 @@ impl ArtifactCache for StorageCache {
         outputs: &[OutputPath],
         _language: Language,
     ) -> Result<Option<CompileResult>, CacheError> {
-        let meta = self
+        let hit = self
             .store
-            .get_outputs(key, outputs)
+            .find_outputs(key, outputs)
             .await
             .map_err(|source| CacheError::new(StorageCacheError::Get { key: *key, source }))?;
-        Ok(meta.map(|meta| CompileResult {
-            stdout: meta.stdout,
-            stderr: meta.stderr,
-            exit_status: meta.exit_status,
-            compile_time: std::time::Duration::from_millis(meta.compile_ms),
+        Ok(hit.map(|hit| CompileResult {
+            stdout: hit.meta.stdout,
+            stderr: hit.meta.stderr,
+            exit_status: hit.meta.exit_status,
+            compile_time: std::time::Duration::from_millis(hit.meta.compile_ms),
+            output_digests: hit.digests,
         }))
     }
 

@@ -150,6 +150,7 @@ fn response(name: &str) -> Response {
             stderr: Vec::new(),
             exit_status: 0,
             tier: Some("local".to_owned()),
+            digests: vec![hoard_protocol::ByteBuf::from(vec![0x5a; 32]); 3],
         },
         "Miss" => Response::Miss,
         // A direct-mode manifest of a source with a few dozen headers.

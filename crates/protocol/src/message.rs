@@ -257,6 +257,11 @@ pub enum Response {
         /// servers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tier: Option<String>,
+        /// The blake3 of each output written, in the order the request named them, so the
+        /// client can memoise them without reading the files back. Absent from older
+        /// servers.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        digests: Vec<ByteBuf>,
     },
     /// `CacheGetInline` hit: the entry's `size` bytes, the first of them here and the rest
     /// in `Chunk` responses that follow at once.

@@ -214,6 +214,7 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
                 stderr: b"warning\n".to_vec(),
                 exit_status: 0,
                 tier: None,
+                digests: vec![],
             }),
         ),
         (
@@ -223,6 +224,17 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
                 stderr: vec![],
                 exit_status: 0,
                 tier: Some("redis".into()),
+                digests: vec![],
+            }),
+        ),
+        (
+            "v2/response_hit_digests",
+            Err(Response::Hit {
+                stdout: vec![],
+                stderr: vec![],
+                exit_status: 0,
+                tier: Some("local".into()),
+                digests: vec![ByteBuf::from(vec![7; 32]), ByteBuf::from(vec![9; 32])],
             }),
         ),
         (

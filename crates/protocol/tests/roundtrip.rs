@@ -201,14 +201,18 @@ fn response() -> impl Strategy<Value = Response> {
             bytes(),
             bytes(),
             any::<i32>(),
-            proptest::option::of("[a-z_]{1,10}")
+            proptest::option::of("[a-z_]{1,10}"),
+            vec(any::<[u8; 32]>(), 0..3),
         )
-            .prop_map(|(stdout, stderr, exit_status, tier)| Response::Hit {
-                stdout,
-                stderr,
-                exit_status,
-                tier,
-            }),
+            .prop_map(
+                |(stdout, stderr, exit_status, tier, digests)| Response::Hit {
+                    stdout,
+                    stderr,
+                    exit_status,
+                    tier,
+                    digests: digests.iter().map(|d| ByteBuf::from(d.to_vec())).collect(),
+                }
+            ),
         Just(Response::Miss),
         Just(Response::Stored),
         bytes().prop_map(|manifest| Response::Manifest { manifest }),

@@ -3,7 +3,7 @@
 
 use std::os::unix::ffi::OsStrExt;
 
-use hoard_protocol::{OutputPath as WirePath, PROTOCOL_V2, Response};
+use hoard_protocol::{ByteBuf, OutputPath as WirePath, PROTOCOL_V2, Response};
 use hoard_storage::{CacheKey, EntryMeta, Located, OutputPath, OutputsHit, ReadLimits};
 
 use crate::flight::Holder;
@@ -94,7 +94,11 @@ pub(crate) async fn cache_get(
         shared.flights.look(&key, holder, stored, look).await
     };
     match found {
-        Ok(Some(OutputsHit { meta, tier })) => {
+        Ok(Some(OutputsHit {
+            meta,
+            tier,
+            digests,
+        })) => {
             shared.stats.count(Counted::Hit {
                 language,
                 protocol: PROTOCOL_V2,
@@ -106,6 +110,7 @@ pub(crate) async fn cache_get(
                 stderr: meta.stderr,
                 exit_status: meta.exit_status,
                 tier,
+                digests: digests.iter().map(|d| ByteBuf::from(d.to_vec())).collect(),
             }
         }
         Ok(None) => {

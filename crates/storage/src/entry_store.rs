@@ -34,6 +34,8 @@ pub struct OutputsHit {
     pub meta: EntryMeta,
     /// The tier that held the entry, when the store has tiers.
     pub tier: Option<String>,
+    /// The blake3 of each output written, in the order asked for.
+    pub digests: Vec<[u8; 32]>,
 }
 
 /// Getting or putting an entry failed. A corrupt entry or one with other roles is not an
@@ -102,11 +104,15 @@ impl EntryStore {
         };
         let outputs = outputs.to_vec();
         let extracted = run_sized("extract entry", bytes.len() as u64, move || {
-            Ok(entry::extract(&bytes, &outputs))
+            Ok(entry::extract_with_digests(&bytes, &outputs))
         })
         .await?;
         match extracted {
-            Ok(meta) => Ok(Some(OutputsHit { meta, tier })),
+            Ok(extracted) => Ok(Some(OutputsHit {
+                meta: extracted.meta,
+                tier,
+                digests: extracted.digests,
+            })),
             Err(e) => self.miss_or_error(key, e).await,
         }
     }

@@ -96,7 +96,7 @@ impl Attempt<'_> {
         if let Some(result_key) = found {
             match self.fetch(&result_key).await {
                 Ok(Some(result)) => {
-                    self.record_delivered_digests();
+                    self.record_delivered_digests(&result.output_digests);
                     return self.finish(result, CacheStatus::Hit { direct: true });
                 }
                 // Evicted: compile and store it again.
@@ -117,7 +117,9 @@ impl Attempt<'_> {
     /// Records the digests of the crates this compile delivered (rlib, rmeta, proc-macro
     /// and dylib files), so each crate that names one with `--extern` next finds it in the
     /// machine-wide memo instead of hashing it again: once per output, not once per reader.
-    fn record_delivered_digests(&self) {
+    /// `known` holds the outputs' digests when the cache delivered them (a hit), in the
+    /// order of the outputs; then nothing is read back.
+    fn record_delivered_digests(&self, known: &[[u8; 32]]) {
         let Some(table) = crate::digest_table::DigestTable::open(&self.rust.state_dir) else {
             return;
         };
@@ -125,8 +127,17 @@ impl Attempt<'_> {
             path.extension()
                 .is_some_and(|e| e == "rlib" || e == "rmeta" || e == "so" || e == "dylib")
         };
-        for output in self.compile.outputs().iter().filter(|o| readable(&o.path)) {
-            if let Err(e) = table.record_delivered(&output.path) {
+        let outputs = self.compile.outputs();
+        let known = (known.len() == outputs.len()).then_some(known);
+        for (i, output) in outputs.iter().enumerate() {
+            if !readable(&output.path) {
+                continue;
+            }
+            let recorded = match known {
+                Some(digests) => table.record_known(&output.path, &digests[i]),
+                None => table.record_delivered(&output.path).map(|_| ()),
+            };
+            if let Err(e) = recorded {
                 tracing::debug!(path = %output.path.display(), error = %e, "digest not recorded");
             }
         }
@@ -249,6 +260,7 @@ impl Attempt<'_> {
             stderr: roots.normalise(&result.stderr),
             exit_status: result.exit_status,
             compile_time: result.compile_time,
+            output_digests: Vec::new(),
         };
         let outputs = self.outputs_with(aside.as_ref());
         if let Err(e) = self
@@ -263,7 +275,7 @@ impl Attempt<'_> {
             return;
         }
         let stored_after = begun.elapsed();
-        self.record_delivered_digests();
+        self.record_delivered_digests(&[]);
         crate::explain::remember(&self.rust.state_dir, self.compile.outputs(), &result_key);
         manifest.add(candidate);
         match manifest.encode() {
@@ -435,6 +447,7 @@ async fn run_streaming(
                 stderr: message.into_bytes(),
                 exit_status: 127,
                 compile_time: started.elapsed(),
+                output_digests: Vec::new(),
             };
         }
     };
@@ -480,5 +493,6 @@ async fn run_streaming(
         stderr,
         exit_status,
         compile_time: started.elapsed(),
+        output_digests: Vec::new(),
     }
 }

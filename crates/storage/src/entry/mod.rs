@@ -320,6 +320,21 @@ fn read_output(path: &Path, limits: &ReadLimits) -> Result<(u32, Vec<u8>), Entry
 /// the stored mode and is renamed over the target, so a target path never holds a partial
 /// file and a symbolic link at the target is replaced, not written through.
 pub fn extract(entry: &[u8], outputs: &[OutputPath]) -> Result<EntryMeta, EntryError> {
+    extract_with_digests(entry, outputs).map(|extracted| extracted.meta)
+}
+
+/// What [`extract_with_digests`] delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    /// What the compile printed, returned and took.
+    pub meta: EntryMeta,
+    /// The blake3 of each output as written, in the order of the `outputs` asked for: from
+    /// the verified entry, so a reader of the outputs need not hash them again.
+    pub digests: Vec<[u8; 32]>,
+}
+
+/// [`extract`], also returning each output's blake3.
+pub fn extract_with_digests(entry: &[u8], outputs: &[OutputPath]) -> Result<Extracted, EntryError> {
     let Decoded { header, files } = codec::decode(entry)?;
     if header.kind != EntryKind::Outputs {
         return Err(EntryError::Corrupt {
@@ -337,6 +352,7 @@ pub fn extract(entry: &[u8], outputs: &[OutputPath]) -> Result<EntryMeta, EntryE
     // Every file is staged before any is renamed, so a failure part-way (a full disk, a
     // missing directory) leaves the targets as they were.
     let mut staged = Vec::with_capacity(outputs.len());
+    let mut digests = Vec::with_capacity(outputs.len());
     for out in outputs {
         let i = header
             .files
@@ -351,16 +367,26 @@ pub fn extract(entry: &[u8], outputs: &[OutputPath]) -> Result<EntryMeta, EntryE
             header.files[i].mode & MODE_MASK,
             &files[i],
         )?);
+        // The frame digest (raw) or each file's digest (compressed) was checked above, so
+        // the header's per-file digest is the written file's.
+        digests.push(header.files[i].blake3.as_slice().try_into().map_err(|_| {
+            EntryError::Corrupt {
+                reason: format!("file {:?}: digest is not 32 bytes", out.role),
+            }
+        })?);
     }
     for (tmp, out) in staged.into_iter().zip(outputs) {
         tmp.persist(&out.path)
             .map_err(|e| EntryError::io("rename onto", &out.path)(e.error))?;
     }
-    Ok(EntryMeta {
-        stdout: header.stdout,
-        stderr: header.stderr,
-        exit_status: header.exit_status,
-        compile_ms: header.compile_ms,
+    Ok(Extracted {
+        meta: EntryMeta {
+            stdout: header.stdout,
+            stderr: header.stderr,
+            exit_status: header.exit_status,
+            compile_ms: header.compile_ms,
+        },
+        digests,
     })
 }
 
@@ -524,6 +550,20 @@ mod tests {
         }
         assert_eq!(compressed(&raw).unwrap().as_ref(), zstd.as_slice());
         assert_eq!(stored_compile_ms(&raw), Some(1234));
+        for entry in [&raw, &zstd] {
+            let outputs = [
+                OutputPath::new("dep", dir.path().join("b.d")),
+                OutputPath::new("object", dir.path().join("b.o")),
+            ];
+            let extracted = extract_with_digests(entry, &outputs).unwrap();
+            assert_eq!(
+                extracted.digests,
+                vec![
+                    *blake3::hash(b"a.o: a.c\n").as_bytes(),
+                    *blake3::hash(&object).as_bytes()
+                ]
+            );
+        }
         assert_eq!(stored_compile_ms(&zstd), Some(1234));
         assert_eq!(stored_compile_ms(&raw[..40]), None);
         assert_eq!(stored_compile_ms(b"not an entry at all, not at all"), None);
