@@ -283,13 +283,7 @@ impl Hoard {
                     .find_outputs(key, outputs)
                     .await
                     .map_err(CacheError::new)?;
-                Ok(hit.map(|hit| CompileResult {
-                    stdout: hit.meta.stdout,
-                    stderr: hit.meta.stderr,
-                    exit_status: hit.meta.exit_status,
-                    compile_time: std::time::Duration::from_millis(hit.meta.compile_ms),
-                    output_digests: hit.digests,
-                }))
+                Ok(hit.map(|hit| CompileResult::from_stored(hit.meta, hit.digests)))
             }
             Backend::Connected(remote) => remote
                 .get_outputs(key, outputs, None)

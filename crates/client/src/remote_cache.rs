@@ -216,14 +216,10 @@ impl RemoteCache {
             Ok(extracted) => {
                 self.note_transfer("inline");
                 self.note_tier(tier);
-                let meta = extracted.meta;
-                Ok(Some(CompileResult {
-                    stdout: meta.stdout,
-                    stderr: meta.stderr,
-                    exit_status: meta.exit_status,
-                    compile_time: std::time::Duration::from_millis(meta.compile_ms),
-                    output_digests: extracted.digests,
-                }))
+                Ok(Some(CompileResult::from_stored(
+                    extracted.meta,
+                    extracted.digests,
+                )))
             }
             // Not this compile's entry after all, or damaged on the way: a miss, and the put
             // that follows replaces it.

@@ -50,6 +50,17 @@ impl PartialEq for CompileResult {
 impl Eq for CompileResult {}
 
 impl CompileResult {
+    /// A hit: what the entry stored, and the digests of the outputs it delivered.
+    pub fn from_stored(meta: hoard_storage::EntryMeta, output_digests: Vec<[u8; 32]>) -> Self {
+        Self {
+            stdout: meta.stdout,
+            stderr: meta.stderr,
+            exit_status: meta.exit_status,
+            compile_time: Duration::from_millis(meta.compile_ms),
+            output_digests,
+        }
+    }
+
     /// [`CompileResult::compile_time`] in whole milliseconds, as entries and the wire keep it.
     pub fn compile_ms(&self) -> u64 {
         u64::try_from(self.compile_time.as_millis()).unwrap_or(u64::MAX)

@@ -62,13 +62,7 @@ impl ArtifactCache for StorageCache {
             .find_outputs(key, outputs)
             .await
             .map_err(|source| CacheError::new(StorageCacheError::Get { key: *key, source }))?;
-        Ok(hit.map(|hit| CompileResult {
-            stdout: hit.meta.stdout,
-            stderr: hit.meta.stderr,
-            exit_status: hit.meta.exit_status,
-            compile_time: std::time::Duration::from_millis(hit.meta.compile_ms),
-            output_digests: hit.digests,
-        }))
+        Ok(hit.map(|hit| CompileResult::from_stored(hit.meta, hit.digests)))
     }
 
     async fn put(

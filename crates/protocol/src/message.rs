@@ -134,7 +134,7 @@ pub enum Request {
         language: Option<String>,
         /// How long the compile took, in milliseconds: stored with the entry, and counted
         /// as time saved on each hit. Absent from older clients (zero: unknown).
-        #[serde(default, skip_serializing_if = "is_zero")]
+        #[serde(default, skip_serializing_if = "crate::stats::is_zero")]
         compile_ms: u64,
     },
     /// v2 with `inline`: the inline form of `CacheGet`, for a client whose paths the server
@@ -319,10 +319,4 @@ pub enum Response {
     /// A response type this build does not know.
     #[serde(other)]
     Unknown,
-}
-
-// serde's skip_serializing_if passes a reference.
-#[allow(clippy::trivially_copy_pass_by_ref)]
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
