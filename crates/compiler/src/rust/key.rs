@@ -37,7 +37,7 @@ const ENV_NAMES: &[&str] = &[
 const ENV_PREFIXES: &[&str] = &["CARGO_PKG_", "CARGO_BIN_EXE_"];
 
 /// Crate types whose output is linked by the system linker.
-const LINKED: &[&str] = &["bin", "dylib", "cdylib", "proc-macro"];
+pub(crate) const LINKED: &[&str] = &["bin", "dylib", "cdylib", "proc-macro"];
 
 /// An input of the common key could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +158,13 @@ pub(crate) fn result_key(common: &CacheKey, candidate: &Candidate) -> CacheKey {
     }
     for pinned in &candidate.pinned {
         recipe.field("pinned", pinned);
+    }
+    // Only when set, so the keys of successful compiles are those older clients compute.
+    if let Some(roles) = &candidate.failed {
+        recipe.field("failed", b"");
+        for role in roles {
+            recipe.field("wrote", role.as_bytes());
+        }
     }
     CacheKey::from_bytes(recipe.finish())
 }

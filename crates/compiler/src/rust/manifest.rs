@@ -44,6 +44,20 @@ pub(crate) struct Candidate {
     pub pinned: Vec<serde_bytes::ByteBuf>,
     #[serde(with = "serde_bytes")]
     pub result_key: [u8; 32],
+    /// Set when the result is a compile that failed (rustc's exit status 1): the roles of
+    /// the outputs it wrote before it stopped (its dependency file, or none), which are all
+    /// a hit writes. Left out of the encoding when unset, so manifests of successful
+    /// compiles read the same to older clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Vec<String>>,
+}
+
+/// What a matching candidate leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub result_key: CacheKey,
+    /// See [`Candidate::failed`].
+    pub failed: Option<Vec<String>>,
 }
 
 /// The value the command's environment gives `name`.
@@ -75,7 +89,7 @@ impl Manifest {
         env: &[(OsString, OsString)],
         roots: &Roots,
         digests: &mut FileDigests,
-    ) -> Option<CacheKey> {
+    ) -> Option<Found> {
         self.candidates
             .iter()
             .find(|c| {
@@ -93,7 +107,10 @@ impl Manifest {
                     digests.digest(&path).as_ref().map(|d| &d[..]) == Some(&digest[..])
                 })
             })
-            .map(|c| CacheKey::from_bytes(c.result_key))
+            .map(|c| Found {
+                result_key: CacheKey::from_bytes(c.result_key),
+                failed: c.failed.clone(),
+            })
     }
 
     /// How many candidates the manifest holds.
@@ -133,12 +150,16 @@ mod tests {
             )],
             pinned: Vec::new(),
             result_key: [9; 32],
+            failed: None,
         });
         let manifest = Manifest::decode(&manifest.encode().unwrap());
         let env = vec![(OsString::from("V"), OsString::from("1"))];
         assert_eq!(
             manifest.find(&cwd, &env, &roots, &mut FileDigests::default()),
-            Some(CacheKey::from_bytes([9; 32]))
+            Some(Found {
+                result_key: CacheKey::from_bytes([9; 32]),
+                failed: None
+            })
         );
         let other = vec![(OsString::from("V"), OsString::from("2"))];
         assert_eq!(
@@ -151,5 +172,26 @@ mod tests {
             None
         );
         assert_eq!(Manifest::decode(b"garbage"), Manifest::default());
+    }
+
+    #[test]
+    fn a_successful_candidate_encodes_as_before_and_a_failed_one_round_trips() {
+        let success = Candidate {
+            files: Vec::new(),
+            env: Vec::new(),
+            pinned: Vec::new(),
+            result_key: [1; 32],
+            failed: None,
+        };
+        // Four fields, as clients before stored failures write and read them.
+        assert_eq!(rmp_serde::to_vec(&success).unwrap()[0], 0x94);
+        let failure = Candidate {
+            failed: Some(vec!["dep-info".to_owned()]),
+            ..success.clone()
+        };
+        let mut manifest = Manifest::default();
+        manifest.add(success);
+        manifest.add(failure);
+        assert_eq!(Manifest::decode(&manifest.encode().unwrap()), manifest);
     }
 }

@@ -9,11 +9,13 @@ mod args;
 pub(crate) mod depinfo;
 mod digests;
 mod identity;
+mod inputs;
 mod key;
 mod manifest;
 mod outputs;
 mod paths;
 pub(crate) mod pipeline;
+mod standalone;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;

@@ -4,9 +4,8 @@
 //! stderr if asked, and record the result and a candidate from the dependency file rustc
 //! just wrote. No rustc runs on a hit, and only the compile itself on a miss.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -18,10 +17,11 @@ use serde_bytes::ByteBuf;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use super::manifest::{Candidate, Manifest, env_value};
+use super::inputs::{self, Inputs};
+use super::manifest::{Candidate, Manifest};
 use super::outputs::DEP_INFO_ROLE;
-use super::{RustCompile, depinfo, key};
-use crate::manifest::{FileDigests, read_input};
+use super::{RustCompile, key};
+use crate::manifest::FileDigests;
 use crate::pipeline::PhaseClock;
 use crate::{
     ArtifactCache, CacheError, CacheStatus, CacheableCompile, CompileOutcome, CompileResult,
@@ -93,10 +93,12 @@ impl Attempt<'_> {
             found = found.is_some(),
             "rust manifest lookup"
         );
-        if let Some(result_key) = found {
-            match self.fetch(&result_key).await {
+        if let Some(found) = &found {
+            match self.fetch(&found.result_key, found.failed.as_deref()).await {
                 Ok(Some(result)) => {
-                    self.record_delivered_digests(&result.output_digests);
+                    if found.failed.is_none() {
+                        self.record_delivered_digests(&result.output_digests);
+                    }
                     return self.finish(result, CacheStatus::Hit { direct: true });
                 }
                 // Evicted: compile and store it again.
@@ -110,6 +112,14 @@ impl Attempt<'_> {
                 self.count_miss(&common).await;
             }
             self.record(&common, &mut manifest, &result).await;
+        } else {
+            match self.failure_candidate(&common, &result) {
+                Ok(candidate) => {
+                    self.record_failure(&common, &mut manifest, candidate, &result)
+                        .await;
+                }
+                Err(why) => tracing::debug!("failed rust compile not stored: {why}"),
+            }
         }
         self.finish(result, CacheStatus::Miss)
     }
@@ -161,12 +171,24 @@ impl Attempt<'_> {
     }
 
     /// Looks a result up; on a hit the outputs are in place, the `.d` rewritten for this
-    /// build and the stderr's paths made this build's.
-    async fn fetch(&mut self, key: &CacheKey) -> Result<Option<CompileResult>, CacheError> {
-        let aside = self.aside().map_err(|e| {
+    /// build and the stderr's paths made this build's. A stored failure writes only the
+    /// outputs its compile wrote (`failed`: their roles).
+    async fn fetch(
+        &mut self,
+        key: &CacheKey,
+        failed: Option<&[String]>,
+    ) -> Result<Option<CompileResult>, CacheError> {
+        let aside = match failed {
+            Some(roles) => self.aside_for(roles),
+            None => self.aside(),
+        }
+        .map_err(|e| {
             CacheError::new(format!("temporary dependency file beside the output: {e}"))
         })?;
-        let outputs = self.outputs_with(aside.as_ref());
+        let outputs = match failed {
+            Some(roles) => self.outputs_of(roles, aside.as_ref()),
+            None => self.outputs_with(aside.as_ref()),
+        };
         let Some(mut result) = self
             .clock
             .lookup(self.cache.get(key, &outputs, self.compile.language()))
@@ -205,6 +227,23 @@ impl Attempt<'_> {
             real: real.clone(),
             temp,
         }))
+    }
+
+    /// [`Self::aside`] when `roles` holds the dependency file's.
+    fn aside_for(&self, roles: &[String]) -> std::io::Result<Option<DepInfoAside>> {
+        if roles.iter().any(|r| r == DEP_INFO_ROLE) {
+            self.aside()
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// [`Self::outputs_with`], only those with one of `roles`.
+    fn outputs_of(&self, roles: &[String], aside: Option<&DepInfoAside>) -> Vec<OutputPath> {
+        self.outputs_with(aside)
+            .into_iter()
+            .filter(|o| roles.contains(&o.role))
+            .collect()
     }
 
     /// The outputs, with the dependency file's role pointed at the temporary file.
@@ -278,6 +317,16 @@ impl Attempt<'_> {
         self.record_delivered_digests(&[]);
         crate::explain::remember(&self.rust.state_dir, self.compile.outputs(), &result_key);
         manifest.add(candidate);
+        self.put_manifest(common, manifest).await;
+        tracing::debug!(
+            crate_name = self.rust.args.crate_name.as_deref().unwrap_or("?"),
+            stored_ms = stored_after.as_millis(),
+            total_ms = begun.elapsed().as_millis(),
+            "rust compile recorded"
+        );
+    }
+
+    async fn put_manifest(&mut self, common: &CacheKey, manifest: &Manifest) {
         match manifest.encode() {
             Ok(bytes) => {
                 if let Err(e) = self
@@ -292,34 +341,15 @@ impl Attempt<'_> {
                 .cache_errors
                 .push(CacheError::new(format!("encoding manifest {common}: {e}"))),
         }
-        tracing::debug!(
-            crate_name = self.rust.args.crate_name.as_deref().unwrap_or("?"),
-            stored_ms = stored_after.as_millis(),
-            total_ms = begun.elapsed().as_millis(),
-            "rust compile recorded"
-        );
     }
 
     /// The candidate for the compile that just ran: every file and variable its dependency
     /// file names, and any root an output embeds verbatim.
     fn candidate(&self, common: &CacheKey, dep_info: &[u8]) -> Result<Candidate, String> {
-        let info = depinfo::parse(dep_info);
         let command = self.compile.command();
         let roots = &self.rust.roots;
-        let mut files = Vec::with_capacity(info.files.len());
-        for file in &info.files {
-            let path = command.cwd.join(OsStr::from_bytes(file));
-            let digest = read_input(&path, self.started).map_err(|e| e.to_string())?;
-            files.push((
-                ByteBuf::from(roots.normalise(file)),
-                ByteBuf::from(digest.to_vec()),
-            ));
-        }
-        let mut env = Vec::with_capacity(info.env.len());
-        for (name, _) in &info.env {
-            let value = env_value(&command.env, name).map(|v| ByteBuf::from(roots.normalise_os(v)));
-            env.push((ByteBuf::from(name.clone()), value));
-        }
+        let Inputs { files, env } =
+            inputs::from_dep_info(dep_info, &command.cwd, &command.env, roots, self.started)?;
         let mut pinned = Vec::new();
         for output in self.compile.outputs() {
             if output.role == DEP_INFO_ROLE {
@@ -338,9 +368,137 @@ impl Attempt<'_> {
             env,
             pinned,
             result_key: [0; 32],
+            failed: None,
         };
         candidate.result_key = *key::result_key(common, &candidate).as_bytes();
         Ok(candidate)
+    }
+
+    /// The candidate for a compile that failed, when the failure can be stored:
+    /// - rustc's ordinary error status, 1 (not an internal compiler error, a signal or a
+    ///   missing program), with no I/O error in what it printed (a full disk must never be
+    ///   replayed);
+    /// - a crate type rustc builds without the system linker, which could fail for reasons
+    ///   no key covers (a system library not yet installed);
+    /// - no crate it could load from outside the sysroot (`--extern`, `-L`): these are the
+    ///   probes build scripts compile, and a failing crate of the build itself is left to
+    ///   compile again;
+    /// - nothing written but, at most, the dependency file, whose list of inputs is then the
+    ///   candidate's; with no dependency file, a root that reads nothing but itself.
+    fn failure_candidate(
+        &self,
+        common: &CacheKey,
+        result: &CompileResult,
+    ) -> Result<Candidate, String> {
+        let args = &self.rust.args;
+        if result.exit_status != 1 {
+            return Err(format!("exit status {}", result.exit_status));
+        }
+        if contains(&result.stderr, b"(os error") {
+            return Err("it reports an I/O error".into());
+        }
+        if args
+            .crate_types
+            .iter()
+            .any(|t| key::LINKED.contains(&t.as_str()))
+        {
+            return Err("its crate type is linked".into());
+        }
+        if !args.externs.is_empty() || !args.lib_dirs.is_empty() {
+            return Err("it may load crates from outside the sysroot".into());
+        }
+        let written: Vec<&OutputPath> = self
+            .compile
+            .outputs()
+            .iter()
+            .filter(|o| {
+                std::fs::metadata(&o.path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|modified| modified >= self.started)
+            })
+            .collect();
+        let command = self.compile.command();
+        let roots = &self.rust.roots;
+        let (inputs, wrote) = match (written.as_slice(), &self.rust.dep_info) {
+            ([], _) => {
+                let inputs = inputs::from_standalone_root(
+                    &args.source,
+                    &command.cwd,
+                    &command.env,
+                    roots,
+                    self.started,
+                )?;
+                (inputs, Vec::new())
+            }
+            ([only], Some(dep_info)) if only.role == DEP_INFO_ROLE => {
+                let text = std::fs::read(dep_info)
+                    .map_err(|e| format!("reading {}: {e}", dep_info.display()))?;
+                let inputs =
+                    inputs::from_dep_info(&text, &command.cwd, &command.env, roots, self.started)?;
+                (inputs, vec![DEP_INFO_ROLE.to_owned()])
+            }
+            _ => return Err("it wrote outputs besides its dependency file".into()),
+        };
+        let mut candidate = Candidate {
+            files: inputs.files,
+            env: inputs.env,
+            pinned: Vec::new(),
+            result_key: [0; 32],
+            failed: Some(wrote),
+        };
+        candidate.result_key = *key::result_key(common, &candidate).as_bytes();
+        Ok(candidate)
+    }
+
+    /// Stores a failed compile's diagnostics and status, with the outputs its candidate
+    /// names (normalised like a successful compile's), and adds the candidate to the
+    /// manifest.
+    async fn record_failure(
+        &mut self,
+        common: &CacheKey,
+        manifest: &mut Manifest,
+        candidate: Candidate,
+        result: &CompileResult,
+    ) {
+        let wrote = candidate.failed.clone().unwrap_or_default();
+        let aside = match self.aside_for(&wrote) {
+            Ok(aside) => aside,
+            Err(e) => {
+                tracing::debug!("failed rust compile not stored: dependency file: {e}");
+                return;
+            }
+        };
+        let roots = &self.rust.roots;
+        if let Some(aside) = &aside {
+            let normalised = std::fs::read(&aside.real)
+                .and_then(|text| std::fs::write(&aside.temp, roots.normalise(&text)));
+            if let Err(e) = normalised {
+                tracing::debug!("failed rust compile not stored: dependency file: {e}");
+                return;
+            }
+        }
+        let stored = CompileResult {
+            stdout: roots.normalise(&result.stdout),
+            stderr: roots.normalise(&result.stderr),
+            exit_status: result.exit_status,
+            compile_time: result.compile_time,
+            output_digests: Vec::new(),
+        };
+        let outputs = self.outputs_of(&wrote, aside.as_ref());
+        let result_key = CacheKey::from_bytes(candidate.result_key);
+        if let Err(e) = self
+            .clock
+            .lookup(
+                self.cache
+                    .put(&result_key, &outputs, &stored, self.compile.language()),
+            )
+            .await
+        {
+            self.cache_errors.push(e);
+            return;
+        }
+        manifest.add(candidate);
+        self.put_manifest(common, manifest).await;
     }
 
     /// When the command did not ask for a dependency file (cargo always does), learns the
@@ -404,6 +562,10 @@ impl Attempt<'_> {
 }
 
 /// Writes `data` to `path` through a temporary file in the same directory and a rename.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let mut temp = tempfile::Builder::new()

@@ -1,0 +1,82 @@
+//! What a rustc compile read, as a manifest candidate lists it: from the dependency file
+//! rustc wrote, or, for a failed compile that wrote none, from the text of a standalone root
+//! ([`super::standalone`]).
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde_bytes::ByteBuf;
+
+use super::depinfo;
+use super::manifest::env_value;
+use super::paths::Roots;
+use crate::manifest::read_input;
+
+/// Source files as (normalised path, digest), and variables as (name, normalised value).
+pub(crate) struct Inputs {
+    pub files: Vec<(ByteBuf, ByteBuf)>,
+    pub env: Vec<(ByteBuf, Option<ByteBuf>)>,
+}
+
+/// Every file and variable a dependency file names, digested now; a file changed since
+/// `started` (the compile began) is an error, as its digest may not be what rustc read.
+pub(crate) fn from_dep_info(
+    dep_info: &[u8],
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+    roots: &Roots,
+    started: SystemTime,
+) -> Result<Inputs, String> {
+    let info = depinfo::parse(dep_info);
+    let mut files = Vec::with_capacity(info.files.len());
+    for file in &info.files {
+        let path = cwd.join(OsStr::from_bytes(file));
+        let digest = read_input(&path, started).map_err(|e| e.to_string())?;
+        files.push((
+            ByteBuf::from(roots.normalise(file)),
+            ByteBuf::from(digest.to_vec()),
+        ));
+    }
+    let names = info.env.into_iter().map(|(name, _)| name);
+    Ok(Inputs {
+        files,
+        env: variables(names, env, roots),
+    })
+}
+
+/// The root itself and the variables it names, when the root reads nothing else.
+pub(crate) fn from_standalone_root(
+    source: &OsStr,
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+    roots: &Roots,
+    started: SystemTime,
+) -> Result<Inputs, String> {
+    let path = cwd.join(source);
+    let text = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let names = super::standalone::env_reads(&text)
+        .ok_or_else(|| format!("{} may read other files", path.display()))?;
+    let digest = read_input(&path, started).map_err(|e| e.to_string())?;
+    Ok(Inputs {
+        files: vec![(
+            ByteBuf::from(roots.normalise(source.as_bytes())),
+            ByteBuf::from(digest.to_vec()),
+        )],
+        env: variables(names.into_iter(), env, roots),
+    })
+}
+
+fn variables(
+    names: impl Iterator<Item = Vec<u8>>,
+    env: &[(OsString, OsString)],
+    roots: &Roots,
+) -> Vec<(ByteBuf, Option<ByteBuf>)> {
+    names
+        .map(|name| {
+            let value = env_value(env, &name).map(|v| ByteBuf::from(roots.normalise_os(v)));
+            (ByteBuf::from(name), value)
+        })
+        .collect()
+}
