@@ -61,6 +61,16 @@ pub enum ConfigError {
     },
 }
 
+/// How a hit hands a large output over from the local store (`HOARD_HARD_LINK`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handover {
+    /// A copy made by the kernel (a reflink where the filesystem shares extents).
+    Copy,
+    /// A hard link to the store's file: no copy at all, but the output shares its inode
+    /// with the cache.
+    HardLink,
+}
+
 /// Settings shared by the wrapper and the server.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -95,6 +105,8 @@ pub struct Settings {
     /// `HOARD_LOCAL_COMPRESSION` (default off): the local disk tier keeps compressed entries
     /// (smaller, slower hits) instead of raw ones (a hit is a verified copy).
     pub local_compression: bool,
+    /// `HOARD_HARD_LINK` (default off): how a hit hands its large outputs over.
+    pub handover: Handover,
     /// Whether `HOARD_IDLE_TIMEOUT` was set at all (a TCP gateway never idles out by default).
     idle_timeout_set: bool,
 }
@@ -134,6 +146,11 @@ impl Settings {
         let server_max_protocol = protocol("HOARD_SERVER_MAX_PROTOCOL")?;
         let direct_mode = switch("HOARD_DIRECT_MODE", true)?;
         let local_compression = switch("HOARD_LOCAL_COMPRESSION", false)?;
+        let handover = if switch("HOARD_HARD_LINK", false)? {
+            Handover::HardLink
+        } else {
+            Handover::Copy
+        };
         let server_addr = non_empty("HOARD_SERVER_ADDR");
         if let Some(addr) = &server_addr
             && !addr.contains(':')
@@ -161,6 +178,7 @@ impl Settings {
             token: non_empty("HOARD_SERVER_TOKEN"),
             listen: non_empty("HOARD_SERVER_LISTEN"),
             local_compression,
+            handover,
             single_flight_wait,
             idle_timeout_set: var("HOARD_IDLE_TIMEOUT").is_some(),
         })
@@ -205,6 +223,7 @@ impl Settings {
         config.max_protocol = self.server_max_protocol;
         config.direct_mode = self.direct_mode;
         config.local_compression = self.local_compression;
+        config.hard_links = self.handover == Handover::HardLink;
         config.single_flight_wait = self.single_flight_wait;
         config.tiers.clone_from(&self.tiers);
         config.listen.clone_from(&self.listen);
@@ -384,6 +403,7 @@ mod tests {
             token: Some("t".into()),
             listen: listen.map(str::to_owned),
             local_compression: false,
+            handover: Handover::Copy,
             single_flight_wait: Duration::from_secs(30),
             idle_timeout_set,
         }

@@ -35,6 +35,7 @@ pub const SETTINGS: &[&str] = &[
     "HOARD_READ_ONLY_TIERS",
     "HOARD_JOURNAL",
     "HOARD_LOCAL_COMPRESSION",
+    "HOARD_HARD_LINK",
     "HOARD_SINGLE_FLIGHT_WAIT",
 ];
 

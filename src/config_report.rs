@@ -61,6 +61,7 @@ fn default_value(name: &str, settings: &Settings) -> String {
         "HOARD_LOG" => "warn".to_owned(),
         "HOARD_DIRECT_MODE" => on_off(settings.direct_mode),
         "HOARD_LOCAL_COMPRESSION" => on_off(settings.local_compression),
+        "HOARD_HARD_LINK" => on_off(settings.handover == crate::config::Handover::HardLink),
         "HOARD_CLIENT_TIMEOUT" => settings.request_timeout.as_secs().to_string(),
         "HOARD_SINGLE_FLIGHT_WAIT" => settings.single_flight_wait.as_secs().to_string(),
         "HOARD_SERVER_BIN" => server_program().display().to_string(),

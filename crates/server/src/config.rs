@@ -46,6 +46,9 @@ pub struct ServerConfig {
     /// Keep local entries compressed (`HOARD_LOCAL_COMPRESSION=on`): a third to a quarter of
     /// the disk, slower hits. Off, they are raw and a hit is a verified copy.
     pub local_compression: bool,
+    /// Hand a hit's large outputs over as hard links to the local store's files
+    /// (`HOARD_HARD_LINK=on`; see [`hoard_storage::EntryStore::with_hard_links`]).
+    pub hard_links: bool,
 }
 
 impl ServerConfig {
@@ -65,6 +68,7 @@ impl ServerConfig {
             token: None,
             single_flight_wait: DEFAULT_SINGLE_FLIGHT_WAIT,
             local_compression: false,
+            hard_links: false,
         }
     }
 

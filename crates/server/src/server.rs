@@ -216,6 +216,7 @@ fn entry_store(
     let stats = stats.clone();
     EntryStore::new(tiers.clone())
         .with_format(format)
+        .with_hard_links(config.hard_links)
         .on_corrupt(Arc::new(move |_| stats.count(Counted::Corrupt)))
 }
 

@@ -15,6 +15,7 @@ pub struct EntryStore {
     storage: Arc<dyn Storage>,
     format: EntryFormat,
     on_corrupt: Option<CorruptHook>,
+    hard_links: bool,
 }
 
 /// Called with the key of every corrupt entry found (and removed), so its owner can count
@@ -59,6 +60,7 @@ impl EntryStore {
             storage,
             format: EntryFormat::Raw,
             on_corrupt: None,
+            hard_links: false,
         }
     }
 
@@ -67,6 +69,17 @@ impl EntryStore {
     #[must_use]
     pub fn with_format(mut self, format: EntryFormat) -> Self {
         self.format = format;
+        self
+    }
+
+    /// Hands a hit's large outputs over as hard links to the local store's files instead of
+    /// copies, where the filesystem allows (ccache's `hard_link`). Faster, and the cache
+    /// grows no copies in build trees; but a tool that writes into an output in place writes
+    /// into the cache too. Such an entry is then found changed on its next hit, and is
+    /// removed as corrupt rather than served.
+    #[must_use]
+    pub fn with_hard_links(mut self, hard_links: bool) -> Self {
+        self.hard_links = hard_links;
         self
     }
 
@@ -99,6 +112,16 @@ impl EntryStore {
         key: &CacheKey,
         outputs: &[OutputPath],
     ) -> Result<Option<OutputsHit>, StoreError> {
+        if let Some(delivery) = self.storage.deliver(key, outputs, self.hard_links).await? {
+            return match delivery.result {
+                Ok(extracted) => Ok(Some(OutputsHit {
+                    meta: extracted.meta,
+                    tier: delivery.tier,
+                    digests: extracted.digests,
+                })),
+                Err(e) => self.miss_or_error(key, e).await,
+            };
+        }
         let Some(Located { entry: bytes, tier }) = self.storage.get_located(key).await? else {
             return Ok(None);
         };

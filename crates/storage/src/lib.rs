@@ -43,11 +43,34 @@ pub trait Storage: Send + Sync {
             .await?
             .map(|entry| Located { entry, tier: None }))
     }
+    /// Writes the outputs of the entry under `key` onto `outputs` from files the store
+    /// keeps, when it can do so without handing the entry's bytes over (a local disk: a
+    /// split entry's large files are linked or copied by the kernel). `None`: not held
+    /// here, or not this way; the caller then gets the bytes. The inner result is the
+    /// entry's verdict, as extracting bytes would give it. `link` asks for hard links.
+    async fn deliver(
+        &self,
+        key: &CacheKey,
+        outputs: &[OutputPath],
+        link: bool,
+    ) -> Result<Option<Delivery>, StorageError> {
+        let _ = (key, outputs, link);
+        Ok(None)
+    }
     /// Stores `entry` under `key`, replacing what was there. Atomic: a reader sees the old
     /// entry, the new one or none, never a mix.
     async fn put(&self, key: &CacheKey, entry: Vec<u8>) -> Result<(), StorageError>;
     /// Removes the entry under `key`, if any (a corrupt entry is removed this way).
     async fn remove(&self, key: &CacheKey) -> Result<(), StorageError>;
+}
+
+/// Outputs a store wrote itself ([`Storage::deliver`]), and where it found them.
+#[derive(Debug)]
+pub struct Delivery {
+    /// What the entry held, or why it could not be used.
+    pub result: Result<entry::Extracted, entry::EntryError>,
+    /// The tier that held it, when the store has tiers.
+    pub tier: Option<String>,
 }
 
 /// An entry and where it was found.

@@ -1,5 +1,7 @@
 //! The local disk store: one file per entry under `dir/<first 2 hex>/<full hex key>`, a size
-//! limit, and least-recently-used eviction by file mtime.
+//! limit, and least-recently-used eviction by file mtime. A raw entry with large files is
+//! kept split ([`crate::entry::split`]): a small stub under the key and each large file
+//! beside it, so a hit links or kernel-copies them ([`DiskStore::deliver`]).
 //!
 //! Several processes may share one directory. Every write is a temporary file in the entry's
 //! own subdirectory renamed over the entry, so a reader sees a whole old entry, a whole new
@@ -7,6 +9,7 @@
 //! processes count the directory's size together in a [`ledger`] file, so the limit holds for
 //! the directory, not per process; eviction rescans the directory, which is the truth.
 
+mod beside;
 mod ledger;
 
 use std::fs::{self, File};
@@ -19,7 +22,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use tokio::task::JoinHandle;
 
-use crate::{CacheKey, Storage, StorageError, run_blocking, run_sized};
+use crate::entry::{self, EntryError, Extracted, split};
+use crate::{CacheKey, OutputPath, Storage, StorageError, run_blocking, run_sized};
 use ledger::{Ledger, Totals};
 
 /// Temporary files start with this, so eviction can tell them from entries.
@@ -42,6 +46,9 @@ struct Inner {
     dir: PathBuf,
     max_size: u64,
     ledger: Ledger,
+    /// Files of this size or more are kept beside their entry's stub.
+    split_min: u64,
+    verified: beside::Verified,
     evicting: AtomicBool,
     eviction: Mutex<Option<JoinHandle<()>>>,
 }
@@ -61,6 +68,16 @@ impl DiskStore {
     /// Opens (creating it if needed) the store in `dir`, holding at most `max_size` bytes.
     /// Scans the directory once to learn its current size.
     pub fn open(dir: &Path, max_size: u64) -> Result<DiskStore, StorageError> {
+        Self::open_splitting(dir, max_size, split::SPLIT_MIN_SIZE)
+    }
+
+    /// [`DiskStore::open`], keeping files of `split_min` bytes or more beside their entry's
+    /// stub (`u64::MAX`: every entry whole).
+    pub fn open_splitting(
+        dir: &Path,
+        max_size: u64,
+        split_min: u64,
+    ) -> Result<DiskStore, StorageError> {
         fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
         let scan = scan(dir)?;
         Ok(DiskStore {
@@ -68,6 +85,8 @@ impl DiskStore {
                 dir: dir.to_path_buf(),
                 max_size,
                 ledger: Ledger::open(dir, scan.totals()),
+                split_min,
+                verified: beside::Verified::default(),
                 evicting: AtomicBool::new(false),
                 eviction: Mutex::new(None),
             }),
@@ -124,6 +143,42 @@ impl DiskStore {
         run_blocking("evict", move || inner.evict_once()).await
     }
 
+    /// Writes the outputs of the entry under `key` onto `outputs` straight from the store:
+    /// a split entry's large files by a hard link when `link` is set (else, or where a link
+    /// cannot be made, by a kernel-side copy), after checking them ([`beside`]); a whole
+    /// entry by extracting it. `None`: nothing stored under `key`. The inner result is the
+    /// entry's verdict: a damaged or mismatched entry is an [`EntryError`] for the caller
+    /// to judge, as for bytes it got.
+    pub async fn deliver(
+        &self,
+        key: &CacheKey,
+        outputs: &[OutputPath],
+        link: bool,
+    ) -> Result<Option<Result<Extracted, EntryError>>, StorageError> {
+        let path = self.inner.entry_path(key);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("open", &path)(e)),
+        };
+        let size = file.metadata().map_or(0, |m| m.len());
+        let read_path = path.clone();
+        let Some(bytes) = run_sized("read entry", size, move || {
+            read_open_entry(file, &read_path)
+        })
+        .await?
+        else {
+            return Ok(None);
+        };
+        let work = split::stored_size(&bytes).unwrap_or(bytes.len() as u64);
+        let inner = Arc::clone(&self.inner);
+        let outputs = outputs.to_vec();
+        run_sized("deliver entry", work, move || {
+            Ok(Some(inner.deliver_bytes(&path, &bytes, &outputs, link)))
+        })
+        .await
+    }
+
     fn start_eviction(&self) {
         if self.inner.evicting.swap(true, Ordering::SeqCst) {
             return;
@@ -150,7 +205,19 @@ impl Storage for DiskStore {
             Err(e) => return Err(io_err("open", &path)(e)),
         };
         let size = file.metadata().map_or(0, |m| m.len());
-        run_sized("read entry", size, move || read_open_entry(file, &path)).await
+        let read_path = path.clone();
+        let Some(bytes) = run_sized("read entry", size, move || {
+            read_open_entry(file, &read_path)
+        })
+        .await?
+        else {
+            return Ok(None);
+        };
+        let Some(stored) = split::stored_size(&bytes) else {
+            return Ok(Some(bytes));
+        };
+        let inner = Arc::clone(&self.inner);
+        run_sized("join entry", stored, move || inner.join(&path, &bytes)).await
     }
 
     async fn put(&self, key: &CacheKey, entry: Vec<u8>) -> Result<(), StorageError> {
@@ -174,6 +241,17 @@ impl Storage for DiskStore {
         let inner = Arc::clone(&self.inner);
         let key = *key;
         run_blocking("remove entry", move || inner.remove_entry(&key)).await
+    }
+
+    async fn deliver(
+        &self,
+        key: &CacheKey,
+        outputs: &[OutputPath],
+        link: bool,
+    ) -> Result<Option<crate::Delivery>, StorageError> {
+        Ok(DiskStore::deliver(self, key, outputs, link)
+            .await?
+            .map(|result| crate::Delivery { result, tier: None }))
     }
 }
 
@@ -218,34 +296,117 @@ impl Inner {
         self.dir.join(&hex[..2]).join(hex)
     }
 
-    /// Writes an entry and returns the directory's totals with it counted.
+    /// Writes an entry (split, when it has large files: those first, the stub last) and
+    /// returns the directory's totals with it counted.
     fn write_entry(&self, key: &CacheKey, entry: &[u8]) -> Result<Totals, StorageError> {
         let path = self.entry_path(key);
         let sub = path.parent().unwrap_or(&self.dir);
         fs::create_dir_all(sub).map_err(io_err("create directory", sub))?;
+        let split = split::split(entry, self.split_min).unwrap_or_else(|e| {
+            tracing::debug!(%key, error = %e, "entry not split, stored whole");
+            None
+        });
+        let old = stored_size_at(&path);
+        let old_beside = match old {
+            Some((_, true)) => beside::list(&path),
+            _ => Vec::new(),
+        };
+        let (bytes, stored, mut kept) = match &split {
+            Some(split) => {
+                let mut written = Vec::with_capacity(split.beside.len());
+                for file in &split.beside {
+                    let at = beside::write(&path, file, TEMP_PREFIX)
+                        .map_err(io_err("write beside", &path))?;
+                    self.verified.remember(&at);
+                    written.push(at);
+                }
+                let stored = split::stored_size(&split.stub).unwrap_or(0);
+                (&split.stub[..], stored, written)
+            }
+            None => (entry, entry.len() as u64, Vec::new()),
+        };
         let mut tmp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .tempfile_in(sub)
             .map_err(io_err("create a temporary file in", sub))?;
-        tmp.write_all(entry).map_err(io_err("write", tmp.path()))?;
-        let old = fs::symlink_metadata(&path).ok().map(|m| m.len());
+        tmp.write_all(bytes).map_err(io_err("write", tmp.path()))?;
         tmp.persist(&path)
             .map_err(|e| io_err("rename onto", &path)(e.error))?;
+        kept.sort();
+        for stale in old_beside {
+            if kept.binary_search(&stale).is_err() {
+                let _ = fs::remove_file(&stale);
+            }
+        }
         Ok(self.ledger.update(|now| Totals {
-            bytes: (now.bytes + entry.len() as u64).saturating_sub(old.unwrap_or(0)),
+            bytes: (now.bytes + stored).saturating_sub(old.map_or(0, |(size, _)| size)),
             entries: now.entries + u64::from(old.is_none()),
         }))
     }
 
-    fn remove_entry(&self, key: &CacheKey) -> Result<(), StorageError> {
-        let path = self.entry_path(key);
-        let size = match fs::symlink_metadata(&path) {
-            Ok(meta) => meta.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_err("stat", &path)(e)),
+    /// Writes a split entry's outputs, or extracts a whole one; see [`DiskStore::deliver`].
+    fn deliver_bytes(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        outputs: &[OutputPath],
+        link: bool,
+    ) -> Result<Extracted, EntryError> {
+        if !split::is_split(bytes) {
+            return entry::extract_with_digests(bytes, outputs);
+        }
+        let stub = split::parse(bytes)?;
+        let files = beside::Beside {
+            stub: path,
+            verified: &self.verified,
         };
-        match fs::remove_file(&path) {
+        let delivered = split::deliver(&stub, outputs, &files, link)?;
+        for source in &delivered.linked {
+            // A linked output shares its inode, and its mtime, with the stored file: made
+            // now, as a copied output's is, so `make` does not see it as older than its
+            // sources. The new mtime is this process's own doing, so the file stays trusted.
+            let touched = File::open(source).and_then(|f| f.set_modified(SystemTime::now()));
+            if let Err(e) = touched {
+                tracing::debug!(path = %source.display(), error = %e, "cannot refresh linked output mtime");
+            }
+            self.verified.remember(source);
+        }
+        Ok(delivered.extracted)
+    }
+
+    /// The raw entry a split one stands for, its files read from beside the stub. A stub
+    /// that is damaged or lost a file is removed, and is a miss.
+    fn join(&self, path: &Path, stub: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let joined = split::parse(stub)
+            .map_err(|e| e.to_string())
+            .and_then(|stub| {
+                stub.join(|name, _| fs::read(beside::beside_path(path, name)))
+                    .map_err(|e| e.to_string())
+            });
+        match joined {
+            Ok(entry) => Ok(Some(entry)),
+            Err(why) => {
+                tracing::warn!(path = %path.display(), %why, "removing unusable split entry");
+                self.remove_path(path)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn remove_entry(&self, key: &CacheKey) -> Result<(), StorageError> {
+        self.remove_path(&self.entry_path(key))
+    }
+
+    fn remove_path(&self, path: &Path) -> Result<(), StorageError> {
+        let Some((size, _)) = stored_size_at(path) else {
+            return Ok(());
+        };
+        let beside = beside::list(path);
+        match fs::remove_file(path) {
             Ok(()) => {
+                for file in beside {
+                    let _ = fs::remove_file(file);
+                }
                 self.ledger.update(|now| Totals {
                     bytes: now.bytes.saturating_sub(size),
                     entries: now.entries.saturating_sub(1),
@@ -253,7 +414,7 @@ impl Inner {
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("remove", &path)(e)),
+            Err(e) => Err(io_err("remove", path)(e)),
         }
     }
 
@@ -304,7 +465,11 @@ impl Inner {
                     break;
                 }
                 match fs::remove_file(&file.path) {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        for beside in &file.beside {
+                            let _ = fs::remove_file(beside);
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => {
                         tracing::warn!(path = %file.path.display(), error = %e, "cannot evict entry");
@@ -338,8 +503,11 @@ impl Drop for ClearOnDrop<'_> {
 
 struct FileInfo {
     path: PathBuf,
+    /// With the files beside it, for a split entry.
     size: u64,
     mtime: SystemTime,
+    /// A split entry's files beside its stub.
+    beside: Vec<PathBuf>,
 }
 
 #[derive(Default)]
@@ -386,13 +554,16 @@ fn scan(dir: &Path) -> Result<Scan, StorageError> {
                 continue;
             }
         };
+        let mut beside: Vec<(String, FileInfo)> = Vec::new();
+        let first = scan.entries.len();
         for file in files {
             let Ok(file) = file else { continue };
             let name = file.file_name();
             let Some(name) = name.to_str() else { continue };
             let is_temp = name.starts_with(TEMP_PREFIX);
             let is_entry = name.len() == 64 && name.starts_with(prefix) && is_hex(name);
-            if !is_temp && !is_entry {
+            let owner = beside::stub_name_of(name);
+            if !is_temp && !is_entry && owner.is_none() {
                 continue;
             }
             let Ok(meta) = file.metadata() else { continue };
@@ -403,15 +574,56 @@ fn scan(dir: &Path) -> Result<Scan, StorageError> {
                 path: file.path(),
                 size: meta.len(),
                 mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                beside: Vec::new(),
             };
-            if is_temp {
+            if let Some(owner) = owner {
+                beside.push((owner.to_owned(), info));
+            } else if is_temp {
                 scan.temps.push(info);
             } else {
                 scan.entries.push(info);
             }
         }
+        // Each file beside a stub counts with its entry; one whose stub is gone (a writer
+        // that died between the two) is cleared like a stale temporary file.
+        let index: std::collections::HashMap<String, usize> = scan.entries[first..]
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let name = e.path.file_name()?.to_str()?.to_owned();
+                Some((name, first + i))
+            })
+            .collect();
+        for (stub, info) in beside {
+            match index.get(&stub).map(|&i| &mut scan.entries[i]) {
+                Some(entry) => {
+                    entry.size += info.size;
+                    entry.beside.push(info.path);
+                }
+                None => scan.temps.push(info),
+            }
+        }
     }
     Ok(scan)
+}
+
+/// The bytes the entry at `path` occupies (a split entry's stub and files together), and
+/// whether it is split; `None` when there is none.
+fn stored_size_at(path: &Path) -> Option<(u64, bool)> {
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut prefix = [0u8; 64];
+    let mut filled = 0;
+    while filled < prefix.len() {
+        match file.read(&mut prefix[filled..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    Some(match split::stored_size(&prefix[..filled]) {
+        Some(stored) => (stored, true),
+        None => (len, false),
+    })
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use super::{ENTRY_FORMAT_VERSION, EntryError, EntryKind, EntryMeta};
 
 /// The first bytes of every entry.
 pub(super) const MAGIC: &[u8; 8] = b"HOARDENT";
-const PREAMBLE_LEN: usize = MAGIC.len() + 4 + blake3::OUT_LEN;
+pub(super) const PREAMBLE_LEN: usize = MAGIC.len() + 4 + blake3::OUT_LEN;
 
 /// A header longer than this is refused before it is read: stdout and stderr live there, and
 /// a compiler's diagnostics never come near it.
@@ -388,7 +388,7 @@ fn read_exact_vec(reader: &mut impl Read, len: u64) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn parse_header(bytes: &[u8]) -> Result<Header, EntryError> {
+pub(super) fn parse_header(bytes: &[u8]) -> Result<Header, EntryError> {
     let mut de = rmp_serde::Deserializer::new(bytes);
     let header = Header::deserialize(&mut de)
         .map_err(|e| corrupt(format!("header does not decode: {e}")))?;

@@ -5,6 +5,7 @@
 //! opaque payload instead (direct-mode manifests).
 
 mod codec;
+pub mod split;
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
@@ -341,13 +342,7 @@ pub fn extract_with_digests(entry: &[u8], outputs: &[OutputPath]) -> Result<Extr
             reason: format!("entry is a {:?}, not outputs", header.kind),
         });
     }
-    let mut stored: Vec<String> = header.files.iter().map(|f| f.role.clone()).collect();
-    let mut requested: Vec<String> = outputs.iter().map(|o| o.role.clone()).collect();
-    stored.sort();
-    requested.sort();
-    if stored != requested {
-        return Err(EntryError::RoleMismatch { stored, requested });
-    }
+    check_roles(header.files.iter().map(|f| f.role.clone()), outputs)?;
 
     // Every file is staged before any is renamed, so a failure part-way (a full disk, a
     // missing directory) leaves the targets as they were.
@@ -358,9 +353,8 @@ pub fn extract_with_digests(entry: &[u8], outputs: &[OutputPath]) -> Result<Extr
             .files
             .iter()
             .position(|f| f.role == out.role)
-            .ok_or_else(|| EntryError::RoleMismatch {
-                stored: stored.clone(),
-                requested: requested.clone(),
+            .ok_or_else(|| EntryError::Corrupt {
+                reason: format!("role {:?} vanished from the header", out.role),
             })?;
         staged.push(stage(
             &out.path,
@@ -388,6 +382,22 @@ pub fn extract_with_digests(entry: &[u8], outputs: &[OutputPath]) -> Result<Extr
         },
         digests,
     })
+}
+
+/// Refuses an entry whose roles are not exactly those asked for.
+fn check_roles(
+    stored: impl Iterator<Item = String>,
+    outputs: &[OutputPath],
+) -> Result<(), EntryError> {
+    let mut stored: Vec<String> = stored.collect();
+    let mut requested: Vec<String> = outputs.iter().map(|o| o.role.clone()).collect();
+    stored.sort();
+    requested.sort();
+    if stored == requested {
+        Ok(())
+    } else {
+        Err(EntryError::RoleMismatch { stored, requested })
+    }
 }
 
 fn stage(target: &Path, mode: u32, data: &[u8]) -> Result<NamedTempFile, EntryError> {

@@ -370,6 +370,30 @@ impl Storage for TieredStorage {
         Ok(None)
     }
 
+    async fn deliver(
+        &self,
+        key: &CacheKey,
+        outputs: &[crate::OutputPath],
+        link: bool,
+    ) -> Result<Option<crate::Delivery>, StorageError> {
+        // Only the local tier delivers; a local miss is counted by the `get_located` the
+        // caller falls back to.
+        match self.local.deliver(key, outputs, link).await {
+            Ok(Some(result)) => {
+                Counters::bump(&self.local_counters.hits);
+                Ok(Some(crate::Delivery {
+                    result,
+                    tier: Some(LOCAL_TIER.to_owned()),
+                }))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                Counters::bump(&self.local_counters.errors);
+                Err(e)
+            }
+        }
+    }
+
     async fn put(&self, key: &CacheKey, entry: Vec<u8>) -> Result<(), StorageError> {
         // Queued before the local write, so a failing local disk does not keep the entry
         // from the shared tiers.
