@@ -290,6 +290,15 @@ pub(super) fn stored_compile_ms(entry: &[u8]) -> Option<u64> {
     Some(header.compile_ms)
 }
 
+/// The largest file size a raw entry's header declares, read without verifying anything:
+/// whether the entry is worth verifying and splitting. `None` when the header is unreadable.
+pub(super) fn raw_largest_file(entry: &[u8]) -> Option<u64> {
+    let body = entry.get(PREAMBLE_LEN..)?;
+    let (len, rest) = body.split_first_chunk::<4>()?;
+    let header = parse_header(rest.get(..u32::from_le_bytes(*len) as usize)?).ok()?;
+    (header.kind == EntryKind::Outputs).then(|| header.files.iter().map(|f| f.size).max())?
+}
+
 /// Splits a raw body that passed the digest check into header and files. The digest over
 /// the whole frame already covers every file byte, so the per-file blake3 is not recomputed:
 /// that second pass is what a raw entry exists to save.

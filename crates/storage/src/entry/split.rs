@@ -60,7 +60,9 @@ pub struct BesideFile<'a> {
 /// for any other entry (compressed, a blob, only small files), which is stored whole. The
 /// entry is verified first, so what is split is sound.
 pub fn split(entry: &[u8], split_min: u64) -> Result<Option<Split<'_>>, EntryError> {
-    if !super::is_raw(entry) {
+    // Most entries (object files) have no large file: decided from the header alone, so
+    // they are not hashed once more here.
+    if !super::is_raw(entry) || codec::raw_largest_file(entry).is_none_or(|max| max < split_min) {
         return Ok(None);
     }
     let Decoded { header, files } = codec::decode(entry)?;
