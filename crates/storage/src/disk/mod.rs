@@ -29,6 +29,11 @@ use ledger::{Ledger, Totals};
 /// Temporary files start with this, so eviction can tell them from entries.
 const TEMP_PREFIX: &str = ".tmp-";
 
+/// Held (`flock`) by the process evicting, so two never rescan and delete at once: each
+/// would count the other's deletions as well as its own, and the ledger lose track of the
+/// directory. Not two hex digits, so scans never take it for an entry.
+const EVICTION_LOCK: &str = "eviction-lock";
+
 /// A temporary file older than this was left by a process that died mid-write.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
@@ -442,6 +447,7 @@ impl Inner {
     /// Rescans the directory, deletes stale temporary files and, when over the limit, the
     /// oldest entries until the store is at 90% of its limit.
     fn evict_once(&self) -> Result<(), StorageError> {
+        let _evicting = self.eviction_lock();
         let at_scan = self.ledger.read();
         let mut scan = scan(&self.dir)?;
         let now = SystemTime::now();
@@ -490,6 +496,27 @@ impl Inner {
             entries: count.saturating_add(now.entries.saturating_sub(at_scan.entries)),
         });
         Ok(())
+    }
+}
+
+impl Inner {
+    /// The eviction lock, held until the file is dropped; `None` where it cannot be had (a
+    /// read-only directory), and evictions then go unserialised, as before.
+    fn eviction_lock(&self) -> Option<File> {
+        let path = self.dir.join(EVICTION_LOCK);
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .ok()?;
+        file.lock()
+            .inspect_err(
+                |e| tracing::debug!(path = %path.display(), error = %e, "eviction not locked"),
+            )
+            .ok()?;
+        Some(file)
     }
 }
 
