@@ -86,6 +86,19 @@ fn os(bytes: impl Into<Vec<u8>>) -> OsString {
     OsString::from_vec(bytes.into())
 }
 
+/// Variables that name file descriptors of the client's process (make's and cargo's
+/// jobserver): here they would name the server's, and rustc warns that it cannot reach the
+/// jobserver (with an `os error`, which also keeps a failing probe from being stored).
+const CLIENT_FD_VARS: &[&[u8]] = &[b"CARGO_MAKEFLAGS", b"MAKEFLAGS", b"MFLAGS"];
+
+/// The client's environment for a compile run here, without [`CLIENT_FD_VARS`].
+fn compile_env(env: Vec<(ByteBuf, ByteBuf)>) -> Vec<(OsString, OsString)> {
+    env.into_iter()
+        .filter(|(k, _)| !CLIENT_FD_VARS.contains(&k.as_slice()))
+        .map(|(k, v)| (os(k.into_vec()), os(v.into_vec())))
+        .collect()
+}
+
 /// `Compile`: classify, look up, compile on a miss; the outputs are in place when it answers.
 pub(crate) async fn compile(
     shared: &Shared,
@@ -99,10 +112,7 @@ pub(crate) async fn compile(
         program: os(exe),
         args: args.into_iter().map(|a| os(a.into_vec())).collect(),
         cwd: PathBuf::from(os(cwd)),
-        env: env
-            .into_iter()
-            .map(|(k, v)| (os(k.into_vec()), os(v.into_vec())))
-            .collect(),
+        env: compile_env(env),
     };
     let pipeline = PipelineConfig {
         state_dir: shared.config.cache_dir.clone(),
@@ -146,5 +156,31 @@ pub(crate) async fn compile(
         stderr: outcome.result.stderr,
         exit_status: outcome.result.exit_status,
         cache: Some(cache.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clients_jobserver_variables_are_not_passed_to_a_compile_run_here() {
+        let var = |k: &str, v: &str| (ByteBuf::from(k.as_bytes()), ByteBuf::from(v.as_bytes()));
+        let env = compile_env(vec![
+            var(
+                "CARGO_MAKEFLAGS",
+                "-j --jobserver-fds=8,9 --jobserver-auth=8,9",
+            ),
+            var("MAKEFLAGS", "-j2"),
+            var("PATH", "/usr/bin"),
+            var("CARGO_PKG_NAME", "x"),
+        ]);
+        assert_eq!(
+            env,
+            vec![
+                (OsString::from("PATH"), OsString::from("/usr/bin")),
+                (OsString::from("CARGO_PKG_NAME"), OsString::from("x")),
+            ]
+        );
     }
 }
