@@ -155,6 +155,33 @@ async fn a_read_only_tier_is_never_written() {
 }
 
 #[tokio::test]
+async fn a_raw_entry_over_the_limit_that_compresses_under_it_is_written() {
+    let server = Daemon::memcached();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = machine(dir.path(), vec![memcached_tier(server.port)]);
+    // An object of 3 MiB that compresses to a few kilobytes: the limit (1 MiB by default)
+    // applies to what travels, the compressed entry.
+    let object = dir.path().join("big.o");
+    std::fs::write(&object, vec![0u8; 3 << 20]).unwrap();
+    let raw = hoard_storage::entry::read_outputs(
+        &[hoard_storage::OutputPath::new("object", object)],
+        &hoard_storage::ReadLimits::default(),
+    )
+    .unwrap()
+    .pack_as(
+        &hoard_storage::EntryMeta::default(),
+        hoard_storage::entry::EntryFormat::Raw,
+    )
+    .unwrap();
+    assert!(raw.len() > 3 << 20);
+    storage.put(&key(1), raw).await.unwrap();
+    assert!(storage.flush(FLUSH).await);
+    let s = stats_of(&storage, "memcached");
+    assert_eq!((s.skipped, s.writes, s.errors), (0, 1, 0), "{s:?}");
+    assert_eq!(memcached_items(server.port), 1);
+}
+
+#[tokio::test]
 async fn an_entry_over_memcacheds_item_limit_is_skipped_and_counted() {
     let server = Daemon::memcached();
     let dir = tempfile::tempdir().unwrap();

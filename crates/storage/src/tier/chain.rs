@@ -271,7 +271,9 @@ impl TieredStorage {
             if tier.config.read_only {
                 continue;
             }
-            if tier.accepts(entry.len()) {
+            // A raw entry travels compressed: whether it fits is known once the writer has
+            // compressed it.
+            if tier.accepts(entry.len()) || crate::entry::is_raw(entry) {
                 self.enqueue(i, key, Work::Put(entry.clone()));
             } else {
                 Counters::bump(&tier.counters.skipped);
@@ -298,7 +300,12 @@ async fn write_remotes(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
             let tier = &shared.tiers[job.tier];
             match &job.work {
                 Work::Put(entry) => match for_remote(entry.clone()).await {
-                    Some(entry) => tier.put(&job.key, entry).await,
+                    Some(entry) if tier.accepts(entry.len()) => tier.put(&job.key, entry).await,
+                    Some(entry) => {
+                        Counters::bump(&tier.counters.skipped);
+                        tracing::debug!(tier = %tier.config.name, key = %job.key, size = entry.len(),
+                            "entry larger than the tier accepts, not written");
+                    }
                     None => {
                         tracing::warn!(key = %job.key, "not sending a damaged entry to a remote tier");
                     }
