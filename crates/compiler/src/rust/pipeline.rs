@@ -18,6 +18,8 @@ use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 use super::inputs::{self, Inputs};
+
+mod failure;
 use super::manifest::{Candidate, Manifest};
 use super::outputs::DEP_INFO_ROLE;
 use super::{RustCompile, key};
@@ -229,6 +231,29 @@ impl Attempt<'_> {
         }))
     }
 
+    /// The dependency file copied aside with this build's roots made placeholders, for
+    /// storing, when `wanted` and the compile has one.
+    fn normalised_aside(&self, wanted: bool) -> std::io::Result<Option<DepInfoAside>> {
+        let aside = if wanted { self.aside()? } else { None };
+        if let Some(aside) = &aside {
+            let text = std::fs::read(&aside.real)?;
+            std::fs::write(&aside.temp, self.rust.roots.normalise(&text))?;
+        }
+        Ok(aside)
+    }
+
+    /// `result` as it is stored: what it printed with this build's roots made placeholders.
+    fn normalised(&self, result: &CompileResult) -> CompileResult {
+        let roots = &self.rust.roots;
+        CompileResult {
+            stdout: roots.normalise(&result.stdout),
+            stderr: roots.normalise(&result.stderr),
+            exit_status: result.exit_status,
+            compile_time: result.compile_time,
+            output_digests: Vec::new(),
+        }
+    }
+
     /// [`Self::aside`] when `roles` holds the dependency file's.
     fn aside_for(&self, roles: &[String]) -> std::io::Result<Option<DepInfoAside>> {
         if roles.iter().any(|r| r == DEP_INFO_ROLE) {
@@ -278,39 +303,16 @@ impl Attempt<'_> {
             }
         };
         let result_key = CacheKey::from_bytes(candidate.result_key);
-        let aside = match self.aside() {
+        let aside = match self.normalised_aside(true) {
             Ok(aside) => aside,
             Err(e) => {
-                tracing::debug!("rust compile not recorded: temporary dependency file: {e}");
-                return;
-            }
-        };
-        let roots = &self.rust.roots;
-        if let Some(aside) = &aside {
-            let normalised = std::fs::read(&aside.real)
-                .and_then(|text| std::fs::write(&aside.temp, roots.normalise(&text)));
-            if let Err(e) = normalised {
                 tracing::debug!("rust compile not recorded: dependency file: {e}");
                 return;
             }
-        }
-        let stored = CompileResult {
-            stdout: roots.normalise(&result.stdout),
-            stderr: roots.normalise(&result.stderr),
-            exit_status: result.exit_status,
-            compile_time: result.compile_time,
-            output_digests: Vec::new(),
         };
+        let stored = self.normalised(result);
         let outputs = self.outputs_with(aside.as_ref());
-        if let Err(e) = self
-            .clock
-            .lookup(
-                self.cache
-                    .put(&result_key, &outputs, &stored, self.compile.language()),
-            )
-            .await
-        {
-            self.cache_errors.push(e);
+        if !self.put_result(&result_key, &outputs, &stored).await {
             return;
         }
         let stored_after = begun.elapsed();
@@ -324,6 +326,27 @@ impl Attempt<'_> {
             total_ms = begun.elapsed().as_millis(),
             "rust compile recorded"
         );
+    }
+
+    /// Stores `result` under `key`; a store that fails is counted, and only costs a hit.
+    async fn put_result(
+        &mut self,
+        key: &CacheKey,
+        outputs: &[OutputPath],
+        result: &CompileResult,
+    ) -> bool {
+        let language = self.compile.language();
+        match self
+            .clock
+            .lookup(self.cache.put(key, outputs, result, language))
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                self.cache_errors.push(e);
+                false
+            }
+        }
     }
 
     async fn put_manifest(&mut self, common: &CacheKey, manifest: &Manifest) {
@@ -372,133 +395,6 @@ impl Attempt<'_> {
         };
         candidate.result_key = *key::result_key(common, &candidate).as_bytes();
         Ok(candidate)
-    }
-
-    /// The candidate for a compile that failed, when the failure can be stored:
-    /// - rustc's ordinary error status, 1 (not an internal compiler error, a signal or a
-    ///   missing program), with no I/O error in what it printed (a full disk must never be
-    ///   replayed);
-    /// - a crate type rustc builds without the system linker, which could fail for reasons
-    ///   no key covers (a system library not yet installed);
-    /// - no crate it could load from outside the sysroot (`--extern`, `-L`): these are the
-    ///   probes build scripts compile, and a failing crate of the build itself is left to
-    ///   compile again;
-    /// - nothing written but, at most, the dependency file, whose list of inputs is then the
-    ///   candidate's; with no dependency file, a root that reads nothing but itself.
-    fn failure_candidate(
-        &self,
-        common: &CacheKey,
-        result: &CompileResult,
-    ) -> Result<Candidate, String> {
-        let args = &self.rust.args;
-        if result.exit_status != 1 {
-            return Err(format!("exit status {}", result.exit_status));
-        }
-        if contains(&result.stderr, b"(os error") {
-            return Err("it reports an I/O error".into());
-        }
-        if args
-            .crate_types
-            .iter()
-            .any(|t| key::LINKED.contains(&t.as_str()))
-        {
-            return Err("its crate type is linked".into());
-        }
-        if !args.externs.is_empty() || !args.lib_dirs.is_empty() {
-            return Err("it may load crates from outside the sysroot".into());
-        }
-        let written: Vec<&OutputPath> = self
-            .compile
-            .outputs()
-            .iter()
-            .filter(|o| {
-                std::fs::metadata(&o.path)
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|modified| modified >= self.started)
-            })
-            .collect();
-        let command = self.compile.command();
-        let roots = &self.rust.roots;
-        let (inputs, wrote) = match (written.as_slice(), &self.rust.dep_info) {
-            ([], _) => {
-                let inputs = inputs::from_standalone_root(
-                    &args.source,
-                    &command.cwd,
-                    &command.env,
-                    roots,
-                    self.started,
-                )?;
-                (inputs, Vec::new())
-            }
-            ([only], Some(dep_info)) if only.role == DEP_INFO_ROLE => {
-                let text = std::fs::read(dep_info)
-                    .map_err(|e| format!("reading {}: {e}", dep_info.display()))?;
-                let inputs =
-                    inputs::from_dep_info(&text, &command.cwd, &command.env, roots, self.started)?;
-                (inputs, vec![DEP_INFO_ROLE.to_owned()])
-            }
-            _ => return Err("it wrote outputs besides its dependency file".into()),
-        };
-        let mut candidate = Candidate {
-            files: inputs.files,
-            env: inputs.env,
-            pinned: Vec::new(),
-            result_key: [0; 32],
-            failed: Some(wrote),
-        };
-        candidate.result_key = *key::result_key(common, &candidate).as_bytes();
-        Ok(candidate)
-    }
-
-    /// Stores a failed compile's diagnostics and status, with the outputs its candidate
-    /// names (normalised like a successful compile's), and adds the candidate to the
-    /// manifest.
-    async fn record_failure(
-        &mut self,
-        common: &CacheKey,
-        manifest: &mut Manifest,
-        candidate: Candidate,
-        result: &CompileResult,
-    ) {
-        let wrote = candidate.failed.clone().unwrap_or_default();
-        let aside = match self.aside_for(&wrote) {
-            Ok(aside) => aside,
-            Err(e) => {
-                tracing::debug!("failed rust compile not stored: dependency file: {e}");
-                return;
-            }
-        };
-        let roots = &self.rust.roots;
-        if let Some(aside) = &aside {
-            let normalised = std::fs::read(&aside.real)
-                .and_then(|text| std::fs::write(&aside.temp, roots.normalise(&text)));
-            if let Err(e) = normalised {
-                tracing::debug!("failed rust compile not stored: dependency file: {e}");
-                return;
-            }
-        }
-        let stored = CompileResult {
-            stdout: roots.normalise(&result.stdout),
-            stderr: roots.normalise(&result.stderr),
-            exit_status: result.exit_status,
-            compile_time: result.compile_time,
-            output_digests: Vec::new(),
-        };
-        let outputs = self.outputs_of(&wrote, aside.as_ref());
-        let result_key = CacheKey::from_bytes(candidate.result_key);
-        if let Err(e) = self
-            .clock
-            .lookup(
-                self.cache
-                    .put(&result_key, &outputs, &stored, self.compile.language()),
-            )
-            .await
-        {
-            self.cache_errors.push(e);
-            return;
-        }
-        manifest.add(candidate);
-        self.put_manifest(common, manifest).await;
     }
 
     /// When the command did not ask for a dependency file (cargo always does), learns the
@@ -562,10 +458,6 @@ impl Attempt<'_> {
 }
 
 /// Writes `data` to `path` through a temporary file in the same directory and a rename.
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let mut temp = tempfile::Builder::new()

@@ -34,17 +34,23 @@ pub(super) struct Ledger {
     seen: Mutex<Totals>,
 }
 
+/// Opens (creating it if needed, never truncating) a small file every process sharing a
+/// store directory reads, writes and locks.
+pub(super) fn open_shared(path: &Path) -> io::Result<File> {
+    File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
 impl Ledger {
     /// Opens (creating it if needed) the ledger of `dir`, starting it at `truth`, which the
     /// caller has just scanned.
     pub(super) fn open(dir: &Path, truth: Totals) -> Ledger {
         let path = dir.join(LEDGER_FILE);
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
+        let file = open_shared(&path)
             .inspect_err(|e| {
                 tracing::debug!(path = %path.display(), error = %e,
                     "no shared size ledger; counting this process's writes only");

@@ -11,6 +11,7 @@
 
 mod beside;
 mod ledger;
+mod scan;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -25,6 +26,7 @@ use tokio::task::JoinHandle;
 use crate::entry::{self, EntryError, Extracted, split};
 use crate::{CacheKey, OutputPath, Storage, StorageError, run_blocking, run_sized};
 use ledger::{Ledger, Totals};
+use scan::scan;
 
 /// Temporary files start with this, so eviction can tell them from entries.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -161,18 +163,7 @@ impl DiskStore {
         link: bool,
     ) -> Result<Option<Result<Extracted, EntryError>>, StorageError> {
         let path = self.inner.entry_path(key);
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err("open", &path)(e)),
-        };
-        let size = file.metadata().map_or(0, |m| m.len());
-        let read_path = path.clone();
-        let Some(bytes) = run_sized("read entry", size, move || {
-            read_open_entry(file, &read_path)
-        })
-        .await?
-        else {
+        let Some(bytes) = read_stored(&path).await? else {
             return Ok(None);
         };
         let work = split::stored_size(&bytes).unwrap_or(bytes.len() as u64);
@@ -202,20 +193,7 @@ impl DiskStore {
 impl Storage for DiskStore {
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StorageError> {
         let path = self.inner.entry_path(key);
-        // Opened and sized here; a small entry (most objects) is read here too, a large one
-        // on the blocking pool.
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err("open", &path)(e)),
-        };
-        let size = file.metadata().map_or(0, |m| m.len());
-        let read_path = path.clone();
-        let Some(bytes) = run_sized("read entry", size, move || {
-            read_open_entry(file, &read_path)
-        })
-        .await?
-        else {
+        let Some(bytes) = read_stored(&path).await? else {
             return Ok(None);
         };
         let Some(stored) = split::stored_size(&bytes) else {
@@ -274,6 +252,20 @@ impl DiskStore {
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StorageError {
     let path = path.to_path_buf();
     move |source| StorageError::Io { op, path, source }
+}
+
+/// The file at `path` (an entry or a stub), refreshing its recency; `None` when there is
+/// none. Opened and sized here; a small file (most objects, every stub) is read here too, a
+/// large one on the blocking pool.
+async fn read_stored(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("open", path)(e)),
+    };
+    let size = file.metadata().map_or(0, |m| m.len());
+    let path = path.to_path_buf();
+    run_sized("read entry", size, move || read_open_entry(file, &path)).await
 }
 
 fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
@@ -504,13 +496,7 @@ impl Inner {
     /// read-only directory), and evictions then go unserialised, as before.
     fn eviction_lock(&self) -> Option<File> {
         let path = self.dir.join(EVICTION_LOCK);
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .ok()?;
+        let file = ledger::open_shared(&path).ok()?;
         file.lock()
             .inspect_err(
                 |e| tracing::debug!(path = %path.display(), error = %e, "eviction not locked"),
@@ -526,112 +512,6 @@ impl Drop for ClearOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::SeqCst);
     }
-}
-
-struct FileInfo {
-    path: PathBuf,
-    /// With the files beside it, for a split entry.
-    size: u64,
-    mtime: SystemTime,
-    /// A split entry's files beside its stub.
-    beside: Vec<PathBuf>,
-}
-
-#[derive(Default)]
-struct Scan {
-    entries: Vec<FileInfo>,
-    temps: Vec<FileInfo>,
-}
-
-impl Scan {
-    fn total(&self) -> u64 {
-        self.entries.iter().map(|e| e.size).sum()
-    }
-
-    fn totals(&self) -> Totals {
-        Totals {
-            bytes: self.total(),
-            entries: self.entries.len() as u64,
-        }
-    }
-}
-
-fn is_hex(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Lists every entry and temporary file. Files vanishing mid-scan (another process evicting)
-/// are skipped; an unreadable subdirectory is logged and skipped rather than failing the scan.
-fn scan(dir: &Path) -> Result<Scan, StorageError> {
-    let mut scan = Scan::default();
-    for sub in fs::read_dir(dir).map_err(io_err("list", dir))? {
-        let Ok(sub) = sub else { continue };
-        let name = sub.file_name();
-        let Some(prefix) = name.to_str() else {
-            continue;
-        };
-        if prefix.len() != 2 || !is_hex(prefix) || !sub.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let files = match fs::read_dir(sub.path()) {
-            Ok(files) => files,
-            Err(e) => {
-                tracing::warn!(path = %sub.path().display(), error = %e, "cannot list cache subdirectory");
-                continue;
-            }
-        };
-        let mut beside: Vec<(String, FileInfo)> = Vec::new();
-        let first = scan.entries.len();
-        for file in files {
-            let Ok(file) = file else { continue };
-            let name = file.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let is_temp = name.starts_with(TEMP_PREFIX);
-            let is_entry = name.len() == 64 && name.starts_with(prefix) && is_hex(name);
-            let owner = beside::stub_name_of(name);
-            if !is_temp && !is_entry && owner.is_none() {
-                continue;
-            }
-            let Ok(meta) = file.metadata() else { continue };
-            if !meta.is_file() {
-                continue;
-            }
-            let info = FileInfo {
-                path: file.path(),
-                size: meta.len(),
-                mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                beside: Vec::new(),
-            };
-            if let Some(owner) = owner {
-                beside.push((owner.to_owned(), info));
-            } else if is_temp {
-                scan.temps.push(info);
-            } else {
-                scan.entries.push(info);
-            }
-        }
-        // Each file beside a stub counts with its entry; one whose stub is gone (a writer
-        // that died between the two) is cleared like a stale temporary file.
-        let index: std::collections::HashMap<String, usize> = scan.entries[first..]
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| {
-                let name = e.path.file_name()?.to_str()?.to_owned();
-                Some((name, first + i))
-            })
-            .collect();
-        for (stub, info) in beside {
-            match index.get(&stub).map(|&i| &mut scan.entries[i]) {
-                Some(entry) => {
-                    entry.size += info.size;
-                    entry.beside.push(info.path);
-                }
-                None => scan.temps.push(info),
-            }
-        }
-    }
-    Ok(scan)
 }
 
 /// The bytes the entry at `path` occupies (a split entry's stub and files together), and
