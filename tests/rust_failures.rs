@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::{Sandbox, text};
 
@@ -15,19 +15,24 @@ const PROBE: &str = "#![feature(never_type)]\n\
     pub fn f() -> ! { loop {} }\n\
     const _: Option<&str> = option_env!(\"RUSTC_BOOTSTRAP\");\n";
 
-/// `hoard rustc` compiling `source` as a library's metadata, as the probes do.
-fn probe(sandbox: &Sandbox, dir: &Path, source: &str, extra: &[&str]) -> Output {
+/// `hoard rustc` compiling `source` as a library's metadata into `dir/out`, as the probes
+/// do; the caller adds arguments and environment.
+fn probe_command(sandbox: &Sandbox, dir: &Path, source: &str) -> Command {
     let out_dir = dir.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
-    sandbox
-        .hoard()
-        .current_dir(dir)
+    let mut cmd = sandbox.hoard();
+    cmd.current_dir(dir)
         .env_remove("RUSTC_BOOTSTRAP")
         .args(["rustc", "--crate-name=probe", "--crate-type=lib"])
         .args(["--emit=dep-info,metadata", "--cap-lints=allow", "--out-dir"])
         .arg(&out_dir)
+        .arg(source);
+    cmd
+}
+
+fn probe(sandbox: &Sandbox, dir: &Path, source: &str, extra: &[&str]) -> Output {
+    probe_command(sandbox, dir, source)
         .args(extra)
-        .arg(source)
         .output()
         .unwrap()
 }
@@ -63,15 +68,8 @@ fn a_failing_probe_is_replayed_with_its_diagnostics_and_dependency_file() {
     assert_eq!(counter(&sandbox, "cache_hits"), 1);
 
     // The probe read RUSTC_BOOTSTRAP: set, the feature is allowed and the compile succeeds.
-    let out_dir = dir.join("out");
-    let bootstrapped = sandbox
-        .hoard()
-        .current_dir(&dir)
+    let bootstrapped = probe_command(&sandbox, &dir, "probe.rs")
         .env("RUSTC_BOOTSTRAP", "1")
-        .args(["rustc", "--crate-name=probe", "--crate-type=lib"])
-        .args(["--emit=dep-info,metadata", "--cap-lints=allow", "--out-dir"])
-        .arg(&out_dir)
-        .arg("probe.rs")
         .output()
         .unwrap();
     assert!(

@@ -146,7 +146,7 @@ impl Roots {
 }
 
 /// Whether `haystack` contains `needle` (non-empty).
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     let Some((&first, rest)) = needle.split_first() else {
         return true;
     };

@@ -8,6 +8,7 @@ use super::super::inputs;
 use super::super::key;
 use super::super::manifest::{Candidate, Manifest};
 use super::super::outputs::DEP_INFO_ROLE;
+use super::super::paths::contains;
 use super::Attempt;
 use crate::CompileResult;
 
@@ -115,8 +116,4 @@ impl Attempt<'_> {
         manifest.add(candidate);
         self.put_manifest(common, manifest).await;
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
