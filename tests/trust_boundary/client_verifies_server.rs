@@ -1,0 +1,1 @@
+//! Placeholder: filled in by the trust-boundary work (issue 16).
