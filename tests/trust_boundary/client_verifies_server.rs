@@ -459,12 +459,14 @@ fn a_compile_never_signals_a_pid_or_opens_a_file_another_user_planted() {
         decoy.0.id()
     );
 
-    // The wrapper's own spawn lock, planted as a symlink to a file the victim may write and
-    // the attacker may not: it must not be created through it.
+    kill_servers_of(&shared.socket());
+
+    // The wrapper's own spawn lock, planted (before the victim ever made one) as a symlink to
+    // a file the victim may create and the attacker may not: it must not be created.
+    let shared = SharedDir::new();
     let target = sandbox.dir.path().join("created-through-a-symlink");
     std::os::unix::fs::symlink(&target, shared.beside("spawn")).unwrap();
     std::os::unix::fs::lchown(shared.beside("spawn"), Some(ATTACKER), Some(ATTACKER)).unwrap();
-    let _ = std::fs::remove_file(sandbox.cache_dir().join(hoard_client::UNRESPONSIVE_FILE));
     let out = victim(
         &sandbox,
         &shared.socket(),
@@ -581,7 +583,7 @@ fn fake_server_process() {
             serve(&listener, &record, move || {
                 let entry = entry.clone();
                 let mut outputs = Vec::new();
-                Box::new(move |request| forge(request, &entry, &mut outputs))
+                Box::new(move |request| Some(forge(request, &entry, &mut outputs)))
             });
         }
         "plant" => plant_as_attacker(&socket, &record),
@@ -623,7 +625,7 @@ fn serve(listener: &UnixListener, record: &Path, answerer: impl Fn() -> Answer) 
                     break;
                 };
                 received += body.len() as u64;
-                let Ok(request) = hoard_protocol::decode(&body) else {
+                let Ok(request) = hoard_protocol::decode::<hoard_protocol::Request>(&body) else {
                     continue;
                 };
                 note(&record, &format!("request {}", request.type_name()));
@@ -657,9 +659,9 @@ fn forge(
     request: hoard_protocol::Request,
     entry: &[u8],
     outputs: &mut Vec<hoard_protocol::OutputPath>,
-) -> Option<hoard_protocol::Response> {
+) -> hoard_protocol::Response {
     use hoard_protocol::{Request, Response};
-    Some(match request {
+    match request {
         Request::Hello { capabilities, .. } => Response::Welcome {
             version: 2,
             capabilities,
@@ -700,7 +702,7 @@ fn forge(
         },
         Request::ZeroStats | Request::Shutdown => Response::Done,
         _ => Response::Unsupported { message: None },
-    })
+    }
 }
 
 /// As the attacker: a pid file naming the decoy, a lock file that is a symlink to
@@ -733,6 +735,7 @@ fn plant_as_attacker(socket: &Path, record: &Path) {
 /// `Shutdown`, and after `Shutdown` removes its socket and pid file, releases its lock and
 /// lingers instead of exiting.
 fn linger(socket: &Path, record: &Path) {
+    use hoard_protocol::{Request, Response};
     let beside = |extension: &str| {
         let mut path = socket.as_os_str().to_owned();
         path.push(format!(".{extension}"));
@@ -744,7 +747,6 @@ fn linger(socket: &Path, record: &Path) {
     std::fs::write(beside("pid"), format!("{}\n", std::process::id())).unwrap();
     note(record, "ready");
     let (mut stream, _) = listener.accept().unwrap();
-    use hoard_protocol::{Request, Response};
     loop {
         let mut len = [0u8; 4];
         if stream.read_exact(&mut len).is_err() {
