@@ -94,11 +94,12 @@ impl std::fmt::Display for Stopped {
 ///
 /// It is asked first (`Shutdown`: it flushes queued uploads, removes its socket and exits),
 /// and then waited for: the process the kernel named as the socket's listener, held by a
-/// pidfd from before the request. One that has not exited [`SHUTDOWN_GRACE`] later (threads
+/// pidfd from before the request. One that has not exited 15 s later (threads
 /// blocked in the kernel) is ended with `SIGTERM`, then `SIGKILL`. A server that does not
 /// answer (stopped, deadlocked), or runs with its socket file deleted, is stopped with signals
 /// at once, aimed at the pid in its pid file only once that process is shown to be the server
-/// (see [`crate::server_process`]); its socket and pid file are then removed, so the next
+/// (a process of this user holding the server's own lock file open, both pid and lock file
+/// this user's own regular files); its socket and pid file are then removed, so the next
 /// client starts a new server at once.
 ///
 /// A server of another user on the socket is refused ([`ClientError::UntrustedServer`]):
