@@ -48,6 +48,35 @@ impl SharedDir {
     }
 }
 
+/// This test binary, where `uid` may run it: in place, or (when it sits under a directory
+/// only root may enter, such as a home directory) a copy in a world-readable temporary
+/// directory, made once.
+fn exe_for(uid: u32) -> PathBuf {
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let exe = std::env::current_exe().unwrap();
+    let runs = as_user(uid, Path::new("test"))
+        .arg("-x")
+        .arg(&exe)
+        .status()
+        .is_ok_and(|s| s.success());
+    if runs {
+        return exe;
+    }
+    COPY.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("hoard-fake-server")
+            .tempdir()
+            .unwrap()
+            .keep();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join("fake-server");
+        std::fs::copy(&exe, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    })
+    .clone()
+}
+
 /// A fake server process, killed when dropped.
 struct Fake {
     child: Child,
@@ -58,10 +87,9 @@ impl Fake {
     /// Starts this binary as a fake server of `role` (as `uid`, or as this process when
     /// `None`) and waits until it is ready.
     fn start(uid: Option<u32>, role: &str, shared: &SharedDir, env: &[(&str, String)]) -> Fake {
-        let exe = std::env::current_exe().unwrap();
         let mut cmd = match uid {
-            Some(uid) => as_user(uid, &exe),
-            None => Command::new(&exe),
+            Some(uid) => as_user(uid, &exe_for(uid)),
+            None => Command::new(std::env::current_exe().unwrap()),
         };
         cmd.args([
             "--ignored",
