@@ -198,7 +198,12 @@ async fn ask_to_stop(config: &ClientConfig) -> (Option<ServerProcess>, Result<()
         Ok(connection) => connection,
         Err(e) => return (None, Err(e)),
     };
-    let process = connection.server_pid().and_then(ServerProcess::open);
+    // The kernel named the listener, of our uid; checked again on the process held, in case
+    // the listener's creator is gone and its pid reused.
+    let process = connection
+        .server_pid()
+        .and_then(ServerProcess::open)
+        .filter(|process| crate::trust::process_is_own(process.pid()));
     let asked = async {
         connection.negotiate().await?;
         match connection.request(&Request::Shutdown).await? {

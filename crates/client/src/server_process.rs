@@ -288,3 +288,66 @@ pub(crate) fn remove_leftovers(socket: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_holding_its_own_lock_file_is_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s.sock");
+        let lock = File::create(lock_path(&socket)).unwrap();
+        lock.lock().unwrap();
+        std::fs::write(pid_path(&socket), format!("{}\n", std::process::id())).unwrap();
+        assert_eq!(verified_server_pid(&socket), Some(std::process::id()));
+        drop(lock);
+    }
+
+    #[test]
+    fn a_planted_lock_symlink_never_verifies_the_pid_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s.sock");
+        // A process that holds /dev/null open (its stdin), as every daemon does.
+        let mut decoy = std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::os::unix::fs::symlink("/dev/null", lock_path(&socket)).unwrap();
+        std::fs::write(pid_path(&socket), format!("{}\n", decoy.id())).unwrap();
+        let null = File::open("/dev/null").unwrap();
+        null.lock().unwrap();
+        assert!(!lock_held(&socket), "a symlinked lock is no lock");
+        assert_eq!(verified_server_pid(&socket), None);
+        drop(null);
+        decoy.kill().unwrap();
+        decoy.wait().unwrap();
+    }
+
+    #[test]
+    fn a_pid_file_that_is_not_a_regular_file_of_ours_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s.sock");
+        std::fs::write(dir.path().join("elsewhere"), "1\n").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), pid_path(&socket)).unwrap();
+        assert_eq!(recorded_pid(&socket), None);
+        std::fs::remove_file(pid_path(&socket)).unwrap();
+        std::fs::write(pid_path(&socket), "1\n").unwrap();
+        assert_eq!(recorded_pid(&socket), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_held_process_is_signalled_and_seen_to_exit() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let process = ServerProcess::open(child.id()).unwrap();
+        assert!(!process.exited());
+        assert!(!process.wait_exit(Duration::from_millis(50)).await);
+        assert_eq!(process.end().await.unwrap(), "SIGTERM");
+        assert!(process.exited(), "a zombie has exited");
+        child.wait().unwrap();
+    }
+}
