@@ -133,11 +133,10 @@ fn control() -> ExitCode {
     };
     let result: Result<(), String> = runtime.block_on(async {
         if control.stop_server {
-            match hoard_client::stop_server(&client).await {
-                Ok(true) => println!("hoard server stopped"),
-                Ok(false) => println!("no hoard server was running"),
-                Err(e) => return Err(e.to_string()),
-            }
+            let stopped = hoard_client::stop_server(&client)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{stopped}");
         }
         if control.start_server {
             hoard_client::Connection::open(&client)

@@ -32,6 +32,8 @@ pub struct Connection {
     remote: bool,
     welcome_pending: bool,
     state_dir: PathBuf,
+    /// The server process behind a Unix socket, as the kernel reported it.
+    peer: Option<crate::trust::Peer>,
 }
 
 impl Connection {
@@ -42,6 +44,10 @@ impl Connection {
     ///
     /// With `server_addr` set the server is reached over TCP instead: nothing is started, the
     /// `Hello` carries the token, and every entry travels inline.
+    ///
+    /// On a Unix socket, nothing is sent before the kernel has said who listens: a server of
+    /// another uid than this process's effective uid is refused with
+    /// [`ClientError::UntrustedServer`] (see `docs/Security.md`).
     pub async fn open(config: &ClientConfig) -> Result<Self, ClientError> {
         let mut connection = Self::open_pipelined(config).await?;
         connection.negotiate().await?;
@@ -54,10 +60,13 @@ impl Connection {
     /// v2 answers that first request `Unsupported`, and [`Connection::version`] says 1 from
     /// then on); call [`Connection::negotiate`] to know before asking.
     pub async fn open_pipelined(config: &ClientConfig) -> Result<Self, ClientError> {
-        let (stream, remote) = match &config.server_addr {
-            Some(addr) => (connect_tcp(addr, config.connect_timeout).await?, true),
-            None => (connect_unix(config).await?, false),
+        let (stream, peer) = if let Some(addr) = &config.server_addr {
+            (connect_tcp(addr, config.connect_timeout).await?, None)
+        } else {
+            let (stream, peer) = connect_unix(config).await?;
+            (stream, Some(peer))
         };
+        let remote = peer.is_none();
         let max = config.max_protocol.clamp(MIN_PROTOCOL, MAX_PROTOCOL);
         let mut connection = Self {
             framed: Framed::new(stream, codec(config.max_frame_length)),
@@ -69,6 +78,7 @@ impl Connection {
             remote,
             welcome_pending: false,
             state_dir: config.cache_dir.clone(),
+            peer,
         };
         if remote && max < PROTOCOL_V2 {
             return Err(ClientError::Unsupported {
@@ -195,6 +205,13 @@ impl Connection {
     /// checked per request). `false` over TCP and in another mount namespace.
     pub fn shared_fs(&self) -> bool {
         self.shared_fs
+    }
+
+    /// The pid of the server process behind a Unix socket, as the kernel reported it when
+    /// the connection was made (`None` over TCP, or when that process is in another pid
+    /// namespace). It runs as this process's effective uid.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.peer.and_then(|peer| peer.pid)
     }
 
     /// The client's state directory (`HOARD_DIR`).
@@ -370,7 +387,11 @@ pub(crate) fn unexpected(request: &'static str, got: &Response) -> ClientError {
     }
 }
 
-async fn connect_unix(config: &ClientConfig) -> Result<Box<dyn Transport>, ClientError> {
+/// Connects to the configured socket (starting a server when none listens and the
+/// configuration says how) and checks who listens before anything is sent.
+async fn connect_unix(
+    config: &ClientConfig,
+) -> Result<(Box<dyn Transport>, crate::trust::Peer), ClientError> {
     let stream = match UnixStream::connect(&config.socket_path).await {
         Ok(stream) => stream,
         Err(e) if crate::spawn::no_server_behind(&e) && config.launch.is_some() => {
@@ -383,7 +404,8 @@ async fn connect_unix(config: &ClientConfig) -> Result<Box<dyn Transport>, Clien
             });
         }
     };
-    Ok(Box::new(stream))
+    let peer = crate::trust::verify_server(&stream, &config.socket_path)?;
+    Ok((Box::new(stream), peer))
 }
 
 async fn connect_tcp(addr: &str, waited: Duration) -> Result<Box<dyn Transport>, ClientError> {

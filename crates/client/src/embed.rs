@@ -95,7 +95,10 @@ impl Hoard {
     ///
     /// Whatever [`Connection::open`] meets: no server at `config.socket_path` and none could
     /// be started ([`ClientError::Connect`], [`ClientError::Spawn`],
-    /// [`ClientError::StartTimeout`]), or a failed handshake. A server that speaks only
+    /// [`ClientError::StartTimeout`]), or a failed handshake. A server that runs as another
+    /// uid than this process's effective uid is refused before anything is sent to it
+    /// ([`ClientError::UntrustedServer`]): whoever can write to the socket's directory could
+    /// be listening there. A server that speaks only
     /// protocol v1, or a `config.max_protocol` below 2, gives [`ClientError::Unsupported`]:
     /// a v1 server runs whole compiles, it cannot store an action under a caller's key.
     ///

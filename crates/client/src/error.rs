@@ -97,6 +97,35 @@ pub enum ClientError {
         /// The server's message, if any.
         message: String,
     },
+    /// The server at the socket runs as another user: nothing was sent to it. Anyone who can
+    /// write to the socket's directory can listen there; only a server of this process's own
+    /// effective uid is believed (see `docs/Security.md`).
+    #[error(
+        "refusing the hoard server at {socket}: it runs as uid {uid}, not as this user (uid {own}); \
+         nothing was sent to it (another user may be listening on this path: remove the socket \
+         or point HOARD_SERVER_UDS at a directory only you can write)"
+    )]
+    UntrustedServer {
+        /// The socket path.
+        socket: PathBuf,
+        /// The uid the kernel reports for the listening process.
+        uid: u32,
+        /// This process's effective uid.
+        own: u32,
+    },
+    /// The kernel could not say who runs the server at the socket: it is not believed.
+    #[error("cannot tell who runs the hoard server at {socket}: {source}; nothing was sent to it")]
+    PeerUnknown {
+        /// The socket path.
+        socket: PathBuf,
+        /// The OS error of `SO_PEERCRED`.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file the client keeps beside the socket (the spawn lock) is not its own, or cannot be
+    /// opened.
+    #[error(transparent)]
+    StateFile(#[from] crate::trust::StateFileError),
     /// The server neither took `Shutdown` nor could be stopped with signals.
     #[error("cannot stop the hoard server: {0}")]
     Stop(#[source] crate::server_process::StopError),
@@ -117,13 +146,18 @@ impl ClientError {
             Self::Connect { .. } | Self::ConnectTcp { .. } => "connect",
             Self::NotShared { .. } => "not_shared",
             Self::Entry(_) => "entry",
-            Self::Spawn { .. } | Self::StartTimeout { .. } => "server_start",
+            Self::Spawn { .. }
+            | Self::StartTimeout { .. }
+            | Self::StateFile(crate::trust::StateFileError::Io { .. }) => "server_start",
             Self::Timeout { .. } => "timeout",
             Self::Io { .. } | Self::Closed { .. } => "server_closed",
             Self::Protocol(_) | Self::Unexpected { .. } => "protocol",
             Self::Refused { .. } => "refused",
             Self::Unsupported { .. } => "unsupported",
             Self::Stop(_) => "stop",
+            Self::UntrustedServer { .. }
+            | Self::PeerUnknown { .. }
+            | Self::StateFile(crate::trust::StateFileError::Foreign { .. }) => "server_untrusted",
         }
     }
 }

@@ -9,7 +9,7 @@ use tokio::net::UnixStream;
 
 use hoard_protocol::ClientEvent;
 
-use crate::{ClientConfig, ClientError, record_event, server_process};
+use crate::{ClientConfig, ClientError, record_event, server_process, trust};
 
 /// Whether a connect error means nobody is listening (as opposed to, say, a permission
 /// problem that starting a server would not fix).
@@ -39,14 +39,12 @@ pub(crate) async fn start_and_connect(config: &ClientConfig) -> Result<UnixStrea
             .create(dir)
             .map_err(io_error)?;
     }
-    let mut lock_path = socket.as_os_str().to_owned();
-    lock_path.push(".spawn");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_error)?;
+    // Never created or opened through a symlink, nor one another user owns: in a directory
+    // others can write, that would let them have this user create or lock any file.
+    let lock = trust::open_own(
+        &server_process::sibling(socket, "spawn"),
+        File::options().create(true).truncate(false).write(true),
+    )?;
     loop {
         match lock.try_lock() {
             Ok(()) => break,
@@ -108,11 +106,15 @@ pub(crate) async fn start_and_connect(config: &ClientConfig) -> Result<UnixStrea
 ///
 /// * A socket that refuses connections was left by a server that died (a crash, `kill -9`):
 ///   the new server replaces it. Counted once, by the one wrapper that starts the server.
-/// * No socket, but a live server holding the lock (its pid file names a process that holds
-///   the lock file open, so it got as far as binding and writing its pid): its socket file was
-///   deleted while it ran (a `/tmp` cleaner, a careless `rm`). No client can ever reach it
-///   again and no new server can start while it holds the lock, so it is stopped (`SIGTERM`,
-///   then `SIGKILL`) and a new one started in its place.
+/// * No socket, but a live server holding the lock (its pid file names a process of this
+///   user that holds the lock file open, so it got as far as binding and writing its pid): its
+///   socket file was deleted while it ran (a `/tmp` cleaner, a careless `rm`). No client can
+///   ever reach it again and no new server can start while it holds the lock, so it is
+///   stopped (`SIGTERM`, then `SIGKILL`) and a new one started in its place. Pid and lock
+///   files that are not this user's own are never believed (see [`crate::server_process`]).
+///
+/// Nothing here removes a socket: a listening one of another user is refused by the caller,
+/// and the new server replaces a dead one itself, under its lock.
 async fn clear_the_way(config: &ClientConfig, connect_error: &std::io::Error) {
     let socket = &config.socket_path;
     match connect_error.kind() {
