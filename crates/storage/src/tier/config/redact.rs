@@ -38,7 +38,7 @@ pub fn redact_url(text: &str, secret: Userinfo) -> String {
         // A user name alone is not a secret here.
         (Userinfo::Password, None) => return text.to_owned(),
         (Userinfo::Password, Some(colon)) => {
-            out.push_str(&text[..span.start + colon + 1]);
+            out.push_str(&text[..=(span.start + colon)]);
             out.push_str(MASK);
         }
         (Userinfo::All, _) => {
