@@ -10,7 +10,7 @@ use std::time::Duration;
 
 pub mod redact;
 
-pub use redact::{MASK, Userinfo, redact_url, scrub, url_secrets};
+pub use redact::{MASK, MIN_SCRUBBED_LEN, Userinfo, redact_url, scrub, url_secrets};
 
 /// Default time allowed to establish a connection to a tier (see [`TierConfig::connect_timeout`]).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
