@@ -268,3 +268,24 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_file_is_reported_without_quoting_its_values() {
+        for text in [
+            "redis_endpoint = \"redis://alice:hunter2@h\n",
+            "redis_endpoint = redis://alice:hunter2@h\n",
+            "server_token = \"hunter2\"\nserver_token = \"hunter2\"\n",
+            "redis_endpoint = { x = \"redis://alice:hunter2@h\" }\n",
+            "redis_endpointt = \"redis://alice:hunter2@h\"\n",
+            "redis_endpoint = \"redis://alice:hunter2@h\" x\n",
+        ] {
+            let err = parse(text, PathBuf::from("c.toml")).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+    }
+}

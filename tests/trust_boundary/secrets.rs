@@ -228,16 +228,22 @@ fn show_config_never_prints_endpoint_passwords_s3_keys_or_the_token() {
 #[test]
 fn trace_logs_and_state_files_never_hold_a_secret() {
     for via in [Via::Environment, Via::File] {
-        let sandbox = configured(via);
+        let mut sandbox = configured(via);
         let mut cmd = sandbox.hoard();
         cmd.arg("--start-server");
         let out = run(cmd);
         assert!(out.status.success(), "{via:?}: {}", printed(&out));
         assert_no_secret("--start-server", &printed(&out));
         // A miss asks every tier (the S3 request is signed before it fails to connect), then
-        // stores; the second compile asks again.
+        // stores; the second compile asks again. A v1 compile sends the whole environment to
+        // the server; the journal records every compile.
+        let journal = sandbox.cache_dir().join("journal.jsonl");
+        sandbox.set_env("HOARD_JOURNAL", journal.to_str().unwrap());
         assert_no_secret("a compile", &printed(&compile(&sandbox)));
         assert_no_secret("a compile", &printed(&compile(&sandbox)));
+        sandbox.set_env("HOARD_PROTOCOL", "1");
+        assert_no_secret("a v1 compile", &printed(&compile(&sandbox)));
+        sandbox.set_env("HOARD_PROTOCOL", "2");
         for flag in ["--show-stats", "--stop-server"] {
             let mut cmd = sandbox.hoard();
             cmd.arg(flag);
