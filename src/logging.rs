@@ -42,10 +42,6 @@ pub fn init(dir: &Path, file: &str) {
     let filter = crate::config_file::setting("HOARD_LOG")
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new("warn"));
-    let caps = DEPENDENCY_CAPS.iter().fold(
-        Targets::new().with_default(LevelFilter::TRACE),
-        |t, &(target, level)| t.with_target(target, level),
-    );
     let path = dir.join(file);
     let secrets = Arc::new(configured_secrets());
     let writer = move || -> Box<dyn Write> {
@@ -64,9 +60,17 @@ pub fn init(dir: &Path, file: &str) {
         .log_internal_errors(false);
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(caps)
+        .with(caps())
         .with(layer)
         .try_init();
+}
+
+/// [`DEPENDENCY_CAPS`] as a filter that lets everything else through.
+fn caps() -> Targets {
+    DEPENDENCY_CAPS.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |t, &(target, level)| t.with_target(target, level),
+    )
 }
 
 /// Opens the log for appending, creating it 0600; a file left wider by an older hoard is
@@ -125,6 +129,16 @@ impl Write for Scrubbing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_credential_chain_is_silenced_below_error_whatever_hoard_log_says() {
+        use tracing::Level;
+        let caps = caps();
+        assert!(!caps.would_enable("reqsign_core::api", &Level::WARN));
+        assert!(caps.would_enable("reqsign_core::api", &Level::ERROR));
+        assert!(!caps.would_enable("reqsign_aws_core::provide_credential", &Level::DEBUG));
+        assert!(caps.would_enable("hoard_storage::tier::remote", &Level::TRACE));
+    }
 
     #[test]
     fn a_line_is_written_scrubbed_and_the_file_is_private() {
