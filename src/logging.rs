@@ -13,7 +13,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
-use hoard_storage::tier::config::{MIN_SCRUBBED_LEN, scrub, url_secrets};
+use hoard_storage::tier::config::Scrubber;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, fmt};
@@ -43,12 +43,12 @@ pub fn init(dir: &Path, file: &str) {
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new("warn"));
     let path = dir.join(file);
-    let secrets = Arc::new(configured_secrets());
+    let scrubber = Arc::new(configured_scrubber());
     let writer = move || -> Box<dyn Write> {
         match open_private(&path) {
             Ok(file) => Box::new(Scrubbing {
                 file,
-                secrets: Arc::clone(&secrets),
+                scrubber: Arc::clone(&scrubber),
             }),
             Err(_) => Box::new(std::io::sink()),
         }
@@ -88,33 +88,38 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
-/// Every secret the configuration holds, as it could appear in a log line.
-fn configured_secrets() -> Vec<String> {
+/// What takes every secret the configuration holds out of a log line.
+fn configured_scrubber() -> Scrubber {
     let setting = crate::config_file::setting;
-    let mut secrets: Vec<String> = crate::config_report::CREDENTIAL_URLS
-        .iter()
-        .filter_map(|&(name, secret)| setting(name).map(|v| url_secrets(&v, secret)))
-        .flatten()
-        .collect();
-    secrets.extend(setting("HOARD_SERVER_TOKEN"));
-    secrets.extend(SECRET_ENV.iter().filter_map(|v| std::env::var(v).ok()));
-    secrets.retain(|s| s.len() >= MIN_SCRUBBED_LEN);
-    secrets
+    let mut scrubber = Scrubber::default();
+    for &(name, secret) in crate::config_report::CREDENTIAL_URLS {
+        if let Some(endpoint) = setting(name) {
+            scrubber.add_endpoint(endpoint.trim(), secret);
+        }
+    }
+    if let Some(token) = setting("HOARD_SERVER_TOKEN") {
+        scrubber.add_secret(&token);
+    }
+    for var in SECRET_ENV {
+        if let Ok(value) = std::env::var(var) {
+            scrubber.add_secret(&value);
+        }
+    }
+    scrubber
 }
 
-/// The log file, written through [`scrub`]. `tracing`'s formatter writes each event with one
+/// The log file, written through a [`Scrubber`]. `tracing`'s formatter writes each event with one
 /// `write_all`, so a secret is never split across two writes.
 struct Scrubbing {
     file: std::fs::File,
-    secrets: Arc<Vec<String>>,
+    scrubber: Arc<Scrubber>,
 }
 
 impl Write for Scrubbing {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        if self.secrets.iter().any(|s| text.contains(s.as_str())) {
-            self.file
-                .write_all(scrub(&text, &self.secrets).as_bytes())?;
+        if self.scrubber.finds_in(&text) {
+            self.file.write_all(self.scrubber.scrub(&text).as_bytes())?;
         } else {
             self.file.write_all(buf)?;
         }
@@ -146,9 +151,11 @@ mod tests {
         let path = dir.path().join("x.log");
         std::fs::write(&path, b"").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut scrubber = Scrubber::default();
+        scrubber.add_secret("hunter2");
         let mut out = Scrubbing {
             file: open_private(&path).unwrap(),
-            secrets: Arc::new(vec!["hunter2".to_owned()]),
+            scrubber: Arc::new(scrubber),
         };
         out.write_all(b"connecting to redis://alice:hunter2@h\n")
             .unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 pub mod redact;
 
-pub use redact::{MASK, MIN_SCRUBBED_LEN, Userinfo, redact_url, scrub, url_secrets};
+pub use redact::{MASK, MIN_SCRUBBED_LEN, Scrubber, Userinfo, redact_url, scrub, url_secrets};
 
 /// Default time allowed to establish a connection to a tier (see [`TierConfig::connect_timeout`]).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
@@ -132,6 +132,15 @@ impl TierKind {
         self.endpoint()
             .map(|e| url_secrets(e, self.userinfo_secret()))
             .unwrap_or_default()
+    }
+
+    /// What takes this kind's credentials out of free text that may quote its endpoint.
+    pub fn scrubber(&self) -> Scrubber {
+        let mut scrubber = Scrubber::default();
+        if let Some(endpoint) = self.endpoint() {
+            scrubber.add_endpoint(endpoint, self.userinfo_secret());
+        }
+        scrubber
     }
 
     /// The kind's name: `memcached`, `redis`, `s3`, `webdav` or `shared_dir`.
@@ -326,7 +335,7 @@ impl TierConfigError {
     /// control (an OpenDAL error may quote the endpoint it was given).
     #[must_use]
     pub fn scrubbed(self, kind: &TierKind) -> Self {
-        let secrets = kind.secrets();
+        let scrubber = kind.scrubber();
         match self {
             TierConfigError::Invalid {
                 tier,
@@ -336,8 +345,8 @@ impl TierConfigError {
             } => TierConfigError::Invalid {
                 tier,
                 field,
-                value: scrub(&kind.shown(&value), &secrets),
-                reason: scrub(&reason, &secrets),
+                value: scrubber.scrub(&kind.shown(&value)),
+                reason: scrubber.scrub(&reason),
             },
             other => other,
         }

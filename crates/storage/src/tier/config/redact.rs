@@ -96,19 +96,80 @@ pub fn url_secrets(text: &str, secret: Userinfo) -> Vec<String> {
 /// bytes) replaced by [`MASK`]: for text whose structure is unknown, such as a dependency's
 /// error message or a log line.
 pub fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut secrets: Vec<&String> = secrets
-        .iter()
-        .filter(|s| s.len() >= MIN_SCRUBBED_LEN)
-        .collect();
-    // The longest first, so a secret that contains another is replaced whole.
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut out = text.to_owned();
+    let mut scrubber = Scrubber::default();
     for secret in secrets {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), MASK);
+        scrubber.add_secret(secret);
+    }
+    scrubber.scrub(text)
+}
+
+/// What to take out of free text (an error from a dependency, a log line) that may quote a
+/// configuration: each known endpoint, wherever it appears whole, becomes its redacted form
+/// (a short password included); then each known secret of at least [`MIN_SCRUBBED_LEN`]
+/// bytes, wherever it appears, becomes [`MASK`]. Its `Debug` shows only counts.
+#[derive(Clone, Default)]
+pub struct Scrubber {
+    /// Endpoint as given, and as shown; the longest first.
+    endpoints: Vec<(String, String)>,
+    /// Secrets; the longest first, so one that contains another is replaced whole.
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrubber")
+            .field("endpoints", &self.endpoints.len())
+            .field("secrets", &self.secrets.len())
+            .finish()
+    }
+}
+
+impl Scrubber {
+    /// Takes out `endpoint`'s credentials: the endpoint whole, and its secret parts.
+    pub fn add_endpoint(&mut self, endpoint: &str, secret: Userinfo) {
+        let shown = redact_url(endpoint, secret);
+        if shown == endpoint {
+            return;
+        }
+        self.endpoints.push((endpoint.to_owned(), shown));
+        self.endpoints
+            .sort_by_key(|(given, _)| std::cmp::Reverse(given.len()));
+        for part in url_secrets(endpoint, secret) {
+            self.add_secret(&part);
         }
     }
-    out
+
+    /// Takes out `secret` (ignored when shorter than [`MIN_SCRUBBED_LEN`]).
+    pub fn add_secret(&mut self, secret: &str) {
+        if secret.len() >= MIN_SCRUBBED_LEN && !self.secrets.iter().any(|s| s == secret) {
+            self.secrets.push(secret.to_owned());
+            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    /// Whether `text` holds anything to take out.
+    pub fn finds_in(&self, text: &str) -> bool {
+        self.endpoints
+            .iter()
+            .any(|(given, _)| text.contains(given.as_str()))
+            || self.secrets.iter().any(|s| text.contains(s.as_str()))
+    }
+
+    /// `text` with everything known taken out.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for (given, shown) in &self.endpoints {
+            if out.contains(given.as_str()) {
+                out = out.replace(given.as_str(), shown);
+            }
+        }
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), MASK);
+            }
+        }
+        out
+    }
 }
 
 /// Where the userinfo of `text` is: `text[start..at]`, with `text[at] == '@'`.
@@ -185,6 +246,25 @@ mod tests {
             without_userinfo("tcp://a:b@mc:1"),
             "tcp://mc:1",
             "the address alone"
+        );
+    }
+
+    #[test]
+    fn a_quoted_endpoint_loses_even_a_short_password() {
+        let mut scrubber = Scrubber::default();
+        scrubber.add_endpoint("redis://al:pw@h:1", Userinfo::Password);
+        scrubber.add_endpoint("tcp://127.0.0.1:1", Userinfo::Password);
+        scrubber.add_secret("tok-1234");
+        let text = "endpoint is invalid, context: { endpoint: redis://al:pw@h:1 } tok-1234";
+        assert!(scrubber.finds_in(text));
+        assert_eq!(
+            scrubber.scrub(text),
+            "endpoint is invalid, context: { endpoint: redis://al:***@h:1 } ***"
+        );
+        assert!(!scrubber.finds_in("nothing here"));
+        assert_eq!(
+            format!("{scrubber:?}"),
+            "Scrubber { endpoints: 1, secrets: 1 }"
         );
     }
 
