@@ -306,20 +306,30 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn logs_and_state_files_are_readable_by_their_user_alone() {
-    let sandbox = configured(Via::Environment);
+    let mut sandbox = configured(Via::Environment);
     assert!(!sandbox.cache_dir().exists());
     compile(&sandbox);
     compile(&sandbox);
     let mut cmd = sandbox.hoard();
     cmd.arg("--stop-server");
     run(cmd);
+    // A server that cannot start: the wrapper compiles alone and writes down the event and
+    // the unresponsive server.
+    sandbox.set_env("HOARD_SERVER_BIN", "/bin/false");
+    compile(&sandbox);
     let dir = sandbox.cache_dir();
     assert_eq!(mode(&dir), 0o700, "HOARD_DIR, created by hoard");
-    for required in ["hoard.log", "server.log", "stats.json"] {
+    for required in [
+        "hoard.log",
+        "server.log",
+        "stats.json",
+        hoard_protocol::CLIENT_EVENTS_FILE,
+        hoard_client::UNRESPONSIVE_FILE,
+    ] {
         assert!(dir.join(required).exists(), "no {required}");
     }
-    // Whatever hoard's own state files there are (the client-side event log and the
-    // shared-filesystem records are made only when needed).
+    // Whatever hoard's own state files there are (the shared-filesystem records are made
+    // only when needed).
     let state = [
         "hoard.log",
         "server.log",
