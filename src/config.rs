@@ -71,8 +71,9 @@ pub enum Handover {
     HardLink,
 }
 
-/// Settings shared by the wrapper and the server.
-#[derive(Debug, Clone)]
+/// Settings shared by the wrapper and the server. `Debug` never shows the token, and the
+/// tiers' `Debug` hides endpoint credentials, so a logged `?settings` carries no secret.
+#[derive(Clone)]
 pub struct Settings {
     /// `HOARD_DIR`, absolute.
     pub cache_dir: PathBuf,
@@ -111,6 +112,51 @@ pub struct Settings {
     idle_timeout_set: bool,
 }
 
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so a new field cannot be added without deciding how it is shown.
+        let Self {
+            cache_dir,
+            cache_size,
+            socket_path,
+            idle_timeout,
+            direct_mode,
+            request_timeout,
+            client_max_protocol,
+            server_max_protocol,
+            tiers,
+            server_addr,
+            token,
+            listen,
+            single_flight_wait,
+            local_compression,
+            handover,
+            idle_timeout_set,
+        } = self;
+        f.debug_struct("Settings")
+            .field("cache_dir", cache_dir)
+            .field("cache_size", cache_size)
+            .field("socket_path", socket_path)
+            .field("idle_timeout", idle_timeout)
+            .field("direct_mode", direct_mode)
+            .field("request_timeout", request_timeout)
+            .field("client_max_protocol", client_max_protocol)
+            .field("server_max_protocol", server_max_protocol)
+            .field("tiers", tiers)
+            .field("server_addr", server_addr)
+            .field(
+                "token",
+                &token.as_ref().map(|_| hoard_storage::tier::config::MASK),
+            )
+            .field("listen", listen)
+            .field("single_flight_wait", single_flight_wait)
+            .field("local_compression", local_compression)
+            .field("handover", handover)
+            .field("idle_timeout_set", idle_timeout_set)
+            .finish()
+    }
+}
+
 const DEFAULT_CACHE_SIZE: u64 = 10 * 1024 * 1024 * 1024;
 
 fn var(name: &str) -> Option<String> {
@@ -125,17 +171,14 @@ impl Settings {
             Some(dir) => PathBuf::from(dir),
             None => default_cache_dir().ok_or(ConfigError::NoCacheDir)?,
         };
-        std::fs::create_dir_all(&cache_dir).map_err(|source| ConfigError::CreateDir {
-            path: cache_dir.clone(),
-            source,
-        })?;
+        create_private_dir(&cache_dir)?;
         let cache_dir =
             std::fs::canonicalize(&cache_dir).map_err(|source| ConfigError::CreateDir {
                 path: cache_dir.clone(),
                 source,
             })?;
         let cache_size = match var("HOARD_CACHE_SIZE") {
-            Some(v) => parse_size(&v).map_err(|why| invalid("HOARD_CACHE_SIZE", v, why))?,
+            Some(v) => parse_size(&v).map_err(|why| invalid("HOARD_CACHE_SIZE", &v, why))?,
             None => DEFAULT_CACHE_SIZE,
         };
         let idle = seconds("HOARD_IDLE_TIMEOUT", 600)?;
@@ -155,7 +198,7 @@ impl Settings {
         if let Some(addr) = &server_addr
             && !addr.contains(':')
         {
-            return Err(invalid("HOARD_SERVER_ADDR", addr.clone(), "want host:port"));
+            return Err(invalid("HOARD_SERVER_ADDR", addr, "want host:port"));
         }
         let socket_path = if let Some(path) = var("HOARD_SERVER_UDS") {
             PathBuf::from(path)
@@ -236,10 +279,13 @@ impl Settings {
     }
 }
 
-fn invalid(var: &'static str, value: String, why: impl Into<String>) -> ConfigError {
+/// An invalid setting. Its value is quoted with any URL password masked: whatever the
+/// setting, an error must not carry a credential to the terminal or the log.
+fn invalid(var: &'static str, value: &str, why: impl Into<String>) -> ConfigError {
+    use hoard_storage::tier::config::{Userinfo, redact_url};
     ConfigError::Invalid {
         var,
-        value,
+        value: redact_url(value, Userinfo::Password),
         origin: crate::config_file::origin(var),
         why: why.into(),
     }
@@ -256,7 +302,7 @@ fn seconds(var_name: &'static str, default: u64) -> Result<Duration, ConfigError
             .trim()
             .parse::<u64>()
             .map(Duration::from_secs)
-            .map_err(|e| invalid(var_name, v, format!("want whole seconds: {e}"))),
+            .map_err(|e| invalid(var_name, &v, format!("want whole seconds: {e}"))),
     }
 }
 
@@ -268,7 +314,7 @@ fn protocol(var_name: &'static str) -> Result<u32, ConfigError> {
             Ok(n) if (MIN_PROTOCOL..=MAX_PROTOCOL).contains(&n) => Ok(n),
             _ => Err(invalid(
                 var_name,
-                v,
+                &v,
                 format!("want a protocol version from {MIN_PROTOCOL} to {MAX_PROTOCOL}"),
             )),
         },
@@ -280,7 +326,7 @@ fn switch(var_name: &'static str, default: bool) -> Result<bool, ConfigError> {
     match var(var_name) {
         None => Ok(default),
         Some(v) => parse_bool(&v)
-            .ok_or_else(|| invalid(var_name, v, "want 1/0, true/false, yes/no or on/off")),
+            .ok_or_else(|| invalid(var_name, &v, "want 1/0, true/false, yes/no or on/off")),
     }
 }
 
@@ -300,6 +346,21 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(PathBuf::from(home).join(".cache/hoard"))
 }
 
+/// Creates `dir` (and any missing parents) with mode 0700: the cache directory holds logs,
+/// statistics and cache entries whose modes are the outputs' (a hard-linked hit shares the
+/// inode), so it is what keeps them from other users. An existing directory is left as it is.
+fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| ConfigError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
 /// The default socket: in a per-user 0700 directory, named after the storage configuration so
 /// two configurations never share a server by accident.
 fn default_socket(cache_dir: &Path, cache_size: u64, tiers: &[TierConfig]) -> PathBuf {
@@ -308,7 +369,9 @@ fn default_socket(cache_dir: &Path, cache_size: u64, tiers: &[TierConfig]) -> Pa
     recipe.update(cache_dir.as_os_str().as_encoded_bytes());
     recipe.update(b"\0");
     recipe.update(&cache_size.to_le_bytes());
-    recipe.update(format!("{tiers:?}").as_bytes());
+    // The tiers' full identity, credentials included (two configurations that differ only in
+    // a password are two configurations), hashed and never shown: their `Debug` is redacted.
+    recipe.update(socket_identity::tiers(tiers).as_bytes());
     let name = format!("server-{}.sock", &recipe.finalize().to_hex()[..16]);
     let base = match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         Some(runtime) => PathBuf::from(runtime).join("hoard"),
@@ -316,6 +379,8 @@ fn default_socket(cache_dir: &Path, cache_size: u64, tiers: &[TierConfig]) -> Pa
     };
     base.join(name)
 }
+
+mod socket_identity;
 
 /// Creates the default socket's directory (0700) and checks that it is ours and private: in
 /// a shared `/tmp`, another user could have created it first and put a server of theirs in it.
@@ -435,6 +500,43 @@ mod tests {
             path: PathBuf::from("/shared"),
         });
         assert_ne!(a, default_socket(Path::new("/a"), 1, &[shared]));
+    }
+
+    fn redis(endpoint: &str) -> TierConfig {
+        TierConfig::new(TierKind::Redis {
+            endpoint: endpoint.to_owned(),
+        })
+    }
+
+    #[test]
+    fn the_socket_depends_on_the_password_that_debug_hides() {
+        let one = [redis("redis://alice:one@h:1")];
+        let two = [redis("redis://alice:two@h:1")];
+        assert_eq!(format!("{one:?}"), format!("{two:?}"), "Debug hides both");
+        assert_ne!(
+            default_socket(Path::new("/a"), 1, &one),
+            default_socket(Path::new("/a"), 1, &two)
+        );
+    }
+
+    #[test]
+    fn settings_debug_shows_neither_token_nor_password() {
+        let mut s = settings(None, false);
+        s.token = Some("tok-secret-1".into());
+        s.tiers = vec![redis("redis://alice:hunter2@h:1")];
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("tok-secret-1") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert!(shown.contains("alice"), "{shown}");
+    }
+
+    #[test]
+    fn an_invalid_value_is_quoted_without_its_password() {
+        let err = invalid("HOARD_SERVER_ADDR", "x://u:hunter2@h", "no");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
     }
 }
 

@@ -78,12 +78,22 @@ pub enum ConfigFileError {
     },
 }
 
-/// The file's settings by environment name, and where they came from.
-#[derive(Debug, Default)]
+/// The file's settings by environment name, and where they came from. `Debug` names the
+/// settings the file holds but not their values, some of which are secrets.
+#[derive(Default)]
 pub struct ConfigFile {
     /// The file read, if any.
     pub path: Option<PathBuf>,
     values: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigFile")
+            .field("path", &self.path)
+            .field("settings", &self.values.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 static LOADED: OnceLock<Result<ConfigFile, ConfigFileError>> = OnceLock::new();
@@ -266,5 +276,36 @@ mod tests {
         fn parsing_arbitrary_text_never_panics(text in ".*") {
             let _ = parse(&text, PathBuf::from("c.toml"));
         }
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_file_is_reported_without_quoting_its_values() {
+        for text in [
+            "redis_endpoint = \"redis://alice:hunter2@h\n",
+            "redis_endpoint = redis://alice:hunter2@h\n",
+            "server_token = \"hunter2\"\nserver_token = \"hunter2\"\n",
+            "redis_endpoint = { x = \"redis://alice:hunter2@h\" }\n",
+            "redis_endpointt = \"redis://alice:hunter2@h\"\n",
+            "redis_endpoint = \"redis://alice:hunter2@h\" x\n",
+        ] {
+            let err = parse(text, PathBuf::from("c.toml")).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+        let file = parse(
+            "redis_endpoint = \"redis://alice:hunter2@h\"\n",
+            PathBuf::from("c.toml"),
+        )
+        .unwrap();
+        let shown = format!("{file:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("HOARD_REDIS_ENDPOINT"),
+            "{shown}"
+        );
     }
 }

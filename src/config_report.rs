@@ -3,11 +3,33 @@
 
 use std::fmt::Write;
 
+use hoard_storage::tier::config::{Userinfo, redact_url};
+
 use crate::config::{Settings, server_program};
 use crate::config_file::{self, Origin, SETTINGS};
 
 /// Settings whose value is a secret: shown as set or unset, never printed.
 const SECRETS: &[&str] = &["HOARD_SERVER_TOKEN"];
+
+/// Settings whose value is an address that may carry credentials (`user:password@`), and
+/// which of them are secret: an S3 endpoint's user name is the access key id. The user name
+/// of the others stays visible, so the report still says who connects.
+pub const CREDENTIAL_URLS: &[(&str, Userinfo)] = &[
+    ("HOARD_MEMCACHED_ENDPOINT", Userinfo::Password),
+    ("HOARD_REDIS_ENDPOINT", Userinfo::Password),
+    ("HOARD_WEBDAV_ENDPOINT", Userinfo::Password),
+    ("HOARD_S3_ENDPOINT", Userinfo::All),
+    ("HOARD_SERVER_ADDR", Userinfo::Password),
+    ("HOARD_SERVER_LISTEN", Userinfo::Password),
+];
+
+/// `value` of `name` as the report may show it.
+fn shown(name: &str, value: String) -> String {
+    match CREDENTIAL_URLS.iter().find(|(n, _)| *n == name) {
+        Some((_, secret)) => redact_url(&value, *secret),
+        None => value,
+    }
+}
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +59,7 @@ pub fn lines(settings: &Settings) -> Vec<ConfigLine> {
         let origin = config_file::origin(name);
         let value = match (&origin, config_file::setting(name)) {
             (_, Some(_)) if SECRETS.contains(&name) => "(set, not shown)".to_owned(),
-            (Origin::Environment | Origin::File { .. }, Some(value)) => value,
+            (Origin::Environment | Origin::File { .. }, Some(value)) => shown(name, value),
             _ => default_value(name, settings),
         };
         lines.push(ConfigLine {
@@ -113,4 +135,33 @@ pub fn to_json(settings: &Settings) -> serde_json::Value {
         })
         .collect();
     serde_json::Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_bearing_values_are_shown_redacted() {
+        assert_eq!(
+            shown(
+                "HOARD_REDIS_ENDPOINT",
+                "redis://alice:hunter2@h:6379".into()
+            ),
+            "redis://alice:***@h:6379"
+        );
+        assert_eq!(
+            shown("HOARD_S3_ENDPOINT", "http://AKIA:secret@h:9000".into()),
+            "http://***:***@h:9000"
+        );
+        assert_eq!(
+            shown("HOARD_WEBDAV_ENDPOINT", "https://dav:pw@h/c".into()),
+            "https://dav:***@h/c"
+        );
+        assert_eq!(
+            shown("HOARD_MEMCACHED_ENDPOINT", "mc:pw@h:11211".into()),
+            "mc:***@h:11211"
+        );
+        assert_eq!(shown("HOARD_DIR", "/x/a:b@c".into()), "/x/a:b@c");
+    }
 }

@@ -10,13 +10,22 @@ use hoard_protocol::{CLIENT_EVENTS_FILE, ClientEvent};
 /// otherwise ignored: counting must never fail a build.
 pub fn record_event(cache_dir: &Path, event: &ClientEvent) {
     let path = cache_dir.join(CLIENT_EVENTS_FILE);
-    let result = std::fs::create_dir_all(cache_dir).and_then(|()| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?
-            .write_all(event.to_line().as_bytes())
-    });
+    // Private to this user: a 0700 directory when hoard makes it, a 0600 log.
+    let result = {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(cache_dir)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(&path)?
+                    .write_all(event.to_line().as_bytes())
+            })
+    };
     if let Err(e) = result {
         tracing::warn!("cannot record {event:?} in {}: {e}", path.display());
     }

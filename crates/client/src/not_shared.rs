@@ -55,9 +55,11 @@ impl NotSharedDirs {
         let line = format!("{} {} {}\n", identity.dev, identity.ino, hex(&path));
         if self.known.insert((identity, path)) {
             // One short O_APPEND write per line: concurrent wrappers never interleave.
+            use std::os::unix::fs::OpenOptionsExt;
             let written = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&self.file)
                 .and_then(|mut f| f.write_all(line.as_bytes()));
             if let Err(e) = written {

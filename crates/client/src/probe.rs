@@ -47,7 +47,13 @@ enum Existing {
 /// holds, the server would deny sharing a filesystem with it, and its transfers would go
 /// inline for nothing (the first compiles in a fresh cache directory meet this).
 fn create(state_dir: &Path, path: &Path, existing: Existing) -> Option<Vec<u8>> {
-    std::fs::create_dir_all(state_dir).ok()?;
+    // A 0700 directory when hoard makes it; the temporary file below is 0600.
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .ok()?;
     let nonce = random_hex()?;
     let tmp = tempfile::NamedTempFile::new_in(state_dir).ok()?;
     std::fs::write(tmp.path(), &nonce).ok()?;

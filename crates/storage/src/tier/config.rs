@@ -8,6 +8,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod redact;
+
+pub use redact::{MASK, MIN_SCRUBBED_LEN, Scrubber, Userinfo, redact_url, scrub, url_secrets};
+
 /// Default time allowed to establish a connection to a tier (see [`TierConfig::connect_timeout`]).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -22,8 +26,10 @@ pub const MEMCACHED_DEFAULT_MAX_ENTRY: u64 = 1024 * 1024 - 1024;
 /// default order of the chain: the fastest (in-memory) stores first.
 pub const TIER_NAMES: [&str; 5] = ["memcached", "redis", "s3", "webdav", "shared_dir"];
 
-/// The kind of store behind a remote tier, with what is needed to reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The kind of store behind a remote tier, with what is needed to reach it. Its `Debug`
+/// shows endpoints with their passwords (and S3 keys) replaced by [`MASK`], so a logged
+/// configuration never carries a secret.
+#[derive(Clone, PartialEq, Eq)]
 pub enum TierKind {
     /// A memcached server: `tcp://host:port` (or `host:port`), or `unix:///path`.
     Memcached {
@@ -60,7 +66,83 @@ pub enum TierKind {
     },
 }
 
+impl std::fmt::Debug for TierKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TierKind::Memcached { endpoint } => f
+                .debug_struct("Memcached")
+                .field("endpoint", &self.shown(endpoint))
+                .finish(),
+            TierKind::Redis { endpoint } => f
+                .debug_struct("Redis")
+                .field("endpoint", &self.shown(endpoint))
+                .finish(),
+            TierKind::S3 {
+                bucket,
+                endpoint,
+                region,
+                prefix,
+            } => f
+                .debug_struct("S3")
+                .field("bucket", bucket)
+                .field("endpoint", &endpoint.as_deref().map(|e| self.shown(e)))
+                .field("region", region)
+                .field("prefix", prefix)
+                .finish(),
+            TierKind::Webdav { endpoint } => f
+                .debug_struct("Webdav")
+                .field("endpoint", &self.shown(endpoint))
+                .finish(),
+            TierKind::SharedDir { path } => {
+                f.debug_struct("SharedDir").field("path", path).finish()
+            }
+        }
+    }
+}
+
 impl TierKind {
+    /// Which parts of this kind's endpoint userinfo are secret: an S3 endpoint's user name
+    /// is the access key id; elsewhere only the password is.
+    pub fn userinfo_secret(&self) -> Userinfo {
+        match self {
+            TierKind::S3 { .. } => Userinfo::All,
+            _ => Userinfo::Password,
+        }
+    }
+
+    /// `endpoint` (one of this kind's) as it may be shown: credentials replaced.
+    pub fn shown(&self, endpoint: &str) -> String {
+        redact_url(endpoint, self.userinfo_secret())
+    }
+
+    /// The endpoint, if the kind has one.
+    fn endpoint(&self) -> Option<&str> {
+        match self {
+            TierKind::Memcached { endpoint }
+            | TierKind::Redis { endpoint }
+            | TierKind::Webdav { endpoint } => Some(endpoint),
+            TierKind::S3 { endpoint, .. } => endpoint.as_deref(),
+            TierKind::SharedDir { .. } => None,
+        }
+    }
+
+    /// The secrets the kind's endpoint carries (passwords, S3 keys), as written and
+    /// percent-decoded: what [`scrub`] must remove from text that may quote them.
+    pub fn secrets(&self) -> Vec<String> {
+        self.endpoint()
+            .map(|e| url_secrets(e, self.userinfo_secret()))
+            .unwrap_or_default()
+    }
+
+    /// What takes this kind's credentials out of free text that may quote its endpoint.
+    pub fn scrubber(&self) -> Scrubber {
+        let mut scrubber = Scrubber::default();
+        if let Some(endpoint) = self.endpoint() {
+            scrubber.add_endpoint(endpoint, self.userinfo_secret());
+        }
+        scrubber
+    }
+
     /// The kind's name: `memcached`, `redis`, `s3`, `webdav` or `shared_dir`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -125,10 +207,11 @@ impl TierConfig {
 
     /// Checks every field without connecting anywhere.
     pub fn validate(&self) -> Result<(), TierConfigError> {
+        // Values are quoted redacted: an endpoint's password must not reach an error message.
         let invalid = |field: &'static str, value: &str, reason: &str| TierConfigError::Invalid {
             tier: self.name.clone(),
             field,
-            value: value.to_owned(),
+            value: self.kind.shown(value),
             reason: reason.to_owned(),
         };
         if self.name.trim().is_empty() {
@@ -244,6 +327,30 @@ pub enum TierConfigError {
     /// Two tiers have the same name, so stats and lists could not tell them apart.
     #[error("remote tier {0}: configured twice")]
     Duplicate(String),
+}
+
+impl TierConfigError {
+    /// The error with the secrets of `kind`'s endpoint removed from the value and the reason,
+    /// and the value's URL credentials masked: for errors built from text hoard does not
+    /// control (an OpenDAL error may quote the endpoint it was given).
+    #[must_use]
+    pub fn scrubbed(self, kind: &TierKind) -> Self {
+        let scrubber = kind.scrubber();
+        match self {
+            TierConfigError::Invalid {
+                tier,
+                field,
+                value,
+                reason,
+            } => TierConfigError::Invalid {
+                tier,
+                field,
+                value: scrubber.scrub(&kind.shown(&value)),
+                reason: scrubber.scrub(&reason),
+            },
+            other => other,
+        }
+    }
 }
 
 /// Reads the chain's remote tiers from `HOARD_*` variables through `vars` (so callers can

@@ -290,20 +290,26 @@ async fn resolve(endpoint: &str) -> opendal::Result<String> {
 }
 
 /// Builds the OpenDAL operator for `config`; `memcached_addr` replaces a memcached endpoint
-/// whose host has been looked up.
+/// whose host has been looked up. Every error comes back scrubbed of the endpoint's
+/// credentials: the builders and OpenDAL quote the endpoint they were given, and these errors
+/// end up on stderr and in `server.log`.
 fn build_operator(
     config: &TierConfig,
     memcached_addr: Option<&str>,
 ) -> Result<Operator, TierConfigError> {
     let invalid = |field, value: &str, e: &dyn std::fmt::Display| invalid(config, field, value, e);
-    match &config.kind {
+    let built = match &config.kind {
         TierKind::Memcached { endpoint } => {
+            // OpenDAL's memcached client uses only the host and port of an endpoint (its
+            // credentials are separate settings), so userinfo is dropped rather than handed to
+            // a builder that quotes the endpoint in its errors and its `Debug`.
+            let address = super::config::redact::without_userinfo(endpoint);
             let builder = services::Memcached::default()
-                .endpoint(memcached_addr.unwrap_or(endpoint))
+                .endpoint(memcached_addr.unwrap_or(&address))
                 .root(KEY_ROOT);
-            Ok(Operator::new(builder)
-                .map_err(|e| invalid("endpoint", endpoint, &e))?
-                .finish())
+            Operator::new(builder)
+                .map(opendal::OperatorBuilder::finish)
+                .map_err(|e| invalid("endpoint", endpoint, &e))
         }
         TierKind::Redis { endpoint } => build_redis(config, endpoint),
         TierKind::S3 {
@@ -327,11 +333,12 @@ fn build_operator(
             let builder = services::Fs::default()
                 .root(&root)
                 .atomic_write_dir(&tmp.to_string_lossy());
-            Ok(Operator::new(builder)
-                .map_err(|e| invalid("path", &root, &e))?
-                .finish())
+            Operator::new(builder)
+                .map(opendal::OperatorBuilder::finish)
+                .map_err(|e| invalid("path", &root, &e))
         }
-    }
+    };
+    built.map_err(|e| e.scrubbed(&config.kind))
 }
 
 /// A configuration error on `field` of `config`'s tier.

@@ -1,0 +1,120 @@
+//! What names a configuration's socket: the tiers as their derived `Debug` printed them before
+//! that `Debug` hid credentials, byte for byte, so socket names (and with them the servers
+//! already running) stay what they were. Hashed, never shown.
+
+// The mirrors' fields are read only by their derived `Debug`, which the lint does not count.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Mirrors `hoard_storage::TierConfig`, secrets included; the type's name is part of
+/// the text.
+#[derive(Debug)]
+struct TierConfig<'a> {
+    name: &'a String,
+    kind: TierKind<'a>,
+    read_only: bool,
+    max_entry_size: Option<u64>,
+    connect_timeout: Duration,
+    op_timeout: Duration,
+}
+
+/// Mirrors `hoard_storage::TierKind`.
+#[derive(Debug)]
+enum TierKind<'a> {
+    Memcached {
+        endpoint: &'a String,
+    },
+    Redis {
+        endpoint: &'a String,
+    },
+    S3 {
+        bucket: &'a String,
+        endpoint: Option<&'a String>,
+        region: Option<&'a String>,
+        prefix: Option<&'a String>,
+    },
+    Webdav {
+        endpoint: &'a String,
+    },
+    SharedDir {
+        path: &'a PathBuf,
+    },
+}
+
+/// The identity text of `tiers`.
+pub(super) fn tiers(tiers: &[hoard_storage::TierConfig]) -> String {
+    use hoard_storage::TierKind as Kind;
+    let mirrored: Vec<TierConfig<'_>> = tiers
+        .iter()
+        .map(|t| {
+            // Destructured so a field added to the tier configuration cannot be left out
+            // of the identity unnoticed.
+            let hoard_storage::TierConfig {
+                name,
+                kind,
+                read_only,
+                max_entry_size,
+                connect_timeout,
+                op_timeout,
+            } = t;
+            TierConfig {
+                name,
+                kind: match kind {
+                    Kind::Memcached { endpoint } => TierKind::Memcached { endpoint },
+                    Kind::Redis { endpoint } => TierKind::Redis { endpoint },
+                    Kind::S3 {
+                        bucket,
+                        endpoint,
+                        region,
+                        prefix,
+                    } => TierKind::S3 {
+                        bucket,
+                        endpoint: endpoint.as_ref(),
+                        region: region.as_ref(),
+                        prefix: prefix.as_ref(),
+                    },
+                    Kind::Webdav { endpoint } => TierKind::Webdav { endpoint },
+                    Kind::SharedDir { path } => TierKind::SharedDir { path },
+                },
+                read_only: *read_only,
+                max_entry_size: *max_entry_size,
+                connect_timeout: *connect_timeout,
+                op_timeout: *op_timeout,
+            }
+        })
+        .collect();
+    format!("{mirrored:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use hoard_storage::{TierConfig, TierKind};
+
+    fn redis(endpoint: &str) -> TierConfig {
+        TierConfig::new(TierKind::Redis {
+            endpoint: endpoint.to_owned(),
+        })
+    }
+
+    #[test]
+    fn the_socket_identity_is_the_text_the_derived_debug_printed() {
+        // What `format!("{tiers:?}")` gave before `TierKind`'s `Debug` hid credentials: the
+        // same bytes keep the same socket names across the upgrade.
+        let s3 = TierConfig::new(TierKind::S3 {
+            bucket: "b".into(),
+            endpoint: Some("http://K:S@h".into()),
+            region: None,
+            prefix: Some("p".into()),
+        });
+        assert_eq!(
+            super::tiers(&[redis("redis://alice:pw@h:1"), s3]),
+            "[TierConfig { name: \"redis\", kind: Redis { endpoint: \"redis://alice:pw@h:1\" }, \
+             read_only: false, max_entry_size: None, connect_timeout: 200ms, op_timeout: 1s }, \
+             TierConfig { name: \"s3\", kind: S3 { bucket: \"b\", endpoint: Some(\"http://K:S@h\"), \
+             region: None, prefix: Some(\"p\") }, read_only: false, max_entry_size: None, \
+             connect_timeout: 200ms, op_timeout: 1s }]"
+        );
+    }
+}
