@@ -15,8 +15,8 @@ pub struct ServerLaunch {
 }
 
 /// A client's configuration. The `hoard` binary fills it from the environment and config
-/// file; embedders build it directly.
-#[derive(Debug, Clone)]
+/// file; embedders build it directly. Its `Debug` never shows the token.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The cache directory (`HOARD_DIR`): the compiler-identity cache and the client events
     /// log live here.
@@ -58,6 +58,28 @@ pub struct ClientConfig {
     pub journal: Option<PathBuf>,
 }
 
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Spelled out so that a `?config` in a log line can never carry the token.
+        f.debug_struct("ClientConfig")
+            .field("cache_dir", &self.cache_dir)
+            .field("socket_path", &self.socket_path)
+            .field("server_addr", &self.server_addr)
+            .field("token", &self.token.as_ref().map(|_| "(set, not shown)"))
+            .field("launch", &self.launch.as_ref().map(|l| &l.program))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("answer_timeout", &self.answer_timeout)
+            .field("unresponsive_memory", &self.unresponsive_memory)
+            .field("max_frame_length", &self.max_frame_length)
+            .field("compile_timeout", &self.compile_timeout)
+            .field("direct_mode", &self.direct_mode)
+            .field("max_protocol", &self.max_protocol)
+            .field("journal", &self.journal)
+            .finish()
+    }
+}
+
 impl ClientConfig {
     /// Defaults for everything but the directory and the socket.
     pub fn new(cache_dir: PathBuf, socket_path: PathBuf) -> Self {
@@ -77,5 +99,19 @@ impl ClientConfig {
             max_protocol: hoard_protocol::MAX_PROTOCOL,
             journal: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientConfig;
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let mut config = ClientConfig::new("/c".into(), "/s".into());
+        config.token = Some("hunter2-token".into());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2-token"), "{shown}");
+        assert!(shown.contains("(set, not shown)"), "{shown}");
     }
 }
