@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -77,9 +78,11 @@ pub fn append(path: &Path, line: &JournalLine) {
         return;
     };
     text.push(b'\n');
+    // It names the user's directories and outputs: the user's to read, like the logs.
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .and_then(|mut file| file.write_all(&text));
     if let Err(e) = written {
