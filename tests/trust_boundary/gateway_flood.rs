@@ -180,7 +180,13 @@ fn exchange(stream: &mut TcpStream, request: &Request) -> Option<Response> {
 fn compile(mut cmd: Command, dir: &Path, name: &str) {
     let out = cmd
         .current_dir(dir)
-        .args(["gcc", "-c", &format!("{name}.c"), "-o", &format!("{name}.o")])
+        .args([
+            "gcc",
+            "-c",
+            &format!("{name}.c"),
+            "-o",
+            &format!("{name}.o"),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{name}: {}", text(&out.stderr));
@@ -221,7 +227,8 @@ fn eighty_idle_tcp_connections_under_ulimit_64_neither_pin_the_gateway_nor_keep_
     let before = gateway.cpu_ticks();
     let measured = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
-    let used = (gateway.cpu_ticks() - before) as f64 / ticks / measured.elapsed().as_secs_f64();
+    let spent = u32::try_from(gateway.cpu_ticks() - before).unwrap();
+    let used = f64::from(spent) / ticks / measured.elapsed().as_secs_f64();
     println!("gateway CPU under 80 idle connections with ulimit -n 64: {used:.3} of a core");
 
     // Still during the flood: both compiles hit.
@@ -254,7 +261,10 @@ fn an_unauthenticated_idle_tcp_connection_is_closed_at_the_handshake_deadline() 
     let read = idle.read(&mut byte);
     let waited = opened.elapsed();
     assert!(
-        matches!(read, Ok(0)) || read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        matches!(read, Ok(0))
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
         "expected the gateway to close the connection, got {read:?} after {waited:?}"
     );
     assert!(
@@ -290,7 +300,10 @@ fn zero_stats_and_shutdown_over_tcp_are_refused_even_with_the_token() {
         }
     }
     let stats = gateway.stats();
-    assert_eq!(stats["cache_misses"], 1, "the statistics were zeroed: {stats}");
+    assert_eq!(
+        stats["cache_misses"], 1,
+        "the statistics were zeroed: {stats}"
+    );
     assert!(gateway.socket().exists(), "the gateway stopped");
 }
 

@@ -71,7 +71,8 @@ fn server_as(place: &Place, uid: u32, socket: &Path, prelude: &str) -> Command {
     cmd.arg("-c")
         .arg(format!("{prelude} exec \"$0\""))
         .arg(SERVER);
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("HOARD_") || k.starts_with("XDG_"))
+    for (key, _) in
+        std::env::vars().filter(|(k, _)| k.starts_with("HOARD_") || k.starts_with("XDG_"))
     {
         cmd.env_remove(key);
     }
@@ -94,7 +95,7 @@ enum Started {
     /// It exited (refused, or lost a race) with this status and stderr.
     Exited(ExitStatus, String),
     /// It is serving on its socket; killed on drop.
-    Serving(Running),
+    Serving(#[allow(dead_code, reason = "held only to be killed on drop")] Running),
 }
 
 struct Running(Child);
@@ -230,7 +231,9 @@ fn assert_attacker_not_served(started: &Started, socket: &Path) {
 
 #[test]
 fn a_lock_file_planted_by_another_user_does_not_make_the_server_adopt_their_uid() {
-    if !can_switch_uid("a_lock_file_planted_by_another_user_does_not_make_the_server_adopt_their_uid") {
+    if !can_switch_uid(
+        "a_lock_file_planted_by_another_user_does_not_make_the_server_adopt_their_uid",
+    ) {
         return;
     }
     let place = Place::new();
@@ -331,7 +334,10 @@ fn a_lock_held_by_another_user_is_an_error_not_a_silent_exit_0() {
 
     let attacker = hold(ATTACKER);
     let started = start(server_as(&place, VICTIM, &socket, ""), &socket);
-    assert_refused_to_start(started, &[&lock.display().to_string(), &ATTACKER.to_string()]);
+    assert_refused_to_start(
+        started,
+        &[&lock.display().to_string(), &ATTACKER.to_string()],
+    );
     drop(attacker);
 
     // Held by a process of the victim's own uid (another server starting, a wrapper looking):
@@ -392,6 +398,16 @@ fn sigterm_and_sigint_stop_the_server_and_remove_its_socket_and_pid_file() {
     for signal in ["TERM", "INT"] {
         let sandbox = Sandbox::new();
         sandbox.start_server();
+        // Something to count, so that there are statistics to save.
+        let work = sandbox.dir.path();
+        std::fs::write(work.join("a.c"), "int a(void) { return 1; }\n").unwrap();
+        let out = sandbox
+            .hoard()
+            .current_dir(work)
+            .args(["gcc", "-c", "a.c", "-o", "a.o"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
         let pid = sandbox.server_pid().expect("a pid file");
         let mut pid_file = sandbox.socket().into_os_string();
         pid_file.push(".pid");
@@ -416,9 +432,12 @@ fn sigterm_and_sigint_stop_the_server_and_remove_its_socket_and_pid_file() {
             !Path::new(&pid_file).exists(),
             "SIG{signal}: the pid file was left behind"
         );
-        assert!(
-            sandbox.cache_dir().join("stats.json").exists(),
-            "SIG{signal}: the statistics were not saved"
+        let saved =
+            std::fs::read_to_string(sandbox.cache_dir().join("stats.json")).unwrap_or_default();
+        let saved: serde_json::Value = serde_json::from_str(&saved).unwrap_or_default();
+        assert_eq!(
+            saved["cache_misses"], 1,
+            "SIG{signal}: the statistics were not saved: {saved}"
         );
     }
 }
@@ -502,7 +521,10 @@ fn an_output_path_without_a_directory_identity_is_not_written_unless_proven_shar
     for (what, requests) in [
         ("no Hello", vec![bare()]),
         ("Hello without a probe", vec![hello(None), bare()]),
-        ("Hello with a seen probe", vec![hello(Some(probe.clone())), bare()]),
+        (
+            "Hello with a seen probe",
+            vec![hello(Some(probe.clone())), bare()],
+        ),
     ] {
         let answers = conversation(&sandbox, &requests);
         if let [.., Response::Welcome { shared_fs, .. }, _] = answers.as_slice()
@@ -512,20 +534,32 @@ fn an_output_path_without_a_directory_identity_is_not_written_unless_proven_shar
         }
         match answers.last().unwrap() {
             Response::NotShared { directory } => {
-                assert_eq!(directory, victim_dir.as_os_str().as_encoded_bytes(), "{what}");
+                assert_eq!(
+                    directory,
+                    victim_dir.as_os_str().as_encoded_bytes(),
+                    "{what}"
+                );
             }
             other => panic!("{what}: expected NotShared, got {other:?}"),
         }
-        assert!(!target.exists(), "{what}: the server wrote {}", target.display());
+        assert!(
+            !target.exists(),
+            "{what}: the server wrote {}",
+            target.display()
+        );
     }
 
     // With the directory's identity the same request is served: the refusal above was about
     // proof, not about the path.
-    let with_identity = cache_get(OutputPath::new("object", &target).with_dir(Some(identity(&victim_dir))));
+    let with_identity =
+        cache_get(OutputPath::new("object", &target).with_dir(Some(identity(&victim_dir))));
     let started = Instant::now();
     loop {
         // The put is stored after its answer: wait for it to land.
-        match conversation(&sandbox, &[with_identity.clone()]).pop().unwrap() {
+        match conversation(&sandbox, std::slice::from_ref(&with_identity))
+            .pop()
+            .unwrap()
+        {
             Response::Hit { .. } => break,
             Response::Miss if started.elapsed() < START_LIMIT => {
                 std::thread::sleep(Duration::from_millis(50));
