@@ -233,7 +233,12 @@ fn eighty_idle_tcp_connections_under_ulimit_64_neither_pin_the_gateway_nor_keep_
 
     // Still during the flood: both compiles hit.
     compile(remote.hoard(), work.path(), "remote");
+    let local = Instant::now();
     compile(gateway.local_hoard(), work.path(), "local");
+    println!(
+        "a local wrapper's hit during the flood took {:?}",
+        local.elapsed()
+    );
     let stats = gateway.stats();
     drop(flood);
     assert!(
