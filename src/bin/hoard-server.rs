@@ -8,6 +8,10 @@ use hoard_server::ServerError;
 
 /// hoard's storage server. `hoard` starts one on demand on a Unix socket; start one by hand
 /// to serve other machines over TCP as a cache gateway in front of the configured tiers.
+/// SIGTERM or SIGINT stop it cleanly (pending puts stored, statistics saved, socket and pid
+/// file removed). It refuses to start, with a non-zero exit, when the socket's directory or
+/// its lock or pid file could be tampered with by another user, or when another user holds
+/// its lock; losing the race to another server of the same user exits 0.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {

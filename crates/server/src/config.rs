@@ -49,6 +49,10 @@ pub struct ServerConfig {
     /// Hand a hit's large outputs over as hard links to the local store's files
     /// (`HOARD_HARD_LINK=on`; see [`hoard_storage::EntryStore::with_hard_links`]).
     pub hard_links: bool,
+    /// Caps on TCP peers (handshake deadline, connections) and the inline put budget. `None`
+    /// derives them from the process's descriptor limit at start
+    /// ([`GatewayLimits::for_this_process`](crate::GatewayLimits::for_this_process)).
+    pub gateway: Option<crate::GatewayLimits>,
 }
 
 impl ServerConfig {
@@ -69,6 +73,7 @@ impl ServerConfig {
             single_flight_wait: DEFAULT_SINGLE_FLIGHT_WAIT,
             local_compression: false,
             hard_links: false,
+            gateway: None,
         }
     }
 

@@ -1,24 +1,28 @@
 //! One client connection: who the peer is, framing, negotiation and dispatch.
 //!
 //! A peer on the Unix socket is admitted by its uid. A peer on TCP is admitted by nothing but
-//! the token in its `Hello`: before that, every request is refused and the connection closed,
-//! and afterwards only inline transfers, manifests and stats are served (the server never
-//! acts on a remote client's paths, and never compiles for it). A local peer of another uid
-//! gets one refusal and the connection closed. Until a peer is admitted, its frames may be
-//! 64 KiB at most, so an unadmitted peer cannot make the server buffer big frames.
+//! the token in its `Hello`, which it must show within the handshake deadline: before that,
+//! every request is refused and the connection closed, and afterwards only inline transfers,
+//! manifests and stats are served (the server never acts on a remote client's paths, never
+//! compiles for it, and takes no control request from it: no `ZeroStats`, no `Shutdown`). A
+//! local peer of another uid gets one refusal and the connection closed. Until a peer is
+//! admitted, its frames may be 64 KiB at most, so an unadmitted peer cannot make the server
+//! buffer big frames.
 
 use std::net::SocketAddr;
 
 use futures::{SinkExt, StreamExt};
 use hoard_protocol::{
-    INLINE_CHUNK_SIZE, MAX_PROTOCOL, MIN_PROTOCOL, PROTOCOL_V1, PROTOCOL_V2, Probe, Request,
-    Response, capability, codec, common_capabilities, decode, encode, negotiate_version,
+    MAX_PROTOCOL, MIN_PROTOCOL, PROTOCOL_V1, PROTOCOL_V2, Probe, Request, Response, capability,
+    codec, common_capabilities, decode, encode, negotiate_version,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::flight::{ConnectionFlights, Holder};
-use crate::probe;
+use crate::gateway::Ticket;
+use crate::inline::{receive_entry, send_entry};
+use crate::probe::{self, ProvenDir};
 use crate::server::Shared;
 use crate::stats::Counted;
 
@@ -41,9 +45,46 @@ enum Reply {
     Close(Response),
 }
 
-/// Serves requests on `stream` until the client hangs up or sends something unreadable.
-pub(crate) async fn serve_connection<S>(stream: S, peer: Peer, shared: &Shared)
-where
+/// What one connection has established so far.
+struct ConnState {
+    /// A TCP peer showed the token.
+    authenticated: bool,
+    /// A TCP peer's place under the gateway's caps, and when its handshake time runs out.
+    ticket: Option<(Ticket, tokio::time::Instant)>,
+    /// The directory this peer's `Hello` probe proved the server sees as the client does.
+    proven: Option<ProvenDir>,
+}
+
+/// The next frame, or `None` when the connection is over: the peer hung up, or (a TCP peer
+/// that has not shown the token) its handshake time ran out or a newer connection pushed it
+/// out.
+async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<S, LengthDelimitedCodec>,
+    state: &ConnState,
+) -> Option<std::io::Result<bytes::BytesMut>> {
+    match &state.ticket {
+        Some((ticket, deadline)) if !state.authenticated => tokio::select! {
+            () = ticket.evicted() => {
+                tracing::debug!("unauthenticated TCP connection pushed out by a newer one");
+                None
+            }
+            next = tokio::time::timeout_at(*deadline, framed.next()) => next.unwrap_or_else(|_| {
+                tracing::debug!("TCP peer did not show the token in time; disconnected");
+                None
+            }),
+        },
+        _ => framed.next().await,
+    }
+}
+
+/// Serves requests on `stream` until the client hangs up or sends something unreadable. A
+/// TCP peer comes with its `ticket` from the gateway.
+pub(crate) async fn serve_connection<S>(
+    stream: S,
+    peer: Peer,
+    ticket: Option<Ticket>,
+    shared: &Shared,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     // Until a peer is admitted its frames are small: a TCP client without the token, or a
@@ -54,11 +95,18 @@ where
         PRE_ADMISSION_MAX_FRAME.min(shared.config.max_frame_length)
     };
     let mut framed = Framed::new(stream, codec(max_frame));
-    let mut authenticated = false;
+    let mut state = ConnState {
+        authenticated: false,
+        ticket: ticket.map(|t| {
+            let deadline = tokio::time::Instant::now() + t.handshake_deadline();
+            (t, deadline)
+        }),
+        proven: None,
+    };
     // Every flight this connection leads lands when it ends, however it ends, so followers
     // never wait on a connection that is gone.
     let flights = ConnectionFlights::new(&shared.flights);
-    while let Some(frame) = framed.next().await {
+    while let Some(frame) = next_frame(&mut framed, &state).await {
         let request = match frame {
             // Oversize frames and I/O errors leave the stream out of step: say why, then close.
             Err(e) => Err(format!("unreadable frame: {e}")),
@@ -71,7 +119,7 @@ where
                     peer,
                     holder: flights.holder,
                 };
-                match dispatch(request, &mut framed, conn, &mut authenticated, shared).await {
+                match dispatch(request, &mut framed, conn, &mut state, shared).await {
                     Some(reply) => reply,
                     None => return,
                 }
@@ -109,11 +157,11 @@ async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
     request: Request,
     framed: &mut Framed<S, LengthDelimitedCodec>,
     conn: Conn,
-    authenticated: &mut bool,
+    state: &mut ConnState,
     shared: &Shared,
 ) -> Option<Reply> {
     let peer = conn.peer;
-    if let Some(refusal) = refusal(&request, peer, *authenticated, shared) {
+    if let Some(refusal) = refusal(&request, peer, state.authenticated, shared) {
         return Some(refusal);
     }
     if let Request::Hello { token, .. } = &request
@@ -128,7 +176,10 @@ async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = send(framed, &reply).await;
             return None;
         }
-        *authenticated = true;
+        state.authenticated = true;
+        if let Some((ticket, _)) = &state.ticket {
+            ticket.authenticated();
+        }
         framed
             .codec_mut()
             .set_max_frame_length(shared.config.max_frame_length);
@@ -140,17 +191,21 @@ async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
             size,
             data,
         } if shared.config.max_protocol >= PROTOCOL_V2 => {
-            match receive_entry(framed, size, data, shared).await {
-                Ok(bytes) => Reply::One(
-                    crate::v2::cache_put_inline(
+            let remote = matches!(peer, Peer::Remote { .. });
+            match receive_entry(framed, size, data, shared, remote).await {
+                Ok((bytes, reserved)) => {
+                    let stored = crate::v2::cache_put_inline(
                         shared,
                         conn.holder,
                         &key,
                         language.as_deref(),
                         bytes,
                     )
-                    .await,
-                ),
+                    .await;
+                    // The bytes are stored and gone: their share of the budget is free.
+                    drop(reserved);
+                    Reply::One(stored)
+                }
                 Err(message) => Reply::Close(error(message)),
             }
         }
@@ -159,7 +214,7 @@ async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
             shared.shutdown.notify_one();
             return None;
         }
-        request => handle(request, conn, shared).await,
+        request => handle(request, conn, &mut state.proven, shared).await,
     })
 }
 
@@ -190,9 +245,11 @@ fn refusal(request: &Request, peer: Peer, authenticated: bool, shared: &Shared) 
                  use CacheGetInline/CachePutInline"
                     .into(),
             )),
-            Request::Shutdown => {
-                Reply::One(error("refused: a server is not stopped over TCP".into()))
-            }
+            // Control requests are local: a token lets a machine use the cache, not run it.
+            Request::ZeroStats | Request::Shutdown => Reply::One(error(format!(
+                "refused: {} is not served over TCP (control requests are local only)",
+                request.type_name()
+            ))),
             _ => return None,
         },
     };
@@ -217,7 +274,8 @@ fn token_matches(ours: Option<&str>, shown: Option<&str>) -> bool {
     }
 }
 
-async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+/// Sends one response; `Err` when the peer is gone.
+pub(crate) async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     framed: &mut Framed<S, LengthDelimitedCodec>,
     reply: &Response,
 ) -> Result<(), ()> {
@@ -228,87 +286,19 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|e| tracing::debug!("client went away: {e}"))
 }
 
-/// Sends an entry as one `Entry` and as many `Chunk`s as it takes, each well under the frame
-/// limit.
-async fn send_entry<S: AsyncRead + AsyncWrite + Unpin>(
-    framed: &mut Framed<S, LengthDelimitedCodec>,
-    found: hoard_storage::Located,
-) -> Result<(), ()> {
-    let mut pieces = found.entry.chunks(INLINE_CHUNK_SIZE);
-    let first = pieces.next().unwrap_or_default();
-    send(
-        framed,
-        &Response::Entry {
-            size: found.entry.len() as u64,
-            data: first.to_vec(),
-            tier: found.tier,
-        },
-    )
-    .await?;
-    for piece in pieces {
-        send(
-            framed,
-            &Response::Chunk {
-                data: piece.to_vec(),
-            },
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Reads the `Chunk`s that complete a `CachePutInline` of `size` bytes starting with `data`.
-async fn receive_entry<S: AsyncRead + AsyncWrite + Unpin>(
-    framed: &mut Framed<S, LengthDelimitedCodec>,
-    size: u64,
-    mut data: Vec<u8>,
-    shared: &Shared,
-) -> Result<Vec<u8>, String> {
-    // The entry holds the outputs compressed: anything past the output limit is not ours.
-    let limit = shared.config.max_output_size.saturating_add(64 << 20);
-    if size > limit {
-        return Err(format!(
-            "refused: inline entry of {size} bytes exceeds the {limit}-byte limit"
-        ));
-    }
-    data.reserve(
-        usize::try_from(size)
-            .unwrap_or(0)
-            .saturating_sub(data.len())
-            .min(64 << 20),
-    );
-    while (data.len() as u64) < size {
-        let body = match framed.next().await {
-            Some(Ok(body)) => body,
-            Some(Err(e)) => return Err(format!("unreadable chunk: {e}")),
-            None => return Err("client went away in the middle of an entry".into()),
-        };
-        match decode::<Request>(&body) {
-            Ok(Request::Chunk { data: piece }) => data.extend_from_slice(&piece),
-            Ok(other) => {
-                return Err(format!(
-                    "expected Chunk in the middle of an entry, got {}",
-                    other.type_name()
-                ));
-            }
-            Err(e) => return Err(format!("undecodable chunk: {e}")),
-        }
-    }
-    if data.len() as u64 != size {
-        return Err(format!(
-            "inline entry: {} bytes arrived, {size} announced",
-            data.len()
-        ));
-    }
-    Ok(data)
-}
-
 fn error(message: String) -> Response {
     tracing::debug!("{message}");
     Response::Error { message }
 }
 
-async fn handle(request: Request, conn: Conn, shared: &Shared) -> Reply {
+/// Serves `request`. `proven` is what this connection's `Hello` probe proved (set here when
+/// the request is the `Hello`).
+async fn handle(
+    request: Request,
+    conn: Conn,
+    proven: &mut Option<ProvenDir>,
+    shared: &Shared,
+) -> Reply {
     let peer = conn.peer;
     let max_protocol = shared.config.max_protocol.clamp(MIN_PROTOCOL, MAX_PROTOCOL);
     if max_protocol < PROTOCOL_V2 && is_v2_only(&request) {
@@ -348,10 +338,9 @@ async fn handle(request: Request, conn: Conn, shared: &Shared) -> Reply {
             probe,
             token: _,
         } => hello(
-            peer,
+            (peer, probe.as_ref(), proven),
             (min, max),
             &capabilities,
-            probe.as_ref(),
             max_protocol,
         ),
         Request::CacheGet {
@@ -361,7 +350,7 @@ async fn handle(request: Request, conn: Conn, shared: &Shared) -> Reply {
         } => {
             crate::v2::cache_get(
                 shared,
-                (conn.holder, peer_uid),
+                (conn.holder, peer_uid, proven.as_ref()),
                 &key,
                 &outputs,
                 language.as_deref(),
@@ -383,7 +372,8 @@ async fn handle(request: Request, conn: Conn, shared: &Shared) -> Reply {
                 exit_status,
                 compile_ms,
             };
-            crate::v2::cache_put(shared, (conn.holder, peer_uid), &key, &outputs, &meta).await
+            let who = (conn.holder, peer_uid, proven.as_ref());
+            crate::v2::cache_put(shared, who, &key, &outputs, &meta).await
         }
         Request::CacheGetInline { key, language } => {
             let found =
@@ -421,12 +411,12 @@ fn zero_stats(shared: &Shared) -> Response {
     }
 }
 
-/// Negotiation, plus the shared-filesystem probe for local peers (a TCP peer never shares).
+/// Negotiation, plus the shared-filesystem probe for local peers (a TCP peer never shares; a
+/// local peer that sent no probe is not told). What the probe proved is kept in `proven`.
 fn hello(
-    peer: Peer,
+    (peer, probe, proven): (Peer, Option<&Probe>, &mut Option<ProvenDir>),
     (min, max): (u32, u32),
     capabilities: &[String],
-    probe: Option<&Probe>,
     max_protocol: u32,
 ) -> Response {
     let Some(version) = negotiate_version((MIN_PROTOCOL, max_protocol), (min, max)) else {
@@ -438,7 +428,10 @@ fn hello(
     };
     let shared_fs = match (peer, probe) {
         (Peer::Remote { .. }, _) => Some(false),
-        (Peer::Local { uid }, Some(probe)) => Some(probe::sees(probe, uid)),
+        (Peer::Local { uid }, Some(probe)) => {
+            *proven = probe::seen(probe, uid);
+            Some(proven.is_some())
+        }
         (Peer::Local { .. }, None) => None,
     };
     Response::Welcome {

@@ -8,17 +8,32 @@
 //! `hoard-compiler` itself, over the same storage. Lookups are single flight: concurrent
 //! misses of one key wait (bounded) for the first to be compiled and stored, so a key is
 //! compiled once per server. It knows nothing of the client's internals.
+//!
+//! Its identity is its effective uid, and its socket's directory, lock and pid files must be
+//! that uid's alone: nothing another user plants beside the socket changes whom it serves. A
+//! TCP gateway holds under hostile peers: a handshake deadline, connection caps under the
+//! descriptor limit, accept back-off, and one byte budget for all inline puts
+//! ([`GatewayLimits`]). SIGTERM and SIGINT stop it as `Shutdown` does.
 
+mod accept;
 mod config;
 mod connection;
 mod flight;
+mod gateway;
+mod inline;
+mod lock_holder;
 mod output_paths;
 mod probe;
 mod server;
+mod state_files;
 mod stats;
 mod v1;
 mod v2;
 
 pub use config::{DEFAULT_SINGLE_FLIGHT_WAIT, ServerConfig};
+pub use gateway::{
+    DEFAULT_HANDSHAKE_DEADLINE, DEFAULT_INLINE_BUDGET, DEFAULT_INLINE_BUDGET_WAIT, GatewayLimits,
+};
 pub use output_paths::PathRefused;
 pub use server::{ServerError, serve};
+pub use state_files::Unsafe;

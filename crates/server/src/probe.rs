@@ -6,18 +6,49 @@ use std::fs::OpenOptions;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hoard_protocol::{DirIdentity, Probe};
 
 /// A probe file is a nonce: anything longer is not one.
 const MAX_PROBE_LEN: u64 = 256;
 
-/// Whether the probe file the client wrote is visible here with the client's nonce in it. It
-/// must be a regular file reached without a symlink at its end and, when the peer's uid is
-/// known, owned by the peer: the server never reads a file for a client that the client
-/// could not have written.
-pub(crate) fn sees(probe: &Probe, peer_uid: Option<u32>) -> bool {
+/// A directory a peer's probe proved this server sees as the peer does: the probe file's
+/// directory, as it was when the probe was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProvenDir {
+    path: PathBuf,
+    identity: DirIdentity,
+}
+
+impl ProvenDir {
+    /// Whether `dir` is this directory, still.
+    pub(crate) fn is(&self, dir: &Path) -> bool {
+        dir == self.path && same_directory(dir, self.identity)
+    }
+}
+
+/// The probe file's directory, if the probe file the client wrote is visible here with the
+/// client's nonce in it. It must be a regular file reached without a symlink at its end and,
+/// when the peer's uid is known, owned by the peer: the server never reads a file for a
+/// client that the client could not have written.
+pub(crate) fn seen(probe: &Probe, peer_uid: Option<u32>) -> Option<ProvenDir> {
+    if !sees(probe, peer_uid) {
+        return None;
+    }
+    let path = Path::new(std::ffi::OsStr::from_bytes(&probe.path)).parent()?;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(ProvenDir {
+        path: path.to_owned(),
+        identity: DirIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        },
+    })
+}
+
+/// Whether the probe file the client wrote is visible here with the client's nonce in it.
+fn sees(probe: &Probe, peer_uid: Option<u32>) -> bool {
     let path = Path::new(std::ffi::OsStr::from_bytes(&probe.path));
     if !path.is_absolute() || probe.nonce.is_empty() {
         return false;
@@ -71,6 +102,19 @@ mod tests {
         assert!(!sees(&probe(&file, b"nonce-1"), Some(uid + 1)));
         assert!(!sees(&probe(&dir.path().join("absent"), b"nonce-1"), None));
         assert!(!sees(&probe(Path::new("probe"), b"nonce-1"), None));
+    }
+
+    #[test]
+    fn a_seen_probe_proves_its_own_directory_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("probe");
+        std::fs::write(&file, b"n").unwrap();
+        let proven = seen(&probe(&file, b"n"), None).unwrap();
+        assert!(proven.is(dir.path()));
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        assert!(!proven.is(&sub));
+        assert!(seen(&probe(&file, b"other"), None).is_none());
     }
 
     #[test]

@@ -1,9 +1,6 @@
 //! The listening side: one live server per socket, its accept loop, idle shutdown and a
 //! clean `Shutdown`.
 
-use std::fs::{File, TryLockError};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,18 +8,56 @@ use std::time::{Duration, Instant};
 
 use hoard_storage::{DiskStore, EntryStore, StorageError, TieredStorage};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 
 use crate::ServerConfig;
-use crate::connection::Peer;
+use crate::gateway::{Gate, GatewayLimits, InlineBudget};
+use crate::state_files::{StateFiles, Unsafe};
 use crate::stats::{Counted, ServerStats};
 
 /// Why a server could not start or keep running.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// Another live server holds this socket's lock; this one is not needed.
+    /// Another live server of this uid holds this socket's lock; this one is not needed.
     #[error("a hoard server is already running for {0}")]
     AlreadyRunning(PathBuf),
+    /// A process of another uid holds this socket's lock: someone else's server, or an
+    /// attempt to keep this user's from starting.
+    #[error(
+        "the lock {path} is held by process {pid} of uid {uid}, not by this user: \
+         refusing to serve next to it"
+    )]
+    LockedByOther {
+        /// The lock file.
+        path: PathBuf,
+        /// The process holding it.
+        pid: u32,
+        /// That process's effective uid.
+        uid: u32,
+    },
+    /// The socket's directory could be tampered with by another user.
+    #[error(
+        "refusing the socket directory {path}: it {problem}; put HOARD_SERVER_UDS in a \
+         directory only this user can write (0700)"
+    )]
+    UnsafeDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: Unsafe,
+    },
+    /// The lock or pid file is not a regular file of this user's.
+    #[error("refusing {path}: it {problem}")]
+    UnsafeFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: Unsafe,
+    },
+    /// A signal handler could not be installed.
+    #[error("cannot handle signals: {0}")]
+    Signals(#[source] std::io::Error),
     /// A file or directory the server needs could not be set up.
     #[error("cannot {op} {path}: {source}")]
     Io {
@@ -54,7 +89,11 @@ pub enum ServerError {
 }
 
 /// Opens the store and tiers and gathers what every connection shares.
-fn open_state(config: ServerConfig, own_uid: u32) -> Result<Arc<Shared>, ServerError> {
+fn open_state(
+    config: ServerConfig,
+    own_uid: u32,
+    limits: &GatewayLimits,
+) -> Result<Arc<Shared>, ServerError> {
     let cache_dir = config.cache_dir.join("cache");
     let disk = DiskStore::open(&cache_dir, config.cache_size)?;
     // Never connects here: a tier that is down now is picked up when it comes back.
@@ -74,6 +113,7 @@ fn open_state(config: ServerConfig, own_uid: u32) -> Result<Arc<Shared>, ServerE
         flights: Arc::new(crate::flight::Flights::new(config.single_flight_wait)),
         active: AtomicUsize::new(0),
         last_active: std::sync::Mutex::new(Instant::now()),
+        inline_budget: InlineBudget::new(limits),
         config,
     }))
 }
@@ -97,11 +137,6 @@ fn save_stats(shared: &Shared) {
     }
 }
 
-fn io(op: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ServerError {
-    let path = path.to_owned();
-    move |source| ServerError::Io { op, path, source }
-}
-
 /// What every connection of one server shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -119,12 +154,16 @@ pub(crate) struct Shared {
     pub shutdown: Notify,
     /// Keys some connection is compiling right now, for single flight.
     pub flights: Arc<crate::flight::Flights>,
-    active: AtomicUsize,
+    /// Connections being served.
+    pub active: AtomicUsize,
     last_active: std::sync::Mutex<Instant>,
+    /// What inline puts in flight may hold together.
+    pub inline_budget: InlineBudget,
 }
 
 impl Shared {
-    fn touch(&self) {
+    /// Notes activity, for the idle timeout.
+    pub fn touch(&self) {
         *self
             .last_active
             .lock()
@@ -146,62 +185,6 @@ impl Shared {
     }
 }
 
-fn spawn_connection<S>(shared: &Arc<Shared>, stream: S, peer: Peer)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let shared = shared.clone();
-    shared.active.fetch_add(1, Ordering::SeqCst);
-    shared.touch();
-    tokio::spawn(async move {
-        crate::connection::serve_connection(stream, peer, &shared).await;
-        shared.touch();
-        shared.active.fetch_sub(1, Ordering::SeqCst);
-    });
-}
-
-/// The next TCP client, or never when the server does not listen on TCP.
-async fn accept_tcp(
-    tcp: Option<&TcpListener>,
-) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
-    match tcp {
-        Some(listener) => listener.accept().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Takes the lock that makes this the one server for its socket; returns it with our uid.
-fn take_lock(config: &ServerConfig) -> Result<(File, u32), ServerError> {
-    if let Some(dir) = config.socket_path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io("create socket directory", dir))?;
-    }
-    let lock_path = config.lock_path();
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io("open lock file", &lock_path))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            return Err(ServerError::AlreadyRunning(config.socket_path.clone()));
-        }
-        Err(TryLockError::Error(e)) => return Err(io("lock", &lock_path)(e)),
-    }
-    // The lock file was created by this process, so its owner is our effective uid: no need
-    // for an unsafe geteuid().
-    let own_uid = lock
-        .metadata()
-        .map_err(io("stat lock file", &lock_path))?
-        .uid();
-    Ok((lock, own_uid))
-}
-
 /// The entry store over `tiers`, packing local entries as configured.
 fn entry_store(
     tiers: &Arc<TieredStorage>,
@@ -220,18 +203,37 @@ fn entry_store(
         .on_corrupt(Arc::new(move |_| stats.count(Counted::Corrupt)))
 }
 
-/// Runs a server until it is told to shut down or stays idle past the timeout.
+/// Runs a server until it is told to shut down (`Shutdown`, SIGTERM, SIGINT) or stays idle
+/// past the timeout.
 ///
 /// Exactly one server runs per socket: the first to take the lock beside the socket serves,
-/// and any other returns [`ServerError::AlreadyRunning`] at once. A socket file left behind by
-/// a dead server is replaced.
+/// and any other of the same uid returns [`ServerError::AlreadyRunning`] at once. The
+/// server's uid is its effective uid; the socket's directory, lock and pid files must be this
+/// uid's alone (see [`ServerError::UnsafeDirectory`], [`ServerError::UnsafeFile`],
+/// [`ServerError::LockedByOther`]). A socket file left behind by a dead server is replaced.
 pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     if let Some(addr) = &config.listen
         && config.token.as_deref().is_none_or(str::is_empty)
     {
         return Err(ServerError::NoToken(addr.clone()));
     }
-    let (lock, own_uid) = take_lock(&config)?;
+    let own_uid = rustix::process::geteuid().as_raw();
+    let mut files = StateFiles::take(&config.socket_path, own_uid)?;
+    let served = serve_locked(config, own_uid, &mut files).await;
+    // Still holding the lock, so the socket and pid file are ours to remove.
+    files.remove_served();
+    served
+}
+
+/// Everything after the lock is ours: listen, serve, and stop cleanly.
+async fn serve_locked(
+    config: ServerConfig,
+    own_uid: u32,
+    files: &mut StateFiles,
+) -> Result<(), ServerError> {
+    let limits = config
+        .gateway
+        .unwrap_or_else(GatewayLimits::for_this_process);
     let tcp = match &config.listen {
         None => None,
         Some(addr) => {
@@ -245,23 +247,26 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             )
         }
     };
+    files.remove_stale_socket()?;
     let socket = &config.socket_path;
-    match std::fs::remove_file(socket) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(io("remove stale socket", socket)(e));
-        }
-        _ => {}
-    }
-    let listener = UnixListener::bind(socket).map_err(io("listen on", socket))?;
-    let pid_path = config.pid_path();
-    File::create(&pid_path)
-        .and_then(|mut f| writeln!(f, "{}", std::process::id()))
-        .map_err(io("write pid file", &pid_path))?;
+    let listener = UnixListener::bind(socket).map_err(|source| ServerError::Io {
+        op: "listen on",
+        path: socket.clone(),
+        source,
+    })?;
+    files.restrict_socket()?;
+    files.write_pid()?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(ServerError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(ServerError::Signals)?;
 
-    let shared = open_state(config, own_uid)?;
+    let shared = open_state(config, own_uid, &limits)?;
     tracing::info!(socket = %shared.config.socket_path.display(), pid = std::process::id(), "serving");
-    if let Some(tcp) = &tcp {
-        tracing::info!(addr = ?tcp.local_addr().ok(), "serving TCP clients that show the token");
+    let mut accepting = vec![tokio::spawn(crate::accept::unix(listener, shared.clone()))];
+    if let Some(tcp) = tcp {
+        tracing::info!(addr = ?tcp.local_addr().ok(), ?limits,
+            "serving TCP clients that show the token");
+        let gate = Arc::new(Gate::new(limits));
+        accepting.push(tokio::spawn(crate::accept::tcp(tcp, shared.clone(), gate)));
     }
 
     let tick = shared
@@ -274,23 +279,16 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let saver = tokio::spawn(save_stats_every(shared.clone(), STATS_SAVE_INTERVAL));
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let uid = stream.peer_cred().ok().map(|c| c.uid());
-                    spawn_connection(&shared, stream, Peer::Local { uid });
-                }
-                Err(e) => tracing::warn!("accept failed: {e}"),
-            },
-            accepted = accept_tcp(tcp.as_ref()) => match accepted {
-                Ok((stream, addr)) => {
-                    // Requests are small and latency-bound: never wait to fill a packet.
-                    let _ = stream.set_nodelay(true);
-                    spawn_connection(&shared, stream, Peer::Remote { addr });
-                }
-                Err(e) => tracing::warn!("TCP accept failed: {e}"),
-            },
             () = shared.shutdown.notified() => {
                 tracing::info!("shutdown requested");
+                break;
+            }
+            _ = terminate.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                break;
+            }
+            _ = interrupt.recv() => {
+                tracing::info!("SIGINT: shutting down");
                 break;
             }
             _ = ticker.tick() => {
@@ -303,6 +301,10 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             }
         }
     }
+    // No new connections from here on.
+    for task in accepting {
+        task.abort();
+    }
     // Entries still being packed, then queued remote writes, would die with the runtime.
     shared.background.close();
     shared.background.wait().await;
@@ -311,9 +313,5 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     }
     saver.abort();
     save_stats(&shared);
-    // Still holding the lock, so the socket and pid file are ours to remove.
-    let _ = std::fs::remove_file(&shared.config.socket_path);
-    let _ = std::fs::remove_file(&pid_path);
-    drop(lock);
     Ok(())
 }

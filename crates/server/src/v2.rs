@@ -8,6 +8,7 @@ use hoard_storage::{CacheKey, EntryMeta, Located, OutputPath, OutputsHit, ReadLi
 
 use crate::flight::Holder;
 use crate::output_paths::{self, PathRefused};
+use crate::probe::ProvenDir;
 use crate::server::Shared;
 use crate::stats::{Counted, Transfer};
 
@@ -44,9 +45,17 @@ impl PathsRefused {
     }
 }
 
-/// Each output's path, once it passes the rules and, when the client said which directory it
-/// saw, once that directory is the very one here (device and inode).
-fn checked_outputs(outputs: &[WirePath], peer_uid: u32) -> Result<Vec<OutputPath>, PathsRefused> {
+/// Each output's path, once it passes the rules and once its directory is proven to be the
+/// very one the client sees: by the identity (device and inode) the client sent for it, or,
+/// for an output sent without one, by being the directory of this connection's `Hello` probe.
+/// Without proof the answer is `NotShared` (a client that can go inline does; an older one
+/// that cannot compiles locally): otherwise a same-uid peer that does not share this
+/// filesystem (a container on the socket) could name any path the server's user may write.
+fn checked_outputs(
+    outputs: &[WirePath],
+    peer_uid: u32,
+    proven: Option<&ProvenDir>,
+) -> Result<Vec<OutputPath>, PathsRefused> {
     // Identities first, so a foreign directory is reported as not shared whatever else would
     // be wrong with it here.
     for o in outputs {
@@ -57,21 +66,31 @@ fn checked_outputs(outputs: &[WirePath], peer_uid: u32) -> Result<Vec<OutputPath
             return Err(PathsRefused::NotShared(dir.as_os_str().as_bytes().to_vec()));
         }
     }
-    outputs
+    let checked = outputs
         .iter()
         .map(|o| {
             let path = o.to_path_buf();
             output_paths::check(&path, peer_uid).map_err(PathsRefused::Refused)?;
             Ok(OutputPath::new(o.role.clone(), path))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // Then paths without an identity: the path rules hold for them (an error says what is
+    // wrong), but nothing proves this is the client's directory unless the probe's is.
+    for o in outputs.iter().filter(|o| o.dir.is_none()) {
+        let path = o.to_path_buf();
+        let dir = path.parent().unwrap_or(&path);
+        if !proven.is_some_and(|p| p.is(dir)) {
+            return Err(PathsRefused::NotShared(dir.as_os_str().as_bytes().to_vec()));
+        }
+    }
+    Ok(checked)
 }
 
 /// `CacheGet`: on a hit the entry is extracted onto the outputs and its stdout/stderr returned.
 /// Single flight: a miss while another connection is producing the key waits for it.
 pub(crate) async fn cache_get(
     shared: &Shared,
-    (holder, peer_uid): (Holder, u32),
+    (holder, peer_uid, proven): (Holder, u32, Option<&ProvenDir>),
     key: &str,
     outputs: &[WirePath],
     language: Option<&str>,
@@ -80,7 +99,7 @@ pub(crate) async fn cache_get(
         Ok(k) => k,
         Err(e) => return refused(shared, e),
     };
-    let outputs = match checked_outputs(outputs, peer_uid) {
+    let outputs = match checked_outputs(outputs, peer_uid, proven) {
         Ok(o) => o,
         Err(e) => return e.answer(shared),
     };
@@ -127,7 +146,7 @@ pub(crate) async fn cache_get(
 /// `CachePut`: packs the outputs from the client's paths and stores the entry.
 pub(crate) async fn cache_put(
     shared: &Shared,
-    (holder, peer_uid): (Holder, u32),
+    (holder, peer_uid, proven): (Holder, u32, Option<&ProvenDir>),
     key: &str,
     outputs: &[WirePath],
     meta: &EntryMeta,
@@ -139,7 +158,7 @@ pub(crate) async fn cache_put(
     // Whatever happens to the put, this connection's flight of the key ends here: on success
     // it passes to the store below, on a refusal its followers stop waiting for it.
     let landing = scopeguard(|| shared.flights.land(&key, holder));
-    let outputs = match checked_outputs(outputs, peer_uid) {
+    let outputs = match checked_outputs(outputs, peer_uid, proven) {
         Ok(o) => o,
         Err(e) => return e.answer(shared),
     };
