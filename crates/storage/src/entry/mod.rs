@@ -5,6 +5,7 @@
 //! opaque payload instead (direct-mode manifests).
 
 mod codec;
+mod open;
 pub mod split;
 
 use std::fs::{File, OpenOptions, Permissions};
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tempfile::NamedTempFile;
 
 pub use codec::{EntryFormat, MAX_CONTENT_SIZE, RAW_ENTRY_FORMAT_VERSION};
+pub use open::{EntryLimits, MAX_BLOB_SIZE};
 
 use crate::OutputPath;
 use codec::{Decoded, FileIn};
@@ -336,18 +338,56 @@ pub struct Extracted {
 
 /// [`extract`], also returning each output's blake3.
 pub fn extract_with_digests(entry: &[u8], outputs: &[OutputPath]) -> Result<Extracted, EntryError> {
-    let Decoded { header, files } = codec::decode(entry)?;
-    if header.kind != EntryKind::Outputs {
+    extract_with_limits(entry, outputs, &EntryLimits::default())
+}
+
+/// [`extract_with_digests`] under `limits`: an entry whose header declares more, or other
+/// roles than `outputs` names, is refused before any of its files is decompressed. The
+/// files then stream, a bounded buffer at a time, into temporary files beside their
+/// targets, each checked against its size and blake3 on the way; only when all passed are
+/// they renamed into place.
+pub fn extract_with_limits(
+    entry: &[u8],
+    outputs: &[OutputPath],
+    limits: &EntryLimits,
+) -> Result<Extracted, EntryError> {
+    let opened = open::open(entry, limits)?;
+    if opened.header.kind != EntryKind::Outputs {
         return Err(EntryError::Corrupt {
-            reason: format!("entry is a {:?}, not outputs", header.kind),
+            reason: format!("entry is a {:?}, not outputs", opened.header.kind),
         });
     }
-    check_roles(header.files.iter().map(|f| f.role.clone()), outputs)?;
+    check_roles(opened.header.files.iter().map(|f| f.role.clone()), outputs)?;
 
-    // Every file is staged before any is renamed, so a failure part-way (a full disk, a
-    // missing directory) leaves the targets as they were.
+    // Every target is staged (an empty temporary file in its directory, in header order)
+    // before a byte is written, so a failure part-way (a full disk, a missing directory, a
+    // file that does not verify) leaves the targets as they were.
     let mut staged = Vec::with_capacity(outputs.len());
+    for record in &opened.header.files {
+        let out = outputs
+            .iter()
+            .find(|o| o.role == record.role)
+            .ok_or_else(|| EntryError::Corrupt {
+                reason: format!("role {:?} vanished from the request", record.role),
+            })?;
+        staged.push(Some(temp_beside(&out.path)?));
+    }
+    let header = opened.stream(|i, chunk| {
+        let Some(tmp) = staged.get_mut(i).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        tmp.write_all(chunk)
+            .map_err(|source| EntryError::io("write", tmp.path())(source))
+    })?;
+    for (tmp, record) in staged.iter().zip(&header.files) {
+        if let Some(tmp) = tmp {
+            tmp.as_file()
+                .set_permissions(Permissions::from_mode(record.mode & MODE_MASK))
+                .map_err(EntryError::io("chmod", tmp.path()))?;
+        }
+    }
     let mut digests = Vec::with_capacity(outputs.len());
+    let mut ready = Vec::with_capacity(outputs.len());
     for out in outputs {
         let i = header
             .files
@@ -356,20 +396,19 @@ pub fn extract_with_digests(entry: &[u8], outputs: &[OutputPath]) -> Result<Extr
             .ok_or_else(|| EntryError::Corrupt {
                 reason: format!("role {:?} vanished from the header", out.role),
             })?;
-        staged.push(stage(
-            &out.path,
-            header.files[i].mode & MODE_MASK,
-            &files[i],
-        )?);
-        // The frame digest (raw) or each file's digest (compressed) was checked above, so
-        // the header's per-file digest is the written file's.
+        // Each file's digest was checked as it streamed (compressed) or the frame's
+        // (raw), so the header's per-file digest is the written file's.
         digests.push(header.files[i].blake3.as_slice().try_into().map_err(|_| {
             EntryError::Corrupt {
                 reason: format!("file {:?}: digest is not 32 bytes", out.role),
             }
         })?);
+        let tmp = staged[i].take().ok_or_else(|| EntryError::Corrupt {
+            reason: format!("role {:?} requested twice", out.role),
+        })?;
+        ready.push((tmp, out));
     }
-    for (tmp, out) in staged.into_iter().zip(outputs) {
+    for (tmp, out) in ready {
         tmp.persist(&out.path)
             .map_err(|e| EntryError::io("rename onto", &out.path)(e.error))?;
     }
@@ -382,6 +421,13 @@ pub fn extract_with_digests(entry: &[u8], outputs: &[OutputPath]) -> Result<Extr
         },
         digests,
     })
+}
+
+/// Checks an entry completely under `limits` (preamble, digest, header, every file's size
+/// and blake3) without writing or keeping any of its files: what the tiered chain does to
+/// bytes from a remote tier before it delivers them or copies them into another tier.
+pub fn verify(entry: &[u8], limits: &EntryLimits) -> Result<(), EntryError> {
+    open::verify(entry, limits)
 }
 
 /// Refuses an entry whose roles are not exactly those asked for.
@@ -401,21 +447,26 @@ fn check_roles(
 }
 
 fn stage(target: &Path, mode: u32, data: &[u8]) -> Result<NamedTempFile, EntryError> {
-    let dir = match target.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".hoard-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(EntryError::io("create a temporary file in", dir))?;
+    let mut tmp = temp_beside(target)?;
     tmp.write_all(data)
         .map_err(EntryError::io("write", tmp.path()))?;
     let file: &File = tmp.as_file();
     file.set_permissions(Permissions::from_mode(mode))
         .map_err(EntryError::io("chmod", tmp.path()))?;
     Ok(tmp)
+}
+
+/// An empty temporary file in `target`'s directory, to be renamed over it.
+fn temp_beside(target: &Path) -> Result<NamedTempFile, EntryError> {
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".hoard-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(EntryError::io("create a temporary file in", dir))
 }
 
 /// Checks an entry's preamble and the digest over its compressed frame, without
@@ -472,7 +523,7 @@ pub fn pack_blob(payload: &[u8]) -> Vec<u8> {
 /// Verifies a [`EntryKind::Blob`] entry as thoroughly as [`extract`] does and returns its
 /// payload.
 pub fn unpack_blob(entry: &[u8]) -> Result<Vec<u8>, EntryError> {
-    let Decoded { header, mut files } = codec::decode(entry)?;
+    let Decoded { header, mut files } = open::decode(entry, &EntryLimits::BLOB)?;
     if header.kind != EntryKind::Blob {
         return Err(EntryError::Corrupt {
             reason: format!("entry is {:?}, not a blob", header.kind),

@@ -17,7 +17,8 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use super::TierStats;
 use super::config::{TierConfig, TierConfigError};
 use super::remote::{Counters, RemoteTier};
-use crate::{CacheKey, DiskStore, Located, Storage, StorageError};
+use crate::entry::EntryLimits;
+use crate::{CacheKey, DiskStore, Located, Storage, StorageError, run_blocking};
 
 /// The local disk tier's name, in statistics and in where a hit was found.
 pub const LOCAL_TIER: &str = "local";
@@ -59,6 +60,8 @@ impl Default for QueueLimits {
 /// runtime ends (shutdown, a one-shot embedded compile) or queued writes are lost.
 pub struct TieredStorage {
     local: DiskStore,
+    /// What an entry from a remote tier may declare.
+    limits: EntryLimits,
     local_counters: Counters,
     shared: Arc<Shared>,
     queue: Mutex<Option<mpsc::Sender<Job>>>,
@@ -135,6 +138,7 @@ impl TieredStorage {
         }
         Ok(Self {
             local,
+            limits: EntryLimits::default(),
             local_counters: Counters::default(),
             shared: Arc::new(Shared {
                 tiers: remotes,
@@ -149,6 +153,15 @@ impl TieredStorage {
             }),
             queue: Mutex::new(None),
         })
+    }
+
+    /// Refuses remote entries declaring more than `limits` (by default
+    /// [`EntryLimits::default`]: the server's default output limit) before any of their
+    /// files is decompressed.
+    #[must_use]
+    pub fn with_entry_limits(mut self, limits: EntryLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The local tier.
@@ -357,11 +370,32 @@ impl Storage for TieredStorage {
             let Some(entry) = tier.get(key).await else {
                 continue;
             };
+            // Whoever else writes to the tier is not trusted: its bytes are verified whole
+            // (checksums, declared sizes against the limits, every file's blake3) before
+            // they are delivered or copied into any other tier. A bad entry is a miss here;
+            // it stays where it is, for the put that follows the compile to replace.
+            let limits = self.limits;
+            let checked = run_blocking("verify a remote entry", move || {
+                Ok((crate::entry::verify(&entry, &limits), entry))
+            })
+            .await;
+            let entry = match checked {
+                Ok((Ok(()), entry)) => entry,
+                Ok((Err(why), _)) => {
+                    tier.refused("get", key, &why);
+                    continue;
+                }
+                Err(why) => {
+                    tier.refused("get", key, &why);
+                    continue;
+                }
+            };
+            Counters::bump(&tier.counters.hits);
             // Backfill: the next get of this key is a local hit, and remote tiers above this
             // one (faster, by the configured order) get it for other machines.
+            let entry = Bytes::from(entry);
             self.enqueue_puts(0..i, key, &entry);
-            let entry = entry.to_vec();
-            match self.local.put(key, entry.clone()).await {
+            match self.local.put_shared(key, entry.clone()).await {
                 Ok(()) => Counters::bump(&self.local_counters.writes),
                 Err(e) => {
                     // The hit is still good; only the local copy is missing.
@@ -370,7 +404,7 @@ impl Storage for TieredStorage {
                 }
             }
             return Ok(Some(Located {
-                entry,
+                entry: Vec::from(entry),
                 tier: Some(tier.config.name.clone()),
             }));
         }
@@ -418,6 +452,17 @@ impl Storage for TieredStorage {
                 Err(e)
             }
         }
+    }
+
+    /// Only the local copy goes, wherever the damage was seen: a remote copy was verified
+    /// before it was delivered (what is wrong with it here was found after its backfill,
+    /// which is what is removed), and one machine's bad disk or one reader's damaged view
+    /// must never delete a shared cache's entries.
+    async fn remove_corrupt(&self, key: &CacheKey, tier: Option<&str>) -> Result<(), StorageError> {
+        tracing::debug!(%key, tier = tier.unwrap_or(LOCAL_TIER), "removing the local copy of a corrupt entry");
+        self.local.remove(key).await.inspect_err(|_| {
+            Counters::bump(&self.local_counters.errors);
+        })
     }
 
     async fn remove(&self, key: &CacheKey) -> Result<(), StorageError> {

@@ -10,6 +10,7 @@ mod breaker;
 mod chain;
 pub mod config;
 mod remote;
+mod shared_dir;
 
 pub use chain::{LOCAL_TIER, QueueLimits, TieredStorage};
 pub use config::{TierConfig, TierConfigError, TierKind, parse_size, tiers_from_env};

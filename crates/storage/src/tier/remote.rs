@@ -11,6 +11,7 @@ use tokio::sync::OnceCell;
 
 use super::breaker::{Admit, Breaker};
 use super::config::{TierConfig, TierConfigError, TierKind, check_url};
+use super::shared_dir::{self, Lookup, Refusal, SharedDirError};
 use crate::CacheKey;
 
 /// Where entries go inside a key-value tier (memcached, redis, the default S3 prefix), so
@@ -56,15 +57,37 @@ enum Call<T> {
     Failed,
 }
 
+/// A tier operation failed (a timeout is counted apart).
+#[derive(Debug, thiserror::Error)]
+enum TierError {
+    /// OpenDAL's service failed.
+    #[error(transparent)]
+    Dal(#[from] opendal::Error),
+    /// The shared directory's file work failed.
+    #[error(transparent)]
+    SharedDir(#[from] SharedDirError),
+    /// The blocking task doing the file work did not finish.
+    #[error("background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The most a tier with no configured limit ([`TierConfig::max_entry_size`]) is sent or
+/// read per entry. A remote tier is written by others, so what it returns is bounded before
+/// it is read whole; hoard's own write queue holds 256 MiB in all, and compressed entries
+/// that large are rare even for Rust crates. Set `max_entry_size` to go above it.
+pub(crate) const DEFAULT_MAX_REMOTE_ENTRY: u64 = 128 << 20;
+
 /// A remote tier ready to be called. Holds no connection until the first operation:
 /// OpenDAL's services connect lazily, and some operators are only built on first use
-/// ([`RemoteTier::operator`]), so construction never touches the network or a mount.
+/// ([`RemoteTier::operator`]), so construction never touches the network or a mount. A
+/// shared directory is not reached through OpenDAL at all ([`shared_dir`]).
 pub(crate) struct RemoteTier {
     pub(crate) config: TierConfig,
     pub(crate) counters: Counters,
     breaker: Breaker,
     operator: OnceCell<Operator>,
-    max_entry: Option<u64>,
+    /// Entries larger than this are neither written to the tier nor read from it.
+    max_entry: u64,
     /// Whether the last operation succeeded, i.e. a connection has been seen to work and
     /// none has failed since.
     answering: AtomicBool,
@@ -97,7 +120,9 @@ impl RemoteTier {
         // A probe that has not reported after two full deadlines was dropped mid-way.
         let probe_deadline = 2 * (config.op_timeout + config.connect_timeout);
         Ok(Self {
-            max_entry: config.effective_max_entry_size(),
+            max_entry: config
+                .effective_max_entry_size()
+                .unwrap_or(DEFAULT_MAX_REMOTE_ENTRY),
             breaker: Breaker::new(probe_deadline),
             counters: Counters::default(),
             operator,
@@ -113,44 +138,107 @@ impl RemoteTier {
 
     /// Whether an entry of `len` bytes fits the tier's limit.
     pub(crate) fn accepts(&self, len: usize) -> bool {
-        self.max_entry.is_none_or(|max| len as u64 <= max)
+        len as u64 <= self.max_entry
     }
 
-    /// The entry under `key`, or `None` on a miss, an error, a timeout or an open breaker.
-    pub(crate) async fn get(&self, key: &CacheKey) -> Option<Bytes> {
-        let path = entry_path(key);
-        let call = self
-            .guarded("get", key, async |op: &Operator| {
-                match op.read(&path).await {
-                    Ok(buf) => Ok(Some(buf.to_bytes())),
-                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
-            .await;
-        match call {
-            Call::Done(Some(bytes)) => {
-                Counters::bump(&self.counters.hits);
-                Some(bytes)
+    /// The entry's bytes under `key`, at most the tier's entry limit, unverified: the
+    /// caller verifies them and counts the hit (or the error). `None` on a miss (counted),
+    /// an error, a timeout, an open breaker, or something at the entry's path this tier
+    /// refuses to read (counted as an error, but not against the breaker: the tier
+    /// answered).
+    pub(crate) async fn get(&self, key: &CacheKey) -> Option<Vec<u8>> {
+        let call = match &self.config.kind {
+            TierKind::SharedDir { path } => {
+                let (root, owned_key, limit) = (path.clone(), *key, self.max_entry);
+                let read = async move {
+                    let read = move || shared_dir::read(&root, &owned_key, limit);
+                    Ok(tokio::task::spawn_blocking(read).await??)
+                };
+                self.guarded("get", key, read).await
             }
-            Call::Done(None) => {
+            _ => self.guarded("get", key, self.dal_get(key)).await,
+        };
+        match call {
+            Call::Done(Lookup::Found(bytes)) => Some(bytes),
+            Call::Done(Lookup::Missing) => {
                 Counters::bump(&self.counters.misses);
+                None
+            }
+            Call::Done(Lookup::Refused(why)) => {
+                self.refused("get", key, &why);
                 None
             }
             Call::Rejected | Call::Failed => None,
         }
     }
 
+    /// Counts and logs something the tier returned that is not used.
+    pub(crate) fn refused(&self, op: &'static str, key: &CacheKey, why: &dyn std::fmt::Display) {
+        Counters::bump(&self.counters.errors);
+        tracing::warn!(tier = %self.config.name, op, %key, %why, "refused what the remote tier holds");
+    }
+
+    /// A read through OpenDAL, bounded: an HTTP service is asked for the size first, and
+    /// whatever arrives over the limit is refused before it is used.
+    async fn dal_get(&self, key: &CacheKey) -> Result<Lookup, TierError> {
+        let op = self.operator().await?;
+        let path = entry_path(key);
+        let too_large = |size: u64| {
+            Lookup::Refused(Refusal::TooLarge {
+                path: path.clone().into(),
+                size,
+                limit: self.max_entry,
+            })
+        };
+        // A key-value service's stat fetches the value itself; an HTTP one asks the server.
+        if matches!(
+            self.config.kind,
+            TierKind::S3 { .. } | TierKind::Webdav { .. }
+        ) {
+            match op.stat(&path).await {
+                Ok(meta) if meta.content_length() > self.max_entry => {
+                    return Ok(too_large(meta.content_length()));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Lookup::Missing),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match op.read(&path).await {
+            Ok(buf) if buf.len() as u64 > self.max_entry => Ok(too_large(buf.len() as u64)),
+            Ok(buf) => Ok(Lookup::Found(Vec::from(buf.to_bytes()))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Lookup::Missing),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Writes `entry` under `key`; failures are counted, an open breaker counts a skip.
     pub(crate) async fn put(&self, key: &CacheKey, entry: Bytes) {
-        let path = entry_path(key);
-        let call = self
-            .guarded("put", key, async |op: &Operator| {
-                op.write(&path, entry.clone()).await.map(|_| ())
-            })
-            .await;
+        let call = match &self.config.kind {
+            TierKind::SharedDir { path } => {
+                let (root, owned_key) = (path.clone(), *key);
+                let write = async move {
+                    let write = move || match shared_dir::write(&root, &owned_key, &entry) {
+                        Err(SharedDirError::Refused(why)) => Ok(Some(why)),
+                        other => other.map(|()| None),
+                    };
+                    Ok(tokio::task::spawn_blocking(write).await??)
+                };
+                self.guarded("put", key, write).await
+            }
+            _ => {
+                let path = entry_path(key);
+                let write = async {
+                    let op = self.operator().await?;
+                    op.write(&path, entry).await?;
+                    Ok(None)
+                };
+                self.guarded("put", key, write).await
+            }
+        };
         match call {
-            Call::Done(()) => Counters::bump(&self.counters.writes),
+            Call::Done(None) => Counters::bump(&self.counters.writes),
+            Call::Done(Some(why)) => self.refused("put", key, &why),
             Call::Rejected => Counters::bump(&self.counters.skipped),
             Call::Failed => {}
         }
@@ -158,15 +246,27 @@ impl RemoteTier {
 
     /// Removes `key`, best-effort.
     pub(crate) async fn remove(&self, key: &CacheKey) {
-        let path = entry_path(key);
-        let _ = self
-            .guarded("remove", key, async |op: &Operator| {
-                match op.delete(&path).await {
-                    Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
-                    _ => Ok(()),
-                }
-            })
-            .await;
+        let _ = match &self.config.kind {
+            TierKind::SharedDir { path } => {
+                let (root, owned_key) = (path.clone(), *key);
+                let remove = async move {
+                    let remove = move || shared_dir::remove(&root, &owned_key);
+                    Ok(tokio::task::spawn_blocking(remove).await??)
+                };
+                self.guarded("remove", key, remove).await
+            }
+            _ => {
+                let path = entry_path(key);
+                let remove = async {
+                    let op = self.operator().await?;
+                    match op.delete(&path).await {
+                        Err(e) if e.kind() != ErrorKind::NotFound => Err(e.into()),
+                        _ => Ok(()),
+                    }
+                };
+                self.guarded("remove", key, remove).await
+            }
+        };
     }
 
     /// Runs `work` under the breaker and a deadline, counting failures.
@@ -174,17 +274,13 @@ impl RemoteTier {
         &self,
         what: &'static str,
         key: &CacheKey,
-        work: impl AsyncFnOnce(&Operator) -> opendal::Result<T>,
+        work: impl Future<Output = Result<T, TierError>>,
     ) -> Call<T> {
         if self.breaker.admit() == Admit::Reject {
             return Call::Rejected;
         }
         let deadline = self.deadline();
-        let result = tokio::time::timeout(deadline, async {
-            let op = self.operator().await?;
-            work(op).await
-        })
-        .await;
+        let result = tokio::time::timeout(deadline, work).await;
         let failure = match result {
             Ok(Ok(value)) => {
                 self.breaker.success();
