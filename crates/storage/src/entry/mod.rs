@@ -5,6 +5,8 @@
 //! opaque payload instead (direct-mode manifests).
 
 mod codec;
+#[doc(hidden)]
+pub mod forge;
 mod open;
 pub mod split;
 
