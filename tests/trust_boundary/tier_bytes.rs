@@ -269,6 +269,12 @@ fn a_huge_sparse_file_at_an_entry_path_is_neither_read_whole_nor_backfilled() {
         local < 16 << 20,
         "B's local cache grew by the sparse file: {local} bytes"
     );
+    // Each local write is one of B's own entries: nothing was backfilled and then dropped.
+    let local_entries = entry_files(&b.cache_dir().join("cache")).len() as u64;
+    assert!(
+        count(tier(&stats, "local"), "writes") <= local_entries,
+        "a refused file was written to the local cache: {stats}"
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use super::codec::{self, Header, MAGIC, PREAMBLE_LEN};
 use super::{ENTRY_FORMAT_VERSION, EntryError, EntryLimits};
 
 /// Zeros written per call while inflating a file.
-const ZEROS: [u8; 1 << 16] = [0; 1 << 16];
+static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
 
 /// `entry` (any format) re-encoded as a compressed entry in which the file of `role`
 /// declares `declared` bytes and holds that many zero bytes, its blake3 in the header left

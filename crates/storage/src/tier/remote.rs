@@ -2,6 +2,7 @@
 //! circuit breaker and counters. Every wire protocol is OpenDAL's; this module only decides
 //! when to call, for how long, and what a failure means (never an error for the caller).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -147,16 +148,12 @@ impl RemoteTier {
     /// refuses to read (counted as an error, but not against the breaker: the tier
     /// answered).
     pub(crate) async fn get(&self, key: &CacheKey) -> Option<Vec<u8>> {
-        let call = match &self.config.kind {
-            TierKind::SharedDir { path } => {
-                let (root, owned_key, limit) = (path.clone(), *key, self.max_entry);
-                let read = async move {
-                    let read = move || shared_dir::read(&root, &owned_key, limit);
-                    Ok(tokio::task::spawn_blocking(read).await??)
-                };
-                self.guarded("get", key, read).await
-            }
-            _ => self.guarded("get", key, self.dal_get(key)).await,
+        let call = if let Some(root) = self.shared_root() {
+            let (owned_key, limit) = (*key, self.max_entry);
+            let read = in_shared_dir(root, move |root| shared_dir::read(root, &owned_key, limit));
+            self.guarded("get", key, read).await
+        } else {
+            self.guarded("get", key, self.dal_get(key)).await
         };
         match call {
             Call::Done(Lookup::Found(bytes)) => Some(bytes),
@@ -214,27 +211,23 @@ impl RemoteTier {
 
     /// Writes `entry` under `key`; failures are counted, an open breaker counts a skip.
     pub(crate) async fn put(&self, key: &CacheKey, entry: Bytes) {
-        let call = match &self.config.kind {
-            TierKind::SharedDir { path } => {
-                let (root, owned_key) = (path.clone(), *key);
-                let write = async move {
-                    let write = move || match shared_dir::write(&root, &owned_key, &entry) {
-                        Err(SharedDirError::Refused(why)) => Ok(Some(why)),
-                        other => other.map(|()| None),
-                    };
-                    Ok(tokio::task::spawn_blocking(write).await??)
-                };
-                self.guarded("put", key, write).await
-            }
-            _ => {
-                let path = entry_path(key);
-                let write = async {
-                    let op = self.operator().await?;
-                    op.write(&path, entry).await?;
-                    Ok(None)
-                };
-                self.guarded("put", key, write).await
-            }
+        let call = if let Some(root) = self.shared_root() {
+            let owned_key = *key;
+            let write = in_shared_dir(root, move |root| {
+                match shared_dir::write(root, &owned_key, &entry) {
+                    Err(SharedDirError::Refused(why)) => Ok(Some(why)),
+                    other => other.map(|()| None),
+                }
+            });
+            self.guarded("put", key, write).await
+        } else {
+            let path = entry_path(key);
+            let write = async {
+                let op = self.operator().await?;
+                op.write(&path, entry).await?;
+                Ok(None)
+            };
+            self.guarded("put", key, write).await
         };
         match call {
             Call::Done(None) => Counters::bump(&self.counters.writes),
@@ -246,27 +239,31 @@ impl RemoteTier {
 
     /// Removes `key`, best-effort.
     pub(crate) async fn remove(&self, key: &CacheKey) {
-        let _ = match &self.config.kind {
-            TierKind::SharedDir { path } => {
-                let (root, owned_key) = (path.clone(), *key);
-                let remove = async move {
-                    let remove = move || shared_dir::remove(&root, &owned_key);
-                    Ok(tokio::task::spawn_blocking(remove).await??)
-                };
-                self.guarded("remove", key, remove).await
-            }
-            _ => {
-                let path = entry_path(key);
-                let remove = async {
-                    let op = self.operator().await?;
-                    match op.delete(&path).await {
-                        Err(e) if e.kind() != ErrorKind::NotFound => Err(e.into()),
-                        _ => Ok(()),
-                    }
-                };
-                self.guarded("remove", key, remove).await
-            }
-        };
+        if let Some(root) = self.shared_root() {
+            let owned_key = *key;
+            let remove = in_shared_dir(root, move |root| shared_dir::remove(root, &owned_key));
+            self.guarded("remove", key, remove).await;
+        } else {
+            let path = entry_path(key);
+            let remove = async {
+                let op = self.operator().await?;
+                match op.delete(&path).await {
+                    Err(e) if e.kind() != ErrorKind::NotFound => Err(e.into()),
+                    _ => Ok(()),
+                }
+            };
+            self.guarded("remove", key, remove).await;
+        }
+    }
+
+    /// The shared directory's root, for that tier: its file work is done by
+    /// [`shared_dir`], not OpenDAL.
+    fn shared_root(&self) -> Option<PathBuf> {
+        if let TierKind::SharedDir { path } = &self.config.kind {
+            Some(path.clone())
+        } else {
+            None
+        }
     }
 
     /// Runs `work` under the breaker and a deadline, counting failures.
@@ -345,6 +342,15 @@ impl RemoteTier {
             })
             .await
     }
+}
+
+/// Runs shared-directory file work on the blocking pool (it may wait on a slow mount; the
+/// tier's deadline bounds the wait, not the thread).
+async fn in_shared_dir<T: Send + 'static>(
+    root: PathBuf,
+    work: impl FnOnce(&Path) -> Result<T, SharedDirError> + Send + 'static,
+) -> Result<T, TierError> {
+    Ok(tokio::task::spawn_blocking(move || work(&root)).await??)
 }
 
 /// `<2 hex>/<64 hex>` under the tier's root, like the local disk layout.

@@ -63,6 +63,14 @@ pub(crate) enum Refusal {
         /// What it is.
         kind: &'static str,
     },
+    /// Something other than a directory where an entry's subdirectory belongs.
+    #[error("{path}: a {kind} where a directory belongs")]
+    NotDirectory {
+        /// Where it is.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
     /// A regular file larger than the tier's entry limit.
     #[error("{path}: {size} bytes, over the tier's {limit}-byte entry limit")]
     TooLarge {
@@ -131,12 +139,20 @@ fn open_sub(
     match rustix::fs::openat(root, sub, flags, Mode::empty()) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::NOENT) => Ok(None),
-        Err(Errno::LOOP) => Err(Refusal::Symlink { path }.into()),
-        Err(Errno::NOTDIR) => Err(Refusal::NotRegular {
-            path,
-            kind: "file where a directory belongs",
+        // A link (Linux says ELOOP or ENOTDIR, as O_DIRECTORY or O_NOFOLLOW is checked
+        // first) or something else where the directory belongs: say which.
+        Err(Errno::LOOP | Errno::NOTDIR) => {
+            let kind = rustix::fs::statat(root, sub, AtFlags::SYMLINK_NOFOLLOW)
+                .map_or(FileType::Unknown, |st| FileType::from_raw_mode(st.st_mode));
+            Err(match kind {
+                FileType::Symlink => Refusal::Symlink { path },
+                kind => Refusal::NotDirectory {
+                    path,
+                    kind: kind_name(kind),
+                },
+            }
+            .into())
         }
-        .into()),
         Err(e) => Err(io_err("open", &path)(e)),
     }
 }
@@ -149,7 +165,8 @@ fn kind_name(kind: FileType) -> &'static str {
         FileType::Socket => "socket",
         FileType::Directory => "directory",
         FileType::Symlink => "symbolic link",
-        _ => "special file",
+        FileType::RegularFile => "regular file",
+        FileType::Unknown => "file of unknown type",
     }
 }
 
@@ -230,20 +247,19 @@ fn temp_name() -> String {
 /// old entry, the new one or none.
 pub(crate) fn write(root: &Path, key: &CacheKey, entry: &[u8]) -> Result<(), SharedDirError> {
     let (sub, name) = names(key);
-    let root_fd = match open_root(root)? {
-        Some(fd) => fd,
-        None => {
-            std::fs::create_dir_all(root).map_err(|source| SharedDirError::Io {
-                op: "create directory",
-                path: root.to_path_buf(),
-                source,
-            })?;
-            open_root(root)?.ok_or_else(|| SharedDirError::Io {
-                op: "open",
-                path: root.to_path_buf(),
-                source: io::ErrorKind::NotFound.into(),
-            })?
-        }
+    let root_fd = if let Some(fd) = open_root(root)? {
+        fd
+    } else {
+        std::fs::create_dir_all(root).map_err(|source| SharedDirError::Io {
+            op: "create directory",
+            path: root.to_path_buf(),
+            source,
+        })?;
+        open_root(root)?.ok_or_else(|| SharedDirError::Io {
+            op: "open",
+            path: root.to_path_buf(),
+            source: io::ErrorKind::NotFound.into(),
+        })?
     };
     match rustix::fs::mkdirat(&root_fd, sub.as_str(), Mode::from_raw_mode(DIR_MODE)) {
         Ok(()) | Err(Errno::EXIST) => {}
@@ -297,5 +313,152 @@ pub(crate) fn remove(root: &Path, key: &CacheKey) -> Result<(), SharedDirError> 
     match rustix::fs::unlinkat(&sub_fd, name.as_str(), AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => Ok(()),
         Err(e) => Err(io_err("remove", &root.join(&sub).join(&name))(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn key() -> CacheKey {
+        CacheKey::from_bytes([0xab; 32])
+    }
+
+    fn entry_path(root: &Path) -> PathBuf {
+        let (sub, name) = names(&key());
+        root.join(sub).join(name)
+    }
+
+    fn refused(found: Lookup) -> Refusal {
+        match found {
+            Lookup::Refused(why) => why,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_written_entry_reads_back_and_a_missing_one_is_a_miss() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            read(root.path(), &key(), 100).unwrap(),
+            Lookup::Missing
+        ));
+        write(root.path(), &key(), b"entry").unwrap();
+        let Lookup::Found(bytes) = read(root.path(), &key(), 100).unwrap() else {
+            panic!("no hit");
+        };
+        assert_eq!(bytes, b"entry");
+        remove(root.path(), &key()).unwrap();
+        remove(root.path(), &key()).unwrap();
+        assert!(matches!(
+            read(root.path(), &key(), 100).unwrap(),
+            Lookup::Missing
+        ));
+        // No temporary file is left.
+        let sub = entry_path(root.path()).parent().unwrap().to_path_buf();
+        assert_eq!(fs_names(&sub), Vec::<String>::new());
+    }
+
+    fn fs_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_symlink_at_the_entry_is_refused_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("real");
+        std::fs::write(&target, b"a valid entry elsewhere").unwrap();
+        let path = entry_path(root.path());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        symlink(&target, &path).unwrap();
+        let why = refused(read(root.path(), &key(), 1000).unwrap());
+        assert!(matches!(why, Refusal::Symlink { .. }), "{why}");
+        // A write replaces the link itself; the file it pointed at is untouched.
+        write(root.path(), &key(), b"mine").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"a valid entry elsewhere");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+        // A remove takes a planted link away, never its target.
+        std::fs::remove_file(&path).unwrap();
+        symlink(&target, &path).unwrap();
+        remove(root.path(), &key()).unwrap();
+        assert!(target.exists());
+        assert!(std::fs::symlink_metadata(&path).is_err());
+    }
+
+    #[test]
+    fn a_symlinked_subdirectory_is_neither_read_nor_written_through() {
+        let root = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let path = entry_path(root.path());
+        symlink(elsewhere.path(), path.parent().unwrap()).unwrap();
+        std::fs::write(elsewhere.path().join(path.file_name().unwrap()), b"x").unwrap();
+        let why = refused(read(root.path(), &key(), 1000).unwrap());
+        assert!(matches!(why, Refusal::Symlink { .. }), "{why}");
+        let err = write(root.path(), &key(), b"mine").unwrap_err();
+        assert!(
+            matches!(err, SharedDirError::Refused(Refusal::Symlink { .. })),
+            "{err}"
+        );
+        assert_eq!(fs_names(elsewhere.path()), vec![key().to_hex()]);
+        assert_eq!(
+            std::fs::read(elsewhere.path().join(key().to_hex())).unwrap(),
+            b"x"
+        );
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once_and_a_directory_too() {
+        let root = tempfile::tempdir().unwrap();
+        let path = entry_path(root.path());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let start = std::time::Instant::now();
+        let why = refused(read(root.path(), &key(), 1000).unwrap());
+        assert!(
+            matches!(why, Refusal::NotRegular { kind: "FIFO", .. }),
+            "{why}"
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let why = refused(read(root.path(), &key(), 1000).unwrap());
+        assert!(matches!(why, Refusal::NotRegular { .. }), "{why}");
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_without_being_read() {
+        let root = tempfile::tempdir().unwrap();
+        let path = entry_path(root.path());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(1 << 40).unwrap();
+        let why = refused(read(root.path(), &key(), 1 << 20).unwrap());
+        assert!(
+            matches!(why, Refusal::TooLarge { size, limit, .. } if size == 1 << 40 && limit == 1 << 20),
+            "{why}"
+        );
+        file.set_len(1 << 20).unwrap();
+        assert!(
+            matches!(read(root.path(), &key(), 1 << 20).unwrap(), Lookup::Found(b) if b.len() == 1 << 20)
+        );
+    }
+
+    #[test]
+    fn a_write_creates_the_root_when_it_is_missing() {
+        let parent = tempfile::tempdir().unwrap();
+        let root = parent.path().join("not/yet");
+        write(&root, &key(), b"entry").unwrap();
+        assert_eq!(std::fs::read(entry_path(&root)).unwrap(), b"entry");
     }
 }
