@@ -125,18 +125,34 @@ impl EntryStore {
         key: &CacheKey,
         outputs: &[OutputPath],
     ) -> Result<Option<OutputsHit>, StoreError> {
-        match self.try_outputs(key, outputs).await? {
+        match self
+            .judge(key, self.try_outputs(key, outputs).await?)
+            .await?
+        {
+            Verdict::Done(found) => Ok(found),
+            Verdict::Again => self.last(key, self.try_outputs(key, outputs).await?).await,
+        }
+    }
+
+    /// Judges what a lookup found: a hit or a miss as they are; an unusable entry a miss,
+    /// removed when corrupt (where it was found only). A corrupt local copy is removed and
+    /// the lookup is to be made once more ([`Verdict::Again`]), so that a good copy in a
+    /// remote tier still serves.
+    async fn judge<T>(&self, key: &CacheKey, found: Lookup<T>) -> Result<Verdict<T>, StoreError> {
+        match found {
+            Lookup::Unusable(e, tier) if e.is_corrupt() && is_local(tier.as_deref()) => {
+                self.miss_or_error::<()>(key, tier.as_deref(), e).await?;
+                Ok(Verdict::Again)
+            }
+            found => self.last(key, found).await.map(Verdict::Done),
+        }
+    }
+
+    /// Judges what the last lookup found (see [`EntryStore::judge`]), with no lookup after.
+    async fn last<T>(&self, key: &CacheKey, found: Lookup<T>) -> Result<Option<T>, StoreError> {
+        match found {
             Lookup::Hit(hit) => Ok(Some(hit)),
             Lookup::Miss => Ok(None),
-            Lookup::Unusable(e, tier) if e.is_corrupt() && is_local(tier.as_deref()) => {
-                // Only the local copy goes; a good copy in a remote tier may still serve.
-                self.miss_or_error::<()>(key, tier.as_deref(), e).await?;
-                match self.try_outputs(key, outputs).await? {
-                    Lookup::Hit(hit) => Ok(Some(hit)),
-                    Lookup::Miss => Ok(None),
-                    Lookup::Unusable(e, tier) => self.miss_or_error(key, tier.as_deref(), e).await,
-                }
-            }
             Lookup::Unusable(e, tier) => self.miss_or_error(key, tier.as_deref(), e).await,
         }
     }
@@ -146,7 +162,7 @@ impl EntryStore {
         &self,
         key: &CacheKey,
         outputs: &[OutputPath],
-    ) -> Result<Lookup, StoreError> {
+    ) -> Result<Lookup<OutputsHit>, StoreError> {
         if let Some(delivery) = self.storage.deliver(key, outputs, self.hard_links).await? {
             return Ok(match delivery.result {
                 Ok(extracted) => Lookup::Hit(OutputsHit {
@@ -222,8 +238,15 @@ impl EntryStore {
     /// that extracts it itself (inline transfer), whatever its age (raw entries are newer
     /// than some clients) and however far away. A damaged entry is removed and is a miss.
     pub async fn get_entry(&self, key: &CacheKey) -> Result<Option<Located>, StoreError> {
+        match self.judge(key, self.try_entry(key).await?).await? {
+            Verdict::Done(found) => Ok(found),
+            Verdict::Again => self.last(key, self.try_entry(key).await?).await,
+        }
+    }
+
+    async fn try_entry(&self, key: &CacheKey) -> Result<Lookup<Located>, StoreError> {
         let Some(Located { entry: bytes, tier }) = self.storage.get_located(key).await? else {
-            return Ok(None);
+            return Ok(Lookup::Miss);
         };
         let checked = run_sized("verify entry", bytes.len() as u64, move || {
             let recompressed = entry::compressed(&bytes).map(|c| match c {
@@ -233,10 +256,10 @@ impl EntryStore {
             Ok(recompressed.map(|c| c.unwrap_or(bytes)))
         })
         .await?;
-        match checked {
-            Ok(entry) => Ok(Some(Located { entry, tier })),
-            Err(e) => self.miss_or_error(key, tier.as_deref(), e).await,
-        }
+        Ok(match checked {
+            Ok(entry) => Lookup::Hit(Located { entry, tier }),
+            Err(e) => Lookup::Unusable(e, tier),
+        })
     }
 
     /// Stores an entry packed elsewhere (inline transfer) after checking its checksum, so
@@ -252,15 +275,22 @@ impl EntryStore {
 
     /// The payload of the blob under `key`. A corrupt blob is removed and is a miss.
     pub async fn get_blob(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.judge(key, self.try_blob(key).await?).await? {
+            Verdict::Done(found) => Ok(found),
+            Verdict::Again => self.last(key, self.try_blob(key).await?).await,
+        }
+    }
+
+    async fn try_blob(&self, key: &CacheKey) -> Result<Lookup<Vec<u8>>, StoreError> {
         let Some(Located { entry: bytes, tier }) = self.storage.get_located(key).await? else {
-            return Ok(None);
+            return Ok(Lookup::Miss);
         };
         // Blobs are manifests of a few kilobytes: decoding inline costs less than a hop to
         // the blocking pool.
-        match entry::unpack_blob(&bytes) {
-            Ok(payload) => Ok(Some(payload)),
-            Err(e) => self.miss_or_error(key, tier.as_deref(), e).await,
-        }
+        Ok(match entry::unpack_blob(&bytes) {
+            Ok(payload) => Lookup::Hit(payload),
+            Err(e) => Lookup::Unusable(e, tier),
+        })
     }
 
     /// Stores `payload` as a blob under `key`.
@@ -297,14 +327,22 @@ impl EntryStore {
     }
 }
 
-/// What one lookup of outputs found.
-enum Lookup {
-    /// The outputs are in place.
-    Hit(OutputsHit),
+/// What one lookup found.
+enum Lookup<T> {
+    /// What was looked for (outputs in place, an entry's bytes, a blob's payload).
+    Hit(T),
     /// No entry anywhere.
     Miss,
     /// An entry that could not be used, and the tier that held it.
     Unusable(EntryError, Option<String>),
+}
+
+/// What to do after one lookup.
+enum Verdict<T> {
+    /// This is the answer.
+    Done(Option<T>),
+    /// A corrupt local copy was removed: look once more.
+    Again,
 }
 
 /// Whether a corrupt entry from `tier` was the local disk's own copy (or a single store's).

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::io::{self, Read};
 
 use super::codec::{self, Decoded, EntryFormat, Header, MAX_CONTENT_SIZE, MAX_HEADER_LEN};
-use super::{DEFAULT_MAX_FILE_SIZE, EntryError};
+use super::{DEFAULT_MAX_FILE_SIZE, EntryError, EntryKind};
 
 /// The most a blob (a direct-mode manifest) may declare: it is read into memory whole, and
 /// a manifest lists a compile's headers, a few hundred kilobytes for the largest.
@@ -105,6 +105,11 @@ pub(super) fn open_frame<'a>(
         EntryFormat::Zstd => open_zstd(frame)?,
     };
     limits.check(&opened.header)?;
+    // A blob is only ever read into memory whole: its own, tighter limit applies wherever
+    // it is read, so a blob bomb is not even streamed through.
+    if opened.header.kind == EntryKind::Blob {
+        EntryLimits::BLOB.check(&opened.header)?;
+    }
     if let Body::Raw(files) = opened.body {
         let declared: u64 = opened.header.files.iter().map(|f| f.size).sum();
         if declared != files.len() as u64 {
@@ -284,7 +289,6 @@ pub(super) fn verify(entry: &[u8], limits: &EntryLimits) -> Result<(), EntryErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::EntryKind;
     use crate::entry::codec::FileRecord;
     use proptest::prelude::*;
     use std::io::Write;
@@ -344,6 +348,19 @@ mod tests {
         let frame = frame_of(&body_with_header(&header, b""));
         let err = decode_frame(&frame).err().unwrap();
         assert!(err.to_string().contains("limit"), "{err}");
+    }
+
+    #[test]
+    fn a_blob_declaring_more_than_a_blob_may_is_refused_from_its_header() {
+        let header = one_file_header(MAX_BLOB_SIZE + 1, vec![0; 32]);
+        let frame = frame_of(&body_with_header(&header, b""));
+        let err = decode_frame(&frame).err().unwrap();
+        assert!(err.to_string().contains("limit"), "{err}");
+        let mut outputs = one_file_header(MAX_BLOB_SIZE + 1, vec![0; 32]);
+        outputs.kind = EntryKind::Outputs;
+        let frame = frame_of(&body_with_header(&outputs, b""));
+        let err = decode_frame(&frame).err().unwrap();
+        assert!(!err.to_string().contains("limit"), "{err}");
     }
 
     #[test]

@@ -187,21 +187,29 @@ impl RemoteTier {
                 limit: self.max_entry,
             })
         };
-        // A key-value service's stat fetches the value itself; an HTTP one asks the server.
-        if matches!(
+        // A key-value service's stat fetches the value itself, and its values are bounded by
+        // the server (memcached's item size); an HTTP service is asked for the length
+        // first, and then for no more than that many bytes.
+        let read = if matches!(
             self.config.kind,
             TierKind::S3 { .. } | TierKind::Webdav { .. }
         ) {
-            match op.stat(&path).await {
-                Ok(meta) if meta.content_length() > self.max_entry => {
-                    return Ok(too_large(meta.content_length()));
-                }
-                Ok(_) => {}
+            let length = match op.stat(&path).await {
+                Ok(meta) => meta.content_length(),
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Lookup::Missing),
                 Err(e) => return Err(e.into()),
+            };
+            if length > self.max_entry {
+                return Ok(too_large(length));
             }
-        }
-        match op.read(&path).await {
+            if length == 0 {
+                return Ok(Lookup::Found(Vec::new()));
+            }
+            op.read_with(&path).range(0..length).await
+        } else {
+            op.read(&path).await
+        };
+        match read {
             Ok(buf) if buf.len() as u64 > self.max_entry => Ok(too_large(buf.len() as u64)),
             Ok(buf) => Ok(Lookup::Found(Vec::from(buf.to_bytes()))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(Lookup::Missing),
