@@ -46,14 +46,18 @@ impl Default for QueueLimits {
 }
 
 /// The local [`DiskStore`] followed by remote tiers (memcached, redis, S3, WebDAV, a shared
-/// directory, through Apache OpenDAL), as one [`Storage`].
+/// directory), as one [`Storage`].
 ///
-/// * `get` tries the local disk, then each remote tier in order. A hit in a lower tier is
+/// * `get` tries the local disk, then each remote tier in order. What a remote tier returns
+///   is read up to the tier's entry limit and verified whole (checksums, declared sizes
+///   against [`EntryLimits`], every file's blake3) before it is used; a bad entry is counted
+///   as the tier's error and the next tier is tried. A sound hit in a lower tier is then
 ///   written to the local disk at once and queued for every writable remote tier above it.
 ///   A remote failure or timeout is counted and the next tier is tried.
 /// * `put` writes the local disk at once and queues the entry for every writable remote tier
 ///   that accepts its size (larger entries are skipped and counted, not chunked).
-/// * `remove` removes from the local disk at once and queues removal from writable remotes.
+/// * `remove` removes from the local disk at once and queues removal from writable remotes;
+///   `remove_corrupt` (an entry found damaged) removes the local copy only.
 ///
 /// Only the local disk's failures reach the caller. Remote writes run on a task spawned on
 /// the runtime of the first call that queues one; call [`TieredStorage::flush`] before that

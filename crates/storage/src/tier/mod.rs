@@ -1,5 +1,6 @@
 //! Remote storage tiers and the tiered chain: the local disk LRU first, then shared stores
-//! (memcached, redis, S3, WebDAV, a shared directory), all reached through Apache OpenDAL.
+//! (memcached, redis, S3, WebDAV, reached through Apache OpenDAL, and a shared directory,
+//! whose files are opened here without following links).
 //!
 //! * [`config`]: what a tier is ([`TierConfig`], [`TierKind`]) and the `HOARD_*` variables
 //!   that describe a chain ([`tiers_from_env`]);
@@ -11,6 +12,8 @@ mod chain;
 pub mod config;
 mod remote;
 mod shared_dir;
+
+pub use remote::DEFAULT_MAX_REMOTE_ENTRY;
 
 pub use chain::{LOCAL_TIER, QueueLimits, TieredStorage};
 pub use config::{TierConfig, TierConfigError, TierKind, parse_size, tiers_from_env};

@@ -1,6 +1,8 @@
-//! One remote tier: an OpenDAL operator for the configured service, wrapped in deadlines, a
-//! circuit breaker and counters. Every wire protocol is OpenDAL's; this module only decides
-//! when to call, for how long, and what a failure means (never an error for the caller).
+//! One remote tier: an OpenDAL operator for the configured service (or, for a shared
+//! directory, the link-refusing file work of [`shared_dir`]), wrapped in deadlines, a
+//! circuit breaker, a size limit on what is read and counters. Every wire protocol is
+//! OpenDAL's; this module only decides when to call, for how long, how much to accept and
+//! what a failure means (never an error for the caller).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -76,7 +78,7 @@ enum TierError {
 /// read per entry. A remote tier is written by others, so what it returns is bounded before
 /// it is read whole; hoard's own write queue holds 256 MiB in all, and compressed entries
 /// that large are rare even for Rust crates. Set `max_entry_size` to go above it.
-pub(crate) const DEFAULT_MAX_REMOTE_ENTRY: u64 = 128 << 20;
+pub const DEFAULT_MAX_REMOTE_ENTRY: u64 = 128 << 20;
 
 /// A remote tier ready to be called. Holds no connection until the first operation:
 /// OpenDAL's services connect lazily, and some operators are only built on first use
@@ -329,8 +331,8 @@ impl RemoteTier {
     }
 
     /// The operator, built on first use when building it needs I/O: a name lookup for a
-    /// memcached host (its client only takes addresses), directory creation for a shared
-    /// directory (a hung mount must not hang startup). A failed build is retried next time.
+    /// memcached host (its client only takes addresses). A failed build is retried next
+    /// time. A shared directory never asks for one.
     async fn operator(&self) -> opendal::Result<&Operator> {
         self.operator
             .get_or_try_init(|| async {
