@@ -30,7 +30,9 @@ pub struct TierStats {
     pub misses: u64,
     /// Entries written to this tier (puts and backfills).
     pub writes: u64,
-    /// Operations that failed.
+    /// Operations that failed, and what the tier returned that was refused: something other
+    /// than a regular file at an entry's path (a link, a FIFO, a device), an entry over the
+    /// size limit, or one that failed verification.
     pub errors: u64,
     /// Operations that ran out of time.
     pub timeouts: u64,
