@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::entry::{self, EntryError, EntryFormat, EntryMeta, OutputFiles, ReadLimits};
+use crate::entry::{
+    self, EntryError, EntryFormat, EntryLimits, EntryMeta, OutputFiles, ReadLimits,
+};
 use crate::{CacheKey, Located, OutputPath, Storage, StorageError, run_blocking, run_sized};
 
 /// Gets and puts whole compiles (outputs plus stdout, stderr and exit status) and blobs in a
@@ -16,6 +18,7 @@ pub struct EntryStore {
     format: EntryFormat,
     on_corrupt: Option<CorruptHook>,
     hard_links: bool,
+    limits: EntryLimits,
 }
 
 /// Called with the key of every corrupt entry found (and removed), so its owner can count
@@ -61,6 +64,7 @@ impl EntryStore {
             format: EntryFormat::Raw,
             on_corrupt: None,
             hard_links: false,
+            limits: EntryLimits::default(),
         }
     }
 
@@ -80,6 +84,15 @@ impl EntryStore {
     #[must_use]
     pub fn with_hard_links(mut self, hard_links: bool) -> Self {
         self.hard_links = hard_links;
+        self
+    }
+
+    /// Refuses entries declaring more than `limits` before any of their files is
+    /// decompressed (by default [`EntryLimits::default`], the server's default output
+    /// limit).
+    #[must_use]
+    pub fn with_limits(mut self, limits: EntryLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -112,32 +125,71 @@ impl EntryStore {
         key: &CacheKey,
         outputs: &[OutputPath],
     ) -> Result<Option<OutputsHit>, StoreError> {
+        match self
+            .judge(key, self.try_outputs(key, outputs).await?)
+            .await?
+        {
+            Verdict::Done(found) => Ok(found),
+            Verdict::Again => self.last(key, self.try_outputs(key, outputs).await?).await,
+        }
+    }
+
+    /// Judges what a lookup found: a hit or a miss as they are; an unusable entry a miss,
+    /// removed when corrupt (where it was found only). A corrupt local copy is removed and
+    /// the lookup is to be made once more ([`Verdict::Again`]), so that a good copy in a
+    /// remote tier still serves.
+    async fn judge<T>(&self, key: &CacheKey, found: Lookup<T>) -> Result<Verdict<T>, StoreError> {
+        match found {
+            Lookup::Unusable(e, tier) if e.is_corrupt() && is_local(tier.as_deref()) => {
+                self.miss_or_error::<()>(key, tier.as_deref(), e).await?;
+                Ok(Verdict::Again)
+            }
+            found => self.last(key, found).await.map(Verdict::Done),
+        }
+    }
+
+    /// Judges what the last lookup found (see [`EntryStore::judge`]), with no lookup after.
+    async fn last<T>(&self, key: &CacheKey, found: Lookup<T>) -> Result<Option<T>, StoreError> {
+        match found {
+            Lookup::Hit(hit) => Ok(Some(hit)),
+            Lookup::Miss => Ok(None),
+            Lookup::Unusable(e, tier) => self.miss_or_error(key, tier.as_deref(), e).await,
+        }
+    }
+
+    /// One lookup of outputs, its verdict left for the caller to judge.
+    async fn try_outputs(
+        &self,
+        key: &CacheKey,
+        outputs: &[OutputPath],
+    ) -> Result<Lookup<OutputsHit>, StoreError> {
         if let Some(delivery) = self.storage.deliver(key, outputs, self.hard_links).await? {
-            return match delivery.result {
-                Ok(extracted) => Ok(Some(OutputsHit {
+            return Ok(match delivery.result {
+                Ok(extracted) => Lookup::Hit(OutputsHit {
                     meta: extracted.meta,
                     tier: delivery.tier,
                     digests: extracted.digests,
-                })),
-                Err(e) => self.miss_or_error(key, e).await,
-            };
+                }),
+                Err(e) => Lookup::Unusable(e, delivery.tier),
+            });
         }
         let Some(Located { entry: bytes, tier }) = self.storage.get_located(key).await? else {
-            return Ok(None);
+            return Ok(Lookup::Miss);
         };
         let outputs = outputs.to_vec();
+        let limits = self.limits;
         let extracted = run_sized("extract entry", bytes.len() as u64, move || {
-            Ok(entry::extract_with_digests(&bytes, &outputs))
+            Ok(entry::extract_with_limits(&bytes, &outputs, &limits))
         })
         .await?;
-        match extracted {
-            Ok(extracted) => Ok(Some(OutputsHit {
+        Ok(match extracted {
+            Ok(extracted) => Lookup::Hit(OutputsHit {
                 meta: extracted.meta,
                 tier,
                 digests: extracted.digests,
-            })),
-            Err(e) => self.miss_or_error(key, e).await,
-        }
+            }),
+            Err(e) => Lookup::Unusable(e, tier),
+        })
     }
 
     /// Packs the outputs from their paths, each checked against `limits`, with `meta`, and
@@ -186,8 +238,15 @@ impl EntryStore {
     /// that extracts it itself (inline transfer), whatever its age (raw entries are newer
     /// than some clients) and however far away. A damaged entry is removed and is a miss.
     pub async fn get_entry(&self, key: &CacheKey) -> Result<Option<Located>, StoreError> {
+        match self.judge(key, self.try_entry(key).await?).await? {
+            Verdict::Done(found) => Ok(found),
+            Verdict::Again => self.last(key, self.try_entry(key).await?).await,
+        }
+    }
+
+    async fn try_entry(&self, key: &CacheKey) -> Result<Lookup<Located>, StoreError> {
         let Some(Located { entry: bytes, tier }) = self.storage.get_located(key).await? else {
-            return Ok(None);
+            return Ok(Lookup::Miss);
         };
         let checked = run_sized("verify entry", bytes.len() as u64, move || {
             let recompressed = entry::compressed(&bytes).map(|c| match c {
@@ -197,10 +256,10 @@ impl EntryStore {
             Ok(recompressed.map(|c| c.unwrap_or(bytes)))
         })
         .await?;
-        match checked {
-            Ok(entry) => Ok(Some(Located { entry, tier })),
-            Err(e) => self.miss_or_error(key, e).await,
-        }
+        Ok(match checked {
+            Ok(entry) => Lookup::Hit(Located { entry, tier }),
+            Err(e) => Lookup::Unusable(e, tier),
+        })
     }
 
     /// Stores an entry packed elsewhere (inline transfer) after checking its checksum, so
@@ -216,15 +275,22 @@ impl EntryStore {
 
     /// The payload of the blob under `key`. A corrupt blob is removed and is a miss.
     pub async fn get_blob(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(bytes) = self.storage.get(key).await? else {
-            return Ok(None);
+        match self.judge(key, self.try_blob(key).await?).await? {
+            Verdict::Done(found) => Ok(found),
+            Verdict::Again => self.last(key, self.try_blob(key).await?).await,
+        }
+    }
+
+    async fn try_blob(&self, key: &CacheKey) -> Result<Lookup<Vec<u8>>, StoreError> {
+        let Some(Located { entry: bytes, tier }) = self.storage.get_located(key).await? else {
+            return Ok(Lookup::Miss);
         };
         // Blobs are manifests of a few kilobytes: decoding inline costs less than a hop to
         // the blocking pool.
-        match entry::unpack_blob(&bytes) {
-            Ok(payload) => Ok(Some(payload)),
-            Err(e) => self.miss_or_error(key, e).await,
-        }
+        Ok(match entry::unpack_blob(&bytes) {
+            Ok(payload) => Lookup::Hit(payload),
+            Err(e) => Lookup::Unusable(e, tier),
+        })
     }
 
     /// Stores `payload` as a blob under `key`.
@@ -237,15 +303,17 @@ impl EntryStore {
     async fn miss_or_error<T>(
         &self,
         key: &CacheKey,
+        tier: Option<&str>,
         e: EntryError,
     ) -> Result<Option<T>, StoreError> {
         match e {
             e if e.is_corrupt() => {
-                tracing::warn!(%key, error = %e, "removing corrupt cache entry");
+                tracing::warn!(%key, tier = tier.unwrap_or("-"), error = %e,
+                    "removing corrupt cache entry");
                 if let Some(hook) = &self.on_corrupt {
                     hook(key);
                 }
-                if let Err(remove) = self.storage.remove(key).await {
+                if let Err(remove) = self.storage.remove_corrupt(key, tier).await {
                     tracing::warn!(%key, error = %remove, "cannot remove corrupt cache entry");
                 }
                 Ok(None)
@@ -257,4 +325,27 @@ impl EntryStore {
             e => Err(e.into()),
         }
     }
+}
+
+/// What one lookup found.
+enum Lookup<T> {
+    /// What was looked for (outputs in place, an entry's bytes, a blob's payload).
+    Hit(T),
+    /// No entry anywhere.
+    Miss,
+    /// An entry that could not be used, and the tier that held it.
+    Unusable(EntryError, Option<String>),
+}
+
+/// What to do after one lookup.
+enum Verdict<T> {
+    /// This is the answer.
+    Done(Option<T>),
+    /// A corrupt local copy was removed: look once more.
+    Again,
+}
+
+/// Whether a corrupt entry from `tier` was the local disk's own copy (or a single store's).
+fn is_local(tier: Option<&str>) -> bool {
+    tier.is_none_or(|t| t == crate::LOCAL_TIER)
 }

@@ -18,13 +18,13 @@ mod output;
 pub mod tier;
 
 pub use disk::DiskStore;
-pub use entry::{EntryError, EntryKind, EntryMeta, OutputFiles, ReadLimits};
+pub use entry::{EntryError, EntryKind, EntryLimits, EntryMeta, OutputFiles, ReadLimits};
 pub use entry_store::{CorruptHook, EntryStore, OutputsHit, StoreError};
 pub use key::{CacheKey, InvalidKey};
 pub use output::OutputPath;
 pub use tier::{
-    LOCAL_TIER, QueueLimits, TierConfig, TierConfigError, TierKind, TierStats, TieredStorage,
-    parse_size, tiers_from_env,
+    DEFAULT_MAX_REMOTE_ENTRY, LOCAL_TIER, QueueLimits, TierConfig, TierConfigError, TierKind,
+    TierStats, TieredStorage, parse_size, tiers_from_env,
 };
 
 use async_trait::async_trait;
@@ -60,8 +60,16 @@ pub trait Storage: Send + Sync {
     /// Stores `entry` under `key`, replacing what was there. Atomic: a reader sees the old
     /// entry, the new one or none, never a mix.
     async fn put(&self, key: &CacheKey, entry: Vec<u8>) -> Result<(), StorageError>;
-    /// Removes the entry under `key`, if any (a corrupt entry is removed this way).
+    /// Removes the entry under `key`, if any, from everywhere the store keeps it.
     async fn remove(&self, key: &CacheKey) -> Result<(), StorageError>;
+    /// Removes the copy of the entry under `key` found corrupt, which came from `tier` (as
+    /// [`Storage::get_located`] or [`Storage::deliver`] named it), and no other: damage
+    /// seen in one place says nothing of the copies elsewhere. A store of one place
+    /// removes its entry.
+    async fn remove_corrupt(&self, key: &CacheKey, tier: Option<&str>) -> Result<(), StorageError> {
+        let _ = tier;
+        self.remove(key).await
+    }
 }
 
 /// Outputs a store wrote itself ([`Storage::deliver`]), and where it found them.

@@ -311,3 +311,30 @@ async fn two_stores_sharing_a_directory_extract_only_whole_outputs() {
     eprintln!("{hits} extract hits");
     assert!(hits > 50, "only {hits} hits");
 }
+
+/// A planted (or mistaken) mtime in the future does not pin an entry: eviction takes it as
+/// now, and resets it, so the entry ages and goes like any other.
+#[tokio::test]
+async fn an_entry_with_a_future_mtime_ages_from_now_and_is_evicted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(dir.path(), 3500).unwrap();
+    store.put(&key(1), vec![1; 1000]).await.unwrap();
+    let hex = key(1).to_hex();
+    let pinned = dir.path().join(&hex[..2]).join(&hex);
+    let future = std::time::SystemTime::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    fs::File::open(&pinned)
+        .unwrap()
+        .set_modified(future)
+        .unwrap();
+    tick().await;
+    for n in 2..=8 {
+        store.put(&key(n), vec![n; 1000]).await.unwrap();
+        store.wait_for_eviction().await;
+        tick().await;
+    }
+    assert!(
+        !pinned.exists(),
+        "the entry with a future mtime was never evicted"
+    );
+    assert_eq!(store.get(&key(8)).await.unwrap(), Some(vec![8; 1000]));
+}

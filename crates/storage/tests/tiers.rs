@@ -109,13 +109,15 @@ async fn shared_dir_is_safe_with_many_writers() {
         );
     }
     // No temporary file is left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(shared.path().join(".tmp"))
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(
-        leftovers.iter().all(|p| p.is_dir()),
-        "left over: {leftovers:?}"
-    );
+    let leftovers: Vec<_> = std::fs::read_dir(shared.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .flat_map(|sub| std::fs::read_dir(sub.path()).into_iter().flatten())
+        .filter_map(Result::ok)
+        .filter(|f| f.file_name().to_string_lossy().starts_with(".tmp"))
+        .map(|f| f.path())
+        .collect();
+    assert!(leftovers.is_empty(), "left over: {leftovers:?}");
 }
 
 #[tokio::test]
@@ -454,25 +456,36 @@ async fn rediss_against_a_plain_server_fails_cleanly_and_is_counted() {
     assert_eq!(s.errors + s.timeouts, 1, "{s:?}");
 }
 
+/// A damaged entry from a remote tier is a miss, counted as the tier's error, and is
+/// neither delivered nor copied into any other tier; it is left where it is (a reader's
+/// view of a shared cache never deletes from it), for the put after the compile to replace.
 #[tokio::test]
-async fn a_corrupt_remote_entry_is_a_miss_and_is_removed_from_every_tier() {
+async fn a_corrupt_remote_entry_is_a_miss_and_is_never_backfilled() {
     let server = Daemon::memcached();
+    let shared = tempfile::tempdir().unwrap();
     let a_dir = tempfile::tempdir().unwrap();
     let b_dir = tempfile::tempdir().unwrap();
-    let a = machine(a_dir.path(), vec![memcached_tier(server.port)]);
+    let a = machine(a_dir.path(), vec![shared_dir_tier(shared.path())]);
     let mut blob = hoard_storage::entry::pack_blob(b"manifest");
     let last = blob.len() - 1;
     blob[last] ^= 0xff;
     a.put(&key(1), blob).await.unwrap();
     assert!(a.flush(FLUSH).await);
-    assert_eq!(memcached_items(server.port), 1);
 
-    let b = std::sync::Arc::new(machine(b_dir.path(), vec![memcached_tier(server.port)]));
+    let b = std::sync::Arc::new(machine(
+        b_dir.path(),
+        vec![memcached_tier(server.port), shared_dir_tier(shared.path())],
+    ));
     let store = hoard_storage::EntryStore::new(b.clone());
     assert_eq!(store.get_blob(&key(1)).await.unwrap(), None);
+    assert_eq!(b.get(&key(1)).await.unwrap(), None);
     assert!(b.flush(FLUSH).await);
-    assert_eq!(memcached_items(server.port), 0);
+    let s = stats_of(&b, "shared_dir");
+    assert_eq!((s.hits, s.errors), (0, 2), "{s:?}");
+    assert_eq!(memcached_items(server.port), 0, "copied into memcached");
     assert_eq!(b.local().get(&key(1)).await.unwrap(), None);
+    let hex = key(1).to_hex();
+    assert!(shared.path().join(&hex[..2]).join(&hex).exists());
 }
 
 #[tokio::test]

@@ -204,20 +204,7 @@ impl Storage for DiskStore {
     }
 
     async fn put(&self, key: &CacheKey, entry: Vec<u8>) -> Result<(), StorageError> {
-        if entry.len() as u64 > self.inner.max_size {
-            tracing::debug!(%key, size = entry.len(), max = self.inner.max_size,
-                "entry larger than the whole store, not stored");
-            return Ok(());
-        }
-        let inner = Arc::clone(&self.inner);
-        let key = *key;
-        let totals = run_blocking("write entry", move || inner.write_entry(&key, &entry)).await?;
-        // The size was raised before this check and the evictor re-checks after clearing its
-        // flag, so an over-limit store always has an eviction coming.
-        if totals.bytes > self.inner.max_size {
-            self.start_eviction();
-        }
-        Ok(())
+        self.put_shared(key, bytes::Bytes::from(entry)).await
     }
 
     async fn remove(&self, key: &CacheKey) -> Result<(), StorageError> {
@@ -239,6 +226,29 @@ impl Storage for DiskStore {
 }
 
 impl DiskStore {
+    /// [`Storage::put`] of bytes the caller keeps a handle on (a backfill, whose bytes are
+    /// also queued for other tiers and returned), without copying them.
+    pub(crate) async fn put_shared(
+        &self,
+        key: &CacheKey,
+        entry: bytes::Bytes,
+    ) -> Result<(), StorageError> {
+        if entry.len() as u64 > self.inner.max_size {
+            tracing::debug!(%key, size = entry.len(), max = self.inner.max_size,
+                "entry larger than the whole store, not stored");
+            return Ok(());
+        }
+        let inner = Arc::clone(&self.inner);
+        let key = *key;
+        let totals = run_blocking("write entry", move || inner.write_entry(&key, &entry)).await?;
+        // The size was raised before this check and the evictor re-checks after clearing its
+        // flag, so an over-limit store always has an eviction coming.
+        if totals.bytes > self.inner.max_size {
+            self.start_eviction();
+        }
+        Ok(())
+    }
+
     /// Reads the entry under `key` straight from a store's directory, without opening the
     /// store (no scan, no size accounting), refreshing its recency as a read through the
     /// store does. For a process that shares a server's directory and only reads (a client

@@ -82,10 +82,12 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, StorageError> {
             if !meta.is_file() {
                 continue;
             }
+            let path = file.path();
+            let mtime = not_after_now(&path, meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
             let info = FileInfo {
-                path: file.path(),
+                path,
                 size: meta.len(),
-                mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                mtime,
                 beside: Vec::new(),
             };
             if let Some(owner) = owner {
@@ -117,4 +119,19 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, StorageError> {
         }
     }
     Ok(scan)
+}
+
+/// A modification time in the future (a clock that was wrong, or one planted to pin an
+/// entry: eviction goes oldest first, so it would never go) is taken as now, and the file's
+/// mtime is set to now so that it ages from here like any other.
+fn not_after_now(path: &Path, mtime: SystemTime) -> SystemTime {
+    let now = SystemTime::now();
+    if mtime <= now {
+        return mtime;
+    }
+    let reset = fs::File::open(path).and_then(|f| f.set_modified(now));
+    if let Err(e) = reset {
+        tracing::debug!(path = %path.display(), error = %e, "cannot reset a future mtime");
+    }
+    now
 }

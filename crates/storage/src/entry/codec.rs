@@ -29,7 +29,7 @@ pub(super) const PREAMBLE_LEN: usize = MAGIC.len() + 4 + blake3::OUT_LEN;
 
 /// A header longer than this is refused before it is read: stdout and stderr live there, and
 /// a compiler's diagnostics never come near it.
-const MAX_HEADER_LEN: u32 = 64 << 20;
+pub(super) const MAX_HEADER_LEN: u32 = 64 << 20;
 
 /// The most file content one entry may hold in total. A lying header cannot make the
 /// decoder allocate more than this, and `pack` refuses to build an entry `extract` would
@@ -188,18 +188,9 @@ fn compress(
     enc.finish()
 }
 
-fn corrupt(reason: impl Into<String>) -> EntryError {
+pub(super) fn corrupt(reason: impl Into<String>) -> EntryError {
     EntryError::Corrupt {
         reason: reason.into(),
-    }
-}
-
-/// Decodes and verifies a whole entry: preamble, digest, frame, header, every file's size
-/// (and, in a compressed entry, every file's blake3). Never panics, whatever the bytes.
-pub(super) fn decode(entry: &[u8]) -> Result<Decoded<'_>, EntryError> {
-    match checked_frame(entry)? {
-        (EntryFormat::Zstd, frame) => decode_frame(frame),
-        (EntryFormat::Raw, body) => decode_raw(body),
     }
 }
 
@@ -209,7 +200,7 @@ pub(super) fn compressed(entry: &[u8]) -> Result<Cow<'_, [u8]>, EntryError> {
     if checked_frame(entry)?.0 == EntryFormat::Zstd {
         return Ok(Cow::Borrowed(entry));
     }
-    let Decoded { header, files } = decode(entry)?;
+    let Decoded { header, files } = super::open::decode(entry, &super::EntryLimits::default())?;
     let inputs: Vec<FileIn<'_>> = header
         .files
         .iter()
@@ -274,9 +265,7 @@ pub(super) fn stored_compile_ms(entry: &[u8]) -> Option<u64> {
             parse_header(rest.get(..u32::from_le_bytes(*len) as usize)?).ok()?
         }
         EntryFormat::Zstd => {
-            let mut dec = zstd::stream::Decoder::with_buffer(frame)
-                .ok()?
-                .single_frame();
+            let mut dec = super::open::decoder(frame).ok()?;
             let mut len = [0u8; 4];
             dec.read_exact(&mut len).ok()?;
             let header_len = u32::from_le_bytes(len);
@@ -299,99 +288,8 @@ pub(super) fn raw_largest_file(entry: &[u8]) -> Option<u64> {
     (header.kind == EntryKind::Outputs).then(|| header.files.iter().map(|f| f.size).max())?
 }
 
-/// Splits a raw body that passed the digest check into header and files. The digest over
-/// the whole frame already covers every file byte, so the per-file blake3 is not recomputed:
-/// that second pass is what a raw entry exists to save.
-fn decode_raw(body: &[u8]) -> Result<Decoded<'_>, EntryError> {
-    let Some((len, rest)) = body.split_first_chunk::<4>() else {
-        return Err(corrupt("body ends before the header length"));
-    };
-    let header_len = u32::from_le_bytes(*len);
-    if header_len > MAX_HEADER_LEN || header_len as usize > rest.len() {
-        return Err(corrupt(format!(
-            "header length {header_len} past the body's end or the {MAX_HEADER_LEN}-byte limit"
-        )));
-    }
-    let (header_bytes, mut rest) = rest.split_at(header_len as usize);
-    let header = parse_header(header_bytes)?;
-    let mut files = Vec::with_capacity(header.files.len());
-    for record in &header.files {
-        let size = usize::try_from(record.size).unwrap_or(usize::MAX);
-        if size > rest.len() {
-            return Err(corrupt(format!(
-                "file {:?}: header says {} bytes, {} left in the body",
-                record.role,
-                record.size,
-                rest.len()
-            )));
-        }
-        let (data, after) = rest.split_at(size);
-        files.push(Cow::Borrowed(data));
-        rest = after;
-    }
-    if !rest.is_empty() {
-        return Err(corrupt("data after the last file"));
-    }
-    Ok(Decoded { header, files })
-}
-
-/// Decodes the zstd frame after the preamble. Split out so tests can reach it with bytes
-/// that did not pass the digest check.
-pub(super) fn decode_frame(frame: &[u8]) -> Result<Decoded<'static>, EntryError> {
-    let zstd_err = |e: io::Error| corrupt(format!("decompression failed: {e}"));
-    let mut dec = zstd::stream::Decoder::with_buffer(frame)
-        .map_err(zstd_err)?
-        .single_frame();
-
-    let mut len = [0u8; 4];
-    dec.read_exact(&mut len)
-        .map_err(|e| corrupt(format!("body ends before the header length: {e}")))?;
-    let header_len = u32::from_le_bytes(len);
-    if header_len > MAX_HEADER_LEN {
-        return Err(corrupt(format!(
-            "header length {header_len} exceeds the {MAX_HEADER_LEN}-byte limit"
-        )));
-    }
-    let header_bytes = read_exact_vec(&mut dec, u64::from(header_len)).map_err(zstd_err)?;
-    if header_bytes.len() != header_len as usize {
-        return Err(corrupt(format!(
-            "body ends inside the header ({} of {header_len} bytes)",
-            header_bytes.len()
-        )));
-    }
-    let header = parse_header(&header_bytes)?;
-
-    let mut files = Vec::with_capacity(header.files.len());
-    for record in &header.files {
-        let data = read_exact_vec(&mut dec, record.size).map_err(zstd_err)?;
-        if data.len() as u64 != record.size {
-            return Err(corrupt(format!(
-                "file {:?}: {} bytes stored, header says {}",
-                record.role,
-                data.len(),
-                record.size
-            )));
-        }
-        if blake3::hash(&data).as_bytes()[..] != record.blake3[..] {
-            return Err(corrupt(format!("file {:?}: blake3 mismatch", record.role)));
-        }
-        files.push(Cow::Owned(data));
-    }
-
-    // One more read takes the decoder to the frame's end, which is where zstd checks its
-    // content checksum; anything left after that is not part of an entry we wrote.
-    let mut probe = [0u8; 1];
-    if dec.read(&mut probe).map_err(zstd_err)? != 0 {
-        return Err(corrupt("data after the last file"));
-    }
-    if !dec.finish().is_empty() {
-        return Err(corrupt("bytes after the zstd frame"));
-    }
-    Ok(Decoded { header, files })
-}
-
 /// Reads up to `len` bytes, reserving memory only as fast as data actually arrives.
-fn read_exact_vec(reader: &mut impl Read, len: u64) -> io::Result<Vec<u8>> {
+pub(super) fn read_exact_vec(reader: &mut impl Read, len: u64) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(len.min(MAX_UPFRONT_RESERVE) as usize);
     reader.take(len).read_to_end(&mut buf)?;
     Ok(buf)
@@ -427,127 +325,4 @@ pub(super) fn parse_header(bytes: &[u8]) -> Result<Header, EntryError> {
             })?;
     }
     Ok(header)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn frame_of(body: &[u8]) -> Vec<u8> {
-        let mut enc = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
-        enc.include_checksum(true).unwrap();
-        enc.write_all(body).unwrap();
-        enc.finish().unwrap()
-    }
-
-    fn body_with_header(header: &Header, files: &[u8]) -> Vec<u8> {
-        let h = rmp_serde::to_vec_named(header).unwrap();
-        let mut body = (h.len() as u32).to_le_bytes().to_vec();
-        body.extend_from_slice(&h);
-        body.extend_from_slice(files);
-        body
-    }
-
-    fn one_file_header(size: u64, digest: Vec<u8>) -> Header {
-        Header {
-            kind: EntryKind::Blob,
-            files: vec![FileRecord {
-                role: "blob".into(),
-                mode: 0o644,
-                size,
-                blake3: digest,
-            }],
-            stdout: vec![],
-            stderr: vec![],
-            exit_status: 0,
-            compile_ms: 0,
-        }
-    }
-
-    #[test]
-    fn a_header_declaring_a_huge_file_fails_without_reserving_it() {
-        let header = one_file_header(MAX_CONTENT_SIZE, vec![0; 32]);
-        let frame = frame_of(&body_with_header(&header, b"short"));
-        let err = decode_frame(&frame).err().unwrap();
-        assert!(err.is_corrupt(), "{err}");
-    }
-
-    #[test]
-    fn declared_sizes_past_the_content_limit_are_refused_before_reading() {
-        let mut header = one_file_header(MAX_CONTENT_SIZE, vec![0; 32]);
-        header.files.push(FileRecord {
-            role: "second".into(),
-            mode: 0,
-            size: u64::MAX,
-            blake3: vec![0; 32],
-        });
-        let frame = frame_of(&body_with_header(&header, b""));
-        let err = decode_frame(&frame).err().unwrap();
-        assert!(err.to_string().contains("limit"), "{err}");
-    }
-
-    #[test]
-    fn a_header_length_past_the_limit_is_refused() {
-        let frame = frame_of(&(MAX_HEADER_LEN + 1).to_le_bytes());
-        assert!(decode_frame(&frame).unwrap_err().is_corrupt());
-    }
-
-    #[test]
-    fn duplicate_roles_in_a_header_are_corrupt() {
-        let data = b"x";
-        let digest = blake3::hash(data).as_bytes().to_vec();
-        let mut header = one_file_header(1, digest.clone());
-        header.files.push(FileRecord {
-            role: "blob".into(),
-            mode: 0,
-            size: 1,
-            blake3: digest,
-        });
-        let frame = frame_of(&body_with_header(&header, b"xx"));
-        assert!(
-            decode_frame(&frame)
-                .unwrap_err()
-                .to_string()
-                .contains("twice")
-        );
-    }
-
-    #[test]
-    fn data_after_the_last_file_is_corrupt() {
-        let data = b"x";
-        let header = one_file_header(1, blake3::hash(data).as_bytes().to_vec());
-        let frame = frame_of(&body_with_header(&header, b"xy"));
-        assert!(decode_frame(&frame).is_err());
-        let good = frame_of(&body_with_header(&header, b"x"));
-        assert!(decode_frame(&good).is_ok());
-        let mut trailing = good.clone();
-        trailing.push(0);
-        assert!(decode_frame(&trailing).is_err());
-    }
-
-    proptest! {
-        #[test]
-        fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode_frame(&bytes);
-        }
-
-        #[test]
-        fn arbitrary_bodies_in_a_valid_frame_never_panic(
-            body in proptest::collection::vec(any::<u8>(), 0..512),
-        ) {
-            let _ = decode_frame(&frame_of(&body));
-        }
-
-        #[test]
-        fn arbitrary_headers_after_a_plausible_length_never_panic(
-            header in proptest::collection::vec(any::<u8>(), 0..256),
-            tail in proptest::collection::vec(any::<u8>(), 0..64),
-        ) {
-            let mut body = (header.len() as u32).to_le_bytes().to_vec();
-            body.extend_from_slice(&header);
-            body.extend_from_slice(&tail);
-            let _ = decode_frame(&frame_of(&body));
-        }
-    }
 }

@@ -5,17 +5,24 @@
 //! opaque payload instead (direct-mode manifests).
 
 mod codec;
+mod extract;
+#[doc(hidden)]
+pub mod forge;
+mod open;
 pub mod split;
 
-use std::fs::{File, OpenOptions, Permissions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::OpenOptions;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tempfile::NamedTempFile;
 
 pub use codec::{EntryFormat, MAX_CONTENT_SIZE, RAW_ENTRY_FORMAT_VERSION};
+pub use extract::{Extracted, extract, extract_with_digests, extract_with_limits, verify};
+pub use open::{EntryLimits, MAX_BLOB_SIZE};
+
+use extract::{check_roles, stage};
 
 use crate::OutputPath;
 use codec::{Decoded, FileIn};
@@ -313,111 +320,6 @@ fn read_output(path: &Path, limits: &ReadLimits) -> Result<(u32, Vec<u8>), Entry
     Ok((meta.mode() & MODE_MASK, data))
 }
 
-/// Verifies `entry` completely, then writes each stored file to the path of the output with
-/// its role, and returns the stored stdout, stderr and exit status.
-///
-/// `outputs` must name exactly the stored roles, in any order. Nothing is written unless
-/// everything verified. Each file goes to a temporary file in the target's directory, gets
-/// the stored mode and is renamed over the target, so a target path never holds a partial
-/// file and a symbolic link at the target is replaced, not written through.
-pub fn extract(entry: &[u8], outputs: &[OutputPath]) -> Result<EntryMeta, EntryError> {
-    extract_with_digests(entry, outputs).map(|extracted| extracted.meta)
-}
-
-/// What [`extract_with_digests`] delivered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Extracted {
-    /// What the compile printed, returned and took.
-    pub meta: EntryMeta,
-    /// The blake3 of each output as written, in the order of the `outputs` asked for: from
-    /// the verified entry, so a reader of the outputs need not hash them again.
-    pub digests: Vec<[u8; 32]>,
-}
-
-/// [`extract`], also returning each output's blake3.
-pub fn extract_with_digests(entry: &[u8], outputs: &[OutputPath]) -> Result<Extracted, EntryError> {
-    let Decoded { header, files } = codec::decode(entry)?;
-    if header.kind != EntryKind::Outputs {
-        return Err(EntryError::Corrupt {
-            reason: format!("entry is a {:?}, not outputs", header.kind),
-        });
-    }
-    check_roles(header.files.iter().map(|f| f.role.clone()), outputs)?;
-
-    // Every file is staged before any is renamed, so a failure part-way (a full disk, a
-    // missing directory) leaves the targets as they were.
-    let mut staged = Vec::with_capacity(outputs.len());
-    let mut digests = Vec::with_capacity(outputs.len());
-    for out in outputs {
-        let i = header
-            .files
-            .iter()
-            .position(|f| f.role == out.role)
-            .ok_or_else(|| EntryError::Corrupt {
-                reason: format!("role {:?} vanished from the header", out.role),
-            })?;
-        staged.push(stage(
-            &out.path,
-            header.files[i].mode & MODE_MASK,
-            &files[i],
-        )?);
-        // The frame digest (raw) or each file's digest (compressed) was checked above, so
-        // the header's per-file digest is the written file's.
-        digests.push(header.files[i].blake3.as_slice().try_into().map_err(|_| {
-            EntryError::Corrupt {
-                reason: format!("file {:?}: digest is not 32 bytes", out.role),
-            }
-        })?);
-    }
-    for (tmp, out) in staged.into_iter().zip(outputs) {
-        tmp.persist(&out.path)
-            .map_err(|e| EntryError::io("rename onto", &out.path)(e.error))?;
-    }
-    Ok(Extracted {
-        meta: EntryMeta {
-            stdout: header.stdout,
-            stderr: header.stderr,
-            exit_status: header.exit_status,
-            compile_ms: header.compile_ms,
-        },
-        digests,
-    })
-}
-
-/// Refuses an entry whose roles are not exactly those asked for.
-fn check_roles(
-    stored: impl Iterator<Item = String>,
-    outputs: &[OutputPath],
-) -> Result<(), EntryError> {
-    let mut stored: Vec<String> = stored.collect();
-    let mut requested: Vec<String> = outputs.iter().map(|o| o.role.clone()).collect();
-    stored.sort();
-    requested.sort();
-    if stored == requested {
-        Ok(())
-    } else {
-        Err(EntryError::RoleMismatch { stored, requested })
-    }
-}
-
-fn stage(target: &Path, mode: u32, data: &[u8]) -> Result<NamedTempFile, EntryError> {
-    let dir = match target.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".hoard-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(EntryError::io("create a temporary file in", dir))?;
-    tmp.write_all(data)
-        .map_err(EntryError::io("write", tmp.path()))?;
-    let file: &File = tmp.as_file();
-    file.set_permissions(Permissions::from_mode(mode))
-        .map_err(EntryError::io("chmod", tmp.path()))?;
-    Ok(tmp)
-}
-
 /// Checks an entry's preamble and the digest over its compressed frame, without
 /// decompressing it: what a server does to entry bytes it only passes through (inline
 /// transfers). A damaged byte anywhere is found; [`extract`] still verifies every file.
@@ -472,7 +374,7 @@ pub fn pack_blob(payload: &[u8]) -> Vec<u8> {
 /// Verifies a [`EntryKind::Blob`] entry as thoroughly as [`extract`] does and returns its
 /// payload.
 pub fn unpack_blob(entry: &[u8]) -> Result<Vec<u8>, EntryError> {
-    let Decoded { header, mut files } = codec::decode(entry)?;
+    let Decoded { header, mut files } = open::decode(entry, &EntryLimits::BLOB)?;
     if header.kind != EntryKind::Blob {
         return Err(EntryError::Corrupt {
             reason: format!("entry is {:?}, not a blob", header.kind),

@@ -65,7 +65,7 @@ pub fn split(entry: &[u8], split_min: u64) -> Result<Option<Split<'_>>, EntryErr
     if !super::is_raw(entry) || codec::raw_largest_file(entry).is_none_or(|max| max < split_min) {
         return Ok(None);
     }
-    let Decoded { header, files } = codec::decode(entry)?;
+    let Decoded { header, files } = super::open::decode(entry, &super::EntryLimits::default())?;
     if header.kind != EntryKind::Outputs || header.files.iter().all(|f| f.size < split_min) {
         return Ok(None);
     }

@@ -17,7 +17,8 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use super::TierStats;
 use super::config::{TierConfig, TierConfigError};
 use super::remote::{Counters, RemoteTier};
-use crate::{CacheKey, DiskStore, Located, Storage, StorageError};
+use crate::entry::EntryLimits;
+use crate::{CacheKey, DiskStore, Located, Storage, StorageError, run_blocking};
 
 /// The local disk tier's name, in statistics and in where a hit was found.
 pub const LOCAL_TIER: &str = "local";
@@ -45,20 +46,26 @@ impl Default for QueueLimits {
 }
 
 /// The local [`DiskStore`] followed by remote tiers (memcached, redis, S3, WebDAV, a shared
-/// directory, through Apache OpenDAL), as one [`Storage`].
+/// directory), as one [`Storage`].
 ///
-/// * `get` tries the local disk, then each remote tier in order. A hit in a lower tier is
+/// * `get` tries the local disk, then each remote tier in order. What a remote tier returns
+///   is read up to the tier's entry limit and verified whole (checksums, declared sizes
+///   against [`EntryLimits`], every file's blake3) before it is used; a bad entry is counted
+///   as the tier's error and the next tier is tried. A sound hit in a lower tier is then
 ///   written to the local disk at once and queued for every writable remote tier above it.
 ///   A remote failure or timeout is counted and the next tier is tried.
 /// * `put` writes the local disk at once and queues the entry for every writable remote tier
 ///   that accepts its size (larger entries are skipped and counted, not chunked).
-/// * `remove` removes from the local disk at once and queues removal from writable remotes.
+/// * `remove` removes from the local disk at once and queues removal from writable remotes;
+///   `remove_corrupt` (an entry found damaged) removes the local copy only.
 ///
 /// Only the local disk's failures reach the caller. Remote writes run on a task spawned on
 /// the runtime of the first call that queues one; call [`TieredStorage::flush`] before that
 /// runtime ends (shutdown, a one-shot embedded compile) or queued writes are lost.
 pub struct TieredStorage {
     local: DiskStore,
+    /// What an entry from a remote tier may declare.
+    limits: EntryLimits,
     local_counters: Counters,
     shared: Arc<Shared>,
     queue: Mutex<Option<mpsc::Sender<Job>>>,
@@ -135,6 +142,7 @@ impl TieredStorage {
         }
         Ok(Self {
             local,
+            limits: EntryLimits::default(),
             local_counters: Counters::default(),
             shared: Arc::new(Shared {
                 tiers: remotes,
@@ -149,6 +157,15 @@ impl TieredStorage {
             }),
             queue: Mutex::new(None),
         })
+    }
+
+    /// Refuses remote entries declaring more than `limits` (by default
+    /// [`EntryLimits::default`]: the server's default output limit) before any of their
+    /// files is decompressed.
+    #[must_use]
+    pub fn with_entry_limits(mut self, limits: EntryLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The local tier.
@@ -357,11 +374,32 @@ impl Storage for TieredStorage {
             let Some(entry) = tier.get(key).await else {
                 continue;
             };
+            // Whoever else writes to the tier is not trusted: its bytes are verified whole
+            // (checksums, declared sizes against the limits, every file's blake3) before
+            // they are delivered or copied into any other tier. A bad entry is a miss here;
+            // it stays where it is, for the put that follows the compile to replace.
+            let limits = self.limits;
+            let checked = run_blocking("verify a remote entry", move || {
+                Ok((crate::entry::verify(&entry, &limits), entry))
+            })
+            .await;
+            let entry = match checked {
+                Ok((Ok(()), entry)) => entry,
+                Ok((Err(why), _)) => {
+                    tier.refused("get", key, &why);
+                    continue;
+                }
+                Err(why) => {
+                    tier.refused("get", key, &why);
+                    continue;
+                }
+            };
+            Counters::bump(&tier.counters.hits);
             // Backfill: the next get of this key is a local hit, and remote tiers above this
             // one (faster, by the configured order) get it for other machines.
+            let entry = Bytes::from(entry);
             self.enqueue_puts(0..i, key, &entry);
-            let entry = entry.to_vec();
-            match self.local.put(key, entry.clone()).await {
+            match self.local.put_shared(key, entry.clone()).await {
                 Ok(()) => Counters::bump(&self.local_counters.writes),
                 Err(e) => {
                     // The hit is still good; only the local copy is missing.
@@ -370,7 +408,7 @@ impl Storage for TieredStorage {
                 }
             }
             return Ok(Some(Located {
-                entry,
+                entry: Vec::from(entry),
                 tier: Some(tier.config.name.clone()),
             }));
         }
@@ -418,6 +456,17 @@ impl Storage for TieredStorage {
                 Err(e)
             }
         }
+    }
+
+    /// Only the local copy goes, wherever the damage was seen: a remote copy was verified
+    /// before it was delivered (what is wrong with it here was found after its backfill,
+    /// which is what is removed), and one machine's bad disk or one reader's damaged view
+    /// must never delete a shared cache's entries.
+    async fn remove_corrupt(&self, key: &CacheKey, tier: Option<&str>) -> Result<(), StorageError> {
+        tracing::debug!(%key, tier = tier.unwrap_or(LOCAL_TIER), "removing the local copy of a corrupt entry");
+        self.local.remove(key).await.inspect_err(|_| {
+            Counters::bump(&self.local_counters.errors);
+        })
     }
 
     async fn remove(&self, key: &CacheKey) -> Result<(), StorageError> {

@@ -1,5 +1,6 @@
 //! Remote storage tiers and the tiered chain: the local disk LRU first, then shared stores
-//! (memcached, redis, S3, WebDAV, a shared directory), all reached through Apache OpenDAL.
+//! (memcached, redis, S3, WebDAV, reached through Apache OpenDAL, and a shared directory,
+//! whose files are opened here without following links).
 //!
 //! * [`config`]: what a tier is ([`TierConfig`], [`TierKind`]) and the `HOARD_*` variables
 //!   that describe a chain ([`tiers_from_env`]);
@@ -10,6 +11,9 @@ mod breaker;
 mod chain;
 pub mod config;
 mod remote;
+mod shared_dir;
+
+pub use remote::DEFAULT_MAX_REMOTE_ENTRY;
 
 pub use chain::{LOCAL_TIER, QueueLimits, TieredStorage};
 pub use config::{TierConfig, TierConfigError, TierKind, parse_size, tiers_from_env};
@@ -26,7 +30,9 @@ pub struct TierStats {
     pub misses: u64,
     /// Entries written to this tier (puts and backfills).
     pub writes: u64,
-    /// Operations that failed.
+    /// Operations that failed, and what the tier returned that was refused: something other
+    /// than a regular file at an entry's path (a link, a FIFO, a device), an entry over the
+    /// size limit, or one that failed verification.
     pub errors: u64,
     /// Operations that ran out of time.
     pub timeouts: u64,

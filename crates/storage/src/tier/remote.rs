@@ -1,7 +1,10 @@
-//! One remote tier: an OpenDAL operator for the configured service, wrapped in deadlines, a
-//! circuit breaker and counters. Every wire protocol is OpenDAL's; this module only decides
-//! when to call, for how long, and what a failure means (never an error for the caller).
+//! One remote tier: an OpenDAL operator for the configured service (or, for a shared
+//! directory, the link-refusing file work of [`shared_dir`]), wrapped in deadlines, a
+//! circuit breaker, a size limit on what is read and counters. Every wire protocol is
+//! OpenDAL's; this module only decides when to call, for how long, how much to accept and
+//! what a failure means (never an error for the caller).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -11,6 +14,7 @@ use tokio::sync::OnceCell;
 
 use super::breaker::{Admit, Breaker};
 use super::config::{TierConfig, TierConfigError, TierKind, check_url};
+use super::shared_dir::{self, Lookup, Refusal, SharedDirError};
 use crate::CacheKey;
 
 /// Where entries go inside a key-value tier (memcached, redis, the default S3 prefix), so
@@ -56,15 +60,37 @@ enum Call<T> {
     Failed,
 }
 
+/// A tier operation failed (a timeout is counted apart).
+#[derive(Debug, thiserror::Error)]
+enum TierError {
+    /// OpenDAL's service failed.
+    #[error(transparent)]
+    Dal(#[from] opendal::Error),
+    /// The shared directory's file work failed.
+    #[error(transparent)]
+    SharedDir(#[from] SharedDirError),
+    /// The blocking task doing the file work did not finish.
+    #[error("background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The most a tier with no configured limit ([`TierConfig::max_entry_size`]) is sent or
+/// read per entry. A remote tier is written by others, so what it returns is bounded before
+/// it is read whole; hoard's own write queue holds 256 MiB in all, and compressed entries
+/// that large are rare even for Rust crates. Set `max_entry_size` to go above it.
+pub const DEFAULT_MAX_REMOTE_ENTRY: u64 = 128 << 20;
+
 /// A remote tier ready to be called. Holds no connection until the first operation:
 /// OpenDAL's services connect lazily, and some operators are only built on first use
-/// ([`RemoteTier::operator`]), so construction never touches the network or a mount.
+/// ([`RemoteTier::operator`]), so construction never touches the network or a mount. A
+/// shared directory is not reached through OpenDAL at all ([`shared_dir`]).
 pub(crate) struct RemoteTier {
     pub(crate) config: TierConfig,
     pub(crate) counters: Counters,
     breaker: Breaker,
     operator: OnceCell<Operator>,
-    max_entry: Option<u64>,
+    /// Entries larger than this are neither written to the tier nor read from it.
+    max_entry: u64,
     /// Whether the last operation succeeded, i.e. a connection has been seen to work and
     /// none has failed since.
     answering: AtomicBool,
@@ -97,7 +123,9 @@ impl RemoteTier {
         // A probe that has not reported after two full deadlines was dropped mid-way.
         let probe_deadline = 2 * (config.op_timeout + config.connect_timeout);
         Ok(Self {
-            max_entry: config.effective_max_entry_size(),
+            max_entry: config
+                .effective_max_entry_size()
+                .unwrap_or(DEFAULT_MAX_REMOTE_ENTRY),
             breaker: Breaker::new(probe_deadline),
             counters: Counters::default(),
             operator,
@@ -113,44 +141,107 @@ impl RemoteTier {
 
     /// Whether an entry of `len` bytes fits the tier's limit.
     pub(crate) fn accepts(&self, len: usize) -> bool {
-        self.max_entry.is_none_or(|max| len as u64 <= max)
+        len as u64 <= self.max_entry
     }
 
-    /// The entry under `key`, or `None` on a miss, an error, a timeout or an open breaker.
-    pub(crate) async fn get(&self, key: &CacheKey) -> Option<Bytes> {
-        let path = entry_path(key);
-        let call = self
-            .guarded("get", key, async |op: &Operator| {
-                match op.read(&path).await {
-                    Ok(buf) => Ok(Some(buf.to_bytes())),
-                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
-            .await;
+    /// The entry's bytes under `key`, at most the tier's entry limit, unverified: the
+    /// caller verifies them and counts the hit (or the error). `None` on a miss (counted),
+    /// an error, a timeout, an open breaker, or something at the entry's path this tier
+    /// refuses to read (counted as an error, but not against the breaker: the tier
+    /// answered).
+    pub(crate) async fn get(&self, key: &CacheKey) -> Option<Vec<u8>> {
+        let call = if let Some(root) = self.shared_root() {
+            let (owned_key, limit) = (*key, self.max_entry);
+            let read = in_shared_dir(root, move |root| shared_dir::read(root, &owned_key, limit));
+            self.guarded("get", key, read).await
+        } else {
+            self.guarded("get", key, self.dal_get(key)).await
+        };
         match call {
-            Call::Done(Some(bytes)) => {
-                Counters::bump(&self.counters.hits);
-                Some(bytes)
-            }
-            Call::Done(None) => {
+            Call::Done(Lookup::Found(bytes)) => Some(bytes),
+            Call::Done(Lookup::Missing) => {
                 Counters::bump(&self.counters.misses);
+                None
+            }
+            Call::Done(Lookup::Refused(why)) => {
+                self.refused("get", key, &why);
                 None
             }
             Call::Rejected | Call::Failed => None,
         }
     }
 
+    /// Counts and logs something the tier returned that is not used.
+    pub(crate) fn refused(&self, op: &'static str, key: &CacheKey, why: &dyn std::fmt::Display) {
+        Counters::bump(&self.counters.errors);
+        tracing::warn!(tier = %self.config.name, op, %key, %why, "refused what the remote tier holds");
+    }
+
+    /// A read through OpenDAL, bounded: an HTTP service is asked for the size first, and
+    /// whatever arrives over the limit is refused before it is used.
+    async fn dal_get(&self, key: &CacheKey) -> Result<Lookup, TierError> {
+        let op = self.operator().await?;
+        let path = entry_path(key);
+        let too_large = |size: u64| {
+            Lookup::Refused(Refusal::TooLarge {
+                path: path.clone().into(),
+                size,
+                limit: self.max_entry,
+            })
+        };
+        // A key-value service's stat fetches the value itself, and its values are bounded by
+        // the server (memcached's item size); an HTTP service is asked for the length
+        // first, and then for no more than that many bytes.
+        let read = if matches!(
+            self.config.kind,
+            TierKind::S3 { .. } | TierKind::Webdav { .. }
+        ) {
+            let length = match op.stat(&path).await {
+                Ok(meta) => meta.content_length(),
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Lookup::Missing),
+                Err(e) => return Err(e.into()),
+            };
+            if length > self.max_entry {
+                return Ok(too_large(length));
+            }
+            if length == 0 {
+                return Ok(Lookup::Found(Vec::new()));
+            }
+            op.read_with(&path).range(0..length).await
+        } else {
+            op.read(&path).await
+        };
+        match read {
+            Ok(buf) if buf.len() as u64 > self.max_entry => Ok(too_large(buf.len() as u64)),
+            Ok(buf) => Ok(Lookup::Found(Vec::from(buf.to_bytes()))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Lookup::Missing),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Writes `entry` under `key`; failures are counted, an open breaker counts a skip.
     pub(crate) async fn put(&self, key: &CacheKey, entry: Bytes) {
-        let path = entry_path(key);
-        let call = self
-            .guarded("put", key, async |op: &Operator| {
-                op.write(&path, entry.clone()).await.map(|_| ())
-            })
-            .await;
+        let call = if let Some(root) = self.shared_root() {
+            let owned_key = *key;
+            let write = in_shared_dir(root, move |root| {
+                match shared_dir::write(root, &owned_key, &entry) {
+                    Err(SharedDirError::Refused(why)) => Ok(Some(why)),
+                    other => other.map(|()| None),
+                }
+            });
+            self.guarded("put", key, write).await
+        } else {
+            let path = entry_path(key);
+            let write = async {
+                let op = self.operator().await?;
+                op.write(&path, entry).await?;
+                Ok(None)
+            };
+            self.guarded("put", key, write).await
+        };
         match call {
-            Call::Done(()) => Counters::bump(&self.counters.writes),
+            Call::Done(None) => Counters::bump(&self.counters.writes),
+            Call::Done(Some(why)) => self.refused("put", key, &why),
             Call::Rejected => Counters::bump(&self.counters.skipped),
             Call::Failed => {}
         }
@@ -158,15 +249,31 @@ impl RemoteTier {
 
     /// Removes `key`, best-effort.
     pub(crate) async fn remove(&self, key: &CacheKey) {
-        let path = entry_path(key);
-        let _ = self
-            .guarded("remove", key, async |op: &Operator| {
+        if let Some(root) = self.shared_root() {
+            let owned_key = *key;
+            let remove = in_shared_dir(root, move |root| shared_dir::remove(root, &owned_key));
+            self.guarded("remove", key, remove).await;
+        } else {
+            let path = entry_path(key);
+            let remove = async {
+                let op = self.operator().await?;
                 match op.delete(&path).await {
-                    Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+                    Err(e) if e.kind() != ErrorKind::NotFound => Err(e.into()),
                     _ => Ok(()),
                 }
-            })
-            .await;
+            };
+            self.guarded("remove", key, remove).await;
+        }
+    }
+
+    /// The shared directory's root, for that tier: its file work is done by
+    /// [`shared_dir`], not OpenDAL.
+    fn shared_root(&self) -> Option<PathBuf> {
+        if let TierKind::SharedDir { path } = &self.config.kind {
+            Some(path.clone())
+        } else {
+            None
+        }
     }
 
     /// Runs `work` under the breaker and a deadline, counting failures.
@@ -174,17 +281,13 @@ impl RemoteTier {
         &self,
         what: &'static str,
         key: &CacheKey,
-        work: impl AsyncFnOnce(&Operator) -> opendal::Result<T>,
+        work: impl Future<Output = Result<T, TierError>>,
     ) -> Call<T> {
         if self.breaker.admit() == Admit::Reject {
             return Call::Rejected;
         }
         let deadline = self.deadline();
-        let result = tokio::time::timeout(deadline, async {
-            let op = self.operator().await?;
-            work(op).await
-        })
-        .await;
+        let result = tokio::time::timeout(deadline, work).await;
         let failure = match result {
             Ok(Ok(value)) => {
                 self.breaker.success();
@@ -228,8 +331,8 @@ impl RemoteTier {
     }
 
     /// The operator, built on first use when building it needs I/O: a name lookup for a
-    /// memcached host (its client only takes addresses), directory creation for a shared
-    /// directory (a hung mount must not hang startup). A failed build is retried next time.
+    /// memcached host (its client only takes addresses). A failed build is retried next
+    /// time. A shared directory never asks for one.
     async fn operator(&self) -> opendal::Result<&Operator> {
         self.operator
             .get_or_try_init(|| async {
@@ -249,6 +352,15 @@ impl RemoteTier {
             })
             .await
     }
+}
+
+/// Runs shared-directory file work on the blocking pool (it may wait on a slow mount; the
+/// tier's deadline bounds the wait, not the thread).
+async fn in_shared_dir<T: Send + 'static>(
+    root: PathBuf,
+    work: impl FnOnce(&Path) -> Result<T, SharedDirError> + Send + 'static,
+) -> Result<T, TierError> {
+    Ok(tokio::task::spawn_blocking(move || work(&root)).await??)
 }
 
 /// `<2 hex>/<64 hex>` under the tier's root, like the local disk layout.

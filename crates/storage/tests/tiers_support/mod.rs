@@ -175,9 +175,15 @@ pub fn key(n: u8) -> CacheKey {
     CacheKey::from_bytes(*blake3::hash(&[n]).as_bytes())
 }
 
-/// Bytes standing in for an entry (the chain does not look inside).
+/// A real entry of about `len` bytes (a blob of incompressible bytes): the chain verifies
+/// whatever a remote tier returns before it uses it.
 pub fn entry(n: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ n).collect()
+    let mut payload = vec![0u8; len.saturating_sub(64)];
+    blake3::Hasher::new()
+        .update(&[n])
+        .finalize_xof()
+        .fill(&mut payload);
+    hoard_storage::entry::pack_blob(&payload)
 }
 
 pub fn stats_of(storage: &TieredStorage, name: &str) -> hoard_storage::TierStats {
