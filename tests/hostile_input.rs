@@ -348,7 +348,7 @@ fn deeply_nested_truncated_and_oversize_frames_by_the_hundred_leave_the_server_u
 }
 
 #[test]
-fn a_peer_of_another_uid_is_refused_by_the_socket_and_then_by_the_server_itself() {
+fn a_peer_of_another_uid_is_refused_by_the_socket_by_its_own_client_and_by_the_server() {
     const NOBODY: u32 = 65534;
     // The socket in a directory any user can reach (the default one is 0700), and a
     // workspace that belongs to the other user.
@@ -398,9 +398,34 @@ fn a_peer_of_another_uid_is_refused_by_the_socket_and_then_by_the_server_itself(
         !sandbox.log().contains("refused: peer uid"),
         "another user reached the server through a socket it may not write"
     );
-    // Layer two: with the socket opened up, the server checks the peer's uid itself.
+    // Layer two: with the socket opened up, the client itself refuses a server of another
+    // uid before sending a byte (docs/Security.md), so the server hears nothing from it.
     std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     as_nobody();
+    assert!(
+        !sandbox.log().contains("refused: peer uid"),
+        "the client spoke to a server of another uid"
+    );
+    // Layer three: a peer that does speak (a raw connection made by a process of the other
+    // uid) is refused by the server's own uid check.
+    let hello = encode(&Request::GetStats).unwrap();
+    let mut frame = u32::try_from(hello.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend_from_slice(&hello);
+    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    let raw = Command::new("python3")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .args([
+            "-c",
+            "import socket, sys\n\
+             s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])\n\
+             s.sendall(bytes.fromhex(sys.argv[2])); print(len(s.recv(65536)))",
+        ])
+        .arg(&socket)
+        .arg(&hex)
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{}", text(&raw.stderr));
     let log = sandbox.log();
     assert!(
         log.contains(&format!(

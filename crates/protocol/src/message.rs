@@ -20,7 +20,8 @@ pub struct OutputPath {
     pub path: Vec<u8>,
     /// The identity of the path's directory as the client saw it. A server whose own view of
     /// that directory differs (another mount namespace, a container) answers `NotShared`
-    /// instead of touching the path. Absent from older clients, whose paths are trusted.
+    /// instead of touching the path. Absent from older clients: a server then answers
+    /// `NotShared` unless the connection proved that directory shared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<DirIdentity>,
 }

@@ -97,7 +97,9 @@ fn open_state(
     let cache_dir = config.cache_dir.join("cache");
     let disk = DiskStore::open(&cache_dir, config.cache_size)?;
     // Never connects here: a tier that is down now is picked up when it comes back.
-    let tiers = Arc::new(TieredStorage::new(disk, config.tiers.clone())?);
+    let tiers = Arc::new(
+        TieredStorage::new(disk, config.tiers.clone())?.with_entry_limits(entry_limits(&config)),
+    );
     let stats = Arc::new(ServerStats::persistent(
         config.client_events_path(),
         config.stats_path(),
@@ -198,9 +200,19 @@ fn entry_store(
     };
     let stats = stats.clone();
     EntryStore::new(tiers.clone())
+        .with_limits(entry_limits(config))
         .with_format(format)
         .with_hard_links(config.hard_links)
         .on_corrupt(Arc::new(move |_| stats.count(Counted::Corrupt)))
+}
+
+/// What an entry from any tier may declare: no file over the largest output this server
+/// would have read for a put.
+fn entry_limits(config: &ServerConfig) -> hoard_storage::EntryLimits {
+    hoard_storage::EntryLimits {
+        max_file_size: config.max_output_size,
+        ..hoard_storage::EntryLimits::default()
+    }
 }
 
 /// Runs a server until it is told to shut down (`Shutdown`, SIGTERM, SIGINT) or stays idle

@@ -212,3 +212,35 @@ fn construction_checks_configs_but_connects_to_nothing() {
     let err = TieredStorage::new(local(), twice).unwrap_err();
     assert!(err.to_string().contains("shared_dir"), "{err}");
 }
+
+#[test]
+fn the_remote_entry_limit_applies_to_every_tier_but_memcached() {
+    let tiers = tiers_from_env(env(&[
+        ("HOARD_MEMCACHED_ENDPOINT", "tcp://127.0.0.1:11211"),
+        ("HOARD_REDIS_ENDPOINT", "redis://127.0.0.1:6379"),
+        ("HOARD_SHARED_DIR", "/mnt/cache"),
+        ("HOARD_REMOTE_MAX_ENTRY", "512M"),
+    ]))
+    .unwrap();
+    let limits: Vec<_> = tiers
+        .iter()
+        .map(|t| (t.name.as_str(), t.effective_max_entry_size()))
+        .collect();
+    assert_eq!(
+        limits,
+        [
+            (
+                "memcached",
+                Some(hoard_storage::tier::config::MEMCACHED_DEFAULT_MAX_ENTRY)
+            ),
+            ("redis", Some(512 << 20)),
+            ("shared_dir", Some(512 << 20)),
+        ]
+    );
+    let bad = tiers_from_env(env(&[
+        ("HOARD_REDIS_ENDPOINT", "redis://127.0.0.1:6379"),
+        ("HOARD_REMOTE_MAX_ENTRY", "lots"),
+    ]))
+    .unwrap_err();
+    assert!(bad.to_string().contains("HOARD_REMOTE_MAX_ENTRY"), "{bad}");
+}

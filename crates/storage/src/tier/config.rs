@@ -164,9 +164,9 @@ pub struct TierConfig {
     pub kind: TierKind,
     /// Never written (nor removed from): "CI writes, developers read".
     pub read_only: bool,
-    /// Entries larger than this are not written to the tier and are counted as skipped.
-    /// `None` means no limit, except for memcached, where it means
-    /// [`MEMCACHED_DEFAULT_MAX_ENTRY`].
+    /// Entries larger than this are not written to the tier (counted as skipped), and
+    /// nothing larger is read from it. `None` means [`MEMCACHED_DEFAULT_MAX_ENTRY`] for
+    /// memcached and [`super::DEFAULT_MAX_REMOTE_ENTRY`] for every other tier.
     pub max_entry_size: Option<u64>,
     /// Time allowed to establish a connection. HTTP tiers (S3, WebDAV) give it to their
     /// client; memcached and redis connect inside their first operation, so it bounds every
@@ -361,6 +361,9 @@ impl TierConfigError {
 ///   `HOARD_S3_PREFIX`, each making a tier named after its kind;
 /// * `HOARD_MEMCACHED_MAX_ENTRY`: memcached's item size limit (`-I`), e.g. `16M`
 ///   (default 1 MiB);
+/// * `HOARD_REMOTE_MAX_ENTRY`: the largest compressed entry sent to or read from every other
+///   tier (default [`super::DEFAULT_MAX_REMOTE_ENTRY`], 128 MiB): what a tier returns beyond
+///   it is refused unread;
 /// * `HOARD_TIER_ORDER`: comma list of those names, the order of the chain after the local
 ///   disk (default `memcached,redis,s3,webdav,shared_dir`); configured tiers it leaves out
 ///   follow in the default order;
@@ -410,6 +413,21 @@ pub fn tiers_from_env(
         tiers.push(TierConfig::new(TierKind::SharedDir {
             path: PathBuf::from(path),
         }));
+    }
+
+    if let Some(size) = var("HOARD_REMOTE_MAX_ENTRY") {
+        let limit = parse_size(&size).map_err(|reason| TierConfigError::Invalid {
+            tier: "remote".into(),
+            field: "HOARD_REMOTE_MAX_ENTRY",
+            value: size.clone(),
+            reason,
+        })?;
+        for tier in tiers
+            .iter_mut()
+            .filter(|t| !matches!(t.kind, TierKind::Memcached { .. }))
+        {
+            tier.max_entry_size = Some(limit);
+        }
     }
 
     let order = name_list("HOARD_TIER_ORDER", var("HOARD_TIER_ORDER"))?;
