@@ -411,7 +411,11 @@ fn a_peer_of_another_uid_is_refused_by_the_socket_by_its_own_client_and_by_the_s
     let hello = encode(&Request::GetStats).unwrap();
     let mut frame = u32::try_from(hello.len()).unwrap().to_be_bytes().to_vec();
     frame.extend_from_slice(&hello);
-    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = frame.iter().fold(String::new(), |mut hex, b| {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
     let raw = Command::new("python3")
         .uid(NOBODY)
         .gid(NOBODY)
