@@ -1,6 +1,7 @@
 //! Remote storage tiers and the tiered chain: the local disk LRU first, then shared stores
-//! (memcached, redis, S3, WebDAV, reached through Apache OpenDAL, and a shared directory,
-//! whose files are opened here without following links).
+//! (redis, S3 and WebDAV, reached through Apache OpenDAL; memcached, through hoard's pooled
+//! client (module `memcached`); and a shared directory, whose files are opened here without
+//! following links).
 //!
 //! * [`config`]: what a tier is ([`TierConfig`], [`TierKind`]) and the `HOARD_*` variables
 //!   that describe a chain ([`tiers_from_env`]);
@@ -10,6 +11,7 @@
 mod breaker;
 mod chain;
 pub mod config;
+mod memcached;
 mod remote;
 mod shared_dir;
 

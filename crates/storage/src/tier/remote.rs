@@ -1,8 +1,9 @@
-//! One remote tier: an OpenDAL operator for the configured service (or, for a shared
-//! directory, the link-refusing file work of [`shared_dir`]), wrapped in deadlines, a
-//! circuit breaker, a size limit on what is read and counters. Every wire protocol is
-//! OpenDAL's; this module only decides when to call, for how long, how much to accept and
-//! what a failure means (never an error for the caller).
+//! One remote tier: an OpenDAL operator for the configured service (or, for memcached, the
+//! pooled client of [`super::memcached`]; for a shared directory, the link-refusing file work
+//! of [`shared_dir`]), wrapped in deadlines, a circuit breaker, a size limit on what is read
+//! and counters. No wire protocol is written here; this module only decides when to call,
+//! for how long, how much to accept and what a failure means (never an error for the
+//! caller).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,6 +15,7 @@ use tokio::sync::OnceCell;
 
 use super::breaker::{Admit, Breaker};
 use super::config::{TierConfig, TierConfigError, TierKind, check_url};
+use super::memcached::{Memcached, MemcachedError};
 use super::shared_dir::{self, Lookup, Refusal, SharedDirError};
 use crate::CacheKey;
 
@@ -66,6 +68,9 @@ enum TierError {
     /// OpenDAL's service failed.
     #[error(transparent)]
     Dal(#[from] opendal::Error),
+    /// The memcached client failed.
+    #[error(transparent)]
+    Memcached(#[from] MemcachedError),
     /// The shared directory's file work failed.
     #[error(transparent)]
     SharedDir(#[from] SharedDirError),
@@ -89,6 +94,8 @@ pub(crate) struct RemoteTier {
     pub(crate) counters: Counters,
     breaker: Breaker,
     operator: OnceCell<Operator>,
+    /// memcached's client (that tier only): its connections are pooled and kept open.
+    memcached: Option<Memcached>,
     /// Entries larger than this are neither written to the tier nor read from it.
     max_entry: u64,
     /// Whether the last operation succeeded, i.e. a connection has been seen to work and
@@ -112,13 +119,15 @@ impl RemoteTier {
         config.validate()?;
         // An operator whose builder needs no I/O is built now, so OpenDAL's own checks
         // (an S3 region it cannot find, ...) fail at startup, naming the tier.
-        let operator = match &config.kind {
-            TierKind::SharedDir { .. } => OnceCell::new(),
-            TierKind::Memcached { endpoint } if needs_resolving(endpoint) => {
-                build_operator(&config, None)?;
-                OnceCell::new()
+        let (operator, memcached) = match &config.kind {
+            TierKind::SharedDir { .. } => (OnceCell::new(), None),
+            TierKind::Memcached { endpoint } => {
+                let client = Memcached::new(endpoint).map_err(|reason| {
+                    invalid(&config, "endpoint", endpoint, &reason).scrubbed(&config.kind)
+                })?;
+                (OnceCell::new(), Some(client))
             }
-            _ => OnceCell::new_with(Some(build_operator(&config, None)?)),
+            _ => (OnceCell::new_with(Some(build_operator(&config)?)), None),
         };
         // A probe that has not reported after two full deadlines was dropped mid-way.
         let probe_deadline = 2 * (config.op_timeout + config.connect_timeout);
@@ -129,6 +138,7 @@ impl RemoteTier {
             breaker: Breaker::new(probe_deadline),
             counters: Counters::default(),
             operator,
+            memcached,
             answering: AtomicBool::new(false),
             config,
         })
@@ -154,6 +164,9 @@ impl RemoteTier {
             let (owned_key, limit) = (*key, self.max_entry);
             let read = in_shared_dir(root, move |root| shared_dir::read(root, &owned_key, limit));
             self.guarded("get", key, read).await
+        } else if let Some(memcached) = &self.memcached {
+            self.guarded("get", key, self.memcached_get(memcached, key))
+                .await
         } else {
             self.guarded("get", key, self.dal_get(key)).await
         };
@@ -175,6 +188,27 @@ impl RemoteTier {
     pub(crate) fn refused(&self, op: &'static str, key: &CacheKey, why: &dyn std::fmt::Display) {
         Counters::bump(&self.counters.errors);
         tracing::warn!(tier = %self.config.name, op, %key, %why, "refused what the remote tier holds");
+    }
+
+    /// A read from memcached, whose values are bounded by the server's item size; what is
+    /// over the tier's limit anyway is refused before it is used.
+    async fn memcached_get(
+        &self,
+        memcached: &Memcached,
+        key: &CacheKey,
+    ) -> Result<Lookup, TierError> {
+        let path = entry_path(key);
+        Ok(match memcached.get(&memcached_key(&path)).await? {
+            None => Lookup::Missing,
+            Some(bytes) if bytes.len() as u64 > self.max_entry => {
+                Lookup::Refused(Refusal::TooLarge {
+                    path: path.into(),
+                    size: bytes.len() as u64,
+                    limit: self.max_entry,
+                })
+            }
+            Some(bytes) => Lookup::Found(bytes),
+        })
     }
 
     /// A read through OpenDAL, bounded: an HTTP service is asked for the size first, and
@@ -230,6 +264,13 @@ impl RemoteTier {
                 }
             });
             self.guarded("put", key, write).await
+        } else if let Some(memcached) = &self.memcached {
+            let path = memcached_key(&entry_path(key));
+            let write = async {
+                memcached.set(&path, &entry).await?;
+                Ok(None)
+            };
+            self.guarded("put", key, write).await
         } else {
             let path = entry_path(key);
             let write = async {
@@ -252,6 +293,10 @@ impl RemoteTier {
         if let Some(root) = self.shared_root() {
             let owned_key = *key;
             let remove = in_shared_dir(root, move |root| shared_dir::remove(root, &owned_key));
+            self.guarded("remove", key, remove).await;
+        } else if let Some(memcached) = &self.memcached {
+            let path = memcached_key(&entry_path(key));
+            let remove = async { Ok(memcached.delete(&path).await?) };
             self.guarded("remove", key, remove).await;
         } else {
             let path = entry_path(key);
@@ -330,19 +375,13 @@ impl RemoteTier {
         }
     }
 
-    /// The operator, built on first use when building it needs I/O: a name lookup for a
-    /// memcached host (its client only takes addresses). A failed build is retried next
-    /// time. A shared directory never asks for one.
+    /// The operator, built on first use if it was not at startup. A failed build is retried
+    /// next time. A shared directory and memcached never ask for one.
     async fn operator(&self) -> opendal::Result<&Operator> {
         self.operator
             .get_or_try_init(|| async {
-                if let TierKind::Memcached { endpoint } = &self.config.kind {
-                    let resolved = resolve(endpoint).await?;
-                    return build_operator(&self.config, Some(&resolved))
-                        .map_err(|e| config_to_opendal(&e));
-                }
                 let config = self.config.clone();
-                tokio::task::spawn_blocking(move || build_operator(&config, None))
+                tokio::task::spawn_blocking(move || build_operator(&config))
                     .await
                     .map_err(|e| {
                         opendal::Error::new(ErrorKind::Unexpected, "building the operator")
@@ -363,6 +402,12 @@ async fn in_shared_dir<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(move || work(&root)).await??)
 }
 
+/// memcached's key for an entry: its path under [`KEY_ROOT`], without the leading slash
+/// (the key OpenDAL's memcached service used, so entries written before are still found).
+fn memcached_key(path: &str) -> String {
+    format!("{}{path}", KEY_ROOT.trim_start_matches('/'))
+}
+
 /// `<2 hex>/<64 hex>` under the tier's root, like the local disk layout.
 fn entry_path(key: &CacheKey) -> String {
     let hex = key.to_hex();
@@ -374,55 +419,18 @@ fn config_to_opendal(e: &TierConfigError) -> opendal::Error {
     opendal::Error::new(ErrorKind::ConfigInvalid, e.to_string())
 }
 
-/// Whether a memcached endpoint names a host rather than an address.
-fn needs_resolving(endpoint: &str) -> bool {
-    match check_url(endpoint, &["tcp", "unix"], Some("tcp"), true) {
-        Ok(url) => match url.host() {
-            Some(url::Host::Domain(_)) => true,
-            Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) | None => false,
-        },
-        Err(_) => false,
-    }
-}
-
-/// `tcp://host:port` with the host looked up (the first address wins).
-async fn resolve(endpoint: &str) -> opendal::Result<String> {
-    let url = check_url(endpoint, &["tcp", "unix"], Some("tcp"), true)
-        .map_err(|reason| opendal::Error::new(ErrorKind::ConfigInvalid, reason))?;
-    let (Some(host), Some(port)) = (url.host_str(), url.port()) else {
-        return Ok(endpoint.to_owned());
-    };
-    let mut addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| {
-        opendal::Error::new(ErrorKind::Unexpected, format!("looking up {host}")).set_source(e)
-    })?;
-    let addr = addrs.next().ok_or_else(|| {
-        opendal::Error::new(ErrorKind::Unexpected, format!("{host} has no address"))
-    })?;
-    Ok(format!("tcp://{addr}"))
-}
-
-/// Builds the OpenDAL operator for `config`; `memcached_addr` replaces a memcached endpoint
-/// whose host has been looked up. Every error comes back scrubbed of the endpoint's
-/// credentials: the builders and OpenDAL quote the endpoint they were given, and these errors
-/// end up on stderr and in `server.log`.
-fn build_operator(
-    config: &TierConfig,
-    memcached_addr: Option<&str>,
-) -> Result<Operator, TierConfigError> {
+/// Builds the OpenDAL operator for `config`. Every error comes back scrubbed of the
+/// endpoint's credentials: the builders and OpenDAL quote the endpoint they were given, and
+/// these errors end up on stderr and in `server.log`.
+fn build_operator(config: &TierConfig) -> Result<Operator, TierConfigError> {
     let invalid = |field, value: &str, e: &dyn std::fmt::Display| invalid(config, field, value, e);
     let built = match &config.kind {
-        TierKind::Memcached { endpoint } => {
-            // OpenDAL's memcached client uses only the host and port of an endpoint (its
-            // credentials are separate settings), so userinfo is dropped rather than handed to
-            // a builder that quotes the endpoint in its errors and its `Debug`.
-            let address = super::config::redact::without_userinfo(endpoint);
-            let builder = services::Memcached::default()
-                .endpoint(memcached_addr.unwrap_or(&address))
-                .root(KEY_ROOT);
-            Operator::new(builder)
-                .map(opendal::OperatorBuilder::finish)
-                .map_err(|e| invalid("endpoint", endpoint, &e))
-        }
+        // memcached is reached through hoard's own pooled client ([`Memcached`]).
+        TierKind::Memcached { endpoint } => Err(invalid(
+            "endpoint",
+            endpoint,
+            &"memcached is not reached through OpenDAL",
+        )),
         TierKind::Redis { endpoint } => build_redis(config, endpoint),
         TierKind::S3 {
             bucket,
