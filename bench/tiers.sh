@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# The remote tiers, measured the way a CI fleet uses them: machine A (its own HOARD_DIR) builds
+# the C corpus once and fills the tier; then, each round, machine B starts from an empty
+# HOARD_DIR, builds once from the tier ("first") and a second time from its own disk, where
+# the first build backfilled every entry ("second"). ratio = first / second, median of
+# REPEATS rounds; a tier whose ratio is over 2 is flagged OVER (issue 19). Also printed: B's
+# hits from the tier in its first build (all of them, or the row says so) and the mean
+# `lookup_ms` of those hits from HOARD_JOURNAL, the wrapper's time in the cache per compile.
+#
+# Tiers: memcached, redis, s3 (moto_server), webdav (wsgidav) and shared_dir; one whose
+# server is not installed is skipped. Each server is started here on a free loopback port
+# and stopped at the end.
+#
+# usage: bench/tiers.sh [REPEATS [TIER...]]      (default 3, every tier)
+# env:   CARGO_TARGET_DIR, HOARD_BIN, BENCH_C_CORPUS   as for bench/c.sh
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+reps=${1:-3}
+[[ $reps =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [REPEATS [TIER...]]" >&2; exit 2; }
+shift || true
+wanted=("$@")
+[ ${#wanted[@]} -gt 0 ] || wanted=(memcached redis s3 webdav shared_dir)
+
+corpus_dir=${BENCH_C_CORPUS:-}
+bench_init tiers
+build_hoard
+cd "$W"
+PIDS=()
+stop_servers() {
+  local m p
+  for m in "$W"/machine-*.sock; do
+    [ -e "$m" ] || continue
+    HOARD_SERVER_UDS=$m HOARD_DIR=${m%.sock} "$HOARD" --stop-server >/dev/null 2>&1 || true
+  done
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  bench_cleanup
+}
+trap stop_servers EXIT
+
+corpus=${corpus_dir:-$W/corpus}
+say "laying out the C corpus in $corpus"
+"$BENCH/c-corpus.sh" "$corpus"
+mkdir -p "$W/out"
+"$BENCH/c-makefile.sh" "$corpus" "$W/out" >"$W/Makefile"
+units=$(grep -c "^$(printf '\t')" "$W/Makefile")
+find "$corpus" -type f -exec cat {} + >/dev/null
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Waits until something listens on 127.0.0.1:PORT (at most 10 s).
+wait_port() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# start_tier NAME: starts the tier's server and writes the HOARD_* lines that point a
+# machine at it to $W/env-NAME. Fails (the tier is skipped) when its server is missing.
+start_tier() {
+  local port
+  port=$(free_port)
+  case $1 in
+  memcached)
+    command -v memcached >/dev/null || return 1
+    memcached -u root -l 127.0.0.1 -p "$port" -m 512 -I 16m >/dev/null 2>&1 &
+    PIDS+=($!)
+    printf 'HOARD_MEMCACHED_ENDPOINT=tcp://127.0.0.1:%s\nHOARD_MEMCACHED_MAX_ENTRY=15M\n' "$port" >"$W/env-$1"
+    ;;
+  redis)
+    command -v redis-server >/dev/null || return 1
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+    PIDS+=($!)
+    echo "HOARD_REDIS_ENDPOINT=redis://127.0.0.1:$port" >"$W/env-$1"
+    ;;
+  s3)
+    command -v moto_server >/dev/null || return 1
+    moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+    PIDS+=($!)
+    wait_port "$port" || return 1
+    curl -fsS -X PUT "http://127.0.0.1:$port/hoard-bench" >/dev/null || return 1
+    printf 'HOARD_S3_BUCKET=hoard-bench\nHOARD_S3_ENDPOINT=http://bench:bench@127.0.0.1:%s\n' "$port" >"$W/env-$1"
+    ;;
+  webdav)
+    command -v wsgidav >/dev/null || return 1
+    mkdir -p "$W/dav"
+    wsgidav --host 127.0.0.1 --port "$port" --root "$W/dav" --auth anonymous -q >/dev/null 2>&1 &
+    PIDS+=($!)
+    echo "HOARD_WEBDAV_ENDPOINT=http://127.0.0.1:$port" >"$W/env-$1"
+    ;;
+  shared_dir)
+    mkdir -p "$W/shared"
+    echo "HOARD_SHARED_DIR=$W/shared" >"$W/env-$1"
+    return 0
+    ;;
+  *) return 1 ;;
+  esac
+  wait_port "$port"
+}
+
+# machine NAME TIER: the environment of one machine using TIER, its server not started.
+machine() {
+  export HOARD_DIR=$W/machine-$1 HOARD_SERVER_UDS=$W/machine-$1.sock HOARD_IDLE_TIMEOUT=0
+  export HOARD_JOURNAL=$W/journal-$1
+  local line
+  while IFS= read -r line; do export "${line?}"; done <"$W/env-$2"
+}
+
+machine_stop() { "$HOARD" --stop-server >/dev/null 2>&1 || true; }
+
+cbuild() {
+  make -s -f "$W/Makefile" clean >/dev/null
+  timed make -s -j2 -f "$W/Makefile" "L=$HOARD"
+}
+
+# The tier's writes counter, from the stats of the current machine's server.
+tier_writes() {
+  "$HOARD" --show-stats --json 2>/dev/null | python3 -c '
+import json, sys
+for t in json.load(sys.stdin).get("tiers", []):
+    if t.get("name") == sys.argv[1]:
+        print(t.get("writes", 0)); break
+else:
+    print(0)' "$1" 2>/dev/null || echo 0
+}
+
+# "HITS MEAN_LOOKUP_MS": the hits served by TIER in journal FILE, and their mean lookup_ms.
+journal_hits() { # FILE TIER
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+n, ms = 0, 0.0
+for line in open(sys.argv[1]):
+    j = json.loads(line)
+    if j.get("tier") == sys.argv[2]:
+        n += 1
+        ms += j.get("lookup_ms", 0.0)
+print(n, f"{ms / n:.2f}" if n else "-")
+PY
+}
+
+TIERS=()
+for tier in "${wanted[@]}"; do
+  if ! start_tier "$tier"; then
+    say "$tier: its server is not installed or did not start; skipped"
+    continue
+  fi
+  # Machine A fills the tier; its writes are asynchronous, so wait (at most 60 s) until
+  # the tier has taken one entry per compile.
+  (
+    machine "A-$tier" "$tier"
+    say "$tier: machine A fills the tier"
+    cbuild >/dev/null
+    for ((i = 0; i < 600; i++)); do
+      [ "$(tier_writes "$tier")" -ge "$units" ] && break
+      sleep 0.1
+    done
+    [ "$(tier_writes "$tier")" -ge "$units" ] || say "$tier: warning: only $(tier_writes "$tier") of $units entries written"
+    machine_stop
+  )
+  TIERS+=("$tier")
+done
+
+declare -A FIRST SECOND HITS LOOKUP
+for ((round = 1; round <= reps; round++)); do
+  for tier in "${TIERS[@]}"; do
+    say "round $round/$reps: $tier"
+    out=$(
+      machine "B-$tier" "$tier"
+      machine_stop
+      rm -rf "$HOARD_DIR" "$HOARD_JOURNAL"
+      # B's server is started first, so neither build pays for its start.
+      "$HOARD" --start-server >/dev/null 2>&1 || true
+      first=$(cbuild)
+      hits=$(journal_hits "$HOARD_JOURNAL" "$tier")
+      second=$(cbuild)
+      machine_stop
+      echo "$first $second $hits"
+    )
+    read -r first second hits lookup <<<"$out"
+    FIRST[$tier]+="$first"$'\n'
+    SECOND[$tier]+="$second"$'\n'
+    HITS[$tier]+="$hits"$'\n'
+    LOOKUP[$tier]+="$lookup"$'\n'
+  done
+done
+
+echo "## Remote tiers, C corpus: $units compiles, make -j2; seconds, median of $reps"
+echo
+echo "$(date -u +%Y-%m-%d), $(nproc) cores, hoard $(version_of "$HOARD") at $HOARD; command: bench/tiers.sh $reps ${wanted[*]}"
+echo
+echo "| tier | B's first build (from the tier) | B's second build (own disk) | ratio | hits from the tier | lookup_ms per tier hit |"
+echo "|---|---|---|---|---|---|"
+over=0
+for tier in "${TIERS[@]}"; do
+  f=$(median <<<"${FIRST[$tier]}")
+  s=$(median <<<"${SECOND[$tier]}")
+  h=$(grep -v '^$' <<<"${HITS[$tier]}" | sort -n | head -1)
+  l=$(median <<<"$(grep -v -- '^-$' <<<"${LOOKUP[$tier]}" || true)")
+  if is_number "$f" && is_number "$s"; then
+    r=$(awk -v f="$f" -v s="$s" 'BEGIN { printf "%.2f", (s > 0 ? f / s : 0) }')
+    verdict=$(awk -v r="$r" 'BEGIN { print (r <= 2.0 ? "ok" : "OVER 2x") }')
+  else
+    r=n/a verdict="OVER 2x"
+  fi
+  [ "$verdict" = ok ] || over=1
+  [ "$h" = "$units" ] || h="$h of $units (NOT ALL)"
+  echo "| $tier | $f | $s | $r $verdict | $h | $l |"
+done
+echo
+if [ "$over" = 0 ]; then
+  echo "Every tier within 2x of the local disk: PASS"
+else
+  echo "Some tier over 2x of the local disk (or failed): MISS"
+fi
