@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The remote tiers, measured the way a CI fleet uses them: machine A (its own HOARD_DIR) builds
-# the C corpus once and fills the tier; then, each round, machine B starts from an empty
+# the project once and fills the tier; then, each round, machine B starts from an empty
 # HOARD_DIR, builds once from the tier ("first") and a second time from its own disk, where
 # the first build backfilled every entry ("second"). ratio = first / second, median of
 # REPEATS rounds; a tier whose ratio is over 2 is flagged OVER (issue 19). Also printed: B's
@@ -11,8 +11,12 @@
 # server is not installed is skipped. Each server is started here on a free loopback port
 # and stopped at the end.
 #
+# The projects: the C corpus (as bench/c.sh builds it) and the cargo project bench/rustapp (as
+# bench/rust.sh builds it, hoard as RUSTC_WRAPPER), one table each.
+#
 # usage: bench/tiers.sh [REPEATS [TIER...]]      (default 3, every tier)
 # env:   CARGO_TARGET_DIR, HOARD_BIN, BENCH_C_CORPUS   as for bench/c.sh
+#        BENCH_TIERS_PROJECTS   which projects: "c rust" (default), "c" or "rust"
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -40,13 +44,21 @@ stop_servers() {
 }
 trap stop_servers EXIT
 
+projects=${BENCH_TIERS_PROJECTS:-c rust}
 corpus=${corpus_dir:-$W/corpus}
-say "laying out the C corpus in $corpus"
-"$BENCH/c-corpus.sh" "$corpus"
-mkdir -p "$W/out"
-"$BENCH/c-makefile.sh" "$corpus" "$W/out" >"$W/Makefile"
-units=$(grep -c "^$(printf '\t')" "$W/Makefile")
-find "$corpus" -type f -exec cat {} + >/dev/null
+if [[ " $projects " == *" c "* ]]; then
+  say "laying out the C corpus in $corpus"
+  "$BENCH/c-corpus.sh" "$corpus"
+  mkdir -p "$W/out"
+  "$BENCH/c-makefile.sh" "$corpus" "$W/out" >"$W/Makefile"
+  find "$corpus" -type f -exec cat {} + >/dev/null
+fi
+if [[ " $projects " == *" rust "* ]]; then
+  cp -r "$BENCH/rustapp" "$W/rustapp"
+  rm -rf "$W/rustapp/target"
+  say "fetching the cargo project's dependencies"
+  (cd "$W/rustapp" && cargo fetch --locked --quiet)
+fi
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -115,9 +127,16 @@ machine() {
 
 machine_stop() { "$HOARD" --stop-server >/dev/null 2>&1 || true; }
 
-cbuild() {
-  make -s -f "$W/Makefile" clean >/dev/null
-  timed make -s -j2 -f "$W/Makefile" "L=$HOARD"
+# One build of $PROJECT through hoard, from no outputs; prints its time.
+pbuild() {
+  if [ "$PROJECT" = c ]; then
+    make -s -f "$W/Makefile" clean >/dev/null
+    timed make -s -j2 -f "$W/Makefile" "L=$HOARD"
+  else
+    rm -rf "$W/rust-target"
+    (cd "$W/rustapp" && CARGO_TARGET_DIR=$W/rust-target CARGO_INCREMENTAL=0 RUSTC_WRAPPER=$HOARD \
+      timed cargo build --offline --locked --quiet)
+  fi
 }
 
 # The tier's writes counter, from the stats of the current machine's server.
@@ -151,69 +170,89 @@ for tier in "${wanted[@]}"; do
     say "$tier: its server is not installed or did not start; skipped"
     continue
   fi
-  # Machine A fills the tier; its writes are asynchronous, so wait (at most 60 s) until
-  # the tier has taken one entry per compile.
-  (
-    machine "A-$tier" "$tier"
-    say "$tier: machine A fills the tier"
-    cbuild >/dev/null
-    for ((i = 0; i < 600; i++)); do
-      [ "$(tier_writes "$tier")" -ge "$units" ] && break
-      sleep 0.1
-    done
-    [ "$(tier_writes "$tier")" -ge "$units" ] || say "$tier: warning: only $(tier_writes "$tier") of $units entries written"
-    machine_stop
-  )
   TIERS+=("$tier")
 done
 
-declare -A FIRST SECOND HITS LOOKUP
-for ((round = 1; round <= reps; round++)); do
+# run_project c|rust: fills every tier from machine A, measures machine B, prints the table.
+run_project() {
+  PROJECT=$1
+  local tier round out first second hits lookup f s h l r verdict last now i
+  local -A FIRST=() SECOND=() HITS=() LOOKUP=()
   for tier in "${TIERS[@]}"; do
-    say "round $round/$reps: $tier"
-    out=$(
-      machine "B-$tier" "$tier"
+    # Machine A fills the tier; its writes are asynchronous, so wait (at most 60 s) until
+    # the tier's write counter has stopped moving for a second.
+    (
+      machine "A-$PROJECT-$tier" "$tier"
+      say "$PROJECT, $tier: machine A fills the tier"
+      pbuild >/dev/null
+      last=-1
+      for ((i = 0; i < 60; i++)); do
+        now=$(tier_writes "$tier")
+        [ "$now" -gt 0 ] && [ "$now" = "$last" ] && break
+        last=$now
+        sleep 1
+      done
+      say "$PROJECT, $tier: $now entries written"
       machine_stop
-      rm -rf "$HOARD_DIR" "$HOARD_JOURNAL"
-      # B's server is started first, so neither build pays for its start.
-      "$HOARD" --start-server >/dev/null 2>&1 || true
-      first=$(cbuild)
-      hits=$(journal_hits "$HOARD_JOURNAL" "$tier")
-      second=$(cbuild)
-      machine_stop
-      echo "$first $second $hits"
     )
-    read -r first second hits lookup <<<"$out"
-    FIRST[$tier]+="$first"$'\n'
-    SECOND[$tier]+="$second"$'\n'
-    HITS[$tier]+="$hits"$'\n'
-    LOOKUP[$tier]+="$lookup"$'\n'
   done
-done
 
-echo "## Remote tiers, C corpus: $units compiles, make -j2; seconds, median of $reps"
-echo
-echo "$(date -u +%Y-%m-%d), $(nproc) cores, hoard $(version_of "$HOARD") at $HOARD; command: bench/tiers.sh $reps ${wanted[*]}"
-echo
-echo "| tier | B's first build (from the tier) | B's second build (own disk) | ratio | hits from the tier | lookup_ms per tier hit |"
-echo "|---|---|---|---|---|---|"
-over=0
-for tier in "${TIERS[@]}"; do
-  f=$(median <<<"${FIRST[$tier]}")
-  s=$(median <<<"${SECOND[$tier]}")
-  h=$(grep -v '^$' <<<"${HITS[$tier]}" | sort -n | head -1)
-  l=$(median <<<"$(grep -v -- '^-$' <<<"${LOOKUP[$tier]}" || true)")
-  if is_number "$f" && is_number "$s"; then
-    r=$(awk -v f="$f" -v s="$s" 'BEGIN { printf "%.2f", (s > 0 ? f / s : 0) }')
-    verdict=$(awk -v r="$r" 'BEGIN { print (r <= 2.0 ? "ok" : "OVER 2x") }')
+  for ((round = 1; round <= reps; round++)); do
+    for tier in "${TIERS[@]}"; do
+      say "$PROJECT, round $round/$reps: $tier"
+      out=$(
+        machine "B-$PROJECT-$tier" "$tier"
+        machine_stop
+        rm -rf "$HOARD_DIR" "$HOARD_JOURNAL"
+        # B's server is started first, so neither build pays for its start.
+        "$HOARD" --start-server >/dev/null 2>&1 || true
+        first=$(pbuild)
+        hits=$(journal_hits "$HOARD_JOURNAL" "$tier")
+        second=$(pbuild)
+        machine_stop
+        echo "$first $second $hits"
+      )
+      read -r first second hits lookup <<<"$out"
+      FIRST[$tier]+="$first"$'\n'
+      SECOND[$tier]+="$second"$'\n'
+      HITS[$tier]+="$hits"$'\n'
+      LOOKUP[$tier]+="$lookup"$'\n'
+    done
+  done
+
+  if [ "$PROJECT" = c ]; then
+    echo "## Remote tiers, C corpus: $(grep -c "^$(printf '\t')" "$W/Makefile") compiles, make -j2; seconds, median of $reps"
   else
-    r=n/a verdict="OVER 2x"
+    echo "## Remote tiers, cargo project (bench/rustapp, cargo build, hoard as RUSTC_WRAPPER); seconds, median of $reps"
   fi
-  [ "$verdict" = ok ] || over=1
-  [ "$h" = "$units" ] || h="$h of $units (NOT ALL)"
-  echo "| $tier | $f | $s | $r $verdict | $h | $l |"
+  echo
+  echo "$(date -u +%Y-%m-%d), $(nproc) cores, hoard $(version_of "$HOARD") at $HOARD; command: bench/tiers.sh $reps ${wanted[*]}"
+  echo
+  echo "| tier | B's first build (from the tier) | B's second build (own disk) | ratio | hits from the tier | lookup_ms per tier hit |"
+  echo "|---|---|---|---|---|---|"
+  for tier in "${TIERS[@]}"; do
+    f=$(median <<<"${FIRST[$tier]}")
+    s=$(median <<<"${SECOND[$tier]}")
+    h=$(grep -v '^$' <<<"${HITS[$tier]}" | sort -n | head -1)
+    l=$(median <<<"$(grep -v -- '^-$' <<<"${LOOKUP[$tier]}" || true)")
+    if is_number "$f" && is_number "$s"; then
+      r=$(awk -v f="$f" -v s="$s" 'BEGIN { printf "%.2f", (s > 0 ? f / s : 0) }')
+      verdict=$(awk -v r="$r" 'BEGIN { print (r <= 2.0 ? "ok" : "OVER 2x") }')
+    else
+      r=n/a verdict="OVER 2x"
+    fi
+    [ "$verdict" = ok ] || over=1
+    # Every C compile is cacheable; in the cargo project, build scripts' runs and the final link are not.
+    if [ "$PROJECT" = c ] && [ "$h" != "$(grep -c "^$(printf '\t')" "$W/Makefile")" ]; then h="$h (NOT ALL)"; fi
+    echo "| $tier | $f | $s | $r $verdict | $h | $l |"
+  done
+  echo
+}
+
+over=0
+for project in $projects; do
+  run_project "$project"
 done
-echo
 if [ "$over" = 0 ]; then
   echo "Every tier within 2x of the local disk: PASS"
 else
