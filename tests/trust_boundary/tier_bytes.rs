@@ -163,6 +163,54 @@ fn machine_b(shared: &Path) -> (Sandbox, i32) {
     (b, pid)
 }
 
+/// One source compiled by machine A into a shared directory, ready for what a hostile writer
+/// then does to the entries there.
+struct Seeded {
+    work: tempfile::TempDir,
+    shared: PathBuf,
+    source: PathBuf,
+    expected: Vec<u8>,
+    out: PathBuf,
+    /// The shared directory's entries (manifest and object).
+    entries: Vec<PathBuf>,
+    _a: Sandbox,
+}
+
+impl Seeded {
+    fn new() -> Seeded {
+        let work = tempfile::tempdir().unwrap();
+        let shared = work.path().join("shared");
+        let source = sources(&work.path().join("src"), 1).remove(0);
+        let expected = reference(&source, work.path());
+        let out = work.path().join("out");
+        let (a, entries) = seed(&shared, &source, &out);
+        Seeded {
+            work,
+            shared,
+            source,
+            expected,
+            out,
+            entries,
+            _a: a,
+        }
+    }
+
+    /// Machine B compiles the source with the shared directory behind it, and gets plain
+    /// gcc's object whatever the directory held. Returns B, its server's pid and how long the
+    /// compile took.
+    fn build_on_b(&self) -> (Sandbox, i32, Duration) {
+        let (b, pid) = machine_b(&self.shared);
+        fs::remove_file(object_of(&self.source, &self.out)).unwrap();
+        let took = compile(Some(&b), &self.source, &self.out);
+        assert_eq!(
+            fs::read(object_of(&self.source, &self.out)).unwrap(),
+            self.expected,
+            "B's object differs from plain gcc's"
+        );
+        (b, pid, took)
+    }
+}
+
 fn tier<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     stats["tiers"]
         .as_array()
@@ -192,16 +240,10 @@ fn bytes_under(dir: &Path) -> u64 {
 
 #[test]
 fn a_decompression_bomb_in_the_shared_dir_is_refused_in_bounded_memory() {
-    let work = tempfile::tempdir().unwrap();
-    let shared = work.path().join("shared");
-    let source = &sources(&work.path().join("src"), 1)[0];
-    let expected = reference(source, work.path());
-    let out = work.path().join("out");
-    let (_a, _) = seed(&shared, source, &out);
-
+    let seeded = Seeded::new();
     // The object's entry, its header edited to declare 1 GiB, which it then holds (zeros
     // that compress to a few dozen kilobytes) under the real object's digest.
-    let objects = object_entries(&shared);
+    let objects = object_entries(&seeded.shared);
     assert!(
         !objects.is_empty(),
         "an object entry in the shared directory"
@@ -213,14 +255,7 @@ fn a_decompression_bomb_in_the_shared_dir_is_refused_in_bounded_memory() {
         plant(path, &bomb);
     }
 
-    let (b, pid) = machine_b(&shared);
-    fs::remove_file(object_of(source, &out)).unwrap();
-    compile(Some(&b), source, &out);
-    assert_eq!(
-        fs::read(object_of(source, &out)).unwrap(),
-        expected,
-        "B's object differs from plain gcc's"
-    );
+    let (b, pid, _) = seeded.build_on_b();
     let peak = peak_rss_kib(pid);
     eprintln!("B's server peak RSS with a 1 GiB bomb in the shared directory: {peak} KiB");
     let stats = b.stats();
@@ -236,22 +271,14 @@ fn a_decompression_bomb_in_the_shared_dir_is_refused_in_bounded_memory() {
 
 #[test]
 fn a_huge_sparse_file_at_an_entry_path_is_neither_read_whole_nor_backfilled() {
-    let work = tempfile::tempdir().unwrap();
-    let shared = work.path().join("shared");
-    let source = &sources(&work.path().join("src"), 1)[0];
-    let expected = reference(source, work.path());
-    let out = work.path().join("out");
-    let (_a, entries) = seed(&shared, source, &out);
-    for path in &entries {
+    let seeded = Seeded::new();
+    for path in &seeded.entries {
         fs::remove_file(path).unwrap();
         let file = fs::File::create(path).unwrap();
         file.set_len(256 << 20).unwrap();
     }
 
-    let (b, pid) = machine_b(&shared);
-    fs::remove_file(object_of(source, &out)).unwrap();
-    compile(Some(&b), source, &out);
-    assert_eq!(fs::read(object_of(source, &out)).unwrap(), expected);
+    let (b, pid, _) = seeded.build_on_b();
     let peak = peak_rss_kib(pid);
     eprintln!("B's server peak RSS with 256 MiB sparse files at entry paths: {peak} KiB");
     let stats = b.stats();
@@ -279,23 +306,15 @@ fn a_huge_sparse_file_at_an_entry_path_is_neither_read_whole_nor_backfilled() {
 
 #[test]
 fn a_fifo_at_an_entry_path_costs_the_build_under_a_second_and_never_blocks_shutdown() {
-    let work = tempfile::tempdir().unwrap();
-    let shared = work.path().join("shared");
-    let source = &sources(&work.path().join("src"), 1)[0];
-    let expected = reference(source, work.path());
-    let out = work.path().join("out");
-    let (_a, entries) = seed(&shared, source, &out);
-    for path in &entries {
+    let seeded = Seeded::new();
+    for path in &seeded.entries {
         fs::remove_file(path).unwrap();
         let made = Command::new("mkfifo").arg(path).status().unwrap();
         assert!(made.success(), "mkfifo {}", path.display());
     }
 
-    let (b, pid) = machine_b(&shared);
-    fs::remove_file(object_of(source, &out)).unwrap();
-    let took = compile(Some(&b), source, &out);
+    let (b, pid, took) = seeded.build_on_b();
     eprintln!("hoard gcc with FIFOs at the entry paths: {took:?}");
-    assert_eq!(fs::read(object_of(source, &out)).unwrap(), expected);
     let stats = b.stats();
     assert!(
         count(tier(&stats, "shared_dir"), "errors") >= 1,
@@ -322,25 +341,17 @@ fn a_fifo_at_an_entry_path_costs_the_build_under_a_second_and_never_blocks_shutd
 
 #[test]
 fn a_symlink_at_an_entry_path_is_refused_not_followed() {
-    let work = tempfile::tempdir().unwrap();
-    let shared = work.path().join("shared");
-    let elsewhere = work.path().join("elsewhere");
+    let seeded = Seeded::new();
+    let elsewhere = seeded.work.path().join("elsewhere");
     fs::create_dir_all(&elsewhere).unwrap();
-    let source = &sources(&work.path().join("src"), 1)[0];
-    let expected = reference(source, work.path());
-    let out = work.path().join("out");
-    let (_a, entries) = seed(&shared, source, &out);
     // Each valid entry moved out of the shared directory, a link to it left in its place.
-    for path in &entries {
+    for path in &seeded.entries {
         let target = elsewhere.join(path.file_name().unwrap());
         fs::rename(path, &target).unwrap();
         std::os::unix::fs::symlink(&target, path).unwrap();
     }
 
-    let (b, _) = machine_b(&shared);
-    fs::remove_file(object_of(source, &out)).unwrap();
-    compile(Some(&b), source, &out);
-    assert_eq!(fs::read(object_of(source, &out)).unwrap(), expected);
+    let (b, _, _) = seeded.build_on_b();
     let stats = b.stats();
     let shared_tier = tier(&stats, "shared_dir");
     assert_eq!(
