@@ -269,24 +269,13 @@ async fn memcached_killed_mid_way_then_restarted_on_the_same_port() {
     let port = server.port;
     let a_dir = tempfile::tempdir().unwrap();
     let b_dir = tempfile::tempdir().unwrap();
-    let a = machine(a_dir.path(), vec![memcached_tier(port)]);
-    let b = machine(b_dir.path(), vec![memcached_tier(port)]);
-    a.put(&key(1), entry(1, 5000)).await.unwrap();
-    assert!(a.flush(FLUSH).await);
-    assert_eq!(b.get(&key(1)).await.unwrap(), Some(entry(1, 5000)));
+    let tier = memcached_tier(port);
+    let (a, b) = a_puts_b_reads(a_dir.path(), b_dir.path(), &tier, 5000).await;
 
     server.kill();
 
     // Gets and puts keep working from the local tier; the remote's failures are counted.
-    let mut first = Vec::new();
-    for n in 10..13 {
-        let start = Instant::now();
-        assert_eq!(b.get(&key(n)).await.unwrap(), None);
-        first.push(start.elapsed());
-    }
-    let s = stats_of(&b, "memcached");
-    assert_eq!(s.errors + s.timeouts, 3, "{s:?}");
-    assert_eq!(s.state, "open", "{s:?}");
+    let first = misses_open_the_breaker(&b, "memcached", 10..13).await;
     // Open: the tier is not called, so a get costs what a local miss costs.
     let gets = 500u32;
     let start = Instant::now();
@@ -494,24 +483,9 @@ async fn redis_killed_then_restarted_hits_resume_without_a_new_storage() {
     let port = server.port;
     let a_dir = tempfile::tempdir().unwrap();
     let b_dir = tempfile::tempdir().unwrap();
-    let a = machine(a_dir.path(), vec![redis_tier(port)]);
-    let b = machine(b_dir.path(), vec![redis_tier(port)]);
-    a.put(&key(1), entry(1, 1000)).await.unwrap();
-    assert!(a.flush(FLUSH).await);
-    assert_eq!(b.get(&key(1)).await.unwrap(), Some(entry(1, 1000)));
+    let (a, b) = a_puts_b_reads(a_dir.path(), b_dir.path(), &redis_tier(port), 1000).await;
     server.kill();
-    let mut each = Vec::new();
-    for n in 10..20 {
-        let start = Instant::now();
-        assert_eq!(b.get(&key(n)).await.unwrap(), None);
-        each.push(start.elapsed());
-    }
-    let s = stats_of(&b, "redis");
-    assert_eq!(
-        (s.errors + s.timeouts, s.state.as_str()),
-        (3, "open"),
-        "{s:?}"
-    );
+    let each = misses_open_the_breaker(&b, "redis", 10..20).await;
     println!("redis down: gets took {each:?} (the breaker opens after 3)");
 
     let _server = Daemon::redis_on(port);

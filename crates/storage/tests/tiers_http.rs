@@ -1,7 +1,9 @@
 //! S3 and WebDAV tiers against real local servers: moto's S3 server and WsgiDAV, both from
 //! PyPI. Each test runs when its server program is found (`HOARD_TEST_MOTO_SERVER` /
-//! `HOARD_TEST_WSGIDAV`, else `moto_server` / `wsgidav` on PATH) and says so when it is not.
+//! `HOARD_TEST_WSGIDAV`, else `moto_server` / `wsgidav` on PATH) and says so when it is not;
+//! under `HOARD_TEST_REQUIRE=all` a missing server fails the test.
 
+mod require;
 mod tiers_support;
 
 use std::time::Duration;
@@ -12,7 +14,10 @@ use tiers_support::*;
 #[tokio::test]
 async fn s3_shares_entries_between_machines_and_backfills() {
     let Some(program) = find_program("HOARD_TEST_MOTO_SERVER", "moto_server") else {
-        println!("skipped: no moto_server (pip install 'moto[server]')");
+        require::unavailable(
+            "s3_shares_entries_between_machines_and_backfills",
+            "no moto_server (pip install 'moto[server]')",
+        );
         return;
     };
     let port = free_port();
@@ -53,7 +58,10 @@ async fn s3_shares_entries_between_machines_and_backfills() {
 #[tokio::test]
 async fn webdav_shares_entries_between_machines_and_backfills() {
     let Some(program) = find_program("HOARD_TEST_WSGIDAV", "wsgidav") else {
-        println!("skipped: no wsgidav (pip install wsgidav cheroot)");
+        require::unavailable(
+            "webdav_shares_entries_between_machines_and_backfills",
+            "no wsgidav (pip install wsgidav cheroot)",
+        );
         return;
     };
     let root = tempfile::tempdir().unwrap();

@@ -2,6 +2,7 @@
 //! before they are delivered or copied anywhere, bounded before they are read, never read
 //! through a link or from a FIFO; and a damaged local copy never deletes a shared one.
 
+mod require;
 mod tiers_support;
 
 use std::os::unix::fs::MetadataExt;
@@ -143,12 +144,7 @@ async fn fifos_at_entry_paths_are_refused_at_once_and_never_open_the_breaker() {
     let start = Instant::now();
     for n in 0..10 {
         let path = at(shared.path(), &key(n));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let made = std::process::Command::new("mkfifo")
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        require::mkfifo(&path).unwrap();
         assert_eq!(storage.get(&key(n)).await.unwrap(), None);
     }
     assert!(

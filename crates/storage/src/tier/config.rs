@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod redact;
+mod size;
 
 pub use redact::{MASK, MIN_SCRUBBED_LEN, Scrubber, Userinfo, redact_url, scrub, url_secrets};
+pub use size::{SizeError, parse_size};
 
 /// Default time allowed to establish a connection to a tier (see [`TierConfig::connect_timeout`]).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
@@ -226,7 +228,7 @@ impl TierConfig {
         match &self.kind {
             TierKind::Memcached { endpoint } => {
                 check_url(endpoint, &["tcp", "unix"], Some("tcp"), true)
-                    .map_err(|reason| invalid("endpoint", endpoint, &reason))?;
+                    .map_err(|reason| invalid("endpoint", endpoint, &reason.to_string()))?;
             }
             TierKind::Redis { endpoint } => {
                 check_url(
@@ -235,7 +237,7 @@ impl TierConfig {
                     None,
                     false,
                 )
-                .map_err(|reason| invalid("endpoint", endpoint, &reason))?;
+                .map_err(|reason| invalid("endpoint", endpoint, &reason.to_string()))?;
             }
             TierKind::S3 {
                 bucket, endpoint, ..
@@ -245,12 +247,12 @@ impl TierConfig {
                 }
                 if let Some(endpoint) = endpoint {
                     check_url(endpoint, &["http", "https"], None, false)
-                        .map_err(|reason| invalid("endpoint", endpoint, &reason))?;
+                        .map_err(|reason| invalid("endpoint", endpoint, &reason.to_string()))?;
                 }
             }
             TierKind::Webdav { endpoint } => {
                 check_url(endpoint, &["http", "https"], None, false)
-                    .map_err(|reason| invalid("endpoint", endpoint, &reason))?;
+                    .map_err(|reason| invalid("endpoint", endpoint, &reason.to_string()))?;
             }
             TierKind::SharedDir { path } => {
                 if !path.is_absolute() {
@@ -266,6 +268,32 @@ impl TierConfig {
     }
 }
 
+/// Why an endpoint is not a URL a tier can use. The endpoint itself is not quoted: the
+/// caller names it, redacted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// It does not parse as a URL.
+    #[error("not a URL: {0}")]
+    NotAUrl(#[source] url::ParseError),
+    /// Its scheme is not one the tier speaks.
+    #[error("scheme {scheme:?} is not one of {allowed}")]
+    Scheme {
+        /// The scheme given.
+        scheme: String,
+        /// The schemes the tier takes, comma-separated.
+        allowed: String,
+    },
+    /// A `unix` URL with no socket path.
+    #[error("a unix socket endpoint needs a path")]
+    NoSocketPath,
+    /// A network URL with no host.
+    #[error("no host")]
+    NoHost,
+    /// A port is required and missing.
+    #[error("no port")]
+    NoPort,
+}
+
 /// Parses `endpoint` as a URL with one of `schemes`. `bare` is the scheme assumed when the
 /// string has none (`host:port`); `port_required` is for clients that have no default port.
 pub(crate) fn check_url(
@@ -273,30 +301,29 @@ pub(crate) fn check_url(
     schemes: &[&str],
     bare: Option<&str>,
     port_required: bool,
-) -> Result<url::Url, String> {
+) -> Result<url::Url, UrlError> {
     let text = match bare {
         Some(scheme) if !endpoint.contains("://") => format!("{scheme}://{endpoint}"),
         _ => endpoint.to_owned(),
     };
-    let url = url::Url::parse(&text).map_err(|e| format!("not a URL: {e}"))?;
+    let url = url::Url::parse(&text).map_err(UrlError::NotAUrl)?;
     if !schemes.contains(&url.scheme()) {
-        return Err(format!(
-            "scheme {:?} is not one of {}",
-            url.scheme(),
-            schemes.join(", ")
-        ));
+        return Err(UrlError::Scheme {
+            scheme: url.scheme().to_owned(),
+            allowed: schemes.join(", "),
+        });
     }
     if url.scheme().contains("unix") {
         if url.path().is_empty() || url.path() == "/" {
-            return Err("a unix socket endpoint needs a path".to_owned());
+            return Err(UrlError::NoSocketPath);
         }
         return Ok(url);
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err("no host".to_owned());
+        return Err(UrlError::NoHost);
     }
     if port_required && url.port().is_none() {
-        return Err("no port".to_owned());
+        return Err(UrlError::NoPort);
     }
     Ok(url)
 }
@@ -388,7 +415,7 @@ pub fn tiers_from_env(
                 tier: "memcached".into(),
                 field: "HOARD_MEMCACHED_MAX_ENTRY",
                 value: size.clone(),
-                reason,
+                reason: reason.to_string(),
             })?;
             // Leave room for memcached's item header and the key, as the default does.
             tier.max_entry_size = Some(limit.saturating_sub(1024));
@@ -420,7 +447,7 @@ pub fn tiers_from_env(
             tier: "remote".into(),
             field: "HOARD_REMOTE_MAX_ENTRY",
             value: size.clone(),
-            reason,
+            reason: reason.to_string(),
         })?;
         for tier in tiers
             .iter_mut()
@@ -467,30 +494,4 @@ fn name_list(var: &'static str, value: Option<String>) -> Result<Vec<String>, Ti
             }
         })
         .collect()
-}
-
-/// Parses a size like `10G`, `500M`, `64KiB` or `1048576` (binary units).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| "want a number of bytes, optionally with K, M, G or T".to_owned())?;
-    let shift = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        other => return Err(format!("unknown unit {other:?}: use K, M, G or T")),
-    };
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| "size too large".to_owned())
 }

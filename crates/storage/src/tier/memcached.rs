@@ -12,7 +12,7 @@ use std::sync::{Mutex, PoisonError};
 
 use async_memcached::{AsciiProtocol, Client, Status};
 
-use super::config::check_url;
+use super::config::{UrlError, check_url};
 
 /// Idle connections kept for reuse. More may be open while requests overlap (one per
 /// concurrent request); those past this many are closed when their request ends.
@@ -30,6 +30,21 @@ pub(crate) enum MemcachedError {
         #[source]
         source: async_memcached::Error,
     },
+}
+
+/// A memcached endpoint this client cannot use. The endpoint is not quoted: the caller
+/// names it, redacted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum EndpointError {
+    /// Not a `tcp` or `unix` URL with a host and port (or a socket path).
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// A `tcp` URL whose host or port the URL parser did not give back.
+    #[error("no host or no port")]
+    NoHostOrPort,
+    /// An IPv6 address, which the client cannot connect to.
+    #[error("an IPv6 address is not supported for memcached: use an IPv4 address or a host name")]
+    Ipv6,
 }
 
 /// One memcached server and the connections open to it. Connects on first use, so building
@@ -50,24 +65,19 @@ impl std::fmt::Debug for Memcached {
 
 impl Memcached {
     /// A client for `endpoint` (`tcp://host:port`, `host:port` or `unix:///path`). Any
-    /// userinfo is dropped: memcached's text protocol has no authentication. The error is
-    /// a reason, without the endpoint.
-    pub(crate) fn new(endpoint: &str) -> Result<Self, String> {
+    /// userinfo is dropped: memcached's text protocol has no authentication.
+    pub(crate) fn new(endpoint: &str) -> Result<Self, EndpointError> {
         let url = check_url(endpoint, &["tcp", "unix"], Some("tcp"), true)?;
         let dsn = if url.scheme() == "unix" {
             format!("unix://{}", url.path())
         } else {
             let (Some(host), Some(port)) = (url.host(), url.port()) else {
-                return Err("no host or no port".to_owned());
+                return Err(EndpointError::NoHostOrPort);
             };
             if matches!(host, url::Host::Ipv6(_)) {
                 // The client opens IPv4 sockets only; a host name is resolved at each
                 // connect and its IPv4 addresses are tried.
-                return Err(
-                    "an IPv6 address is not supported for memcached: use an IPv4 address or a \
-                     host name"
-                        .to_owned(),
-                );
+                return Err(EndpointError::Ipv6);
             }
             format!("tcp://{host}:{port}")
         };

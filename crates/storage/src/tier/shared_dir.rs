@@ -25,7 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::CacheKey;
+use crate::{CacheKey, StorageError};
 
 /// Temporary files start with this; no entry's name does.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -86,17 +86,9 @@ pub(crate) enum Refusal {
 /// A shared-directory operation failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SharedDirError {
-    /// A system call on a path failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// On what.
-        path: PathBuf,
-        /// Why not.
-        #[source]
-        source: io::Error,
-    },
+    /// A system call on a path failed ([`StorageError::Io`], as for the local disk).
+    #[error(transparent)]
+    Io(#[from] StorageError),
     /// A write or remove met something that is not a directory where the entry's
     /// subdirectory belongs.
     #[error(transparent)]
@@ -105,10 +97,12 @@ pub(crate) enum SharedDirError {
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(Errno) -> SharedDirError {
     let path = path.to_path_buf();
-    move |e| SharedDirError::Io {
-        op,
-        path,
-        source: e.into(),
+    move |e| {
+        SharedDirError::Io(StorageError::Io {
+            op,
+            path,
+            source: e.into(),
+        })
     }
 }
 
@@ -212,20 +206,20 @@ pub(crate) fn read(root: &Path, key: &CacheKey, limit: u64) -> Result<Lookup, Sh
     File::from(fd)
         .take(size + 1)
         .read_to_end(&mut bytes)
-        .map_err(|source| SharedDirError::Io {
+        .map_err(|source| StorageError::Io {
             op: "read",
             path: path.clone(),
             source,
         })?;
     if bytes.len() as u64 != size {
-        return Err(SharedDirError::Io {
+        return Err(SharedDirError::Io(StorageError::Io {
             op: "read",
             path,
             source: io::Error::other(format!(
                 "file changed size while being read (stat said {size} bytes, read {})",
                 bytes.len()
             )),
-        });
+        }));
     }
     Ok(Lookup::Found(bytes))
 }
@@ -250,12 +244,12 @@ pub(crate) fn write(root: &Path, key: &CacheKey, entry: &[u8]) -> Result<(), Sha
     let root_fd = if let Some(fd) = open_root(root)? {
         fd
     } else {
-        std::fs::create_dir_all(root).map_err(|source| SharedDirError::Io {
+        std::fs::create_dir_all(root).map_err(|source| StorageError::Io {
             op: "create directory",
             path: root.to_path_buf(),
             source,
         })?;
-        open_root(root)?.ok_or_else(|| SharedDirError::Io {
+        open_root(root)?.ok_or_else(|| StorageError::Io {
             op: "open",
             path: root.to_path_buf(),
             source: io::ErrorKind::NotFound.into(),
@@ -266,7 +260,7 @@ pub(crate) fn write(root: &Path, key: &CacheKey, entry: &[u8]) -> Result<(), Sha
         Err(e) => return Err(io_err("create directory", &root.join(&sub))(e)),
     }
     let sub_path = root.join(&sub);
-    let sub_fd = open_sub(&root_fd, root, &sub)?.ok_or_else(|| SharedDirError::Io {
+    let sub_fd = open_sub(&root_fd, root, &sub)?.ok_or_else(|| StorageError::Io {
         op: "open",
         path: sub_path.clone(),
         source: io::ErrorKind::NotFound.into(),
@@ -285,10 +279,12 @@ pub(crate) fn write(root: &Path, key: &CacheKey, entry: &[u8]) -> Result<(), Sha
     let written = file
         .write_all(entry)
         .and_then(|()| file.sync_all())
-        .map_err(|source| SharedDirError::Io {
-            op: "write",
-            path: temp_path.clone(),
-            source,
+        .map_err(|source| {
+            SharedDirError::Io(StorageError::Io {
+                op: "write",
+                path: temp_path.clone(),
+                source,
+            })
         })
         .and_then(|()| {
             rustix::fs::renameat(&sub_fd, temp.as_str(), &sub_fd, name.as_str())
@@ -418,11 +414,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let path = entry_path(root.path());
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let made = std::process::Command::new("mkfifo")
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        let fifo = rustix::fs::FileType::Fifo;
+        rustix::fs::mknodat(rustix::fs::CWD, &path, fifo, rustix::fs::Mode::RUSR, 0).unwrap();
         let start = std::time::Instant::now();
         let why = refused(read(root.path(), &key(), 1000).unwrap());
         assert!(

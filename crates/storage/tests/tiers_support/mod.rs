@@ -254,3 +254,41 @@ pub async fn shared_between_two_machines(tier: TierConfig) {
     assert_eq!(b.get(&key(2)).await.unwrap(), None);
     assert_eq!(stats_of(&b, &name).misses, 1);
 }
+
+/// Two machines, `a` and `b`, each with its own local disk and `tier`: `a` puts entry 1 of
+/// `len` bytes, and `b` reads it through the tier.
+pub async fn a_puts_b_reads(
+    a_dir: &Path,
+    b_dir: &Path,
+    tier: &TierConfig,
+    len: usize,
+) -> (TieredStorage, TieredStorage) {
+    let a = machine(a_dir, vec![tier.clone()]);
+    let b = machine(b_dir, vec![tier.clone()]);
+    a.put(&key(1), entry(1, len)).await.unwrap();
+    assert!(a.flush(FLUSH).await);
+    assert_eq!(b.get(&key(1)).await.unwrap(), Some(entry(1, len)));
+    (a, b)
+}
+
+/// After the server of `b`'s tier `name` died: `b`'s gets of `keys` are misses (each one
+/// timed), and the tier's breaker opened after three failures, so later ones never call it.
+pub async fn misses_open_the_breaker(
+    b: &TieredStorage,
+    name: &str,
+    keys: std::ops::Range<u8>,
+) -> Vec<Duration> {
+    let mut each = Vec::new();
+    for n in keys {
+        let start = Instant::now();
+        assert_eq!(b.get(&key(n)).await.unwrap(), None);
+        each.push(start.elapsed());
+    }
+    let s = stats_of(b, name);
+    assert_eq!(
+        (s.errors + s.timeouts, s.state.as_str()),
+        (3, "open"),
+        "{s:?}"
+    );
+    each
+}
