@@ -22,7 +22,9 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use hoard_client::{CacheKey, ClientConfig, Hoard, OutputPath};
+use hoard_client::{CacheKey, OutputPath};
+
+mod common;
 
 /// One step of the build: `output` is made from `inputs`.
 struct Action {
@@ -85,13 +87,7 @@ async fn build() -> Result<(), Box<dyn Error>> {
     let cache_dir = options
         .cache_dir
         .unwrap_or_else(|| work_dir.join("hoard-cache"));
-    let hoard = if options.server {
-        let socket = std::env::var_os("HOARD_SERVER_UDS")
-            .ok_or("--server needs HOARD_SERVER_UDS: the socket of a running hoard-server")?;
-        Hoard::connect(&ClientConfig::new(cache_dir, socket.into())).await?
-    } else {
-        Hoard::embedded(cache_dir, 1 << 30)?
-    };
+    let hoard = common::open(options.server, cache_dir).await?;
 
     let src = work_dir.join("src");
     write_sample_inputs(&src)?;
@@ -131,29 +127,14 @@ async fn build() -> Result<(), Box<dyn Error>> {
 }
 
 fn parse_options() -> Options {
-    let mut server = false;
-    let mut positional = Vec::new();
-    for arg in std::env::args_os().skip(1) {
-        match arg.to_str() {
-            Some("--server") => server = true,
-            Some("-h" | "--help") => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            Some(option) if option.starts_with('-') => {
-                eprintln!("unknown option {option}\n{USAGE}");
-                std::process::exit(2);
-            }
-            _ => positional.push(PathBuf::from(arg)),
-        }
-    }
-    if positional.len() > 2 {
+    let args = common::args(USAGE);
+    if args.positional.len() > 2 {
         eprintln!("{USAGE}");
         std::process::exit(2);
     }
-    let mut positional = positional.into_iter();
+    let mut positional = args.positional.into_iter().map(PathBuf::from);
     Options {
-        server,
+        server: args.server,
         work_dir: positional
             .next()
             .unwrap_or_else(|| std::env::temp_dir().join("hoard-example-action-cache")),

@@ -15,12 +15,13 @@
 //! then `hits=N misses=M`. Exits nonzero when a compile failed.
 
 use std::error::Error;
-use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use hoard_client::{CacheStatus, ClientConfig, CommandLine, Hoard};
+use hoard_client::{CacheStatus, CommandLine};
+
+mod common;
 
 const SAMPLE_SOURCES: &[(&str, &str)] = &[
     (
@@ -59,13 +60,7 @@ async fn build() -> Result<ExitCode, Box<dyn Error>> {
     // compile must not depend on where this tool was started.
     let work_dir = std::fs::canonicalize(&options.work_dir)?;
     let cache_dir = work_dir.join("hoard-cache");
-    let hoard = if options.server {
-        let socket = std::env::var_os("HOARD_SERVER_UDS")
-            .ok_or("--server needs HOARD_SERVER_UDS: the socket of a running hoard-server")?;
-        Hoard::connect(&ClientConfig::new(cache_dir, socket.into())).await?
-    } else {
-        Hoard::embedded(cache_dir, 1 << 30)?
-    };
+    let hoard = common::open(options.server, cache_dir).await?;
     let sources = if options.sources.is_empty() {
         write_samples(&work_dir)?
     } else {
@@ -128,25 +123,10 @@ async fn build() -> Result<ExitCode, Box<dyn Error>> {
 }
 
 fn parse_options() -> Options {
-    let mut server = false;
-    let mut positional: Vec<OsString> = Vec::new();
-    for arg in std::env::args_os().skip(1) {
-        match arg.to_str() {
-            Some("--server") => server = true,
-            Some("-h" | "--help") => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            Some(option) if option.starts_with('-') => {
-                eprintln!("unknown option {option}\n{USAGE}");
-                std::process::exit(2);
-            }
-            _ => positional.push(arg),
-        }
-    }
-    let mut positional = positional.into_iter().map(PathBuf::from);
+    let args = common::args(USAGE);
+    let mut positional = args.positional.into_iter().map(PathBuf::from);
     Options {
-        server,
+        server: args.server,
         work_dir: positional
             .next()
             .unwrap_or_else(|| std::env::temp_dir().join("hoard-example-compile")),

@@ -71,9 +71,10 @@ pub enum Handover {
     HardLink,
 }
 
-/// Settings shared by the wrapper and the server. `Debug` never shows the token, and the
-/// tiers' `Debug` hides endpoint credentials, so a logged `?settings` carries no secret.
-#[derive(Clone)]
+/// Settings shared by the wrapper and the server. `Debug` never shows the token (a
+/// [`Secret`]), and the tiers' `Debug` hides endpoint credentials, so a logged `?settings`
+/// carries no secret.
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// `HOARD_DIR`, absolute.
     pub cache_dir: PathBuf,
@@ -97,7 +98,7 @@ pub struct Settings {
     /// `HOARD_SERVER_ADDR`: a server to reach over TCP (`host:port`) instead of the socket.
     pub server_addr: Option<String>,
     /// `HOARD_SERVER_TOKEN`: what TCP clients show and a TCP server admits them by.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// `HOARD_SERVER_LISTEN` (or `hoard-server --listen`): the TCP address a server serves.
     pub listen: Option<String>,
     /// `HOARD_SINGLE_FLIGHT_WAIT`: how long a lookup waits for another wrapper's identical
@@ -112,48 +113,33 @@ pub struct Settings {
     idle_timeout_set: bool,
 }
 
-impl std::fmt::Debug for Settings {
+/// A value whose `Debug` is [`MASK`](hoard_storage::tier::config::MASK): a secret field of
+/// [`Settings`] has this type, so the derived `Debug` of the whole never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Destructured so a new field cannot be added without deciding how it is shown.
-        let Self {
-            cache_dir,
-            cache_size,
-            socket_path,
-            idle_timeout,
-            direct_mode,
-            request_timeout,
-            client_max_protocol,
-            server_max_protocol,
-            tiers,
-            server_addr,
-            token,
-            listen,
-            single_flight_wait,
-            local_compression,
-            handover,
-            idle_timeout_set,
-        } = self;
-        f.debug_struct("Settings")
-            .field("cache_dir", cache_dir)
-            .field("cache_size", cache_size)
-            .field("socket_path", socket_path)
-            .field("idle_timeout", idle_timeout)
-            .field("direct_mode", direct_mode)
-            .field("request_timeout", request_timeout)
-            .field("client_max_protocol", client_max_protocol)
-            .field("server_max_protocol", server_max_protocol)
-            .field("tiers", tiers)
-            .field("server_addr", server_addr)
-            .field(
-                "token",
-                &token.as_ref().map(|_| hoard_storage::tier::config::MASK),
-            )
-            .field("listen", listen)
-            .field("single_flight_wait", single_flight_wait)
-            .field("local_compression", local_compression)
-            .field("handover", handover)
-            .field("idle_timeout_set", idle_timeout_set)
-            .finish()
+        std::fmt::Debug::fmt(hoard_storage::tier::config::MASK, f)
     }
 }
 
@@ -178,7 +164,9 @@ impl Settings {
                 source,
             })?;
         let cache_size = match var("HOARD_CACHE_SIZE") {
-            Some(v) => parse_size(&v).map_err(|why| invalid("HOARD_CACHE_SIZE", &v, why))?,
+            Some(v) => {
+                parse_size(&v).map_err(|why| invalid("HOARD_CACHE_SIZE", &v, why.to_string()))?
+            }
             None => DEFAULT_CACHE_SIZE,
         };
         let idle = seconds("HOARD_IDLE_TIMEOUT", 600)?;
@@ -218,7 +206,7 @@ impl Settings {
             server_max_protocol,
             tiers,
             server_addr,
-            token: non_empty("HOARD_SERVER_TOKEN"),
+            token: non_empty("HOARD_SERVER_TOKEN").map(Secret),
             listen: non_empty("HOARD_SERVER_LISTEN"),
             local_compression,
             handover,
@@ -239,7 +227,7 @@ impl Settings {
         config.request_timeout = self.request_timeout;
         config.max_protocol = self.client_max_protocol;
         config.server_addr.clone_from(&self.server_addr);
-        config.token.clone_from(&self.token);
+        config.token = self.token.as_ref().map(|t| t.expose().to_owned());
         config.journal = non_empty("HOARD_JOURNAL").map(PathBuf::from);
         config.launch = Some(ServerLaunch {
             program: server_program(),
@@ -270,7 +258,7 @@ impl Settings {
         config.single_flight_wait = self.single_flight_wait;
         config.tiers.clone_from(&self.tiers);
         config.listen.clone_from(&self.listen);
-        config.token.clone_from(&self.token);
+        config.token = self.token.as_ref().map(|t| t.expose().to_owned());
         // A gateway serves other machines: it must not go away because this one is quiet.
         if self.listen.is_some() && !self.idle_timeout_set {
             config.idle_timeout = None;

@@ -1,16 +1,24 @@
 //! `hoard`: the compiler wrapper (`hoard gcc -c x.c -o x.o`) and the control commands.
+//!
+//! The first argument decides which: a word that is not a flag (`gcc`, `rustc`,
+//! `/usr/bin/cc`) is a compiler, and everything from it on is that compiler's command line,
+//! never read as hoard's flags; anything else is a control command line, parsed by clap
+//! into [`Control`] and planned into [`Action`]s.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use hoard::config::Settings;
+use hoard::config::{ConfigError, Settings};
+use hoard_client::ClientConfig;
 
 /// A compile cache for C/C++ and Rust. Use as `hoard <compiler> args...`, or with one of the
 /// control flags below.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-// Each flag is an independent action, as in ccache's command line.
+// Each flag is an independent action, as in ccache's command line; `Control::plan` turns
+// them into the `Action`s to run.
 #[allow(clippy::struct_excessive_bools)]
 struct Control {
     /// Print the statistics.
@@ -19,7 +27,7 @@ struct Control {
     /// With --show-stats: summarise one build from its journal (`HOARD_JOURNAL`) instead
     /// of the server's totals.
     #[arg(long, requires = "show_stats", value_name = "JOURNAL")]
-    since_journal: Option<std::path::PathBuf>,
+    since_journal: Option<PathBuf>,
     /// With --show-stats or --show-config: one JSON object.
     #[arg(long)]
     json: bool,
@@ -46,46 +54,197 @@ struct Control {
     command: Vec<OsString>,
 }
 
+/// One control command. The flags combine (`--stop-server --start-server` restarts the
+/// server), so a command line is a list of these, run in the order of the variants.
+#[derive(Debug, PartialEq)]
+enum Action {
+    /// `--stop-server`.
+    StopServer,
+    /// `--start-server`.
+    StartServer,
+    /// `--zero-stats`.
+    ZeroStats,
+    /// `--show-stats [--json]`: the server's totals.
+    ShowStats { json: bool },
+    /// `--show-stats --since-journal JOURNAL`: one build's summary, from its journal.
+    SummariseJournal(PathBuf),
+    /// `--explain -- COMMAND`.
+    Explain(Vec<OsString>),
+    /// `--show-config [--json]`.
+    ShowConfig { json: bool },
+}
+
+/// Why a control command failed; printed after `hoard: `.
+#[derive(Debug, thiserror::Error)]
+enum ControlError {
+    /// The configuration (environment or file) is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No tokio runtime could be built.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The server could not be reached, started, stopped or asked.
+    #[error(transparent)]
+    Server(#[from] hoard_client::ClientError),
+    /// The journal given to `--since-journal` could not be read.
+    #[error(transparent)]
+    Journal(#[from] hoard_client::journal::JournalError),
+    /// A report could not be written as JSON.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// `--explain` needs the current directory, as the compile would.
+    #[error("current directory: {0}")]
+    CurrentDir(#[source] std::io::Error),
+    /// `--explain` with nothing after `--`.
+    #[error("--explain wants a compiler command after --")]
+    NoCommand,
+    /// `--json` with neither report it formats.
+    #[error("--json goes with --show-stats or --show-config")]
+    JsonAlone,
+    /// No action at all.
+    #[error("nothing to do: give a compiler command or a control flag (see --help)")]
+    NothingToDo,
+}
+
 fn main() -> ExitCode {
-    let mut args = std::env::args_os();
-    let _self = args.next();
-    let rest: Vec<OsString> = args.collect();
-    match rest.first() {
-        Some(first) if !first.as_encoded_bytes().starts_with(b"-") => wrap(rest),
-        _ => control(),
+    let mut rest = std::env::args_os().skip(1);
+    // Decided by hand, before clap: a compiler's arguments must never be read as hoard's
+    // (`hoard gcc --version`), and the hit path should not pay for building a parser.
+    match rest.next() {
+        Some(first) if !first.as_encoded_bytes().starts_with(b"-") => wrap(first, rest.collect()),
+        _ => match control(Control::parse()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hoard: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
 /// Wrapper mode. A broken configuration must not break the build: it is logged and the
 /// compiler runs as if hoard were not there.
-fn wrap(mut rest: Vec<OsString>) -> ExitCode {
-    let program = rest.remove(0);
+fn wrap(program: OsString, args: Vec<OsString>) -> ExitCode {
     let status = match Settings::from_env() {
         Ok(settings) => {
             hoard::logging::init(&settings.cache_dir, "hoard.log");
-            hoard_client::run_wrapper(&settings.client(), program, rest)
+            hoard_client::run_wrapper(&settings.client(), program, args)
         }
         Err(e) => {
             eprintln_to_log(&e);
-            hoard_client::run_wrapper_uncached(&program, &rest)
+            hoard_client::run_wrapper_uncached(&program, &args)
         }
     };
     ExitCode::from(u8::try_from(status.clamp(0, 255)).unwrap_or(1))
 }
 
-fn eprintln_to_log(e: &hoard::config::ConfigError) {
+fn eprintln_to_log(e: &ConfigError) {
     if let Some(dir) = std::env::var_os("HOARD_DIR") {
         hoard::logging::init(std::path::Path::new(&dir), "hoard.log");
     }
     tracing::error!("configuration error, compiling without the cache: {e}");
 }
 
+impl Control {
+    /// The actions asked for, in the order they run, and the misuse to report once they
+    /// have run (as hoard always has: `--zero-stats --json` zeroes, then fails).
+    fn plan(self) -> (Vec<Action>, Option<ControlError>) {
+        let mut actions = Vec::new();
+        if self.stop_server {
+            actions.push(Action::StopServer);
+        }
+        if self.start_server {
+            actions.push(Action::StartServer);
+        }
+        if self.zero_stats {
+            actions.push(Action::ZeroStats);
+        }
+        match (self.show_stats, self.since_journal) {
+            (true, Some(journal)) => actions.push(Action::SummariseJournal(journal)),
+            (true, None) => actions.push(Action::ShowStats { json: self.json }),
+            (false, _) => {}
+        }
+        if self.explain {
+            actions.push(Action::Explain(self.command));
+        }
+        if self.show_config {
+            actions.push(Action::ShowConfig { json: self.json });
+        }
+        let misuse = if self.json && !(self.show_stats || self.show_config) {
+            Some(ControlError::JsonAlone)
+        } else if actions.is_empty() {
+            Some(ControlError::NothingToDo)
+        } else {
+            None
+        };
+        (actions, misuse)
+    }
+}
+
+/// Runs a control command line: reads the settings, then each action in turn, stopping at
+/// the first that fails.
+fn control(control: Control) -> Result<(), ControlError> {
+    let settings = Settings::from_env()?;
+    hoard::logging::init(&settings.cache_dir, "hoard.log");
+    let client = settings.client();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ControlError::Runtime)?;
+    let (actions, misuse) = control.plan();
+    runtime.block_on(async {
+        for action in actions {
+            run(action, &settings, &client).await?;
+        }
+        misuse.map_or(Ok(()), Err)
+    })
+}
+
+async fn run(
+    action: Action,
+    settings: &Settings,
+    client: &ClientConfig,
+) -> Result<(), ControlError> {
+    match action {
+        Action::StopServer => println!("{}", hoard_client::stop_server(client).await?),
+        Action::StartServer => {
+            hoard_client::Connection::open(client).await?;
+            match &client.server_addr {
+                Some(addr) => println!("hoard server answering at {addr}"),
+                None => println!("hoard server running at {}", client.socket_path.display()),
+            }
+        }
+        Action::ZeroStats => {
+            hoard_client::zero_stats(client).await?;
+            println!("statistics zeroed");
+        }
+        Action::SummariseJournal(journal) => {
+            emit(&hoard_client::journal::summarise(&journal)?.to_string());
+        }
+        Action::ShowStats { json: true } => {
+            let stats = hoard_client::stats(client).await?;
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+        }
+        Action::ShowStats { json: false } => {
+            let stats = hoard_client::stats(client).await?;
+            print!("{}", hoard::stats_table::render(&stats, settings));
+        }
+        Action::Explain(command) => emit(&explain(settings, &command).await?),
+        Action::ShowConfig { json: true } => {
+            let report = hoard::config_report::to_json(settings);
+            emit(&format!("{}\n", serde_json::to_string_pretty(&report)?));
+        }
+        Action::ShowConfig { json: false } => emit(&hoard::config_report::render(settings)),
+    }
+    Ok(())
+}
+
 /// `hoard --explain -- <command>`: the report, read from this machine's cache directory.
-async fn explain(settings: &Settings, command: &[OsString]) -> Result<String, String> {
+async fn explain(settings: &Settings, command: &[OsString]) -> Result<String, ControlError> {
     let Some((program, args)) = command.split_first() else {
-        return Err("--explain wants a compiler command after --".into());
+        return Err(ControlError::NoCommand);
     };
-    let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
+    let cwd = std::env::current_dir().map_err(ControlError::CurrentDir)?;
     let command = hoard_compiler::CommandLine {
         program: program.clone(),
         args: args.to_vec(),
@@ -110,102 +269,60 @@ fn emit(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-fn control() -> ExitCode {
-    let control = Control::parse();
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("hoard: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    hoard::logging::init(&settings.cache_dir, "hoard.log");
-    let client = settings.client();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("hoard: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result: Result<(), String> = runtime.block_on(async {
-        if control.stop_server {
-            let stopped = hoard_client::stop_server(&client)
-                .await
-                .map_err(|e| e.to_string())?;
-            println!("{stopped}");
-        }
-        if control.start_server {
-            hoard_client::Connection::open(&client)
-                .await
-                .map_err(|e| e.to_string())?;
-            match &client.server_addr {
-                Some(addr) => println!("hoard server answering at {addr}"),
-                None => println!("hoard server running at {}", client.socket_path.display()),
-            }
-        }
-        if control.zero_stats {
-            hoard_client::zero_stats(&client)
-                .await
-                .map_err(|e| e.to_string())?;
-            println!("statistics zeroed");
-        }
-        if let Some(journal) = control
-            .show_stats
-            .then_some(())
-            .and(control.since_journal.as_ref())
-        {
-            let summary = hoard_client::journal::summarise(journal).map_err(|e| e.to_string())?;
-            emit(&summary.to_string());
-        } else if control.show_stats {
-            let stats = hoard_client::stats(&client)
-                .await
-                .map_err(|e| e.to_string())?;
-            if control.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&stats).map_err(|e| e.to_string())?
-                );
-            } else {
-                print!("{}", hoard::stats_table::render(&stats, &settings));
-            }
-        }
-        if control.explain {
-            emit(&explain(&settings, &control.command).await?);
-        }
-        if control.show_config {
-            if control.json {
-                let report = hoard::config_report::to_json(&settings);
-                let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-                emit(&format!("{text}\n"));
-            } else {
-                emit(&hoard::config_report::render(&settings));
-            }
-        }
-        if control.json && !(control.show_stats || control.show_config) {
-            return Err("--json goes with --show-stats or --show-config".into());
-        }
-        if !(control.stop_server
-            || control.start_server
-            || control.zero_stats
-            || control.show_stats
-            || control.show_config
-            || control.explain)
-        {
-            return Err(
-                "nothing to do: give a compiler command or a control flag (see --help)".into(),
-            );
-        }
-        Ok(())
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hoard: {e}");
-            ExitCode::FAILURE
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(args: &[&str]) -> (Vec<Action>, Option<String>) {
+        let control =
+            Control::try_parse_from(std::iter::once("hoard").chain(args.iter().copied())).unwrap();
+        let (actions, misuse) = control.plan();
+        (actions, misuse.map(|e| e.to_string()))
+    }
+
+    #[test]
+    fn flags_combine_and_run_in_a_fixed_order() {
+        let (actions, misuse) = plan(&["--show-config", "--start-server", "--stop-server", "-z"]);
+        assert_eq!(
+            actions,
+            [
+                Action::StopServer,
+                Action::StartServer,
+                Action::ZeroStats,
+                Action::ShowConfig { json: false }
+            ]
+        );
+        assert!(misuse.is_none());
+    }
+
+    #[test]
+    fn json_goes_to_the_report_it_formats_and_a_journal_wins_over_the_server() {
+        assert_eq!(
+            plan(&["-s", "--json"]).0,
+            [Action::ShowStats { json: true }]
+        );
+        assert_eq!(
+            plan(&["-s", "--since-journal", "j"]).0,
+            [Action::SummariseJournal(PathBuf::from("j"))]
+        );
+        let (actions, misuse) = plan(&["--zero-stats", "--json"]);
+        assert_eq!(actions, [Action::ZeroStats]);
+        assert_eq!(
+            misuse.as_deref(),
+            Some("--json goes with --show-stats or --show-config")
+        );
+    }
+
+    #[test]
+    fn no_flag_is_nothing_to_do_and_explain_takes_the_command() {
+        assert!(plan(&[]).1.is_some_and(|m| m.starts_with("nothing to do")));
+        assert_eq!(
+            plan(&["--explain", "--", "gcc", "-c", "a.c"]).0,
+            [Action::Explain(vec![
+                "gcc".into(),
+                "-c".into(),
+                "a.c".into()
+            ])]
+        );
     }
 }
