@@ -8,6 +8,10 @@
 //! one or none; a reader that has opened a file keeps reading it even if it is evicted. The
 //! processes count the directory's size together in a [`ledger`] file, so the limit holds for
 //! the directory, not per process; eviction rescans the directory, which is the truth.
+//!
+//! Here: opening, reading, writing and delivering entries. Beside it: [`beside`] (a split
+//! entry's large files and the memo of those checked), [`evict`] (the LRU rounds and their
+//! lock), [`ledger`] (the shared size count) and [`scan`] (what the directory holds).
 
 mod beside;
 mod evict;

@@ -411,12 +411,7 @@ pub fn tiers_from_env(
         let mut tier = TierConfig::new(TierKind::Memcached { endpoint });
         // A server started with `-I 16m` takes bigger items than the 1 MiB default.
         if let Some(size) = var("HOARD_MEMCACHED_MAX_ENTRY") {
-            let limit = parse_size(&size).map_err(|reason| TierConfigError::Invalid {
-                tier: "memcached".into(),
-                field: "HOARD_MEMCACHED_MAX_ENTRY",
-                value: size.clone(),
-                reason: reason.to_string(),
-            })?;
+            let limit = size_var("memcached", "HOARD_MEMCACHED_MAX_ENTRY", &size)?;
             // Leave room for memcached's item header and the key, as the default does.
             tier.max_entry_size = Some(limit.saturating_sub(1024));
         }
@@ -443,12 +438,7 @@ pub fn tiers_from_env(
     }
 
     if let Some(size) = var("HOARD_REMOTE_MAX_ENTRY") {
-        let limit = parse_size(&size).map_err(|reason| TierConfigError::Invalid {
-            tier: "remote".into(),
-            field: "HOARD_REMOTE_MAX_ENTRY",
-            value: size.clone(),
-            reason: reason.to_string(),
-        })?;
+        let limit = size_var("remote", "HOARD_REMOTE_MAX_ENTRY", &size)?;
         for tier in tiers
             .iter_mut()
             .filter(|t| !matches!(t.kind, TierKind::Memcached { .. }))
@@ -474,6 +464,16 @@ pub fn tiers_from_env(
         tier.validate()?;
     }
     Ok(tiers)
+}
+
+/// The size in `var`, which sets a limit of `tier` (`remote`: every tier but memcached).
+fn size_var(tier: &str, var: &'static str, value: &str) -> Result<u64, TierConfigError> {
+    parse_size(value).map_err(|reason| TierConfigError::Invalid {
+        tier: tier.into(),
+        field: var,
+        value: value.to_owned(),
+        reason: reason.to_string(),
+    })
 }
 
 /// Splits a comma list of tier names, refusing names that are not tiers.
