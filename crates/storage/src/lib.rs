@@ -23,8 +23,8 @@ pub use entry_store::{CorruptHook, EntryStore, OutputsHit, StoreError};
 pub use key::{CacheKey, InvalidKey};
 pub use output::OutputPath;
 pub use tier::{
-    DEFAULT_MAX_REMOTE_ENTRY, LOCAL_TIER, QueueLimits, TierConfig, TierConfigError, TierKind,
-    TierStats, TieredStorage, parse_size, tiers_from_env,
+    DEFAULT_MAX_REMOTE_ENTRY, LOCAL_TIER, QueueLimits, SizeError, TierConfig, TierConfigError,
+    TierKind, TierStats, TieredStorage, parse_size, tiers_from_env,
 };
 
 use async_trait::async_trait;

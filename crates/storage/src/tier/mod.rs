@@ -18,7 +18,7 @@ mod shared_dir;
 pub use remote::DEFAULT_MAX_REMOTE_ENTRY;
 
 pub use chain::{LOCAL_TIER, QueueLimits, TieredStorage};
-pub use config::{TierConfig, TierConfigError, TierKind, parse_size, tiers_from_env};
+pub use config::{SizeError, TierConfig, TierConfigError, TierKind, parse_size, tiers_from_env};
 
 /// Figures for one tier of a [`TieredStorage`], as the stats report them (serialises to the
 /// stats JSON's `tiers` array items).
