@@ -14,11 +14,13 @@
 
 mod client_events;
 mod frame;
+mod inline;
 mod message;
 mod stats;
 
 pub use client_events::{CLIENT_EVENTS_FILE, ClientEvent};
 pub use frame::{DEFAULT_MAX_FRAME_LENGTH, MAX_NESTING, ProtocolError, codec, decode, encode};
+pub use inline::{InlineAssembly, InlineError, InlinePieces};
 pub use message::{ByteBuf, DirIdentity, OutputPath, Probe, Request, Response};
 pub use stats::{Stats, TierStats, TransferStats};
 
@@ -44,7 +46,8 @@ pub mod capability {
 }
 
 /// Inline entries travel in `Chunk` frames of at most this many bytes, well under the
-/// default frame limit so a peer with a smaller limit still reads them.
+/// default frame limit so a peer with a smaller limit still reads them (see
+/// [`InlinePieces`]).
 pub const INLINE_CHUNK_SIZE: usize = 4 * 1024 * 1024;
 
 /// The highest version inside both `[min, max]` ranges, if the ranges meet.

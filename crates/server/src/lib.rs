@@ -16,15 +16,21 @@
 //! ([`GatewayLimits`]). SIGTERM and SIGINT stop it as `Shutdown` does.
 
 mod accept;
+mod admission;
 mod config;
 mod connection;
+mod dispatch;
+mod error;
 mod flight;
 mod gateway;
 mod inline;
 mod lock_holder;
 mod output_paths;
+mod peer;
 mod probe;
+mod reply;
 mod server;
+mod shared;
 mod state_files;
 mod stats;
 mod v1;
@@ -35,5 +41,6 @@ pub use gateway::{
     DEFAULT_HANDSHAKE_DEADLINE, DEFAULT_INLINE_BUDGET, DEFAULT_INLINE_BUDGET_WAIT, GatewayLimits,
 };
 pub use output_paths::PathRefused;
-pub use server::{ServerError, serve};
+pub use error::ServerError;
+pub use server::serve;
 pub use state_files::Unsafe;

@@ -9,7 +9,7 @@ use hoard_storage::{CacheKey, EntryMeta, Located, OutputPath, OutputsHit, ReadLi
 use crate::flight::Holder;
 use crate::output_paths::{self, PathRefused};
 use crate::probe::ProvenDir;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::{Counted, Transfer};
 
 fn refused(shared: &Shared, message: String) -> Response {
@@ -18,8 +18,10 @@ fn refused(shared: &Shared, message: String) -> Response {
     Response::Error { message }
 }
 
-fn parse_key(key: &str) -> Result<CacheKey, String> {
-    key.parse::<CacheKey>().map_err(|e| e.to_string())
+/// The key a request names, or the refusal of a malformed one.
+fn parse_key(shared: &Shared, key: &str) -> Result<CacheKey, Response> {
+    key.parse::<CacheKey>()
+        .map_err(|e| refused(shared, e.to_string()))
 }
 
 /// Why the server will not act on a request's paths.
@@ -95,9 +97,9 @@ pub(crate) async fn cache_get(
     outputs: &[WirePath],
     language: Option<&str>,
 ) -> Response {
-    let key = match parse_key(key) {
+    let key = match parse_key(shared, key) {
         Ok(k) => k,
-        Err(e) => return refused(shared, e),
+        Err(refusal) => return refusal,
     };
     let outputs = match checked_outputs(outputs, peer_uid, proven) {
         Ok(o) => o,
@@ -151,9 +153,9 @@ pub(crate) async fn cache_put(
     outputs: &[WirePath],
     meta: &EntryMeta,
 ) -> Response {
-    let key = match parse_key(key) {
+    let key = match parse_key(shared, key) {
         Ok(k) => k,
-        Err(e) => return refused(shared, e),
+        Err(refusal) => return refusal,
     };
     // Whatever happens to the put, this connection's flight of the key ends here: on success
     // it passes to the store below, on a refusal its followers stop waiting for it.
@@ -212,7 +214,7 @@ pub(crate) async fn cache_get_inline(
     key: &str,
     language: Option<&str>,
 ) -> Result<Located, Response> {
-    let key = parse_key(key).map_err(|e| refused(shared, e))?;
+    let key = parse_key(shared, key)?;
     let look = || shared.store.get_entry(&key);
     let stored = || shared.stored_locally(&key);
     match shared.flights.look(&key, holder, stored, look).await {
@@ -241,15 +243,11 @@ pub(crate) async fn cache_put_inline(
     shared: &Shared,
     holder: Holder,
     key: &str,
-    _language: Option<&str>,
     bytes: Vec<u8>,
 ) -> Response {
-    shared.stats.count(Counted::Request {
-        version: PROTOCOL_V2,
-    });
-    let key = match parse_key(key) {
+    let key = match parse_key(shared, key) {
         Ok(k) => k,
-        Err(e) => return refused(shared, e),
+        Err(refusal) => return refusal,
     };
     let stored = shared.store.put_entry(&key, bytes).await;
     shared.flights.land(&key, holder);
@@ -267,9 +265,9 @@ pub(crate) async fn cache_put_inline(
 /// Single flight: in direct mode a first compile's only lookup before compiling is of its
 /// manifest, so concurrent first compiles of one source wait here for the first to record.
 pub(crate) async fn manifest_get(shared: &Shared, holder: Holder, key: &str) -> Response {
-    let key = match parse_key(key) {
+    let key = match parse_key(shared, key) {
         Ok(k) => k,
-        Err(e) => return refused(shared, e),
+        Err(refusal) => return refusal,
     };
     let look = || shared.store.get_blob(&key);
     let stored = || shared.stored_locally(&key);
@@ -287,9 +285,9 @@ pub(crate) async fn manifest_put(
     key: &str,
     manifest: Vec<u8>,
 ) -> Response {
-    let key = match parse_key(key) {
+    let key = match parse_key(shared, key) {
         Ok(k) => k,
-        Err(e) => return refused(shared, e),
+        Err(refusal) => return refusal,
     };
     let stored = shared.store.put_blob(&key, manifest).await;
     shared.flights.land(&key, holder);
