@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use hoard_protocol::{
-    InlineAssembly, InlineError, InlinePieces, MAX_PROTOCOL, MIN_PROTOCOL, PROTOCOL_V1, PROTOCOL_V2, Request, Response,
-    capability, codec, decode, encode,
+    InlineAssembly, InlineError, InlinePieces, MAX_PROTOCOL, MIN_PROTOCOL, PROTOCOL_V1,
+    PROTOCOL_V2, Request, Response, capability, codec, decode, encode,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};

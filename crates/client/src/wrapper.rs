@@ -92,7 +92,9 @@ fn ask_server(
     let served = serve(&runtime);
     responsiveness.note(config, unanswered(&served));
     match served {
-        Ok(Served::Pipeline(outcome, route)) => finish_pipeline(config, &outcome, &route, invocation),
+        Ok(Served::Pipeline(outcome, route)) => {
+            finish_pipeline(config, &outcome, &route, invocation)
+        }
         Ok(Served::ByServer(compiled)) => {
             invocation.served_by_v1(&compiled);
             emit(&compiled.result)
@@ -132,7 +134,11 @@ fn finish_pipeline(
     route: &Route,
     invocation: &Invocation<'_>,
 ) -> i32 {
-    invocation.pipeline(outcome, route, outcome.cache_errors.first().map(fault_cause));
+    invocation.pipeline(
+        outcome,
+        route,
+        outcome.cache_errors.first().map(fault_cause),
+    );
     record_faults(config, outcome);
     if outcome.stderr_streamed {
         let _ = std::io::stdout().lock().write_all(&outcome.result.stdout);

@@ -123,8 +123,7 @@ async fn serve_request<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
 ) -> Reply {
     let peer = conn.peer;
-    if let Some(refusal) = admission::refusal(&request, peer, state.authenticated, shared.own_uid)
-    {
+    if let Some(refusal) = admission::refusal(&request, peer, state.authenticated, shared.own_uid) {
         return refusal;
     }
     if let Request::Hello { token, .. } = &request

@@ -46,18 +46,6 @@ pub(crate) async fn handle(
             args,
             env,
         } => v1::compile(shared, conn.holder, exe, cwd, args, env).await,
-        Request::Hello {
-            min,
-            max,
-            capabilities,
-            probe,
-            token: _,
-        } => hello(
-            (conn.peer, probe.as_ref(), proven),
-            (min, max),
-            &capabilities,
-            max_protocol,
-        ),
         Request::CacheGet {
             key,
             outputs,
@@ -81,8 +69,7 @@ pub(crate) async fn handle(
             v2::cache_put(shared, who, &key, &outputs, &meta).await
         }
         Request::CacheGetInline { key, language } => {
-            return match v2::cache_get_inline(shared, conn.holder, &key, language.as_deref())
-                .await
+            return match v2::cache_get_inline(shared, conn.holder, &key, language.as_deref()).await
             {
                 Ok(found) => Reply::Entry(found),
                 Err(response) => Reply::One(response),
@@ -95,17 +82,45 @@ pub(crate) async fn handle(
         Request::ManifestPut { key, manifest } => {
             v2::manifest_put(shared, conn.holder, &key, manifest).await
         }
+        request => return control(request, conn.peer, proven, shared, max_protocol),
+    };
+    Reply::One(response)
+}
+
+/// The requests about the conversation and the server rather than the cache: negotiation,
+/// statistics, shutdown, and what is out of place.
+fn control(
+    request: Request,
+    peer: Peer,
+    proven: &mut Option<ProvenDir>,
+    shared: &Shared,
+    max_protocol: u32,
+) -> Reply {
+    Reply::One(match request {
+        Request::Hello {
+            min,
+            max,
+            capabilities,
+            probe,
+            token: _,
+        } => hello(
+            (peer, probe.as_ref(), proven),
+            (min, max),
+            &capabilities,
+            max_protocol,
+        ),
         Request::GetStats => stats(shared),
         Request::ZeroStats => zero_stats(shared),
         Request::Shutdown => return Reply::Shutdown,
         Request::Chunk { .. } => {
             return Reply::Close(error("Chunk outside an inline entry".into()));
         }
-        Request::Unknown => Response::Unsupported {
+        // The cache's requests are `handle`'s; whatever else there is, this server does not
+        // know.
+        _ => Response::Unsupported {
             message: Some("unknown request type".into()),
         },
-    };
-    Reply::One(response)
+    })
 }
 
 /// The protocol version a request is counted under, for the ones the statistics count.

@@ -293,7 +293,11 @@ mod tests {
         });
         assert!(budget.reserve(2 << 20, true).await.is_err());
         let held = budget.reserve(768 << 10, true).await.unwrap();
-        let refused = budget.reserve(512 << 10, true).await.unwrap_err().to_string();
+        let refused = budget
+            .reserve(512 << 10, true)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("budget"), "{refused}");
         drop(held);
         // A local entry larger than the budget takes all of it.

@@ -37,10 +37,10 @@ mod v1;
 mod v2;
 
 pub use config::{DEFAULT_SINGLE_FLIGHT_WAIT, ServerConfig};
+pub use error::ServerError;
 pub use gateway::{
     DEFAULT_HANDSHAKE_DEADLINE, DEFAULT_INLINE_BUDGET, DEFAULT_INLINE_BUDGET_WAIT, GatewayLimits,
 };
 pub use output_paths::PathRefused;
-pub use error::ServerError;
 pub use server::serve;
 pub use state_files::Unsafe;

@@ -57,12 +57,16 @@ struct Listeners {
 async fn listen(config: &ServerConfig, files: &mut StateFiles) -> Result<Listeners, ServerError> {
     let tcp = match &config.listen {
         None => None,
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| {
-            ServerError::Listen {
-                addr: addr.clone(),
-                source,
-            }
-        })?),
+        Some(addr) => {
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Listen {
+                        addr: addr.clone(),
+                        source,
+                    })?,
+            )
+        }
     };
     files.remove_stale_socket()?;
     let socket = &config.socket_path;

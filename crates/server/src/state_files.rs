@@ -379,7 +379,7 @@ mod tests {
     }
 
     /// `err` refuses a lock or pid file for being a symlink.
-    fn assert_symlink_refused(err: ServerError) {
+    fn assert_symlink_refused(err: &ServerError) {
         assert!(
             matches!(
                 err,
@@ -399,7 +399,7 @@ mod tests {
         let target = base.path().join("target");
         std::fs::write(&target, b"kept").unwrap();
         std::os::unix::fs::symlink(&target, sibling(&socket, "lock")).unwrap();
-        assert_symlink_refused(StateFiles::take(&socket, uid()).unwrap_err());
+        assert_symlink_refused(&StateFiles::take(&socket, uid()).unwrap_err());
         std::fs::remove_file(sibling(&socket, "lock")).unwrap();
         std::fs::create_dir(sibling(&socket, "lock")).unwrap();
         let err = StateFiles::take(&socket, uid()).unwrap_err();
@@ -409,7 +409,7 @@ mod tests {
         );
         std::fs::remove_dir(sibling(&socket, "lock")).unwrap();
         std::os::unix::fs::symlink(&target, sibling(&socket, "pid")).unwrap();
-        assert_symlink_refused(StateFiles::take(&socket, uid()).unwrap_err());
+        assert_symlink_refused(&StateFiles::take(&socket, uid()).unwrap_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"kept");
     }
 
