@@ -39,13 +39,13 @@ pub(crate) async fn handle(
         conn.peer.uid_or(shared.own_uid),
         proven.as_ref(),
     );
-    let response = match request {
+    let answered = match request {
         Request::Compile {
             exe,
             cwd,
             args,
             env,
-        } => v1::compile(shared, conn.holder, exe, cwd, args, env).await,
+        } => Ok(v1::compile(shared, conn.holder, exe, cwd, args, env).await),
         Request::CacheGet {
             key,
             outputs,
@@ -84,7 +84,7 @@ pub(crate) async fn handle(
         }
         request => return control(request, conn.peer, proven, shared, max_protocol),
     };
-    Reply::One(response)
+    Reply::One(answered.unwrap_or_else(|refusal| refusal))
 }
 
 /// The requests about the conversation and the server rather than the cache: negotiation,

@@ -1,10 +1,9 @@
-//! Why a server could not start or keep running: the one error `serve` returns.
+//! Why a server could not start or keep running: the one error `serve` returns, and what
+//! makes a path unfit to hold the server's state.
 
 use std::path::PathBuf;
 
 use hoard_storage::StorageError;
-
-use crate::state_files::Unsafe;
 
 /// Why a server could not start or keep running.
 #[derive(Debug, thiserror::Error)]
@@ -76,4 +75,32 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What makes a path unfit to hold the server's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unsafe {
+    /// Another user owns it.
+    #[error("is owned by uid {owner}, not by this server's uid {uid}")]
+    OwnedBy {
+        /// Its owner.
+        owner: u32,
+        /// The server's effective uid.
+        uid: u32,
+    },
+    /// Someone besides its owner may create, rename or delete entries in it.
+    #[error("is writable by group or others (mode {mode:04o})")]
+    Writable {
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// It is a symbolic link, which is never followed.
+    #[error("is a symlink")]
+    Symlink,
+    /// It should be a directory and is not.
+    #[error("is not a directory")]
+    NotDirectory,
+    /// It should be a regular file and is not.
+    #[error("is not a regular file")]
+    NotRegular,
 }

@@ -19,36 +19,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::error::ServerError;
+use crate::error::{ServerError, Unsafe};
 use crate::lock_holder::Locked;
-
-/// What makes a path unfit to hold the server's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Unsafe {
-    /// Another user owns it.
-    #[error("is owned by uid {owner}, not by this server's uid {uid}")]
-    OwnedBy {
-        /// Its owner.
-        owner: u32,
-        /// The server's effective uid.
-        uid: u32,
-    },
-    /// Someone besides its owner may create, rename or delete entries in it.
-    #[error("is writable by group or others (mode {mode:04o})")]
-    Writable {
-        /// Its permission bits.
-        mode: u32,
-    },
-    /// It is a symbolic link, which is never followed.
-    #[error("is a symlink")]
-    Symlink,
-    /// It should be a directory and is not.
-    #[error("is not a directory")]
-    NotDirectory,
-    /// It should be a regular file and is not.
-    #[error("is not a regular file")]
-    NotRegular,
-}
 
 /// The socket's directory, checked and held open, with the server's lock taken in it.
 #[derive(Debug)]
