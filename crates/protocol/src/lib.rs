@@ -1,6 +1,8 @@
 //! hoard's wire protocol, shared by every client and server generation. It defines the
-//! messages of each protocol version, the capabilities peers negotiate, and how a message
-//! becomes a frame: a 4-byte big-endian length and a MessagePack body. It knows nothing of
+//! messages of each protocol version, the capabilities peers negotiate, how a message
+//! becomes a frame (a 4-byte big-endian length and a MessagePack body), and how an entry
+//! travelling inline is cut into `Chunk`s and put back together ([`InlinePieces`],
+//! [`InlineAssembly`]), so client and server follow one rule. It knows nothing of
 //! sockets beyond the codec, nothing of storage and nothing of compilers; the client and the
 //! server crates drive it over their own connections.
 //!
