@@ -237,16 +237,25 @@ pub(crate) async fn cache_put_inline(
     bytes: Vec<u8>,
 ) -> Answer {
     let key = parse_key(shared, key)?;
-    let stored = shared.store.put_entry(&key, bytes).await;
-    shared.flights.land(&key, holder);
-    Ok(match stored {
-        Ok(()) => {
-            shared.stats.count(Counted::Transfer(Transfer::Inline));
-            shared.stats.count(Counted::Write);
-            Response::Stored
-        }
-        Err(e) => refused(shared, format!("cache put {key}: {e}")),
-    })
+    let put = shared.store.put_entry(&key, bytes);
+    store_and_land(shared, holder, &key, "cache put", put).await?;
+    shared.stats.count(Counted::Transfer(Transfer::Inline));
+    shared.stats.count(Counted::Write);
+    Ok(Response::Stored)
+}
+
+/// Waits for `put` of `key`, then lands this connection's flight of the key whatever came of
+/// it (its followers stop waiting either way). A failure is refused as `what` failed.
+async fn store_and_land<E: std::fmt::Display>(
+    shared: &Shared,
+    holder: Holder,
+    key: &CacheKey,
+    what: &str,
+    put: impl Future<Output = Result<(), E>>,
+) -> Result<(), Response> {
+    let stored = put.await;
+    shared.flights.land(key, holder);
+    stored.map_err(|e| refused(shared, format!("{what} {key}: {e}")))
 }
 
 /// `ManifestGet`: the direct-mode manifest under `key`, if any.
@@ -273,10 +282,7 @@ pub(crate) async fn manifest_put(
     manifest: Vec<u8>,
 ) -> Answer {
     let key = parse_key(shared, key)?;
-    let stored = shared.store.put_blob(&key, manifest).await;
-    shared.flights.land(&key, holder);
-    Ok(match stored {
-        Ok(()) => Response::Stored,
-        Err(e) => refused(shared, format!("manifest put {key}: {e}")),
-    })
+    let put = shared.store.put_blob(&key, manifest);
+    store_and_land(shared, holder, &key, "manifest put", put).await?;
+    Ok(Response::Stored)
 }
