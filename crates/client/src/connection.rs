@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use hoard_protocol::{
-    INLINE_CHUNK_SIZE, MAX_PROTOCOL, MIN_PROTOCOL, PROTOCOL_V1, PROTOCOL_V2, Request, Response,
-    capability, codec, decode, encode,
+    InlineAssembly, InlineError, InlinePieces, MAX_PROTOCOL, MIN_PROTOCOL, PROTOCOL_V1,
+    PROTOCOL_V2, Request, Response, capability, codec, decode, encode,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
@@ -244,7 +244,18 @@ impl Connection {
         waited: Duration,
     ) -> Result<Response, ClientError> {
         let name = request.type_name();
-        let body = encode(request)?;
+        self.send_within(name, waited, encode(request)?).await?;
+        self.welcome_if_pending().await?;
+        within(name, waited, self.receive(name)).await
+    }
+
+    /// Sends the encoded request `name` within `waited`.
+    async fn send_within(
+        &mut self,
+        name: &'static str,
+        waited: Duration,
+        body: bytes::Bytes,
+    ) -> Result<(), ClientError> {
         within(name, waited, async {
             self.framed
                 .send(body)
@@ -254,9 +265,7 @@ impl Connection {
                     source,
                 })
         })
-        .await?;
-        self.welcome_if_pending().await?;
-        within(name, waited, self.receive(name)).await
+        .await
     }
 
     /// Stores `entry` (packed here) under `key` by sending its bytes: `CachePutInline` with
@@ -270,19 +279,19 @@ impl Connection {
         const NAME: &str = "CachePutInline";
         let waited = self.request_timeout;
         let send = async {
-            let mut pieces = entry.chunks(INLINE_CHUNK_SIZE);
+            let pieces = InlinePieces::new(entry);
             let first = Request::CachePutInline {
                 key,
                 language,
-                size: entry.len() as u64,
-                data: pieces.next().unwrap_or_default().to_vec(),
+                size: pieces.size(),
+                data: pieces.first().to_vec(),
             };
             let io = |source| ClientError::Io {
                 request: NAME,
                 source,
             };
             self.framed.feed(encode(&first)?).await.map_err(io)?;
-            for piece in pieces {
+            for piece in pieces.rest() {
                 let chunk = Request::Chunk {
                     data: piece.to_vec(),
                 };
@@ -306,38 +315,23 @@ impl Connection {
         const NAME: &str = "CacheGetInline";
         let waited = self.request_timeout;
         let request = Request::CacheGetInline { key, language };
-        let body = encode(&request)?;
-        within(NAME, waited, async {
-            self.framed
-                .send(body)
-                .await
-                .map_err(|source| ClientError::Io {
-                    request: NAME,
-                    source,
-                })
-        })
-        .await?;
+        self.send_within(NAME, waited, encode(&request)?).await?;
         self.welcome_if_pending().await?;
         let receive = async {
-            let (size, mut entry, tier) = match self.receive(NAME).await? {
+            let (size, first, tier) = match self.receive(NAME).await? {
                 Response::Entry { size, data, tier } => (size, data, tier),
                 Response::Miss => return Ok(None),
                 other => return Err(unexpected(NAME, &other)),
             };
-            while (entry.len() as u64) < size {
+            // The server's entry is as large as it says: its size is not limited here.
+            let mut entry = InlineAssembly::begin(size, first, u64::MAX).map_err(entry_refused)?;
+            while !entry.is_complete() {
                 match self.receive(NAME).await? {
-                    Response::Chunk { data } => entry.extend_from_slice(&data),
+                    Response::Chunk { data } => entry.push(&data).map_err(entry_refused)?,
                     other => return Err(unexpected(NAME, &other)),
                 }
             }
-            if entry.len() as u64 == size {
-                Ok(Some((entry, tier)))
-            } else {
-                Err(ClientError::Unexpected {
-                    request: NAME,
-                    got: format!("{} bytes for an entry of {size}", entry.len()),
-                })
-            }
+            Ok(Some((entry.finish().map_err(entry_refused)?, tier)))
         };
         within(NAME, waited, receive).await
     }
@@ -377,6 +371,20 @@ async fn within<T>(
     tokio::time::timeout(waited, work)
         .await
         .map_err(|_| ClientError::Timeout { request, waited })?
+}
+
+/// The error for an inline entry whose pieces do not add up to its announced size.
+fn entry_refused(refused: InlineError) -> ClientError {
+    let got = match refused {
+        InlineError::Overflow { arrived, size } | InlineError::Short { arrived, size } => {
+            format!("{arrived} bytes for an entry of {size}")
+        }
+        other => other.to_string(),
+    };
+    ClientError::Unexpected {
+        request: "CacheGetInline",
+        got,
+    }
 }
 
 /// The error for a response that does not answer the request.

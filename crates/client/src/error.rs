@@ -139,6 +139,14 @@ pub enum ClientError {
     },
 }
 
+/// A client fault as the compiler pipeline carries it, so `?` passes it up from an
+/// [`hoard_compiler::ArtifactCache`] method; [`ClientError::cause`] still finds it inside.
+impl From<ClientError> for hoard_compiler::CacheError {
+    fn from(error: ClientError) -> Self {
+        hoard_compiler::CacheError::new(error)
+    }
+}
+
 impl ClientError {
     /// The short, stable name this fault is counted under in `local_fallback_causes`.
     pub fn cause(&self) -> &'static str {

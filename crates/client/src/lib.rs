@@ -16,6 +16,7 @@ mod control;
 mod embed;
 mod error;
 mod events;
+mod invocation;
 pub mod journal;
 mod not_shared;
 mod probe;

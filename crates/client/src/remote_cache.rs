@@ -300,9 +300,9 @@ impl ArtifactCache for RemoteCache {
         outputs: &[OutputPath],
         language: Language,
     ) -> Result<Option<CompileResult>, CacheError> {
-        self.get_outputs(key, outputs, Some(language.name()))
-            .await
-            .map_err(CacheError::new)
+        Ok(self
+            .get_outputs(key, outputs, Some(language.name()))
+            .await?)
     }
 
     async fn put(
@@ -312,9 +312,9 @@ impl ArtifactCache for RemoteCache {
         result: &CompileResult,
         language: Language,
     ) -> Result<(), CacheError> {
-        self.put_outputs(key, outputs, result, Some(language.name()))
-            .await
-            .map_err(CacheError::new)
+        Ok(self
+            .put_outputs(key, outputs, result, Some(language.name()))
+            .await?)
     }
 
     async fn get_manifest(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
@@ -330,14 +330,10 @@ impl ArtifactCache for RemoteCache {
             return Ok(Some(manifest));
         }
         let request = Request::ManifestGet { key: key.to_hex() };
-        match self
-            .ask(&mut connection, &request)
-            .await
-            .map_err(CacheError::new)?
-        {
+        match self.ask(&mut connection, &request).await? {
             Response::Manifest { manifest } => Ok(Some(manifest)),
             Response::Miss => Ok(None),
-            other => Err(CacheError::new(unexpected("ManifestGet", &other))),
+            other => Err(unexpected("ManifestGet", &other).into()),
         }
     }
 
@@ -354,13 +350,9 @@ impl ArtifactCache for RemoteCache {
             key: key.to_hex(),
             manifest,
         };
-        match connection
-            .request(&request)
-            .await
-            .map_err(CacheError::new)?
-        {
+        match connection.request(&request).await? {
             Response::Stored => Ok(()),
-            other => Err(CacheError::new(unexpected("ManifestPut", &other))),
+            other => Err(unexpected("ManifestPut", &other).into()),
         }
     }
 }

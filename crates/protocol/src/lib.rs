@@ -1,6 +1,8 @@
 //! hoard's wire protocol, shared by every client and server generation. It defines the
-//! messages of each protocol version, the capabilities peers negotiate, and how a message
-//! becomes a frame: a 4-byte big-endian length and a MessagePack body. It knows nothing of
+//! messages of each protocol version, the capabilities peers negotiate, how a message
+//! becomes a frame (a 4-byte big-endian length and a MessagePack body), and how an entry
+//! travelling inline is cut into `Chunk`s and put back together ([`InlinePieces`],
+//! [`InlineAssembly`]), so client and server follow one rule. It knows nothing of
 //! sockets beyond the codec, nothing of storage and nothing of compilers; the client and the
 //! server crates drive it over their own connections.
 //!
@@ -14,11 +16,13 @@
 
 mod client_events;
 mod frame;
+mod inline;
 mod message;
 mod stats;
 
 pub use client_events::{CLIENT_EVENTS_FILE, ClientEvent};
 pub use frame::{DEFAULT_MAX_FRAME_LENGTH, MAX_NESTING, ProtocolError, codec, decode, encode};
+pub use inline::{InlineAssembly, InlineError, InlinePieces};
 pub use message::{ByteBuf, DirIdentity, OutputPath, Probe, Request, Response};
 pub use stats::{Stats, TierStats, TransferStats};
 
@@ -44,7 +48,8 @@ pub mod capability {
 }
 
 /// Inline entries travel in `Chunk` frames of at most this many bytes, well under the
-/// default frame limit so a peer with a smaller limit still reads them.
+/// default frame limit so a peer with a smaller limit still reads them (see
+/// [`InlinePieces`]).
 pub const INLINE_CHUNK_SIZE: usize = 4 * 1024 * 1024;
 
 /// The highest version inside both `[min, max]` ranges, if the ranges meet.

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::connection::Peer;
 use crate::gateway::{Gate, Ticket};
-use crate::server::Shared;
+use crate::peer::Peer;
+use crate::shared::Shared;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);

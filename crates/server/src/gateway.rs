@@ -180,27 +180,55 @@ impl InlineBudget {
     /// Reserves room for an entry of `size` bytes. A remote peer's entry must fit the budget;
     /// a local peer's larger one takes all of it. Refused (with the reason) when the room
     /// does not come free within the wait.
-    pub(crate) async fn reserve(&self, size: u64, remote: bool) -> Result<Reserved, String> {
+    pub(crate) async fn reserve(&self, size: u64, remote: bool) -> Result<Reserved, BudgetRefused> {
         let budget = u64::from(self.total_kib) * 1024;
         if remote && size > budget {
-            return Err(format!(
-                "refused: an inline entry of {size} bytes exceeds the {budget}-byte limit of a \
-                 TCP peer"
-            ));
+            return Err(BudgetRefused::OverTcpLimit { size, budget });
         }
         let kib = u32::try_from(size.div_ceil(1024))
             .unwrap_or(u32::MAX)
             .clamp(1, self.total_kib);
         match tokio::time::timeout(self.wait, self.permits.clone().acquire_many_owned(kib)).await {
             Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_closed)) => Err("refused: the server is shutting down".into()),
-            Err(_) => Err(format!(
-                "refused: other inline puts hold the server's {budget}-byte budget; \
-                 {size} bytes did not fit within {:?}",
-                self.wait
-            )),
+            Ok(Err(_closed)) => Err(BudgetRefused::ShuttingDown),
+            Err(_) => Err(BudgetRefused::Busy {
+                budget,
+                size,
+                waited: self.wait,
+            }),
         }
     }
+}
+
+/// Why an inline put got no room in the budget.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BudgetRefused {
+    /// A TCP peer's entry is larger than the whole budget.
+    #[error(
+        "refused: an inline entry of {size} bytes exceeds the {budget}-byte limit of a TCP peer"
+    )]
+    OverTcpLimit {
+        /// The entry's announced size.
+        size: u64,
+        /// The whole budget.
+        budget: u64,
+    },
+    /// The budget is closed: the server is stopping.
+    #[error("refused: the server is shutting down")]
+    ShuttingDown,
+    /// Other puts held the room for longer than a put may wait.
+    #[error(
+        "refused: other inline puts hold the server's {budget}-byte budget; \
+         {size} bytes did not fit within {waited:?}"
+    )]
+    Busy {
+        /// The whole budget.
+        budget: u64,
+        /// The entry's announced size.
+        size: u64,
+        /// How long the put waited.
+        waited: Duration,
+    },
 }
 
 #[cfg(test)]
@@ -265,7 +293,11 @@ mod tests {
         });
         assert!(budget.reserve(2 << 20, true).await.is_err());
         let held = budget.reserve(768 << 10, true).await.unwrap();
-        let refused = budget.reserve(512 << 10, true).await.unwrap_err();
+        let refused = budget
+            .reserve(512 << 10, true)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("budget"), "{refused}");
         drop(held);
         // A local entry larger than the budget takes all of it.

@@ -14,26 +14,39 @@
 //! TCP gateway holds under hostile peers: a handshake deadline, connection caps under the
 //! descriptor limit, accept back-off, and one byte budget for all inline puts
 //! ([`GatewayLimits`]). SIGTERM and SIGINT stop it as `Shutdown` does.
+//!
+//! Inside, each layer imports only the ones below it: `server` (lock, listeners, stop) →
+//! `accept` → `connection` (framing, `admission`, inline receipt) → `dispatch` (the one place
+//! a request is counted and routed; `inline` beside it moves entry frames) → `v1`, `v2` (the
+//! handlers) → `shared` (what every connection shares), with `peer`, `reply`, `flight`,
+//! `gateway`, `stats`, `probe`, `output_paths`, `state_files` and `error` below. No handler
+//! imports the connection or the server.
 
 mod accept;
+mod admission;
 mod config;
 mod connection;
+mod dispatch;
+mod error;
 mod flight;
 mod gateway;
 mod inline;
 mod lock_holder;
 mod output_paths;
+mod peer;
 mod probe;
+mod reply;
 mod server;
+mod shared;
 mod state_files;
 mod stats;
 mod v1;
 mod v2;
 
 pub use config::{DEFAULT_SINGLE_FLIGHT_WAIT, ServerConfig};
+pub use error::{ServerError, Unsafe};
 pub use gateway::{
     DEFAULT_HANDSHAKE_DEADLINE, DEFAULT_INLINE_BUDGET, DEFAULT_INLINE_BUDGET_WAIT, GatewayLimits,
 };
 pub use output_paths::PathRefused;
-pub use server::{ServerError, serve};
-pub use state_files::Unsafe;
+pub use server::serve;

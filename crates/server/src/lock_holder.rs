@@ -10,7 +10,18 @@
 
 use rustix::fs::Stat;
 
-use crate::state_files::Locked;
+/// Why the lock could not be taken.
+pub(crate) enum Locked {
+    /// Another process of our own uid holds it: a server is running or starting.
+    ByUs,
+    /// A process of another uid holds it.
+    ByOther {
+        /// That process.
+        pid: u32,
+        /// Its effective uid.
+        uid: u32,
+    },
+}
 
 /// Who holds the lock on the file `lock` describes, as far as the kernel shows.
 pub(crate) fn holder(lock: &Stat, own_uid: u32) -> Locked {

@@ -19,35 +19,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::server::ServerError;
-
-/// What makes a path unfit to hold the server's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Unsafe {
-    /// Another user owns it.
-    #[error("is owned by uid {owner}, not by this server's uid {uid}")]
-    OwnedBy {
-        /// Its owner.
-        owner: u32,
-        /// The server's effective uid.
-        uid: u32,
-    },
-    /// Someone besides its owner may create, rename or delete entries in it.
-    #[error("is writable by group or others (mode {mode:04o})")]
-    Writable {
-        /// Its permission bits.
-        mode: u32,
-    },
-    /// It is a symbolic link, which is never followed.
-    #[error("is a symlink")]
-    Symlink,
-    /// It should be a directory and is not.
-    #[error("is not a directory")]
-    NotDirectory,
-    /// It should be a regular file and is not.
-    #[error("is not a regular file")]
-    NotRegular,
-}
+use crate::error::{ServerError, Unsafe};
+use crate::lock_holder::Locked;
 
 /// The socket's directory, checked and held open, with the server's lock taken in it.
 #[derive(Debug)]
@@ -58,19 +31,6 @@ pub(crate) struct StateFiles {
     _lock: File,
     pid: File,
     pid_path: PathBuf,
-}
-
-/// Why the lock could not be taken.
-pub(crate) enum Locked {
-    /// Another process of our own uid holds it: a server is running or starting.
-    ByUs,
-    /// A process of another uid holds it.
-    ByOther {
-        /// That process.
-        pid: u32,
-        /// Its effective uid.
-        uid: u32,
-    },
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(Errno) -> ServerError {
@@ -390,14 +350,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn symlinks_fifos_and_directories_in_place_of_the_files_are_refused() {
-        let base = tempfile::tempdir().unwrap();
-        let socket = base.path().join("hoard.sock");
-        let target = base.path().join("target");
-        std::fs::write(&target, b"kept").unwrap();
-        std::os::unix::fs::symlink(&target, sibling(&socket, "lock")).unwrap();
-        let err = StateFiles::take(&socket, uid()).unwrap_err();
+    /// `err` refuses a lock or pid file for being a symlink.
+    fn assert_symlink_refused(err: &ServerError) {
         assert!(
             matches!(
                 err,
@@ -408,6 +362,16 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn symlinks_fifos_and_directories_in_place_of_the_files_are_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let socket = base.path().join("hoard.sock");
+        let target = base.path().join("target");
+        std::fs::write(&target, b"kept").unwrap();
+        std::os::unix::fs::symlink(&target, sibling(&socket, "lock")).unwrap();
+        assert_symlink_refused(&StateFiles::take(&socket, uid()).unwrap_err());
         std::fs::remove_file(sibling(&socket, "lock")).unwrap();
         std::fs::create_dir(sibling(&socket, "lock")).unwrap();
         let err = StateFiles::take(&socket, uid()).unwrap_err();
@@ -417,17 +381,7 @@ mod tests {
         );
         std::fs::remove_dir(sibling(&socket, "lock")).unwrap();
         std::os::unix::fs::symlink(&target, sibling(&socket, "pid")).unwrap();
-        let err = StateFiles::take(&socket, uid()).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ServerError::UnsafeFile {
-                    problem: Unsafe::Symlink,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_symlink_refused(&StateFiles::take(&socket, uid()).unwrap_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"kept");
     }
 

@@ -14,7 +14,7 @@ use hoard_compiler::{
 use hoard_protocol::{ByteBuf, Response};
 
 use crate::flight::Holder;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::Counted;
 
 /// The server's storage as the v1 pipeline sees it, single flight: a lookup that misses while

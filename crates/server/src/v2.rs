@@ -9,7 +9,7 @@ use hoard_storage::{CacheKey, EntryMeta, Located, OutputPath, OutputsHit, ReadLi
 use crate::flight::Holder;
 use crate::output_paths::{self, PathRefused};
 use crate::probe::ProvenDir;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::{Counted, Transfer};
 
 fn refused(shared: &Shared, message: String) -> Response {
@@ -18,8 +18,13 @@ fn refused(shared: &Shared, message: String) -> Response {
     Response::Error { message }
 }
 
-fn parse_key(key: &str) -> Result<CacheKey, String> {
-    key.parse::<CacheKey>().map_err(|e| e.to_string())
+/// What a handler answers: `Err` is a refusal, answered as it is (the handler stops there).
+pub(crate) type Answer = Result<Response, Response>;
+
+/// The key a request names, or the refusal of a malformed one.
+fn parse_key(shared: &Shared, key: &str) -> Result<CacheKey, Response> {
+    key.parse::<CacheKey>()
+        .map_err(|e| refused(shared, e.to_string()))
 }
 
 /// Why the server will not act on a request's paths.
@@ -94,15 +99,9 @@ pub(crate) async fn cache_get(
     key: &str,
     outputs: &[WirePath],
     language: Option<&str>,
-) -> Response {
-    let key = match parse_key(key) {
-        Ok(k) => k,
-        Err(e) => return refused(shared, e),
-    };
-    let outputs = match checked_outputs(outputs, peer_uid, proven) {
-        Ok(o) => o,
-        Err(e) => return e.answer(shared),
-    };
+) -> Answer {
+    let key = parse_key(shared, key)?;
+    let outputs = checked_outputs(outputs, peer_uid, proven).map_err(|e| e.answer(shared))?;
     let found = if outputs.is_empty() {
         // A lookup naming no outputs only counts a miss (the pipeline's miss probe after a
         // compile): it leads nothing and waits for nothing.
@@ -112,7 +111,7 @@ pub(crate) async fn cache_get(
         let stored = || shared.stored_locally(&key);
         shared.flights.look(&key, holder, stored, look).await
     };
-    match found {
+    Ok(match found {
         Ok(Some(OutputsHit {
             meta,
             tier,
@@ -140,7 +139,7 @@ pub(crate) async fn cache_get(
             Response::Miss
         }
         Err(e) => refused(shared, format!("cache get {key}: {e}")),
-    }
+    })
 }
 
 /// `CachePut`: packs the outputs from the client's paths and stores the entry.
@@ -150,18 +149,12 @@ pub(crate) async fn cache_put(
     key: &str,
     outputs: &[WirePath],
     meta: &EntryMeta,
-) -> Response {
-    let key = match parse_key(key) {
-        Ok(k) => k,
-        Err(e) => return refused(shared, e),
-    };
+) -> Answer {
+    let key = parse_key(shared, key)?;
     // Whatever happens to the put, this connection's flight of the key ends here: on success
     // it passes to the store below, on a refusal its followers stop waiting for it.
     let landing = scopeguard(|| shared.flights.land(&key, holder));
-    let outputs = match checked_outputs(outputs, peer_uid, proven) {
-        Ok(o) => o,
-        Err(e) => return e.answer(shared),
-    };
+    let outputs = checked_outputs(outputs, peer_uid, proven).map_err(|e| e.answer(shared))?;
     let limits = ReadLimits {
         owner_uid: Some(peer_uid),
         max_file_size: shared.config.max_output_size,
@@ -170,7 +163,7 @@ pub(crate) async fn cache_put(
     // answering: the client is on the build's critical path, the packing is not.
     let files = match shared.store.read_outputs(&outputs, &limits).await {
         Ok(files) => files,
-        Err(e) => return refused(shared, format!("cache put {key}: {e}")),
+        Err(e) => return Err(refused(shared, format!("cache put {key}: {e}"))),
     };
     shared.stats.count(Counted::Transfer(Transfer::SharedFs));
     let (store, stats, meta) = (shared.store.clone(), shared.stats.clone(), meta.clone());
@@ -187,7 +180,7 @@ pub(crate) async fn cache_put(
         }
         drop(storing);
     });
-    Response::Stored
+    Ok(Response::Stored)
 }
 
 /// Runs `f` when dropped.
@@ -212,7 +205,7 @@ pub(crate) async fn cache_get_inline(
     key: &str,
     language: Option<&str>,
 ) -> Result<Located, Response> {
-    let key = parse_key(key).map_err(|e| refused(shared, e))?;
+    let key = parse_key(shared, key)?;
     let look = || shared.store.get_entry(&key);
     let stored = || shared.stored_locally(&key);
     match shared.flights.look(&key, holder, stored, look).await {
@@ -241,43 +234,44 @@ pub(crate) async fn cache_put_inline(
     shared: &Shared,
     holder: Holder,
     key: &str,
-    _language: Option<&str>,
     bytes: Vec<u8>,
-) -> Response {
-    shared.stats.count(Counted::Request {
-        version: PROTOCOL_V2,
-    });
-    let key = match parse_key(key) {
-        Ok(k) => k,
-        Err(e) => return refused(shared, e),
-    };
-    let stored = shared.store.put_entry(&key, bytes).await;
-    shared.flights.land(&key, holder);
-    match stored {
-        Ok(()) => {
-            shared.stats.count(Counted::Transfer(Transfer::Inline));
-            shared.stats.count(Counted::Write);
-            Response::Stored
-        }
-        Err(e) => refused(shared, format!("cache put {key}: {e}")),
-    }
+) -> Answer {
+    let key = parse_key(shared, key)?;
+    let put = shared.store.put_entry(&key, bytes);
+    store_and_land(shared, holder, &key, "cache put", put).await?;
+    shared.stats.count(Counted::Transfer(Transfer::Inline));
+    shared.stats.count(Counted::Write);
+    Ok(Response::Stored)
+}
+
+/// Waits for `put` of `key`, then lands this connection's flight of the key whatever came of
+/// it (its followers stop waiting either way). A failure is refused as `what` failed.
+async fn store_and_land<E: std::fmt::Display>(
+    shared: &Shared,
+    holder: Holder,
+    key: &CacheKey,
+    what: &str,
+    put: impl Future<Output = Result<(), E>>,
+) -> Result<(), Response> {
+    let stored = put.await;
+    shared.flights.land(key, holder);
+    stored.map_err(|e| refused(shared, format!("{what} {key}: {e}")))
 }
 
 /// `ManifestGet`: the direct-mode manifest under `key`, if any.
 /// Single flight: in direct mode a first compile's only lookup before compiling is of its
 /// manifest, so concurrent first compiles of one source wait here for the first to record.
-pub(crate) async fn manifest_get(shared: &Shared, holder: Holder, key: &str) -> Response {
-    let key = match parse_key(key) {
-        Ok(k) => k,
-        Err(e) => return refused(shared, e),
-    };
+pub(crate) async fn manifest_get(shared: &Shared, holder: Holder, key: &str) -> Answer {
+    let key = parse_key(shared, key)?;
     let look = || shared.store.get_blob(&key);
     let stored = || shared.stored_locally(&key);
-    match shared.flights.look(&key, holder, stored, look).await {
-        Ok(Some(manifest)) => Response::Manifest { manifest },
-        Ok(None) => Response::Miss,
-        Err(e) => refused(shared, format!("manifest get {key}: {e}")),
-    }
+    Ok(
+        match shared.flights.look(&key, holder, stored, look).await {
+            Ok(Some(manifest)) => Response::Manifest { manifest },
+            Ok(None) => Response::Miss,
+            Err(e) => refused(shared, format!("manifest get {key}: {e}")),
+        },
+    )
 }
 
 /// `ManifestPut`: stores a direct-mode manifest.
@@ -286,15 +280,9 @@ pub(crate) async fn manifest_put(
     holder: Holder,
     key: &str,
     manifest: Vec<u8>,
-) -> Response {
-    let key = match parse_key(key) {
-        Ok(k) => k,
-        Err(e) => return refused(shared, e),
-    };
-    let stored = shared.store.put_blob(&key, manifest).await;
-    shared.flights.land(&key, holder);
-    match stored {
-        Ok(()) => Response::Stored,
-        Err(e) => refused(shared, format!("manifest put {key}: {e}")),
-    }
+) -> Answer {
+    let key = parse_key(shared, key)?;
+    let put = shared.store.put_blob(&key, manifest);
+    store_and_land(shared, holder, &key, "manifest put", put).await?;
+    Ok(Response::Stored)
 }

@@ -1,0 +1,108 @@
+//! The journal line of one wrapper invocation: what it was (where, which output, which
+//! language) filled in as it becomes known, and how it was served, written once at its end
+//! (before an `exec`, which never returns).
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use hoard_compiler::{CacheStatus, CompileOutcome};
+
+use crate::journal::{self, Outcome};
+use crate::v1::ServerCompiled;
+
+/// What the journal keeps of this invocation.
+pub(crate) struct Invocation<'a> {
+    journal: Option<&'a Path>,
+    started: SystemTime,
+    clock: Instant,
+    cwd: PathBuf,
+    /// The compile's first output, once classified.
+    pub output: Option<PathBuf>,
+    /// The compile's language, once classified.
+    pub language: Option<String>,
+}
+
+/// How the last hit or put of a pipeline run travelled, and which tier held a hit.
+pub(crate) struct Route {
+    pub transfer: Option<&'static str>,
+    pub tier: Option<String>,
+}
+
+impl<'a> Invocation<'a> {
+    /// An invocation starting now in `cwd`, journaled to `journal` if there is one.
+    pub fn start(journal: Option<&'a Path>, cwd: PathBuf) -> Self {
+        Self {
+            journal,
+            started: SystemTime::now(),
+            clock: Instant::now(),
+            cwd,
+            output: None,
+            language: None,
+        }
+    }
+
+    /// Writes the journal line of a compile the cache had no part in (`reason` says why).
+    pub fn uncached(&self, result: Outcome, reason: &str) {
+        self.record(result, Some(reason), None, None, None);
+    }
+
+    /// Writes the journal line of a compile a v1 server ran, as its answer says it was
+    /// served (a server too old to say is taken to have compiled).
+    pub fn served_by_v1(&self, compiled: &ServerCompiled) {
+        let (result, reason) = match compiled.cache.as_deref() {
+            Some("hit") => (Outcome::Hit, None),
+            Some("non_cacheable") => (Outcome::NonCacheable, Some("served_by_v1_server")),
+            Some("fallback") => (Outcome::Fallback, Some("served_by_v1_server")),
+            _ => (Outcome::Miss, Some("served_by_v1_server")),
+        };
+        self.record(result, reason, None, Some("v1"), None);
+    }
+
+    /// Writes the journal line of a compile the pipeline ran. `first_fault` is the cause of
+    /// its first cache fault, if any.
+    pub fn pipeline(&self, outcome: &CompileOutcome, route: &Route, first_fault: Option<&str>) {
+        let transfer = route.transfer;
+        let (result, reason, transfer) = match &outcome.status {
+            CacheStatus::Hit { .. } => (Outcome::Hit, None, transfer),
+            CacheStatus::Fallback => (Outcome::Fallback, first_fault, None),
+            CacheStatus::NotCacheable(reason) => (Outcome::NonCacheable, Some(reason.name()), None),
+            CacheStatus::Miss | CacheStatus::Withdrawn => (Outcome::Miss, None, transfer),
+        };
+        let tier = route.tier.as_deref().filter(|_| result == Outcome::Hit);
+        self.record(result, reason, Some(outcome), transfer, tier);
+    }
+
+    fn record(
+        &self,
+        result: Outcome,
+        reason: Option<&str>,
+        outcome: Option<&CompileOutcome>,
+        transfer: Option<&str>,
+        tier: Option<&str>,
+    ) {
+        let Some(path) = self.journal else { return };
+        let times = outcome.map(|o| o.times).unwrap_or_default();
+        let direct = outcome.and_then(|o| match o.status {
+            CacheStatus::Hit { direct } => Some(direct),
+            _ => None,
+        });
+        journal::append(
+            path,
+            &journal::JournalLine {
+                time: journal::unix_time(self.started),
+                cwd: self.cwd.clone(),
+                output: self.output.clone(),
+                language: self.language.clone(),
+                result,
+                reason: reason.map(str::to_owned),
+                direct,
+                tier: tier.map(str::to_owned),
+                transfer: transfer.map(str::to_owned),
+                hashing_ms: journal::ms(times.hashing),
+                lookup_ms: journal::ms(times.lookup),
+                compile_ms: journal::ms(times.compile),
+                total_ms: journal::ms(self.clock.elapsed()),
+            },
+        );
+    }
+}
