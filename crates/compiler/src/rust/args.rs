@@ -5,7 +5,7 @@
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
-use crate::NonCacheable;
+use crate::reason::NonCacheable;
 
 /// How an option takes its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,15 +35,9 @@ enum Class {
     Probe,
 }
 
-struct Spec {
-    name: &'static str,
-    arity: Arity,
-    class: Class,
-}
-
-const fn spec(name: &'static str, arity: Arity, class: Class) -> Spec {
-    Spec { name, arity, class }
-}
+/// One row of the flag table.
+type Spec = crate::flags::Spec<Arity, Class>;
+use crate::flags::spec;
 
 use Arity::{Flag, Value};
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use hoard_storage::OutputPath;
 
 use super::args::RustArgs;
-use crate::NonCacheable;
-use crate::classify::absolute_output;
+use crate::compile::absolute_output;
+use crate::reason::NonCacheable;
 
 /// Role of the dependency file among a rust compile's outputs.
 pub(crate) const DEP_INFO_ROLE: &str = "dep-info";

@@ -6,8 +6,9 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::NonCacheable;
-use crate::language::{InputKind, Language, Selection, kind_from_extension, selection_from_x};
+use super::language::{InputKind, Selection, kind_from_extension, selection_from_x};
+use crate::language::Language;
+use crate::reason::NonCacheable;
 
 /// How a flag takes its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,15 +90,8 @@ impl Refusal {
 }
 
 /// One row of the flag table.
-struct Spec {
-    name: &'static str,
-    arity: Arity,
-    class: Class,
-}
-
-const fn spec(name: &'static str, arity: Arity, class: Class) -> Spec {
-    Spec { name, arity, class }
-}
+type Spec = crate::flags::Spec<Arity, Class>;
+use crate::flags::spec;
 
 use Arity::{EqualsOrSeparate, Flag, Joined, JoinedOrSeparate, Separate};
 use Class::{Hashed, Preprocessor, Refuse};
