@@ -9,8 +9,8 @@ use crate::cache::CacheError;
 use crate::compile::Compile;
 use crate::digest::Digests;
 use crate::manifest::{Candidate, Manifest};
-use crate::outcome::CompileResult;
 use crate::recipe::MissProbe;
+use crate::result::CompileResult;
 use crate::session::Session;
 
 /// A manifest looked up for a compile, and the key it is kept under.

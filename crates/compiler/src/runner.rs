@@ -13,7 +13,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 use crate::command::CommandLine;
-use crate::outcome::CompileResult;
+use crate::result::CompileResult;
 
 /// How to run one process.
 pub(crate) struct Run<'a> {

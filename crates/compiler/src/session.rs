@@ -12,8 +12,9 @@ use crate::cache::{ArtifactCache, CacheError};
 use crate::clock::PhaseClock;
 use crate::compile::Compile;
 use crate::manifest::{Candidate, Manifest};
-use crate::outcome::{CacheStatus, CompileOutcome, CompileResult};
+use crate::outcome::{CacheStatus, CompileOutcome};
 use crate::recipe::{MissProbe, miss_probe_key};
+use crate::result::CompileResult;
 use crate::runner::{self, Run};
 
 /// One run of the pipeline for one compile.

@@ -6,7 +6,7 @@ use hoard_storage::{CacheKey, EntryStore, OutputPath, ReadLimits, StoreError};
 
 use crate::cache::{ArtifactCache, CacheError};
 use crate::language::Language;
-use crate::outcome::CompileResult;
+use crate::result::CompileResult;
 
 /// A cache operation on local storage failed.
 #[derive(Debug, thiserror::Error)]

@@ -265,7 +265,7 @@ impl Graph {
 
     /// The module a path used in `from` names, if it is one of this crate's.
     fn resolve(&self, from: &Module, path: &[String], depth: usize) -> Option<Module> {
-        let (mut base, mut rest) = match path.first().map(String::as_str) {
+        let (mut base, mut rest): (Module, &[String]) = match path.first().map(String::as_str) {
             Some("crate") => (Vec::new(), &path[1..]),
             Some("super" | "self") => {
                 let mut base = from.clone();
@@ -286,7 +286,7 @@ impl Graph {
             Some(first)
                 if self
                     .modules
-                    .contains(&[from.clone(), vec![first.clone()]].concat()) =>
+                    .contains(&[from.clone(), vec![first.to_owned()]].concat()) =>
             {
                 (from.clone(), path)
             }

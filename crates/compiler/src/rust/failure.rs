@@ -11,7 +11,7 @@ use super::compile::RustCompile;
 use super::inputs::{self, InputsError};
 use super::key;
 use super::outputs::DEP_INFO_ROLE;
-use crate::outcome::CompileResult;
+use crate::result::CompileResult;
 use crate::session::Session;
 use crate::text::contains;
 

@@ -27,8 +27,8 @@ use crate::compile::Compile;
 use crate::digest::Digests;
 use crate::digest_table::DigestTable;
 use crate::family::{Direct, Family, Plan, Stored};
-use crate::outcome::CompileResult;
 use crate::recipe::MissProbe;
+use crate::result::CompileResult;
 use crate::runner::{self, Run};
 use crate::session::Session;
 
