@@ -39,10 +39,7 @@ impl PipelineConfig {
 }
 
 /// The value `env` gives `name`: the last assignment wins, as for a spawned process.
-pub(crate) fn env_value<'a>(
-    env: &'a [(OsString, OsString)],
-    name: impl AsRef<[u8]>,
-) -> Option<&'a OsStr> {
+pub(crate) fn env_value(env: &[(OsString, OsString)], name: impl AsRef<[u8]>) -> Option<&OsStr> {
     let name = name.as_ref();
     env.iter()
         .rev()

@@ -330,7 +330,7 @@ impl Graph {
             }
         }
         if let Some(circle) = self.circle() {
-            let names: Vec<String> = circle.iter().map(|m| show(m)).collect();
+            let names: Vec<String> = circle.iter().map(show).collect();
             out.push(format!("module circle: {}", names.join(" -> ")));
         }
         out

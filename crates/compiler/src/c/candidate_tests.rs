@@ -1,6 +1,6 @@
 use super::*;
 use crate::input::mentions_time_macros;
-use crate::manifest::{Candidate as _, MANIFEST_VERSION, MAX_CANDIDATES};
+use crate::manifest::{MANIFEST_VERSION, MAX_CANDIDATES};
 use proptest::prelude::*;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ fn find_in(manifest: &Manifest, cwd: &Path) -> Option<CacheKey> {
     let mut digests = Digests::default();
     manifest
         .find(|c| c.fits(cwd, &mut digests))
-        .map(|c| c.result_key())
+        .map(crate::manifest::Candidate::result_key)
 }
 
 fn key(byte: u8) -> CacheKey {
