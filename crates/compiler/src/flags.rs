@@ -17,3 +17,13 @@ pub(crate) struct Spec<A, C> {
 pub(crate) const fn spec<A, C>(name: &'static str, arity: A, class: C) -> Spec<A, C> {
     Spec { name, arity, class }
 }
+
+/// A flag table written as groups of flags that share an arity and a class, one group a
+/// line: `flag_table![Flag, Class::CompileOnly => "-c", "--compile"; ...]` is a `&[Spec]`
+/// with one row per flag, in the order written.
+macro_rules! flag_table {
+    ($($arity:expr, $class:expr => $($name:literal),+;)*) => {
+        &[$($($crate::flags::spec($name, $arity, $class),)+)*]
+    };
+}
+pub(crate) use flag_table;

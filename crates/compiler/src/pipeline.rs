@@ -282,6 +282,7 @@ async fn fallback<F: Family>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// The server runs pipelines on spawned tasks: the future must stay `Send` (this fails
     /// to compile otherwise).
@@ -305,5 +306,27 @@ mod tests {
         assert_eq!(result.exit_status, 127);
         let stderr = String::from_utf8(result.stderr).unwrap();
         assert!(stderr.contains("no-such-compiler-anywhere"), "{stderr}");
+    }
+
+    #[tokio::test]
+    async fn the_plain_compile_keeps_status_and_output() {
+        let cmd = CommandLine {
+            program: "sh".into(),
+            args: vec!["-c".into(), "echo out; echo err >&2; exit 3".into()],
+            cwd: std::env::temp_dir(),
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        };
+        let result = run_compiler(&cmd).await;
+        assert_eq!(
+            result,
+            CompileResult {
+                stdout: b"out\n".to_vec(),
+                stderr: b"err\n".to_vec(),
+                exit_status: 3,
+                compile_time: Duration::ZERO,
+                output_digests: Vec::new(),
+            }
+        );
+        assert!(result.compile_time > Duration::ZERO);
     }
 }

@@ -115,38 +115,3 @@ async fn copy_through(pipe: &mut tokio::process::ChildStderr, all: &mut Vec<u8>)
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[tokio::test]
-    async fn the_plain_run_keeps_status_and_output() {
-        let cmd = CommandLine {
-            program: "sh".into(),
-            args: vec!["-c".into(), "echo out; echo err >&2; exit 3".into()],
-            cwd: std::env::temp_dir(),
-            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-        };
-        let result = run(Run {
-            program: Path::new("/bin/sh"),
-            args: &cmd.args,
-            cmd: &cmd,
-            shown: OsStr::new("sh"),
-            stream: false,
-        })
-        .await;
-        assert_eq!(
-            result,
-            CompileResult {
-                stdout: b"out\n".to_vec(),
-                stderr: b"err\n".to_vec(),
-                exit_status: 3,
-                compile_time: Duration::ZERO,
-                output_digests: Vec::new(),
-            }
-        );
-        assert!(result.compile_time > Duration::ZERO);
-    }
-}

@@ -142,7 +142,8 @@ impl<'a> CFamily<'a> {
         Plan::Key(result_key)
     }
 
-    /// The source's digest now, when it is still what direct mode looked up.
+    /// Fails unless the source is still what direct mode looked up: a source that changed
+    /// while it compiled may not be what the compiler read.
     fn source_unchanged(&self, session: &Session<'_>) -> Result<(), CNotRecorded> {
         let source = &self.c.source_path;
         let now = read_input(source, session.started).ok();
