@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use hoard_storage::{CacheKey, OutputPath};
 
-use crate::{CompileResult, Language};
+use crate::language::Language;
+use crate::result::CompileResult;
 
 /// A place compile results and manifests are kept. Implementations report every failure as a
 /// [`CacheError`]; the pipeline then compiles locally, so a broken cache never breaks a build.

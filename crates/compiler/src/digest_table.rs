@@ -27,12 +27,14 @@ const RECORD: usize = 7 * 8 + 32 + 8;
 /// Files changed this recently are not recorded.
 const SETTLE_SECONDS: i64 = 2;
 
-/// What identifies one version of a file's content.
+/// What identifies one version of a file's content: device, inode, size, mtime and ctime
+/// to the nanosecond.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp([u64; 7]);
+pub(crate) struct Stamp([u64; 7]);
 
 impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Self {
+    /// The stamp of a file as `meta` describes it.
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
         Self([
             meta.dev(),
             meta.ino(),
@@ -50,8 +52,14 @@ impl Stamp {
         (mixed >> 16) & (SLOTS - 1)
     }
 
-    /// Whether the file may still change without its stamp changing.
-    fn settled(self) -> bool {
+    /// The stamp's fields, in the order records keep them.
+    pub(crate) fn fields(self) -> [u64; 7] {
+        self.0
+    }
+
+    /// Whether the file has been left alone long enough that it cannot change without its
+    /// stamp changing (ccache's rule).
+    pub(crate) fn settled(self) -> bool {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));

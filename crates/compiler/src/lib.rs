@@ -10,67 +10,57 @@
 //! cache only through the [`ArtifactCache`] trait, so the same pipeline runs in the client
 //! over protocol v2, in the server for v1 clients and in-process over local storage
 //! ([`StorageCache`]). It never knows about the protocol, sockets or servers.
+//!
+//! Inside, three layers, checked by `tests/layering.rs`: shared vocabulary at the bottom
+//! (the command, the compile, the outcome, recipes, the digest memo, the manifest codec, the
+//! explain record, the cache session and the [`Family`](family::Family) trait); the compiler
+//! families `c` and `rust` above it, beside each other and never importing each other; and
+//! on top the dispatch between them (`classify`), the one pipeline (`pipeline`) and
+//! `hoard --explain` (`explain`). No module imports in a circle.
 
-mod args;
+// The bottom layer: shared vocabulary.
 mod cache;
-mod classify;
-mod detect;
+mod clock;
+mod command;
+mod compile;
+mod depinfo;
+mod digest;
 mod digest_table;
-mod explain;
-mod key;
+mod family;
+mod flags;
+mod input;
 mod language;
 mod manifest;
-mod pipeline;
+mod outcome;
+mod program;
 mod reason;
-mod response_file;
-mod rust;
+mod recipe;
+mod record;
+mod result;
+mod runner;
+mod session;
 mod storage_cache;
+mod text;
 
-use std::ffi::OsString;
-use std::path::PathBuf;
+// The families.
+mod c;
+mod rust;
+
+// The top: what knows every family.
+mod classify;
+mod explain;
+mod pipeline;
 
 pub use cache::{ArtifactCache, CacheError};
 pub use classify::{CacheableCompile, classify};
-pub use detect::CompilerKind;
-pub use explain::{Difference, EarlierEntry, Explanation, Input, InputRecord, explain};
+pub use command::{CommandLine, PipelineConfig};
+pub use explain::{Difference, EarlierEntry, Explanation, explain};
 pub use hoard_storage::{CacheKey, OutputPath};
 pub use language::Language;
-pub use pipeline::{
-    CacheStatus, CompileOutcome, CompileResult, PhaseTimes, cached_compile, compile_command,
-    run_compiler,
-};
+pub use outcome::{CacheStatus, CompileOutcome, PhaseTimes};
+pub use pipeline::{cached_compile, compile_command, run_compiler};
+pub use program::CompilerKind;
 pub use reason::NonCacheable;
+pub use record::{Input, InputRecord};
+pub use result::CompileResult;
 pub use storage_cache::StorageCache;
-
-/// What the wrapper was asked to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommandLine {
-    /// The compiler as named (`gcc`, `/usr/bin/clang++`, `./cc`).
-    pub program: OsString,
-    /// The arguments after the program.
-    pub args: Vec<OsString>,
-    /// The working directory the command runs in.
-    pub cwd: PathBuf,
-    /// The whole environment the command runs with; a later pair overrides an earlier one.
-    pub env: Vec<(OsString, OsString)>,
-}
-
-/// Settings of the pipeline that are not part of the command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PipelineConfig {
-    /// Where hoard keeps its own state, e.g. `HOARD_DIR`; compiler identities are cached under
-    /// `compilers/` there.
-    pub state_dir: PathBuf,
-    /// Whether to use and keep manifests so a hit needs no preprocessor run.
-    pub direct_mode: bool,
-}
-
-impl PipelineConfig {
-    /// The default configuration (direct mode on) keeping state under `state_dir`.
-    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            state_dir: state_dir.into(),
-            direct_mode: true,
-        }
-    }
-}

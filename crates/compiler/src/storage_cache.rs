@@ -2,9 +2,11 @@
 //! this one adapter, so packing and extracting stay in the storage crate.
 
 use async_trait::async_trait;
-use hoard_storage::{CacheKey, EntryMeta, EntryStore, OutputPath, ReadLimits, StoreError};
+use hoard_storage::{CacheKey, EntryStore, OutputPath, ReadLimits, StoreError};
 
-use crate::{ArtifactCache, CacheError, CompileResult, Language};
+use crate::cache::{ArtifactCache, CacheError};
+use crate::language::Language;
+use crate::result::CompileResult;
 
 /// A cache operation on local storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,12 +74,7 @@ impl ArtifactCache for StorageCache {
         result: &CompileResult,
         _language: Language,
     ) -> Result<(), CacheError> {
-        let meta = EntryMeta {
-            stdout: result.stdout.clone(),
-            stderr: result.stderr.clone(),
-            exit_status: result.exit_status,
-            compile_ms: result.compile_ms(),
-        };
+        let meta = result.entry_meta();
         self.store
             .put_outputs(key, outputs, &meta, &ReadLimits::default())
             .await

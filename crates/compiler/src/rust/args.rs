@@ -5,7 +5,7 @@
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
-use crate::NonCacheable;
+use crate::reason::NonCacheable;
 
 /// How an option takes its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,62 +35,32 @@ enum Class {
     Probe,
 }
 
-struct Spec {
-    name: &'static str,
-    arity: Arity,
-    class: Class,
-}
-
-const fn spec(name: &'static str, arity: Arity, class: Class) -> Spec {
-    Spec { name, arity, class }
-}
+/// One row of the flag table.
+type Spec = crate::flags::Spec<Arity, Class>;
+use crate::flags::flag_table;
 
 use Arity::{Flag, Value};
 
 /// Every option hoard interprets. Short options (one dash, one letter) take a joined or a
 /// separate value; long ones `=value` or a separate one.
-const FLAGS: &[Spec] = &[
-    spec("--crate-name", Value, Class::CrateName),
-    spec("--crate-type", Value, Class::CrateType),
-    spec("--emit", Value, Class::Emit),
-    spec("--out-dir", Value, Class::OutDir),
-    spec("-o", Value, Class::Output),
-    spec("--target", Value, Class::Target),
-    spec("--extern", Value, Class::Extern),
-    spec("-L", Value, Class::LibDir),
-    spec("-l", Value, Class::Lib),
-    spec("-C", Value, Class::Codegen),
-    spec("--codegen", Value, Class::Codegen),
-    spec("--print", Value, Class::Probe),
-    spec("--explain", Value, Class::Probe),
-    spec("-V", Flag, Class::Probe),
-    spec("-vV", Flag, Class::Probe),
-    spec("--version", Flag, Class::Probe),
-    spec("-h", Flag, Class::Probe),
-    spec("--help", Flag, Class::Probe),
+const FLAGS: &[Spec] = flag_table![
+    Value, Class::CrateName => "--crate-name";
+    Value, Class::CrateType => "--crate-type";
+    Value, Class::Emit => "--emit";
+    Value, Class::OutDir => "--out-dir";
+    Value, Class::Output => "-o";
+    Value, Class::Target => "--target";
+    Value, Class::Extern => "--extern";
+    Value, Class::LibDir => "-L";
+    Value, Class::Lib => "-l";
+    Value, Class::Codegen => "-C", "--codegen";
+    Value, Class::Probe => "--print", "--explain";
+    Flag, Class::Probe => "-V", "-vV", "--version", "-h", "--help";
     // Hashed options that take a value, listed so the value is not taken for the source.
-    spec("--edition", Value, Class::Hashed),
-    spec("--cfg", Value, Class::Hashed),
-    spec("--check-cfg", Value, Class::Hashed),
-    spec("--cap-lints", Value, Class::Hashed),
-    spec("--error-format", Value, Class::Hashed),
-    spec("--json", Value, Class::Hashed),
-    spec("--color", Value, Class::Hashed),
-    spec("--diagnostic-width", Value, Class::Hashed),
-    spec("--sysroot", Value, Class::Hashed),
-    spec("--remap-path-prefix", Value, Class::Hashed),
-    spec("--env-set", Value, Class::Hashed),
-    spec("--crate-attr", Value, Class::Hashed),
-    spec("--allow", Value, Class::Hashed),
-    spec("--warn", Value, Class::Hashed),
-    spec("--deny", Value, Class::Hashed),
-    spec("--forbid", Value, Class::Hashed),
-    spec("--force-warn", Value, Class::Hashed),
-    spec("-A", Value, Class::Hashed),
-    spec("-W", Value, Class::Hashed),
-    spec("-D", Value, Class::Hashed),
-    spec("-F", Value, Class::Hashed),
-    spec("-Z", Value, Class::Hashed),
+    Value, Class::Hashed =>
+        "--edition", "--cfg", "--check-cfg", "--cap-lints", "--error-format", "--json", "--color",
+        "--diagnostic-width", "--sysroot", "--remap-path-prefix", "--env-set", "--crate-attr",
+        "--allow", "--warn", "--deny", "--forbid", "--force-warn", "-A", "-W", "-D", "-F", "-Z";
 ];
 
 fn lookup(arg: &str) -> Option<(&'static Spec, Option<&str>)> {

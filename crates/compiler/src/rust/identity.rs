@@ -11,7 +11,55 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::digests::DigestCache;
+use crate::command::env_value;
+use crate::digest::{DigestError, Digests};
+
+/// Why a rustc or its target could not be identified.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IdentityError {
+    /// The binary's path could not be resolved.
+    #[error("resolving {path}: {source}")]
+    Resolve {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The binary could not be stat'ed.
+    #[error("stat {path}: {source}")]
+    Stat {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// rustc could not be run.
+    #[error("running {path} {args}: {source}")]
+    Run {
+        path: PathBuf,
+        args: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// rustc ran and failed.
+    #[error("{path} {args} failed: {stderr}")]
+    Failed {
+        path: PathBuf,
+        args: String,
+        stderr: String,
+    },
+    /// `rustc -vV` printed no host line.
+    #[error("rustc -vV names no host")]
+    NoHost,
+    /// The binary could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A target spec file could not be digested.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+}
 
 /// What a rustc is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,13 +76,6 @@ const RECORD_HEADER: &str = "hoard-rustc-identity v1";
 /// The environment variables that select what the rustup proxy runs.
 const TOOLCHAIN_ENV: &[&str] = &["RUSTUP_TOOLCHAIN", "RUSTUP_HOME", "HOME"];
 
-fn env_value<'a>(env: &'a [(OsString, OsString)], name: &str) -> Option<&'a OsStr> {
-    env.iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_os_str())
-}
-
 /// Identifies the rustc at `path` (absolute), from the record under `state_dir` or by
 /// running it.
 pub(crate) fn identify(
@@ -42,12 +83,17 @@ pub(crate) fn identify(
     cwd: &Path,
     env: &[(OsString, OsString)],
     state_dir: &Path,
-) -> Result<Rustc, String> {
+) -> Result<Rustc, IdentityError> {
     let canonical = path
         .canonicalize()
-        .map_err(|e| format!("resolving {}: {e}", path.display()))?;
-    let meta =
-        std::fs::metadata(&canonical).map_err(|e| format!("stat {}: {e}", canonical.display()))?;
+        .map_err(|source| IdentityError::Resolve {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let meta = std::fs::metadata(&canonical).map_err(|source| IdentityError::Stat {
+        path: canonical.clone(),
+        source,
+    })?;
     let mut key = blake3::Hasher::new();
     key.update(b"hoard-rustc-stat-v1\0");
     key.update(canonical.as_os_str().as_bytes());
@@ -143,8 +189,8 @@ fn run_identification(
     canonical: &Path,
     cwd: &Path,
     env: &[(OsString, OsString)],
-) -> Result<Rustc, String> {
-    let run = |args: &[&str]| -> Result<Vec<u8>, String> {
+) -> Result<Rustc, IdentityError> {
+    let run = |args: &[&str]| -> Result<Vec<u8>, IdentityError> {
         let mut command = Command::new(path);
         command
             .args(args)
@@ -157,16 +203,17 @@ fn run_identification(
                 command.env(name, value);
             }
         }
-        let output = command
-            .output()
-            .map_err(|e| format!("running {} {}: {e}", path.display(), args.join(" ")))?;
+        let output = command.output().map_err(|source| IdentityError::Run {
+            path: path.to_path_buf(),
+            args: args.join(" "),
+            source,
+        })?;
         if !output.status.success() {
-            return Err(format!(
-                "{} {} failed: {}",
-                path.display(),
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
+            return Err(IdentityError::Failed {
+                path: path.to_path_buf(),
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
         }
         Ok(output.stdout)
     };
@@ -175,7 +222,7 @@ fn run_identification(
     let host = text
         .lines()
         .find_map(|l| l.strip_prefix("host: "))
-        .ok_or("rustc -vV names no host")?
+        .ok_or(IdentityError::NoHost)?
         .trim()
         .to_owned();
     let sysroot = run(&["--print", "sysroot"])?;
@@ -186,8 +233,10 @@ fn run_identification(
     hasher.update(b"\0");
     hasher.update(sysroot.as_os_str().as_bytes());
     hasher.update(b"\0");
-    let binary =
-        std::fs::read(canonical).map_err(|e| format!("reading {}: {e}", canonical.display()))?;
+    let binary = std::fs::read(canonical).map_err(|source| IdentityError::Read {
+        path: canonical.to_path_buf(),
+        source,
+    })?;
     hasher.update(&binary);
     Ok(Rustc {
         identity: *hasher.finalize().as_bytes(),
@@ -203,9 +252,9 @@ pub(crate) fn target_digest(
     rustc: &Rustc,
     target: Option<&OsStr>,
     cwd: &Path,
-    digests: &DigestCache,
+    digests: &Digests,
     state_dir: &Path,
-) -> Result<[u8; 32], String> {
+) -> Result<[u8; 32], IdentityError> {
     let target = target.unwrap_or(OsStr::new(&rustc.host));
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"hoard-rust-target-v2\0");
@@ -215,7 +264,7 @@ pub(crate) fn target_digest(
     let triple = if target.as_bytes().ends_with(b".json") {
         // A target spec file: its content is the target.
         let spec = cwd.join(target);
-        let digest = digests.digest(&spec).map_err(|e| e.to_string())?;
+        let digest = digests.digest_file(&spec)?;
         hasher.update(&digest);
         spec.file_stem().unwrap_or_default().to_owned()
     } else {

@@ -4,15 +4,34 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde_bytes::ByteBuf;
 
-use super::depinfo;
-use super::manifest::env_value;
 use super::paths::Roots;
-use crate::manifest::read_input;
+use super::standalone;
+use crate::command::env_value;
+use crate::depinfo;
+use crate::input::{Unrecordable, read_input};
+
+/// Why a compile's inputs could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InputsError {
+    /// An input breaks one of ccache's safety rules.
+    #[error(transparent)]
+    Input(#[from] Unrecordable),
+    /// A file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A root that may read other files, which no dependency file lists.
+    #[error("{0} may read other files")]
+    NotStandalone(PathBuf),
+}
 
 /// Source files as (normalised path, digest), and variables as (name, normalised value).
 pub(crate) struct Inputs {
@@ -28,12 +47,12 @@ pub(crate) fn from_dep_info(
     env: &[(OsString, OsString)],
     roots: &Roots,
     started: SystemTime,
-) -> Result<Inputs, String> {
+) -> Result<Inputs, InputsError> {
     let info = depinfo::parse(dep_info);
     let mut files = Vec::with_capacity(info.files.len());
     for file in &info.files {
         let path = cwd.join(OsStr::from_bytes(file));
-        let digest = read_input(&path, started).map_err(|e| e.to_string())?;
+        let digest = read_input(&path, started)?;
         files.push((
             ByteBuf::from(roots.normalise(file)),
             ByteBuf::from(digest.to_vec()),
@@ -53,12 +72,15 @@ pub(crate) fn from_standalone_root(
     env: &[(OsString, OsString)],
     roots: &Roots,
     started: SystemTime,
-) -> Result<Inputs, String> {
+) -> Result<Inputs, InputsError> {
     let path = cwd.join(source);
-    let text = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let names = super::standalone::env_reads(&text)
-        .ok_or_else(|| format!("{} may read other files", path.display()))?;
-    let digest = read_input(&path, started).map_err(|e| e.to_string())?;
+    let text = std::fs::read(&path).map_err(|source| InputsError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let names =
+        standalone::env_reads(&text).ok_or_else(|| InputsError::NotStandalone(path.clone()))?;
+    let digest = read_input(&path, started)?;
     Ok(Inputs {
         files: vec![(
             ByteBuf::from(roots.normalise(source.as_bytes())),

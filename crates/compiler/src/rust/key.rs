@@ -4,21 +4,30 @@
 //! contents, the linker for crate types that link, and the environment cargo gives rustc.
 //! The result key adds one manifest candidate's files and variables.
 
-use crate::key::Recipe;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use hoard_storage::CacheKey;
 
-use super::RustCompile;
-use super::digests::{DigestCache, DigestError};
-use super::manifest::Candidate;
-use crate::CommandLine;
+use super::args::RustArgs;
+use super::candidate::Candidate;
+use super::compile::RustCompile;
+use crate::command::CommandLine;
+use crate::digest::{DigestError, Digests};
+use crate::program::resolve_program;
+use crate::recipe::{MissProbe, Recipe};
 
 const COMMON_RECIPE: &str = "hoard/rust/common/v1";
 const RESULT_RECIPE: &str = "hoard/rust/result/v1";
 const UNKNOWN_RECIPE: &str = "hoard/rust/unknown-sources/v1";
+
+/// A miss no candidate named is counted by a key nothing is stored under (see
+/// [`MissProbe`]).
+pub(crate) const MISS_PROBE: MissProbe = MissProbe {
+    version: UNKNOWN_RECIPE,
+    field: "common",
+};
 
 /// Variables cargo sets for rustc, which a proc-macro or build-time code can read without
 /// the dependency file saying so.
@@ -48,10 +57,14 @@ pub(crate) enum KeyError {
 }
 
 /// The common key: what the manifest is kept under.
-pub(crate) fn common(rust: &RustCompile, command: &CommandLine) -> Result<CacheKey, KeyError> {
+pub(crate) fn common(
+    rust: &RustCompile,
+    command: &CommandLine,
+    state_dir: &Path,
+) -> Result<CacheKey, KeyError> {
     let roots = &rust.roots;
     let cwd = &command.cwd;
-    let digests = DigestCache::new(&rust.state_dir);
+    let digests = Digests::persistent(state_dir);
     let args = &rust.args;
     let mut recipe = Recipe::new(COMMON_RECIPE);
     recipe
@@ -80,7 +93,7 @@ pub(crate) fn common(rust: &RustCompile, command: &CommandLine) -> Result<CacheK
             let path = cwd.join(path);
             recipe
                 .field("extern-path", &roots.normalise_os(path.as_os_str()))
-                .field("extern-digest", &digests.digest(&path)?);
+                .field("extern-digest", &digests.digest_file(&path)?);
         }
     }
     for (kind, dir) in &args.lib_dirs {
@@ -98,16 +111,16 @@ pub(crate) fn common(rust: &RustCompile, command: &CommandLine) -> Result<CacheK
         if let Some(found) = wanted.then(|| find_native(args, cwd, kind, name)).flatten() {
             recipe
                 .field("native-lib", &roots.normalise_os(found.as_os_str()))
-                .field("native-digest", &digests.digest(&found)?);
+                .field("native-digest", &digests.digest_file(&found)?);
         }
     }
     if links {
         let linker = args.linker.as_deref().unwrap_or(OsStr::new("cc"));
         recipe.field("linker", linker.as_bytes());
-        if let Some(found) = crate::detect::resolve_program(linker, cwd, &command.env)
+        if let Some(found) = resolve_program(linker, cwd, &command.env)
             && let Ok(canonical) = found.canonicalize()
         {
-            recipe.field("linker-digest", &digests.digest(&canonical)?);
+            recipe.field("linker-digest", &digests.digest_file(&canonical)?);
         }
     }
     for (name, value) in &command.env {
@@ -123,12 +136,7 @@ pub(crate) fn common(rust: &RustCompile, command: &CommandLine) -> Result<CacheK
 
 /// The file a `-l kind=name` resolves to in the `-L` directories, if any: `lib<name>.a` for
 /// static libraries, else `lib<name>.so` or `lib<name>.a`.
-fn find_native(
-    args: &super::args::RustArgs,
-    cwd: &Path,
-    kind: &str,
-    name: &str,
-) -> Option<PathBuf> {
+fn find_native(args: &RustArgs, cwd: &Path, kind: &str, name: &str) -> Option<PathBuf> {
     let name = name.split(':').next().unwrap_or(name);
     let files: Vec<String> = if kind.starts_with("static") {
         vec![format!("lib{name}.a"), format!("{name}.lib")]
@@ -166,13 +174,5 @@ pub(crate) fn result_key(common: &CacheKey, candidate: &Candidate) -> CacheKey {
             recipe.field("wrote", role.as_bytes());
         }
     }
-    CacheKey::from_bytes(recipe.finish())
-}
-
-/// The key looked up when no manifest candidate matches: nothing is ever stored under it, so
-/// the lookup is a miss wherever misses are counted.
-pub(crate) fn unknown_sources_key(common: &CacheKey) -> CacheKey {
-    let mut recipe = Recipe::new(UNKNOWN_RECIPE);
-    recipe.field("common", common.as_bytes());
     CacheKey::from_bytes(recipe.finish())
 }

@@ -2,13 +2,14 @@
 //! (checked against `rustc --print file-names`): `--out-dir`, `--crate-name`,
 //! `-C extra-filename`, `--crate-type`, `--emit` (with optional `=path`) and `-o`.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use hoard_storage::OutputPath;
 
-use super::args::RustArgs;
-use crate::NonCacheable;
-use crate::classify::absolute_output;
+use super::args::{Emit, RustArgs};
+use crate::compile::absolute_output;
+use crate::reason::NonCacheable;
 
 /// Role of the dependency file among a rust compile's outputs.
 pub(crate) const DEP_INFO_ROLE: &str = "dep-info";
@@ -73,9 +74,6 @@ fn link_name(crate_type: &str, stem: &str, naming: Naming) -> Result<String, Non
 /// Every output of the compile, absolute, each with a unique role. The dependency file (if
 /// requested) has role [`DEP_INFO_ROLE`].
 pub(crate) fn outputs(args: &RustArgs, cwd: &Path) -> Result<Vec<OutputPath>, NonCacheable> {
-    let unknown = |detail: &str| NonCacheable::RustOutputsUnknown {
-        detail: detail.to_owned(),
-    };
     let crate_name = args
         .crate_name
         .as_deref()
@@ -84,7 +82,7 @@ pub(crate) fn outputs(args: &RustArgs, cwd: &Path) -> Result<Vec<OutputPath>, No
         return Err(unknown("no --crate-type"));
     }
     let naming = naming(args.target.as_deref().and_then(|t| t.to_str()))?;
-    let default_emit = [super::args::Emit {
+    let default_emit = [Emit {
         kind: "link".to_owned(),
         path: None,
     }];
@@ -100,26 +98,7 @@ pub(crate) fn outputs(args: &RustArgs, cwd: &Path) -> Result<Vec<OutputPath>, No
         }
     }
     if let Some(output) = &args.output {
-        // `-o` names one file; with several outputs rustc adapts it in ways not modelled.
-        let link_outputs = if emits.iter().any(|e| e.kind == "link") {
-            crate_types.len()
-        } else {
-            0
-        };
-        let others = emits.iter().filter(|e| e.kind != "link").count();
-        if link_outputs + others != 1 || emits.iter().any(|e| e.path.is_some()) {
-            return Err(unknown("-o with more than one output"));
-        }
-        let role = emits.first().map_or("link", |e| e.kind.as_str());
-        let role = if role == "dep-info" {
-            DEP_INFO_ROLE
-        } else {
-            role
-        };
-        return Ok(vec![OutputPath::new(
-            role,
-            absolute_output(cwd, Path::new(output)),
-        )]);
+        return named_by_o(output, emits, &crate_types, cwd);
     }
     let out_dir = args
         .out_dir
@@ -129,29 +108,98 @@ pub(crate) fn outputs(args: &RustArgs, cwd: &Path) -> Result<Vec<OutputPath>, No
     let mut outputs = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for emit in emits {
-        if !seen.insert(emit.kind.as_str()) {
-            continue;
+        if seen.insert(emit.kind.as_str()) {
+            let named = Named {
+                cwd,
+                out_dir: &out_dir,
+                stem: &stem,
+                emit,
+            };
+            named.push_outputs(&crate_types, naming, &mut outputs)?;
         }
-        let file = |name: String| -> PathBuf {
-            match &emit.path {
-                Some(path) => absolute_output(cwd, Path::new(path)),
-                None => absolute_output(cwd, &out_dir.join(name)),
-            }
-        };
-        let single = |extension: &str| file(format!("{stem}.{extension}"));
-        match emit.kind.as_str() {
+    }
+    // `lib` and `rlib` together name one file once.
+    let mut paths = std::collections::HashSet::new();
+    outputs.retain(|o| paths.insert(o.path.clone()));
+    Ok(outputs)
+}
+
+fn unknown(detail: &str) -> NonCacheable {
+    NonCacheable::RustOutputsUnknown {
+        detail: detail.to_owned(),
+    }
+}
+
+/// `-o` names one file; with several outputs rustc adapts it in ways not modelled.
+fn named_by_o(
+    output: &OsStr,
+    emits: &[Emit],
+    crate_types: &[&str],
+    cwd: &Path,
+) -> Result<Vec<OutputPath>, NonCacheable> {
+    let link_outputs = if emits.iter().any(|e| e.kind == "link") {
+        crate_types.len()
+    } else {
+        0
+    };
+    let others = emits.iter().filter(|e| e.kind != "link").count();
+    if link_outputs + others != 1 || emits.iter().any(|e| e.path.is_some()) {
+        return Err(unknown("-o with more than one output"));
+    }
+    let role = emits.first().map_or("link", |e| e.kind.as_str());
+    let role = if role == "dep-info" {
+        DEP_INFO_ROLE
+    } else {
+        role
+    };
+    Ok(vec![OutputPath::new(
+        role,
+        absolute_output(cwd, Path::new(output)),
+    )])
+}
+
+/// How one `--emit` kind names its files.
+struct Named<'a> {
+    cwd: &'a Path,
+    out_dir: &'a Path,
+    stem: &'a str,
+    emit: &'a Emit,
+}
+
+impl Named<'_> {
+    /// The file named `name` in the output directory, or the emit's explicit path.
+    fn file(&self, name: String) -> PathBuf {
+        match &self.emit.path {
+            Some(path) => absolute_output(self.cwd, Path::new(path)),
+            None => absolute_output(self.cwd, &self.out_dir.join(name)),
+        }
+    }
+
+    /// Adds the files this emit kind writes.
+    fn push_outputs(
+        &self,
+        crate_types: &[&str],
+        naming: Naming,
+        outputs: &mut Vec<OutputPath>,
+    ) -> Result<(), NonCacheable> {
+        let stem = self.stem;
+        let single = |extension: &str| self.file(format!("{stem}.{extension}"));
+        match self.emit.kind.as_str() {
             "link" => {
-                if emit.path.is_some() && crate_types.len() > 1 {
+                if self.emit.path.is_some() && crate_types.len() > 1 {
                     return Err(unknown("--emit link=path with several crate types"));
                 }
-                for crate_type in &crate_types {
-                    let name = link_name(crate_type, &stem, naming)?;
-                    outputs.push(OutputPath::new(format!("link-{crate_type}"), file(name)));
+                for crate_type in crate_types {
+                    let name = link_name(crate_type, stem, naming)?;
+                    outputs.push(OutputPath::new(
+                        format!("link-{crate_type}"),
+                        self.file(name),
+                    ));
                 }
             }
             "metadata" => outputs.push(OutputPath::new(
                 "metadata",
-                file(format!("lib{stem}.rmeta")),
+                self.file(format!("lib{stem}.rmeta")),
             )),
             "dep-info" => outputs.push(OutputPath::new(DEP_INFO_ROLE, single("d"))),
             "obj" => outputs.push(OutputPath::new("obj", single("o"))),
@@ -161,11 +209,8 @@ pub(crate) fn outputs(args: &RustArgs, cwd: &Path) -> Result<Vec<OutputPath>, No
             "mir" => outputs.push(OutputPath::new("mir", single("mir"))),
             other => return Err(unknown(&format!("unknown --emit kind {other}"))),
         }
+        Ok(())
     }
-    // `lib` and `rlib` together name one file once.
-    let mut paths = std::collections::HashSet::new();
-    outputs.retain(|o| paths.insert(o.path.clone()));
-    Ok(outputs)
 }
 
 #[cfg(test)]

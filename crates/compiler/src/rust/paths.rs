@@ -10,6 +10,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::text::contains;
+
 /// Placeholders are delimited by bytes that never occur in paths or in rustc's output.
 const OPEN: u8 = 0x01;
 const CLOSE: u8 = 0x02;
@@ -143,22 +145,6 @@ impl Roots {
             .map(|(placeholder, root)| [placeholder.as_slice(), root.as_slice()].concat())
             .collect()
     }
-}
-
-/// Whether `haystack` contains `needle` (non-empty).
-pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else {
-        return true;
-    };
-    let mut from = 0;
-    while let Some(at) = haystack[from..].iter().position(|&b| b == first) {
-        let start = from + at;
-        if haystack[start + 1..].starts_with(rest) {
-            return true;
-        }
-        from = start + 1;
-    }
-    false
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub(crate) fn env_reads(source: &[u8]) -> Option<Vec<Vec<u8>>> {
     }
     if READS_FILES
         .iter()
-        .any(|word| super::paths::contains(source, word))
+        .any(|word| crate::text::contains(source, word))
     {
         return None;
     }

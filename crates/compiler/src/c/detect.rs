@@ -6,40 +6,40 @@
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
-use crate::NonCacheable;
+use crate::program::{CompilerKind, resolve_program};
+use crate::reason::NonCacheable;
 
-/// Which compiler family a binary belongs to, told by its `-v` output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CompilerKind {
-    /// GNU gcc / g++.
-    Gcc,
-    /// LLVM clang / clang++.
-    Clang,
-    /// rustc (a toolchain's, or the rustup proxy).
-    Rustc,
-}
-
-impl CompilerKind {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Gcc => "gcc",
-            Self::Clang => "clang",
-            Self::Rustc => "rustc",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "gcc" => Some(Self::Gcc),
-            "clang" => Some(Self::Clang),
-            _ => None,
-        }
-    }
+/// Why a compiler could not be identified.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IdentifyError {
+    /// The binary could not be stat'ed.
+    #[error("stat {path}: {source}")]
+    Stat {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `compiler -v` could not be run.
+    #[error("running {path} -v: {source}")]
+    Run {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `compiler -v` names no family hoard knows.
+    #[error("its -v output names neither gcc nor clang")]
+    UnknownFamily,
+    /// The binary could not be read to digest it.
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A detected compiler.
@@ -72,57 +72,6 @@ fn recognise(file_name: &str) -> Option<bool> {
         "g++" | "c++" | "clang++" => Some(true),
         _ => None,
     }
-}
-
-/// The PATH execvp uses when none is set.
-const DEFAULT_PATH: &str = "/bin:/usr/bin";
-
-/// Finds the program the way the shell would from `cwd` with the command's `PATH`, skipping
-/// hoard itself so a masquerading `gcc -> hoard` link cannot make the wrapper call itself.
-pub(crate) fn resolve_program(
-    program: &OsStr,
-    cwd: &Path,
-    env: &[(OsString, OsString)],
-) -> Option<PathBuf> {
-    if program.as_bytes().contains(&b'/') {
-        let path = cwd.join(program);
-        return is_executable(&path).then_some(path);
-    }
-    if program.is_empty() {
-        return None;
-    }
-    let search = env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map_or(OsStr::new(DEFAULT_PATH), |(_, v)| v.as_os_str());
-    std::env::split_paths(search)
-        .map(|dir| cwd.join(dir).join(program))
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .is_ok_and(|m| is_executable_file(&m) && !is_hoard_itself(&m))
-        })
-}
-
-fn is_executable(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| is_executable_file(&m))
-}
-
-fn is_executable_file(meta: &std::fs::Metadata) -> bool {
-    meta.is_file() && meta.permissions().mode() & 0o111 != 0
-}
-
-/// Whether `candidate` (followed through its symlinks, as `metadata` does) is this very
-/// binary: the same device and inode, which costs no path canonicalisation per candidate.
-fn is_hoard_itself(candidate: &std::fs::Metadata) -> bool {
-    static CURRENT: OnceLock<Option<(u64, u64)>> = OnceLock::new();
-    let current = CURRENT.get_or_init(|| {
-        let me = std::fs::metadata("/proc/self/exe")
-            .or_else(|_| std::fs::metadata(std::env::current_exe()?))
-            .ok()?;
-        Some((me.dev(), me.ino()))
-    });
-    *current == Some((candidate.dev(), candidate.ino()))
 }
 
 /// A program found and named like a compiler, not yet identified.
@@ -170,10 +119,10 @@ impl Program {
     /// Identifies the compiler, reusing the identity kept under `state_dir` while the binary
     /// is unchanged.
     pub(crate) fn identify(self, state_dir: &Path) -> Result<Compiler, NonCacheable> {
-        let (kind, identity) = identify(&self.canonical, state_dir).map_err(|detail| {
+        let (kind, identity) = identify(&self.canonical, state_dir).map_err(|e| {
             NonCacheable::UnsupportedCompiler {
                 program: self.shown,
-                detail,
+                detail: e.to_string(),
             }
         })?;
         Ok(Compiler {
@@ -192,9 +141,11 @@ fn file_name(path: &Path) -> String {
 }
 
 /// The identity of the binary at `canonical`, from the on-disk cache or by running it.
-fn identify(canonical: &Path, state_dir: &Path) -> Result<(CompilerKind, [u8; 32]), String> {
-    let meta =
-        std::fs::metadata(canonical).map_err(|e| format!("stat {}: {e}", canonical.display()))?;
+fn identify(canonical: &Path, state_dir: &Path) -> Result<(CompilerKind, [u8; 32]), IdentifyError> {
+    let meta = std::fs::metadata(canonical).map_err(|source| IdentifyError::Stat {
+        path: canonical.to_path_buf(),
+        source,
+    })?;
     let mut stat_key = blake3::Hasher::new();
     stat_key.update(b"hoard-compiler-stat-v1\0");
     stat_key.update(canonical.as_os_str().as_bytes());
@@ -250,14 +201,17 @@ fn write_record(record: &Path, kind: CompilerKind, identity: &[u8; 32]) -> std::
 
 /// Runs `compiler -v` in a fixed environment (a translated "gcc version" would hide the kind,
 /// and a varying one would vary the identity) and digests it with the binary.
-fn run_identification(canonical: &Path) -> Result<(CompilerKind, [u8; 32]), String> {
+fn run_identification(canonical: &Path) -> Result<(CompilerKind, [u8; 32]), IdentifyError> {
     let output = Command::new(canonical)
         .arg("-v")
         .env_clear()
         .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("running {} -v: {e}", canonical.display()))?;
+        .map_err(|source| IdentifyError::Run {
+            path: canonical.to_path_buf(),
+            source,
+        })?;
     let mut version = output.stdout;
     version.extend_from_slice(&output.stderr);
     let text = String::from_utf8_lossy(&version);
@@ -266,14 +220,16 @@ fn run_identification(canonical: &Path) -> Result<(CompilerKind, [u8; 32]), Stri
     } else if text.contains("gcc version") {
         CompilerKind::Gcc
     } else {
-        return Err("its -v output names neither gcc nor clang".to_owned());
+        return Err(IdentifyError::UnknownFamily);
     };
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"hoard-compiler-identity-v1\0");
-    let mut binary = std::fs::File::open(canonical)
-        .map_err(|e| format!("reading {}: {e}", canonical.display()))?;
-    std::io::copy(&mut binary, &mut hasher)
-        .map_err(|e| format!("reading {}: {e}", canonical.display()))?;
+    let unreadable = |source| IdentifyError::Read {
+        path: canonical.to_path_buf(),
+        source,
+    };
+    let mut binary = std::fs::File::open(canonical).map_err(unreadable)?;
+    std::io::copy(&mut binary, &mut hasher).map_err(unreadable)?;
     hasher.update(b"\0");
     hasher.update(&version);
     Ok((kind, *hasher.finalize().as_bytes()))
@@ -303,38 +259,6 @@ mod tests {
         for name in ["ld", "rustc", "gcc-ar", "ccache", "clang-tidy", "gcc-"] {
             assert_eq!(recognise(name), None, "{name}");
         }
-    }
-
-    #[test]
-    fn resolves_through_the_commands_path_and_cwd() {
-        let env = vec![("PATH".into(), "/nonexistent:/usr/bin".into())];
-        assert_eq!(
-            resolve_program(OsStr::new("gcc"), Path::new("/"), &env),
-            Some(PathBuf::from("/usr/bin/gcc"))
-        );
-        assert_eq!(
-            resolve_program(OsStr::new("bin/sh"), Path::new("/usr"), &env),
-            Some(PathBuf::from("/usr/bin/sh"))
-        );
-        assert_eq!(
-            resolve_program(OsStr::new("no-such-cc"), Path::new("/"), &env),
-            None
-        );
-    }
-
-    #[test]
-    fn a_gcc_on_path_that_is_this_binary_is_skipped() {
-        // A `gcc -> hoard` link early on PATH (masquerade installs) must not make the
-        // wrapper run itself; this test binary stands in for hoard.
-        let dir = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(std::env::current_exe().unwrap(), dir.path().join("gcc"))
-            .unwrap();
-        let path = format!("{}:/usr/bin", dir.path().display());
-        let env = vec![("PATH".into(), path.into())];
-        assert_eq!(
-            resolve_program(OsStr::new("gcc"), Path::new("/"), &env),
-            Some(PathBuf::from("/usr/bin/gcc"))
-        );
     }
 
     #[test]

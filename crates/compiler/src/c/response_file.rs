@@ -5,7 +5,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-use crate::NonCacheable;
+use crate::reason::NonCacheable;
 
 /// libiberty gives up after this many expansions; so does hoard, which also stops a file that
 /// includes itself.

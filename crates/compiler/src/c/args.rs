@@ -6,8 +6,9 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::NonCacheable;
-use crate::language::{InputKind, Language, Selection, kind_from_extension, selection_from_x};
+use super::language::{InputKind, Selection, kind_from_extension, selection_from_x};
+use crate::language::Language;
+use crate::reason::NonCacheable;
 
 /// How a flag takes its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,135 +90,86 @@ impl Refusal {
 }
 
 /// One row of the flag table.
-struct Spec {
-    name: &'static str,
-    arity: Arity,
-    class: Class,
-}
-
-const fn spec(name: &'static str, arity: Arity, class: Class) -> Spec {
-    Spec { name, arity, class }
-}
+type Spec = crate::flags::Spec<Arity, Class>;
+use crate::flags::flag_table;
 
 use Arity::{EqualsOrSeparate, Flag, Joined, JoinedOrSeparate, Separate};
 use Class::{Hashed, Preprocessor, Refuse};
 
 /// Every flag hoard interprets. When several rows match an argument the longest name wins,
 /// so `-fprofile-arcs` beats `-fprofile-` and `-gsplit-dwarf` beats `-g`.
-const FLAGS: &[Spec] = &[
+const FLAGS: &[Spec] = flag_table![
     // What is produced.
-    spec("-c", Flag, Class::CompileOnly),
-    spec("--compile", Flag, Class::CompileOnly),
-    spec("-o", JoinedOrSeparate, Class::Output),
-    spec("--output", EqualsOrSeparate, Class::Output),
-    spec("-x", JoinedOrSeparate, Class::Language),
-    spec("--language", EqualsOrSeparate, Class::Language),
-    spec("-E", Flag, Class::PreprocessOnly),
-    spec("--preprocess", Flag, Class::PreprocessOnly),
-    spec("-M", Flag, Class::PreprocessOnly),
-    spec("--dependencies", Flag, Class::PreprocessOnly),
-    spec("-MM", Flag, Class::PreprocessOnly),
-    spec("--user-dependencies", Flag, Class::PreprocessOnly),
-    spec("-S", Flag, Class::AssemblyOnly),
-    spec("--assemble", Flag, Class::AssemblyOnly),
-    spec("-arch", Separate, Class::Arch),
+    Flag, Class::CompileOnly => "-c", "--compile";
+    JoinedOrSeparate, Class::Output => "-o";
+    EqualsOrSeparate, Class::Output => "--output";
+    JoinedOrSeparate, Class::Language => "-x";
+    EqualsOrSeparate, Class::Language => "--language";
+    Flag, Class::PreprocessOnly =>
+        "-E", "--preprocess", "-M", "--dependencies", "-MM", "--user-dependencies";
+    Flag, Class::AssemblyOnly => "-S", "--assemble";
+    Separate, Class::Arch => "-arch";
     // Dependency files.
-    spec("-MD", Flag, Class::DependencyGenerate),
-    spec("--write-dependencies", Flag, Class::DependencyGenerate),
-    spec("-MMD", Flag, Class::DependencyGenerate),
-    spec("--write-user-dependencies", Flag, Class::DependencyGenerate),
-    spec("-MF", JoinedOrSeparate, Class::DependencyFile),
-    spec("-MT", JoinedOrSeparate, Class::DependencyTarget),
-    spec("-MQ", JoinedOrSeparate, Class::DependencyTarget),
-    spec("-MP", Flag, Class::DependencyShape),
-    spec("-MG", Flag, Class::DependencyShape),
+    Flag, Class::DependencyGenerate =>
+        "-MD", "--write-dependencies", "-MMD", "--write-user-dependencies";
+    JoinedOrSeparate, Class::DependencyFile => "-MF";
+    JoinedOrSeparate, Class::DependencyTarget => "-MT", "-MQ";
+    Flag, Class::DependencyShape => "-MP", "-MG";
     // What the preprocessor reads and defines.
-    spec("-I", JoinedOrSeparate, Preprocessor),
-    spec("--include-directory", EqualsOrSeparate, Preprocessor),
-    spec("-isystem", JoinedOrSeparate, Preprocessor),
-    spec("-iquote", JoinedOrSeparate, Preprocessor),
-    spec("-idirafter", JoinedOrSeparate, Preprocessor),
-    spec("-iprefix", JoinedOrSeparate, Preprocessor),
-    spec("-iwithprefix", JoinedOrSeparate, Preprocessor),
-    spec("-iwithprefixbefore", JoinedOrSeparate, Preprocessor),
-    spec("-iframework", JoinedOrSeparate, Preprocessor),
-    spec("-cxx-isystem", JoinedOrSeparate, Preprocessor),
-    spec("-isystem-after", JoinedOrSeparate, Preprocessor),
-    spec("-F", JoinedOrSeparate, Preprocessor),
-    spec("-D", JoinedOrSeparate, Preprocessor),
-    spec("--define-macro", EqualsOrSeparate, Preprocessor),
-    spec("-U", JoinedOrSeparate, Preprocessor),
-    spec("--undefine-macro", EqualsOrSeparate, Preprocessor),
-    spec("-A", JoinedOrSeparate, Preprocessor),
-    spec("-include", JoinedOrSeparate, Preprocessor),
-    spec("--include", EqualsOrSeparate, Preprocessor),
-    spec("-imacros", JoinedOrSeparate, Preprocessor),
-    spec("--imacros", EqualsOrSeparate, Preprocessor),
-    spec("-nostdinc", Flag, Preprocessor),
-    spec("-nostdinc++", Flag, Preprocessor),
-    spec("-Wp,", Joined, Class::OpaquePreprocessor),
-    spec("-Xpreprocessor", Separate, Class::OpaquePreprocessor),
+    JoinedOrSeparate, Preprocessor => "-I";
+    EqualsOrSeparate, Preprocessor => "--include-directory";
+    JoinedOrSeparate, Preprocessor =>
+        "-isystem", "-iquote", "-idirafter", "-iprefix", "-iwithprefix", "-iwithprefixbefore",
+        "-iframework", "-cxx-isystem", "-isystem-after", "-F", "-D";
+    EqualsOrSeparate, Preprocessor => "--define-macro";
+    JoinedOrSeparate, Preprocessor => "-U";
+    EqualsOrSeparate, Preprocessor => "--undefine-macro";
+    JoinedOrSeparate, Preprocessor => "-A", "-include";
+    EqualsOrSeparate, Preprocessor => "--include";
+    JoinedOrSeparate, Preprocessor => "-imacros";
+    EqualsOrSeparate, Preprocessor => "--imacros";
+    Flag, Preprocessor => "-nostdinc", "-nostdinc++";
+    Joined, Class::OpaquePreprocessor => "-Wp,";
+    Separate, Class::OpaquePreprocessor => "-Xpreprocessor";
     // Hashed flags whose value is a separate argument: listed so the value is not taken for
     // an input file.
-    spec("--sysroot", EqualsOrSeparate, Hashed),
-    spec("-isysroot", JoinedOrSeparate, Hashed),
-    spec("-imultilib", JoinedOrSeparate, Hashed),
-    spec("--param", EqualsOrSeparate, Hashed),
-    spec("-target", Separate, Hashed),
-    spec("--target", EqualsOrSeparate, Hashed),
-    spec("-gcc-toolchain", Separate, Hashed),
-    spec("--gcc-toolchain", EqualsOrSeparate, Hashed),
-    spec("-B", JoinedOrSeparate, Hashed),
-    spec("-Xclang", Separate, Hashed),
-    spec("-Xassembler", Separate, Hashed),
-    spec("-Xlinker", Separate, Hashed),
-    spec("-mllvm", Separate, Hashed),
-    spec("-aux-info", Separate, Hashed),
-    spec("-dumpbase", Separate, Hashed),
-    spec("-dumpbase-ext", Separate, Hashed),
-    spec("-dumpdir", Separate, Hashed),
-    spec("-include-pch", Separate, Hashed),
-    spec("-ivfsoverlay", JoinedOrSeparate, Hashed),
-    spec("-resource-dir", EqualsOrSeparate, Hashed),
-    spec("-L", JoinedOrSeparate, Hashed),
-    spec("-l", JoinedOrSeparate, Hashed),
-    spec("-T", JoinedOrSeparate, Hashed),
-    spec("-u", JoinedOrSeparate, Hashed),
-    spec("-z", JoinedOrSeparate, Hashed),
-    spec("-e", JoinedOrSeparate, Hashed),
-    spec("-framework", Separate, Hashed),
+    EqualsOrSeparate, Hashed => "--sysroot";
+    JoinedOrSeparate, Hashed => "-isysroot", "-imultilib";
+    EqualsOrSeparate, Hashed => "--param";
+    Separate, Hashed => "-target";
+    EqualsOrSeparate, Hashed => "--target";
+    Separate, Hashed => "-gcc-toolchain";
+    EqualsOrSeparate, Hashed => "--gcc-toolchain";
+    JoinedOrSeparate, Hashed => "-B";
+    Separate, Hashed =>
+        "-Xclang", "-Xassembler", "-Xlinker", "-mllvm", "-aux-info", "-dumpbase", "-dumpbase-ext",
+        "-dumpdir", "-include-pch";
+    JoinedOrSeparate, Hashed => "-ivfsoverlay";
+    EqualsOrSeparate, Hashed => "-resource-dir";
+    JoinedOrSeparate, Hashed => "-L", "-l", "-T", "-u", "-z", "-e";
+    Separate, Hashed => "-framework";
     // Debug information.
-    spec("-g", Joined, Class::Debug),
-    spec("-g0", Flag, Hashed),
-    spec("-ggdb0", Flag, Hashed),
-    spec("-gsplit-dwarf", Flag, Refuse(Refusal::SplitDwarf)),
+    Joined, Class::Debug => "-g";
+    Flag, Hashed => "-g0", "-ggdb0";
+    Flag, Refuse(Refusal::SplitDwarf) => "-gsplit-dwarf";
     // Never cached.
-    spec("-save-temps", Joined, Refuse(Refusal::SaveTemps)),
-    spec("--save-temps", Flag, Refuse(Refusal::SaveTemps)),
-    spec("--coverage", Flag, Refuse(Refusal::Coverage)),
-    spec("-ftest-coverage", Flag, Refuse(Refusal::Coverage)),
-    spec("-fprofile-arcs", Flag, Refuse(Refusal::Coverage)),
-    spec("-fprofile-", Joined, Refuse(Refusal::Profile)),
-    spec("-fauto-profile", Joined, Refuse(Refusal::Profile)),
-    spec("-fbranch-probabilities", Flag, Refuse(Refusal::Profile)),
-    spec("-fcs-profile-generate", Joined, Refuse(Refusal::Profile)),
-    spec("-fsyntax-only", Flag, Refuse(Refusal::NoObject)),
-    spec("-###", Flag, Refuse(Refusal::NoObject)),
-    spec("--help", Joined, Refuse(Refusal::NoObject)),
-    spec("--version", Flag, Refuse(Refusal::NoObject)),
-    spec("-dumpversion", Flag, Refuse(Refusal::NoObject)),
-    spec("-dumpfullversion", Flag, Refuse(Refusal::NoObject)),
-    spec("-dumpmachine", Flag, Refuse(Refusal::NoObject)),
-    spec("-dumpspecs", Flag, Refuse(Refusal::NoObject)),
-    spec("-print-", Joined, Refuse(Refusal::NoObject)),
-    spec("-fmodules", Joined, Refuse(Refusal::Modules)),
-    spec("-fcxx-modules", Flag, Refuse(Refusal::Modules)),
-    spec("-fmodule-file", Joined, Refuse(Refusal::Modules)),
-    spec("-fstack-usage", Flag, Refuse(Refusal::ExtraOutputs)),
-    spec("-fcallgraph-info", Joined, Refuse(Refusal::ExtraOutputs)),
-    spec("-fdump-", Joined, Refuse(Refusal::ExtraOutputs)),
-    spec("-ftime-trace", Joined, Refuse(Refusal::ExtraOutputs)),
-    spec("-MJ", JoinedOrSeparate, Refuse(Refusal::ExtraOutputs)),
+    Joined, Refuse(Refusal::SaveTemps) => "-save-temps";
+    Flag, Refuse(Refusal::SaveTemps) => "--save-temps";
+    Flag, Refuse(Refusal::Coverage) => "--coverage", "-ftest-coverage", "-fprofile-arcs";
+    Joined, Refuse(Refusal::Profile) => "-fprofile-", "-fauto-profile";
+    Flag, Refuse(Refusal::Profile) => "-fbranch-probabilities";
+    Joined, Refuse(Refusal::Profile) => "-fcs-profile-generate";
+    Flag, Refuse(Refusal::NoObject) => "-fsyntax-only", "-###";
+    Joined, Refuse(Refusal::NoObject) => "--help";
+    Flag, Refuse(Refusal::NoObject) =>
+        "--version", "-dumpversion", "-dumpfullversion", "-dumpmachine", "-dumpspecs";
+    Joined, Refuse(Refusal::NoObject) => "-print-";
+    Joined, Refuse(Refusal::Modules) => "-fmodules";
+    Flag, Refuse(Refusal::Modules) => "-fcxx-modules";
+    Joined, Refuse(Refusal::Modules) => "-fmodule-file";
+    Flag, Refuse(Refusal::ExtraOutputs) => "-fstack-usage";
+    Joined, Refuse(Refusal::ExtraOutputs) => "-fcallgraph-info", "-fdump-", "-ftime-trace";
+    JoinedOrSeparate, Refuse(Refusal::ExtraOutputs) => "-MJ";
 ];
 
 /// The table row for `arg`, if any: the longest name that matches.

@@ -1,19 +1,28 @@
-//! Cache keys: blake3 over versioned recipes. Every field is written with its name and length
-//! so no two different recipes hash the same bytes. Changing what a recipe holds means
-//! changing its version string, which retires the old keys instead of serving stale entries.
+//! Keys for gcc and clang compiles, as versioned recipes ([`Recipe`]): the common part
+//! (compiler, language, arguments, allow-listed environment, and the working directory when
+//! debug information embeds it), then the preprocessor-mode, direct-mode (manifest) and
+//! depend-mode keys built on it. Every path that goes into a C key goes in here.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use hoard_storage::CacheKey;
 
-use crate::CacheableCompile;
-use crate::classify::CCompile;
+use super::classify::CCompile;
+use crate::command::env_value;
+use crate::compile::Compile;
+use crate::recipe::{MissProbe, Recipe};
 
 const COMMON_RECIPE: &str = "hoard/c/common/v1";
 const RESULT_RECIPE: &str = "hoard/c/result/v1";
 const MANIFEST_RECIPE: &str = "hoard/c/manifest/v1";
 const DEPEND_RECIPE: &str = "hoard/c/depend/v1";
+
+/// A depend-mode miss is counted by a key nothing is stored under (see [`MissProbe`]).
+pub(crate) const MISS_PROBE: MissProbe = MissProbe {
+    version: DEPEND_RECIPE,
+    field: "miss-probe",
+};
 
 /// Environment variables that change what gcc or clang produce (include search paths,
 /// reproducible timestamps, message language, helper lookup).
@@ -32,51 +41,13 @@ pub(crate) const ENV_ALLOW_LIST: &[&str] = &[
     "GCC_EXEC_PREFIX",
 ];
 
-/// A recipe being hashed: a version string, then named, length-prefixed fields, so no two
-/// different recipes can hash the same bytes. Shared by the C and Rust keys.
-pub(crate) struct Recipe(blake3::Hasher);
-
-impl Recipe {
-    pub(crate) fn new(version: &str) -> Self {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(version.as_bytes());
-        hasher.update(b"\0");
-        Self(hasher)
-    }
-
-    pub(crate) fn field(&mut self, name: &str, value: &[u8]) -> &mut Self {
-        crate::explain::note(name, value);
-        self.0.update(name.as_bytes());
-        self.0.update(b"\0");
-        self.0.update(&(value.len() as u64).to_le_bytes());
-        self.0.update(value);
-        self
-    }
-
-    pub(crate) fn finish(&self) -> [u8; 32] {
-        *self.0.finalize().as_bytes()
-    }
-}
-
-/// The value the compile's environment gives `name` (the last assignment wins, as for a
-/// spawned process).
-fn env_value<'a>(compile: &'a CacheableCompile, name: &str) -> Option<&'a OsStr> {
-    compile
-        .command()
-        .env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_os_str())
-}
-
 /// The part shared by both keys: what the compiler is and how it is asked to compile.
-pub(crate) fn common(compile: &CacheableCompile, c: &CCompile) -> [u8; 32] {
+pub(crate) fn common(compile: &Compile, c: &CCompile) -> [u8; 32] {
     let mut recipe = Recipe::new(COMMON_RECIPE);
     recipe
         .field("identity", &c.compiler.identity)
         .field("driver", c.compiler.driver.as_bytes())
-        .field("language", compile.language().name().as_bytes());
+        .field("language", compile.language.name().as_bytes());
     for arg in &c.args.hashed {
         recipe.field("arg", arg.as_bytes());
     }
@@ -87,14 +58,15 @@ pub(crate) fn common(compile: &CacheableCompile, c: &CCompile) -> [u8; 32] {
     if c.args.debug_info {
         // Debug information embeds the working directory; gcc and clang take it from PWD
         // when that names the same directory.
-        recipe.field("cwd", compile.command().cwd.as_os_str().as_bytes());
+        let command = &compile.command;
+        recipe.field("cwd", command.cwd.as_os_str().as_bytes());
         recipe.field(
             "pwd",
-            env_value(compile, "PWD").map_or(&[], OsStr::as_bytes),
+            env_value(&command.env, "PWD").map_or(&[], OsStr::as_bytes),
         );
     }
     for name in ENV_ALLOW_LIST {
-        if let Some(value) = env_value(compile, name) {
+        if let Some(value) = env_value(&compile.command.env, name) {
             recipe.field(name, value.as_bytes());
         }
     }
@@ -135,14 +107,6 @@ pub(crate) fn depend_key(manifest_key: &CacheKey, includes: &[(&[u8], &[u8; 32])
     CacheKey::from_bytes(recipe.finish())
 }
 
-/// A key nothing is ever stored under, looked up to have a depend-mode miss counted where
-/// misses are counted (a v2 server counts them on `CacheGet`).
-pub(crate) fn miss_probe_key(manifest_key: &CacheKey) -> CacheKey {
-    let mut recipe = Recipe::new(DEPEND_RECIPE);
-    recipe.field("miss-probe", manifest_key.as_bytes());
-    CacheKey::from_bytes(recipe.finish())
-}
-
 /// Direct-mode key, under which the manifest is kept: the common part, the options that
 /// steer the preprocessor, and the source by path and content.
 pub(crate) fn manifest_key(common: &[u8; 32], c: &CCompile, source_digest: &[u8; 32]) -> CacheKey {
@@ -160,7 +124,7 @@ pub(crate) fn manifest_key(common: &[u8; 32], c: &CCompile, source_digest: &[u8;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CommandLine, PipelineConfig, classify};
+    use crate::command::{CommandLine, PipelineConfig};
     use std::ffi::OsString;
 
     /// The common key of `gcc args` run in `cwd` with `env`, for a source that exists.
@@ -179,11 +143,9 @@ mod tests {
             cwd,
             env,
         };
-        let compile = classify(&cmd, &PipelineConfig::new(state)).unwrap();
-        let crate::classify::Kind::C(c) = &compile.kind else {
-            panic!("not a C compile")
-        };
-        common(&compile, c)
+        let (compile, c) =
+            super::super::classify::classify(&cmd, &PipelineConfig::new(state)).unwrap();
+        common(&compile, &c)
     }
 
     #[test]
@@ -247,15 +209,6 @@ mod tests {
             common_of(d, "w", "-O1 -c a.c", &[]),
             common_of(d, "w", "-O2 -c a.c", &[])
         );
-    }
-
-    #[test]
-    fn fields_are_length_delimited() {
-        let mut a = Recipe::new("v");
-        a.field("x", b"ab").field("y", b"c");
-        let mut b = Recipe::new("v");
-        b.field("x", b"a").field("y", b"bc");
-        assert_ne!(a.finish(), b.finish());
     }
 
     #[test]

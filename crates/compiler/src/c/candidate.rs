@@ -1,0 +1,191 @@
+//! What a C-family manifest candidate lists: every file the compile read (as the
+//! preprocessor's line markers or the dependency file name it) and that file's digest. A
+//! candidate whose files all still have those digests names the result to fetch, so a hit
+//! needs no preprocessor run. This is where include paths go into a key (depend mode's).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+use hoard_storage::CacheKey;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digests;
+use crate::input::{Unrecordable, read_input};
+
+/// One earlier compile: the files it read and the result key it produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Candidate {
+    includes: Vec<Include>,
+    #[serde(with = "serde_bytes")]
+    result_key: [u8; 32],
+}
+
+/// A file the preprocessor read, by the path it printed (relative paths are relative to the
+/// compile's working directory) and its content's digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Include {
+    #[serde(with = "serde_bytes")]
+    path: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    digest: [u8; 32],
+}
+
+/// Builds the candidate for a compile whose preprocessor read `includes`, checking each file
+/// against the safety rules.
+pub(crate) fn candidate(
+    cwd: &Path,
+    includes: &[Vec<u8>],
+    result_key: &CacheKey,
+    started: SystemTime,
+) -> Result<Candidate, Unrecordable> {
+    candidate_keyed(cwd, includes, started, |_| *result_key)
+}
+
+/// As [`candidate`], for a result key that depends on the includes' digests (depend mode).
+pub(crate) fn candidate_keyed(
+    cwd: &Path,
+    includes: &[Vec<u8>],
+    started: SystemTime,
+    result_key: impl FnOnce(&[(&[u8], &[u8; 32])]) -> CacheKey,
+) -> Result<Candidate, Unrecordable> {
+    let includes = includes
+        .iter()
+        .map(|path| {
+            Ok(Include {
+                path: path.clone(),
+                digest: read_input(&cwd.join(OsStr::from_bytes(path)), started)?,
+            })
+        })
+        .collect::<Result<Vec<Include>, Unrecordable>>()?;
+    let listed: Vec<(&[u8], &[u8; 32])> = includes
+        .iter()
+        .map(|i| (i.path.as_slice(), &i.digest))
+        .collect();
+    let result_key = *result_key(&listed).as_bytes();
+    Ok(Candidate {
+        includes,
+        result_key,
+    })
+}
+
+/// The files a compile read, from the dependency file it wrote (`-MD`), in order, without
+/// the source itself (already part of the key).
+pub(crate) fn includes_from_depfile(text: &[u8], source: &[u8]) -> Vec<Vec<u8>> {
+    // gcc and clang wrap long rules with backslash-newline; rustc never does, and the
+    // shared parser reads one rule per line.
+    let mut joined = Vec::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.iter().position(|&b| b == b'\\') {
+        let after = &rest[at + 1..];
+        let newline = if after.starts_with(b"\r\n") {
+            Some(2)
+        } else if after.starts_with(b"\n") {
+            Some(1)
+        } else {
+            None
+        };
+        if let Some(n) = newline {
+            joined.extend_from_slice(&rest[..at]);
+            joined.push(b' ');
+            rest = &after[n..];
+        } else {
+            joined.extend_from_slice(&rest[..=at]);
+            rest = after;
+        }
+    }
+    joined.extend_from_slice(rest);
+    crate::depinfo::parse(&joined)
+        .files
+        .into_iter()
+        .filter(|path| path.as_slice() != source)
+        .collect()
+}
+
+/// The files the preprocessor read, from the line markers in its output (`# 12 "path" 1`),
+/// in order of first appearance, as printed. Pseudo-files (`<built-in>`, `<command-line>`),
+/// the working-directory marker gcc writes with `-g` (`"/dir//"`) and `skip` (the source,
+/// already part of the key) are left out.
+pub(crate) fn includes_from_preprocessed(output: &[u8], skip: &[u8]) -> Vec<Vec<u8>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut includes = Vec::new();
+    for line in output.split(|&b| b == b'\n') {
+        let Some(path) = marker_path(line) else {
+            continue;
+        };
+        if path.is_empty()
+            || path == skip
+            || (path.starts_with(b"<") && path.ends_with(b">"))
+            || path.ends_with(b"//")
+        {
+            continue;
+        }
+        if seen.insert(path.clone()) {
+            includes.push(path);
+        }
+    }
+    includes
+}
+
+/// The unescaped path of a line marker (`# 1 "a\\b.h"` or `#line 1 "a.h"`).
+fn marker_path(line: &[u8]) -> Option<Vec<u8>> {
+    let rest = line
+        .strip_prefix(b"# ")
+        .or_else(|| line.strip_prefix(b"#line "))?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let quoted = rest[digits..].strip_prefix(b" \"")?;
+    let mut path = Vec::new();
+    let mut bytes = quoted.iter().copied();
+    while let Some(byte) = bytes.next() {
+        match byte {
+            b'"' => return Some(path),
+            b'\\' => {
+                let escaped = bytes.next()?;
+                if (b'0'..=b'7').contains(&escaped) {
+                    // Octal escapes for unprintable bytes: up to three digits.
+                    let mut value = u32::from(escaped - b'0');
+                    let mut lookahead = bytes.clone();
+                    for _ in 0..2 {
+                        match lookahead.next() {
+                            Some(d @ b'0'..=b'7') => {
+                                value = value * 8 + u32::from(d - b'0');
+                                bytes.next();
+                            }
+                            _ => break,
+                        }
+                    }
+                    path.push((value & 0xff) as u8);
+                } else {
+                    path.push(escaped);
+                }
+            }
+            other => path.push(other),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+#[path = "candidate_tests.rs"]
+mod tests;
+
+impl crate::manifest::Candidate for Candidate {
+    fn result_key(&self) -> CacheKey {
+        CacheKey::from_bytes(self.result_key)
+    }
+}
+
+impl Candidate {
+    /// Whether every file this candidate lists still has its recorded digest (relative
+    /// paths are relative to `cwd`).
+    pub(crate) fn fits(&self, cwd: &Path, digests: &mut Digests) -> bool {
+        self.includes.iter().all(|include| {
+            let path = cwd.join(OsStr::from_bytes(&include.path));
+            digests.digest(&path) == Some(include.digest)
+        })
+    }
+}

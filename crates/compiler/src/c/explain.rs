@@ -1,0 +1,70 @@
+//! The inputs `hoard --explain` notes for a gcc or clang compile: the keys' fields as the
+//! pipeline would hash them, without running the preprocessor or the compiler.
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use hoard_storage::CacheKey;
+
+use super::candidate::Candidate;
+use super::classify::CCompile;
+use super::key;
+use crate::compile::Compile;
+use crate::digest::Digests;
+use crate::manifest::Manifest;
+use crate::record::Input;
+
+/// Notes the inputs of `compile`'s keys; the headers the earlier entry read (`earlier`) are
+/// noted as they are now, as a depend-mode key notes them, so a changed header shows as
+/// that header's digest changing. Returns the key a lookup starts from and whether a stored
+/// manifest (`manifest` looks one up) names a result for the current files.
+pub(crate) fn explain_inputs(
+    compile: &Compile,
+    c: &CCompile,
+    earlier: &[Input],
+    manifest: &impl Fn(&CacheKey) -> Option<Vec<u8>>,
+) -> (Option<CacheKey>, bool) {
+    let common = key::common(compile, c);
+    let Ok(source) = std::fs::read(&c.source_path) else {
+        return (None, false);
+    };
+    let source_digest = *blake3::hash(&source).as_bytes();
+    if !compile.language.is_preprocessed() {
+        let key = key::unpreprocessed_key(&common, &source_digest);
+        return (Some(key), false);
+    }
+    let manifest_key = key::manifest_key(&common, c, &source_digest);
+    let cwd = &compile.command.cwd;
+    let mut digests = Digests::memo(&compile.state_dir);
+    let includes = files_now(earlier, "include", cwd, &mut digests);
+    let listed: Vec<(&[u8], &[u8; 32])> = includes
+        .iter()
+        .map(|(path, digest)| (path.as_slice(), digest.as_ref().unwrap_or(&[0; 32])))
+        .collect();
+    if !listed.is_empty() {
+        key::depend_key(&manifest_key, &listed);
+    }
+    let in_cache = manifest(&manifest_key)
+        .map(|bytes| Manifest::<Candidate>::decode(&bytes))
+        .and_then(|m| m.find(|c| c.fits(cwd, &mut digests)).map(|_| ()))
+        .is_some();
+    (Some(manifest_key), in_cache)
+}
+
+/// The files an earlier record lists under `name` (each followed by its digest), with the
+/// digests they have now; a file that cannot be read has none.
+fn files_now(
+    earlier: &[Input],
+    name: &str,
+    cwd: &Path,
+    digests: &mut Digests,
+) -> Vec<(Vec<u8>, Option<[u8; 32]>)> {
+    earlier
+        .iter()
+        .filter(|i| i.name == name)
+        .map(|i| {
+            let path = cwd.join(OsStr::new(&i.value));
+            (i.value.as_bytes().to_vec(), digests.digest(&path))
+        })
+        .collect()
+}
