@@ -12,7 +12,7 @@ use hoard_compiler::{
 };
 use hoard_protocol::PROTOCOL_V2;
 use hoard_storage::{
-    CacheKey, DiskStore, EntryMeta, EntryStore, OutputPath, ReadLimits, StorageError, TierConfig,
+    CacheKey, DiskStore, EntryStore, OutputPath, ReadLimits, StorageError, TierConfig,
     TieredStorage,
 };
 
@@ -342,32 +342,22 @@ impl Hoard {
         stderr: &[u8],
         exit_status: i32,
     ) -> Result<(), CacheError> {
+        let result = CompileResult {
+            stdout: stdout.to_vec(),
+            stderr: stderr.to_vec(),
+            exit_status,
+            compile_time: std::time::Duration::ZERO,
+            output_digests: Vec::new(),
+        };
         match &self.backend {
-            Backend::Embedded { store, .. } => {
-                let meta = EntryMeta {
-                    stdout: stdout.to_vec(),
-                    stderr: stderr.to_vec(),
-                    exit_status,
-                    compile_ms: 0,
-                };
-                store
-                    .put_outputs(key, outputs, &meta, &ReadLimits::default())
-                    .await
-                    .map_err(CacheError::new)
-            }
-            Backend::Connected(remote) => {
-                let result = CompileResult {
-                    stdout: stdout.to_vec(),
-                    stderr: stderr.to_vec(),
-                    exit_status,
-                    compile_time: std::time::Duration::ZERO,
-                    output_digests: Vec::new(),
-                };
-                remote
-                    .put_outputs(key, outputs, &result, None)
-                    .await
-                    .map_err(CacheError::new)
-            }
+            Backend::Embedded { store, .. } => store
+                .put_outputs(key, outputs, &result.entry_meta(), &ReadLimits::default())
+                .await
+                .map_err(CacheError::new),
+            Backend::Connected(remote) => remote
+                .put_outputs(key, outputs, &result, None)
+                .await
+                .map_err(CacheError::new),
         }
     }
 

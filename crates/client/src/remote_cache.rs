@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use hoard_compiler::{ArtifactCache, CacheError, CompileResult, Language};
 use hoard_protocol::{OutputPath as WirePath, PROTOCOL_V2, Request, Response, capability};
 use hoard_storage::entry::{self, EntryError};
-use hoard_storage::{CacheKey, DiskStore, EntryMeta, OutputPath, ReadLimits};
+use hoard_storage::{CacheKey, DiskStore, OutputPath, ReadLimits};
 use tokio::sync::Mutex;
 
 use crate::connection::unexpected;
@@ -266,13 +266,7 @@ impl RemoteCache {
                 other => return Err(unexpected("CachePut", &other)),
             }
         }
-        let meta = EntryMeta {
-            stdout: result.stdout.clone(),
-            stderr: result.stderr.clone(),
-            exit_status: result.exit_status,
-            compile_ms: result.compile_ms(),
-        };
-        let packed = entry::pack(outputs, &meta, &ReadLimits::default())?;
+        let packed = entry::pack(outputs, &result.entry_meta(), &ReadLimits::default())?;
         match connection
             .put_inline(key.to_hex(), language.map(str::to_owned), &packed)
             .await?
