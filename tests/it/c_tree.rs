@@ -2,10 +2,7 @@
 //! through `hoard` from an empty cache. The second build is all hits, and every object and
 //! `.d` file is byte-identical to what the plain compiler gives for the same command.
 
-use crate::support::{
-    Plain, Sandbox, assert_all_succeeded, build, c_files, clean, lua_sources, plain_build,
-    snapshot, text, tools,
-};
+use crate::support::{Sandbox, c_files, lua_sources, plain_build, text, tools};
 
 const FLAGS: &[&str] = &["-O1", "-g", "-Wall"];
 
@@ -13,44 +10,16 @@ fn warm_build_is_all_hits_and_byte_identical(compiler: &str) {
     let sandbox = Sandbox::new();
     let sources = c_files(&lua_sources());
     let out = sandbox.dir.path().join("out");
-    let Plain {
-        outputs: plain,
-        files: expected,
-    } = plain_build(compiler, &sources, &out, FLAGS, &sandbox);
+    let plain = plain_build(compiler, &sources, &out, FLAGS, &sandbox);
 
-    let cold = build(Some(&sandbox), compiler, &sources, &out, FLAGS, 2);
-    assert_all_succeeded(&cold, "cold build", &sandbox);
-    assert_eq!(
-        snapshot(&out),
-        expected,
-        "cold build outputs differ from plain {compiler}"
-    );
-    for (c, p) in cold.iter().zip(&plain) {
-        assert_eq!(
-            text(&c.stderr),
-            text(&p.stderr),
-            "diagnostics differ on a miss"
-        );
-    }
+    let cold = plain.again_through(&sandbox, "cold build");
+    plain.assert_same_diagnostics(&cold, "on a miss");
     let stats = sandbox.stats();
     assert_eq!(stats["cache_misses"], sources.len(), "{stats}");
 
     sandbox.zero_stats();
-    clean(&out);
-    let warm = build(Some(&sandbox), compiler, &sources, &out, FLAGS, 2);
-    assert_all_succeeded(&warm, "warm build", &sandbox);
-    assert_eq!(
-        snapshot(&out),
-        expected,
-        "warm build outputs differ from plain {compiler}"
-    );
-    for (w, p) in warm.iter().zip(&plain) {
-        assert_eq!(
-            text(&w.stderr),
-            text(&p.stderr),
-            "diagnostics differ on a hit"
-        );
-    }
+    let warm = plain.again_through(&sandbox, "warm build");
+    plain.assert_same_diagnostics(&warm, "on a hit");
     let stats = sandbox.stats();
     assert_eq!(stats["cache_hits"], sources.len(), "{stats}");
     assert_eq!(stats["cache_misses"], 0, "{stats}");

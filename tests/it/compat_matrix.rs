@@ -5,7 +5,7 @@
 //! one generation are hits for the other.
 
 use crate::support::{
-    Sandbox, assert_all_succeeded, build, c_files, clean, lua_sources, plain_build, snapshot,
+    Sandbox, assert_all_succeeded, build, c_files, clean, lua_sources, plain_build,
 };
 
 const FLAGS: &[&str] = &["-O0", "-g", "-Wall"];
@@ -20,7 +20,7 @@ fn cell(client: u32, server: u32) {
     let mut sandbox = Sandbox::new();
     let sources = c_files(&lua_sources());
     let out = sandbox.dir.path().join("out");
-    let expected = plain_build("gcc", &sources, &out, FLAGS, &sandbox).files;
+    let plain = plain_build("gcc", &sources, &out, FLAGS, &sandbox);
 
     sandbox.set_env("HOARD_PROTOCOL", &client.to_string());
     sandbox.set_env("HOARD_SERVER_MAX_PROTOCOL", &server.to_string());
@@ -29,17 +29,7 @@ fn cell(client: u32, server: u32) {
         if pass == "warm" {
             sandbox.zero_stats();
         }
-        clean(&out);
-        assert_all_succeeded(
-            &build(Some(&sandbox), "gcc", &sources, &out, FLAGS, 2),
-            &cell,
-            &sandbox,
-        );
-        assert_eq!(
-            snapshot(&out),
-            expected,
-            "{cell}: {pass} outputs differ from plain gcc"
-        );
+        plain.again_through(&sandbox, &format!("{cell}: {pass}"));
     }
     let stats = sandbox.stats();
     assert_eq!(stats["cache_hits"], sources.len(), "{cell}: {stats}");
@@ -89,7 +79,7 @@ fn v1_and_v2_clients_hit_each_others_entries() {
     let mut sandbox = Sandbox::new();
     let sources = c_files(&lua_sources());
     let out = sandbox.dir.path().join("out");
-    let expected = plain_build("gcc", &sources, &out, FLAGS, &sandbox).files;
+    let plain = plain_build("gcc", &sources, &out, FLAGS, &sandbox);
     for (writer, reader) in [(1, 2), (2, 1)] {
         reset(&sandbox);
         sandbox.set_env("HOARD_PROTOCOL", &writer.to_string());
@@ -101,17 +91,7 @@ fn v1_and_v2_clients_hit_each_others_entries() {
         );
         sandbox.set_env("HOARD_PROTOCOL", &reader.to_string());
         sandbox.zero_stats();
-        clean(&out);
-        assert_all_succeeded(
-            &build(Some(&sandbox), "gcc", &sources, &out, FLAGS, 2),
-            "reader",
-            &sandbox,
-        );
-        assert_eq!(
-            snapshot(&out),
-            expected,
-            "v{reader} reading v{writer}'s entries"
-        );
+        plain.again_through(&sandbox, &format!("v{reader} reading v{writer}'s entries"));
         let stats = sandbox.stats();
         assert_eq!(
             stats["cache_hits"],

@@ -9,8 +9,7 @@ use std::path::Path;
 
 use crate::support::namespaces::{MountNsBuild, Step, copy_tree, stderr_by_stem};
 use crate::support::{
-    Plain, Sandbox, assert_all_succeeded, build, c_files, clean, counter, lua_sources, plain_build,
-    snapshot, text, tools, transfers,
+    Sandbox, c_files, clean, counter, gcc_c, lua_sources, plain_build, snapshot, tools, transfers,
 };
 
 const FLAGS: &[&str] = &["-O1", "-g", "-Wall"];
@@ -135,14 +134,9 @@ fn a_build_on_the_servers_filesystem_moves_every_hit_and_put_through_the_shared_
     let sources = c_files(&lua_sources());
     let n = sources.len() as u64;
     let out = sandbox.dir.path().join("out");
-    let Plain {
-        outputs: plain,
-        files: expected,
-    } = plain_build("gcc", &sources, &out, FLAGS, &sandbox);
+    let plain = plain_build("gcc", &sources, &out, FLAGS, &sandbox);
 
-    let cold = build(Some(&sandbox), "gcc", &sources, &out, FLAGS, 2);
-    assert_all_succeeded(&cold, "cold build", &sandbox);
-    assert_eq!(snapshot(&out), expected, "cold build outputs differ");
+    plain.again_through(&sandbox, "cold build");
     let stats = sandbox.stats();
     assert_eq!(counter(&stats, "cache_misses"), n, "{stats}");
     assert_eq!(counter(&stats, "cache_writes"), n, "{stats}");
@@ -154,13 +148,8 @@ fn a_build_on_the_servers_filesystem_moves_every_hit_and_put_through_the_shared_
     );
 
     sandbox.zero_stats();
-    clean(&out);
-    let warm = build(Some(&sandbox), "gcc", &sources, &out, FLAGS, 2);
-    assert_all_succeeded(&warm, "warm build", &sandbox);
-    assert_eq!(snapshot(&out), expected, "warm build outputs differ");
-    for (w, p) in warm.iter().zip(&plain) {
-        assert_eq!(text(&w.stderr), text(&p.stderr), "diagnostics on a hit");
-    }
+    let warm = plain.again_through(&sandbox, "warm build");
+    plain.assert_same_diagnostics(&warm, "on a hit");
     let stats = sandbox.stats();
     assert_eq!(counter(&stats, "cache_hits"), n, "{stats}");
     assert_eq!(counter(&stats, "cache_misses"), 0, "{stats}");
@@ -191,14 +180,9 @@ fn a_mount_namespace_build_at_the_hosts_path_hits_what_the_host_built_and_gets_i
     let sources = c_files(&root.join("src"));
     let n = sources.len() as u64;
     let out = root.join("out");
-    let Plain {
-        outputs: plain,
-        files: expected,
-    } = plain_build("gcc", &sources, &out, FLAGS, &sandbox);
+    let plain = plain_build("gcc", &sources, &out, FLAGS, &sandbox);
 
-    let host = build(Some(&sandbox), "gcc", &sources, &out, FLAGS, 2);
-    assert_all_succeeded(&host, "host build", &sandbox);
-    assert_eq!(snapshot(&out), expected, "host build outputs differ");
+    plain.again_through(&sandbox, "host build");
     let stats = sandbox.stats();
     assert_eq!(counter(&stats, "cache_writes"), n, "{stats}");
     assert_eq!(transfers(&stats), (n, 0), "{stats}\n{}", sandbox.log());
@@ -218,12 +202,12 @@ fn a_mount_namespace_build_at_the_hosts_path_hits_what_the_host_built_and_gets_i
 
     assert_eq!(
         snapshot(&ns.results.join("container")),
-        expected,
+        plain.files,
         "container build outputs differ from plain gcc on the host"
     );
     assert_eq!(
         ns.stderr_of("container"),
-        stderr_by_stem(&sources, &plain),
+        stderr_by_stem(&sources, &plain.outputs),
         "diagnostics on a hit"
     );
     // The hits were written into the namespace's tmpfs, not the host's directory.
@@ -274,13 +258,7 @@ fn wrappers_racing_on_a_fresh_cache_directory_all_prove_the_shared_filesystem() 
                 sandbox
                     .hoard()
                     .current_dir(dir)
-                    .args([
-                        "gcc",
-                        "-c",
-                        &format!("{name}.c"),
-                        "-o",
-                        &format!("{name}.o"),
-                    ])
+                    .args(gcc_c(&name))
                     .spawn()
                     .unwrap()
             })

@@ -6,8 +6,7 @@
 
 use crate::support::tiers::{Daemon, memcached_items, redis_keys};
 use crate::support::{
-    Sandbox, assert_all_succeeded, build, c_files, clean, lua_sources, plain_build, snapshot, tier,
-    tools,
+    Sandbox, assert_all_succeeded, build, c_files, lua_sources, plain_build, tier, tools,
 };
 
 const FLAGS: &[&str] = &["-O0", "-g"];
@@ -22,7 +21,7 @@ fn two_machines_share_a_tree(var: &str, endpoint: &str, tier_name: &str) {
     let sources = c_files(&lua_sources());
     let a = machine(var, endpoint);
     let out = a.dir.path().join("out");
-    let expected = plain_build("gcc", &sources, &out, FLAGS, &a).files;
+    let plain = plain_build("gcc", &sources, &out, FLAGS, &a);
 
     assert_all_succeeded(
         &build(Some(&a), "gcc", &sources, &out, FLAGS, 2),
@@ -33,17 +32,7 @@ fn two_machines_share_a_tree(var: &str, endpoint: &str, tier_name: &str) {
     a.stop_server();
 
     let b = machine(var, endpoint);
-    clean(&out);
-    assert_all_succeeded(
-        &build(Some(&b), "gcc", &sources, &out, FLAGS, 2),
-        "machine B",
-        &b,
-    );
-    assert_eq!(
-        snapshot(&out),
-        expected,
-        "B's outputs differ from plain gcc"
-    );
+    plain.again_through(&b, "machine B");
     let stats = b.stats();
     assert_eq!(stats["cache_hits"], sources.len(), "{stats}");
     assert!(
@@ -56,19 +45,13 @@ fn two_machines_share_a_tree(var: &str, endpoint: &str, tier_name: &str) {
     let mut alone = b;
     alone.env.clear();
     alone.zero_stats();
-    clean(&out);
-    assert_all_succeeded(
-        &build(Some(&alone), "gcc", &sources, &out, FLAGS, 2),
-        "B alone",
-        &alone,
-    );
+    plain.again_through(&alone, "B alone");
     let stats = alone.stats();
     assert_eq!(
         stats["cache_hits"],
         sources.len(),
         "backfilled into B's disk: {stats}"
     );
-    assert_eq!(snapshot(&out), expected);
 }
 
 #[test]
@@ -104,31 +87,16 @@ fn memcached_dying_mid_build_leaves_a_correct_build_and_counted_faults() {
     );
     let out = sandbox.dir.path().join("out");
     let flags = ["-O2", "-g"];
-    let expected = plain_build("gcc", &sources, &out, &flags, &sandbox).files;
+    let plain = plain_build("gcc", &sources, &out, &flags, &sandbox);
     std::thread::scope(|scope| {
         scope.spawn(|| {
             std::thread::sleep(std::time::Duration::from_millis(700));
             memcached.kill();
         });
-        assert_all_succeeded(
-            &build(Some(&sandbox), "gcc", &sources, &out, &flags, 2),
-            "build",
-            &sandbox,
-        );
+        plain.again_through(&sandbox, "the build memcached died in");
     });
-    assert_eq!(
-        snapshot(&out),
-        expected,
-        "outputs differ after memcached died"
-    );
     // A lookup after the kill meets the dead tier.
-    clean(&out);
-    assert_all_succeeded(
-        &build(Some(&sandbox), "gcc", &sources, &out, &flags, 2),
-        "warm build",
-        &sandbox,
-    );
-    assert_eq!(snapshot(&out), expected);
+    plain.again_through(&sandbox, "warm build");
     let stats = sandbox.stats();
     let m = tier(&stats, "memcached");
     assert!(

@@ -12,8 +12,8 @@ use hoard_client::{CacheKey, ClientConfig, Hoard, OutputPath};
 use crate::support::gateway::{Gateway, Launch, ListenBy, loopback_addr};
 use crate::support::namespaces::NetNs;
 use crate::support::{
-    Plain, Sandbox, assert_all_succeeded, build, c_files, clean, counter, free_port, lua_sources,
-    plain_build, snapshot, text, tools, transfers, wait_exit,
+    Sandbox, c_files, counter, free_port, lua_sources, plain_build, text, tools, transfers,
+    wait_exit,
 };
 
 const FLAGS: &[&str] = &["-O1", "-g", "-Wall"];
@@ -32,22 +32,10 @@ fn tcp_client(addr: &str, token: Option<&str>) -> Sandbox {
 /// succeeds with plain gcc's outputs and diagnostics. Returns the number of sources.
 fn build_cold_and_warm(client: &Sandbox, out: &std::path::Path) -> u64 {
     let sources = c_files(&lua_sources());
-    let Plain {
-        outputs: plain,
-        files: expected,
-    } = plain_build("gcc", &sources, out, FLAGS, client);
+    let plain = plain_build("gcc", &sources, out, FLAGS, client);
     for pass in ["cold", "warm"] {
-        clean(out);
-        let outputs = build(Some(client), "gcc", &sources, out, FLAGS, 2);
-        assert_all_succeeded(&outputs, pass, client);
-        assert_eq!(
-            snapshot(out),
-            expected,
-            "{pass} build outputs differ from plain gcc"
-        );
-        for (o, p) in outputs.iter().zip(&plain) {
-            assert_eq!(text(&o.stderr), text(&p.stderr), "{pass} build diagnostics");
-        }
+        let outputs = plain.again_through(client, pass);
+        plain.assert_same_diagnostics(&outputs, pass);
     }
     sources.len() as u64
 }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Sandbox, alive, build, c_files, files_under, lua_sources, snapshot, text, wire,
+    Sandbox, alive, build, c_files, files_under, lua_sources, run_ok, snapshot, text, wire,
 };
 
 /// Flags of every fault build: unoptimised keeps a build of the tree short, `-g` keeps paths
@@ -108,6 +108,15 @@ impl Reference {
             );
         }
         self.assert_built(build, out, what, sandbox);
+    }
+
+    /// Zeroes the statistics, empties `out` and builds the tree there again through
+    /// `sandbox`, which must give plain gcc's bytes and diagnostics ([`Reference::assert_same`]).
+    pub fn rebuild_same(&self, sandbox: &Sandbox, sources: &[PathBuf], out: &Path, what: &str) {
+        sandbox.zero_stats();
+        crate::support::clean(out);
+        let again = timed_build(Some(sandbox), sources, out);
+        self.assert_same(&again, out, what, sandbox);
     }
 
     /// As [`Reference::assert_same`], without comparing diagnostics.
@@ -202,22 +211,12 @@ pub struct Mount {
     pub path: PathBuf,
 }
 
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {}: {}",
-        args.join(" "),
-        text(&out.stderr)
-    );
-}
-
 impl Mount {
     /// A tmpfs of `size` (`256k`) at `path`, created if needed.
     pub fn tmpfs(path: &Path, size: &str) -> Mount {
         std::fs::create_dir_all(path).unwrap();
         let p = path.to_str().unwrap();
-        run(
+        run_ok(
             "mount",
             &[
                 "-t",
@@ -237,11 +236,11 @@ impl Mount {
     /// mount makes a directory unwritable to these tests.
     pub fn read_only(path: &Path) -> Mount {
         let p = path.to_str().unwrap();
-        run("mount", &["--bind", p, p]);
+        run_ok("mount", &["--bind", p, p]);
         let mount = Mount {
             path: path.to_owned(),
         };
-        run("mount", &["-o", "remount,bind,ro", p]);
+        run_ok("mount", &["-o", "remount,bind,ro", p]);
         mount
     }
 }
@@ -410,32 +409,6 @@ impl Drop for FutureServer {
         let _ = std::os::unix::net::UnixStream::connect(&self.path);
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-/// Runs `job(i)` for every `i` below `n`, [`JOBS`] at a time; their outputs in order.
-pub fn run_parallel(n: usize, job: impl Fn(usize) -> Output + Sync) -> Vec<Output> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results = Mutex::new(vec![None; n]);
-    std::thread::scope(|scope| {
-        for _ in 0..JOBS {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= n {
-                        break;
-                    }
-                    let output = job(i);
-                    results.lock().unwrap()[i] = Some(output);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .map(Option::unwrap)
-        .collect()
 }
 
 /// Sets the modification time of `path` to `ago` before now.

@@ -122,14 +122,11 @@ fn hung_server(client_timeout: Option<&str>, fault: &str) {
     );
 
     // The killed server's record no longer applies: a new server serves every hit.
-    sandbox.zero_stats();
-    clean(&out);
-    let again = timed_build(Some(&sandbox), &sources, &out);
-    reference.assert_same(
-        &again,
+    reference.rebuild_same(
+        &sandbox,
+        &sources,
         &out,
         "build after the hung server was killed",
-        &sandbox,
     );
     let stats = sandbox.stats();
     assert_eq!(count(&stats, "cache_hits"), n, "{stats}\n{}", sandbox.log());

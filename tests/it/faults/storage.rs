@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::faults::{
-    FLAGS, Mount, count, flip_middle_byte, report, result_entries, run_parallel, setup,
-    timed_build, tree,
+    FLAGS, JOBS, Mount, count, flip_middle_byte, report, result_entries, setup, timed_build, tree,
 };
-use crate::support::{self, Sandbox, clean, files_under, text};
+use crate::support::{self, Sandbox, clean, files_under, run_parallel, text};
 
 /// Builds `sources` through the sandbox, checks every compile succeeded, cleans `out`,
 /// zeroes the statistics (which outlive the server) and stops the server so that
@@ -163,14 +162,11 @@ fn a_truncated_entry_and_an_entry_with_a_flipped_byte_are_never_served_and_are_r
         );
     }
     // And the replacements are sound: the next build is all hits, identical.
-    sandbox.zero_stats();
-    clean(&out);
-    let again = timed_build(Some(&sandbox), &sources, &out);
-    reference.assert_same(
-        &again,
+    reference.rebuild_same(
+        &sandbox,
+        &sources,
         &out,
         "build after the damaged entries were replaced",
-        &sandbox,
     );
     assert_eq!(count(&sandbox.stats(), "cache_hits"), n);
 }
@@ -213,10 +209,7 @@ fn every_file_of_the_cache_directory_damaged_leaves_a_correct_build_and_the_cach
     );
 
     // What the damaged build stored is sound: the next build is all hits.
-    sandbox.zero_stats();
-    clean(&out);
-    let healed = timed_build(Some(&sandbox), &sources, &out);
-    reference.assert_same(&healed, &out, "build after the cache healed", &sandbox);
+    reference.rebuild_same(&sandbox, &sources, &out, "build after the cache healed");
     let stats = sandbox.stats();
     assert_eq!(
         count(&stats, "cache_hits"),
@@ -265,7 +258,7 @@ fn build_vanishing(
     for stem in &stems {
         std::fs::create_dir_all(out.join(stem)).unwrap();
     }
-    let outputs = run_parallel(sources.len(), |i| {
+    let outputs = run_parallel(sources.len(), JOBS, |i| {
         let source = &sources[i];
         let mut args: Vec<String> = FLAGS.iter().map(|f| (*f).to_owned()).collect();
         args.extend([

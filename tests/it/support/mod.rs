@@ -15,7 +15,7 @@ pub mod wire;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};
-use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use tiers::free_port;
@@ -26,22 +26,53 @@ pub const HOARD: &str = env!("CARGO_BIN_EXE_hoard");
 /// The server binary under test.
 pub const HOARD_SERVER: &str = env!("CARGO_BIN_EXE_hoard-server");
 
-/// Who has the machine: the load tests (dozens of wrappers at once) hold it to write, the
-/// tests that hold a build to a wall-clock bound (the fault suites) to read. As separate test
-/// binaries, which cargo runs one after another, the two kinds never ran side by side; in one
-/// binary they still do not, while timed tests run beside each other as before and every
-/// other test runs beside anything.
-static MACHINE: RwLock<()> = RwLock::new(());
+/// Two kinds of tests that never ran side by side while they were separate test binaries
+/// (cargo runs those one after another): tests that load the whole machine (dozens of
+/// wrappers at once) and tests that hold a build to a wall-clock bound (the fault suites). In
+/// one binary they still do not; tests of one kind run beside each other as before, and
+/// every other test runs beside anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Load,
+    Timed,
+}
+
+/// Which kind of test is running, and how many of it.
+static RUNNING: Mutex<(Option<Kind>, usize)> = Mutex::new((None, 0));
+static TURN: Condvar = Condvar::new();
+
+/// Held while a test of one [`Kind`] runs; lets the other kind in when the last one leaves.
+pub struct Turn;
+
+fn take_turn(kind: Kind) -> Turn {
+    // A test that failed while holding the lock has left all the same.
+    let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+    while running.0.is_some_and(|k| k != kind) {
+        running = TURN.wait(running).unwrap_or_else(PoisonError::into_inner);
+    }
+    *running = (Some(kind), running.1 + 1);
+    Turn
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+        running.1 -= 1;
+        if running.1 == 0 {
+            running.0 = None;
+            TURN.notify_all();
+        }
+    }
+}
 
 /// Taken by a test that loads the whole machine, for as long as it runs.
-pub fn loading_the_machine() -> RwLockWriteGuard<'static, ()> {
-    // A test that failed while holding it has released it all the same.
-    MACHINE.write().unwrap_or_else(PoisonError::into_inner)
+pub fn loading_the_machine() -> Turn {
+    take_turn(Kind::Load)
 }
 
 /// Taken by a test that asserts a bound on wall-clock time, for as long as it runs.
-pub fn timed() -> RwLockReadGuard<'static, ()> {
-    MACHINE.read().unwrap_or_else(PoisonError::into_inner)
+pub fn timed() -> Turn {
+    take_turn(Kind::Timed)
 }
 
 /// A private hoard installation: cache directory and socket in a tempdir; the server it starts
@@ -259,18 +290,30 @@ pub fn signal(pid: i32, name: &str) {
 /// `gcc -c <name>.c -o <name>.o` in `dir`, run by `cmd` (a `hoard` with its environment);
 /// must succeed.
 pub fn compile_c(mut cmd: Command, dir: &Path, name: &str) {
-    let out = cmd
-        .current_dir(dir)
-        .args([
-            "gcc",
-            "-c",
-            &format!("{name}.c"),
-            "-o",
-            &format!("{name}.o"),
-        ])
-        .output()
-        .unwrap();
+    let out = cmd.current_dir(dir).args(gcc_c(name)).output().unwrap();
     assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+}
+
+/// `gcc -c <name>.c -o <name>.o`, as arguments of `hoard`.
+pub fn gcc_c(name: &str) -> [String; 5] {
+    [
+        "gcc".into(),
+        "-c".into(),
+        format!("{name}.c"),
+        "-o".into(),
+        format!("{name}.o"),
+    ]
+}
+
+/// Runs `program args...`, which must succeed.
+pub fn run_ok(program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {}: {}",
+        args.join(" "),
+        text(&out.stderr)
+    );
 }
 
 /// Whether `pid` is a live process (not a zombie).
@@ -400,20 +443,29 @@ pub fn build(
     jobs: usize,
 ) -> Vec<Output> {
     std::fs::create_dir_all(out_dir).unwrap();
+    run_parallel(sources.len(), jobs, |i| {
+        let args = compile_args(&sources[i], out_dir, flags);
+        match launcher {
+            Some(sandbox) => sandbox.hoard().arg(compiler).args(&args).output(),
+            None => Command::new(compiler).args(&args).output(),
+        }
+        .unwrap()
+    })
+}
+
+/// Runs `job(i)` for every `i` below `n`, `jobs` at a time; their outputs in order.
+pub fn run_parallel(n: usize, jobs: usize, job: impl Fn(usize) -> Output + Sync) -> Vec<Output> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results = std::sync::Mutex::new(vec![None; sources.len()]);
+    let results = std::sync::Mutex::new(vec![None; n]);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(source) = sources.get(i) else { break };
-                    let args = compile_args(source, out_dir, flags);
-                    let output = match launcher {
-                        Some(sandbox) => sandbox.hoard().arg(compiler).args(&args).output(),
-                        None => Command::new(compiler).args(&args).output(),
+                    if i >= n {
+                        break;
                     }
-                    .unwrap();
+                    let output = job(i);
                     results.lock().unwrap()[i] = Some(output);
                 }
             });
@@ -428,22 +480,27 @@ pub fn build(
 }
 
 /// What the plain compiler makes of a tree: each compile's output, and the digests of the
-/// objects and `.d` files (one of each per source) by name.
-pub struct Plain {
+/// objects and `.d` files (one of each per source) by name; and the build, to run again
+/// through hoard and compare.
+pub struct Plain<'a> {
     pub outputs: Vec<Output>,
     pub files: std::collections::BTreeMap<String, blake3::Hash>,
+    compiler: &'a str,
+    sources: &'a [PathBuf],
+    out: &'a Path,
+    flags: &'a [&'a str],
 }
 
 /// Builds `sources` into `out` with the plain `compiler`, two at a time, and cleans `out`
 /// again. Every compile must succeed (shown with `sandbox`'s logs when one does not) and
 /// leave an object and a `.d`.
-pub fn plain_build(
-    compiler: &str,
-    sources: &[PathBuf],
-    out: &Path,
-    flags: &[&str],
+pub fn plain_build<'a>(
+    compiler: &'a str,
+    sources: &'a [PathBuf],
+    out: &'a Path,
+    flags: &'a [&'a str],
     sandbox: &Sandbox,
-) -> Plain {
+) -> Plain<'a> {
     let outputs = build(None, compiler, sources, out, flags, 2);
     assert_all_succeeded(&outputs, "plain build", sandbox);
     let files = snapshot(out);
@@ -453,7 +510,49 @@ pub fn plain_build(
         "an object and a .d per source"
     );
     clean(out);
-    Plain { outputs, files }
+    Plain {
+        outputs,
+        files,
+        compiler,
+        sources,
+        out,
+        flags,
+    }
+}
+
+impl Plain<'_> {
+    /// Empties `out` and builds the tree there again, through `sandbox`: every compile must
+    /// succeed and leave exactly the plain build's files. Returns each compile's output.
+    pub fn again_through(&self, sandbox: &Sandbox, what: &str) -> Vec<Output> {
+        clean(self.out);
+        let outputs = build(
+            Some(sandbox),
+            self.compiler,
+            self.sources,
+            self.out,
+            self.flags,
+            2,
+        );
+        assert_all_succeeded(&outputs, what, sandbox);
+        assert_eq!(
+            snapshot(self.out),
+            self.files,
+            "{what}: outputs differ from plain {}",
+            self.compiler
+        );
+        outputs
+    }
+
+    /// Asserts that each of `outputs` printed what its plain compile printed.
+    pub fn assert_same_diagnostics(&self, outputs: &[Output], what: &str) {
+        for (o, p) in outputs.iter().zip(&self.outputs) {
+            assert_eq!(
+                text(&o.stderr),
+                text(&p.stderr),
+                "diagnostics differ {what}"
+            );
+        }
+    }
 }
 
 /// Digests of every `.o` and `.d` under `dir`, by file name.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::support::{HOARD, Sandbox, c_files, compile_args, text};
+use crate::support::{HOARD, Sandbox, c_files, compile_args, run_ok, text};
 
 /// Quotes `s` for a POSIX shell.
 pub fn sh_quote(s: impl AsRef<str>) -> String {
@@ -223,16 +223,6 @@ fn ip(args: &[&str]) -> Output {
         .expect("ip (iproute2) runs")
 }
 
-fn ip_ok(args: &[&str]) {
-    let out = ip(args);
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        text(&out.stderr)
-    );
-}
-
 impl NetNs {
     pub fn create() -> NetNs {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -260,41 +250,56 @@ impl NetNs {
             host_ip: format!("10.77.{third}.2"),
         };
         // From here on, drop removes whatever was made.
-        ip_ok(&["netns", "add", &ns.name]);
-        ip_ok(&[
-            "link",
-            "add",
-            &ns.host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &inner_if,
-        ]);
-        ip_ok(&["link", "set", &inner_if, "netns", &ns.name]);
-        ip_ok(&[
-            "addr",
-            "add",
-            &format!("{}/30", ns.host_ip),
-            "dev",
-            &ns.host_if,
-        ]);
-        ip_ok(&["link", "set", &ns.host_if, "up"]);
-        ip_ok(&[
-            "netns",
-            "exec",
-            &ns.name,
+        run_ok("ip", &["netns", "add", &ns.name]);
+        run_ok(
             "ip",
-            "addr",
-            "add",
-            &format!("{}/30", ns.inner_ip),
-            "dev",
-            &inner_if,
-        ]);
-        ip_ok(&[
-            "netns", "exec", &ns.name, "ip", "link", "set", &inner_if, "up",
-        ]);
-        ip_ok(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]);
+            &[
+                "link",
+                "add",
+                &ns.host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &inner_if,
+            ],
+        );
+        run_ok("ip", &["link", "set", &inner_if, "netns", &ns.name]);
+        run_ok(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/30", ns.host_ip),
+                "dev",
+                &ns.host_if,
+            ],
+        );
+        run_ok("ip", &["link", "set", &ns.host_if, "up"]);
+        run_ok(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns.name,
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/30", ns.inner_ip),
+                "dev",
+                &inner_if,
+            ],
+        );
+        run_ok(
+            "ip",
+            &[
+                "netns", "exec", &ns.name, "ip", "link", "set", &inner_if, "up",
+            ],
+        );
+        run_ok(
+            "ip",
+            &["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"],
+        );
         ns
     }
 }

@@ -196,13 +196,45 @@ fn source_and_reference(dir: &Path) -> Vec<u8> {
     std::fs::read(dir.join("plain.o")).unwrap()
 }
 
-/// The victim: a sandbox, its work directory holding `x.c`, and plain gcc's object for it.
-fn victim_with_source() -> (Sandbox, PathBuf, Vec<u8>) {
+/// The victim and the attacker's directory, as most tests start.
+struct Scene {
+    /// The victim's own hoard.
+    sandbox: Sandbox,
+    /// The victim's work directory, holding `x.c`.
+    work: PathBuf,
+    /// Plain gcc's object for `x.c`.
+    plain: Vec<u8>,
+    /// Where the victim's socket is, and the attacker can write.
+    shared: SharedDir,
+}
+
+/// A new [`Scene`], or `None` (the test is skipped) when this process cannot act as the
+/// attacker.
+fn scene() -> Option<Scene> {
+    if !can_switch_uid() {
+        return None;
+    }
     let sandbox = Sandbox::new();
     let work = sandbox.dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let plain = source_and_reference(&work);
-    (sandbox, work, plain)
+    Some(Scene {
+        sandbox,
+        work,
+        plain,
+        shared: SharedDir::new(),
+    })
+}
+
+/// The attacker's fake server in `shared`, serving a forged entry (see [`forged_entry`]).
+fn forger(shared: &SharedDir) -> Fake {
+    let entry = forged_entry(shared);
+    Fake::start(
+        Some(ATTACKER),
+        "forge",
+        shared,
+        &[("FAKE_ENTRY", entry.display().to_string())],
+    )
 }
 
 /// A well-formed entry whose object is another program's: what the attacker serves.
@@ -265,22 +297,20 @@ fn journal_lines(path: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_fake_server_of_another_uid_cannot_plant_an_object_in_the_build() {
-    if !can_switch_uid() {
+    let Some(Scene {
+        mut sandbox,
+        work,
+        plain,
+        shared,
+    }) = scene()
+    else {
         return;
-    }
-    let (mut sandbox, work, plain) = victim_with_source();
+    };
     let journal = sandbox.dir.path().join("journal.jsonl");
     sandbox.set_env("HOARD_JOURNAL", &journal.display().to_string());
     // Preprocessor mode: the lookup names the object, so the forged entry fits it.
     sandbox.set_env("HOARD_DIRECT_MODE", "0");
-    let shared = SharedDir::new();
-    let entry = forged_entry(&shared);
-    let fake = Fake::start(
-        Some(ATTACKER),
-        "forge",
-        &shared,
-        &[("FAKE_ENTRY", entry.display().to_string())],
-    );
+    let fake = forger(&shared);
 
     let out = victim(
         &sandbox,
@@ -345,18 +375,16 @@ fn a_fake_server_of_another_uid_cannot_plant_an_object_in_the_build() {
 
 #[test]
 fn a_fake_server_of_another_uid_receives_not_one_byte() {
-    if !can_switch_uid() {
+    let Some(Scene {
+        sandbox,
+        work,
+        shared,
+        ..
+    }) = scene()
+    else {
         return;
-    }
-    let (sandbox, work, _) = victim_with_source();
-    let shared = SharedDir::new();
-    let entry = forged_entry(&shared);
-    let fake = Fake::start(
-        Some(ATTACKER),
-        "forge",
-        &shared,
-        &[("FAKE_ENTRY", entry.display().to_string())],
-    );
+    };
+    let fake = forger(&shared);
     let socket = shared.socket();
 
     // A compile in v2 and one pinned to v1, every control command, and the embedding API.
@@ -454,11 +482,15 @@ fn stop_server_never_signals_a_pid_another_user_planted() {
 
 #[test]
 fn a_compile_never_signals_a_pid_or_opens_a_file_another_user_planted() {
-    if !can_switch_uid() {
+    let Some(Scene {
+        sandbox,
+        work,
+        plain,
+        shared,
+    }) = scene()
+    else {
         return;
-    }
-    let (sandbox, work, plain) = victim_with_source();
-    let shared = SharedDir::new();
+    };
     let mut decoy = Decoy::start();
     let _fake = plant(&shared, &decoy, false);
 
@@ -510,11 +542,15 @@ fn a_compile_never_signals_a_pid_or_opens_a_file_another_user_planted() {
 
 #[test]
 fn a_fifo_planted_beside_the_socket_does_not_hang_a_compile() {
-    if !can_switch_uid() {
+    let Some(Scene {
+        sandbox,
+        work,
+        plain,
+        shared,
+    }) = scene()
+    else {
         return;
-    }
-    let (sandbox, work, plain) = victim_with_source();
-    let shared = SharedDir::new();
+    };
     for extension in ["lock", "pid"] {
         let fifo = shared.beside(extension);
         let made = as_user(ATTACKER, Path::new("mkfifo"))
