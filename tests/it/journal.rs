@@ -1,15 +1,7 @@
 //! The journal (`HOARD_JOURNAL`): one JSON line per invocation of a real build, and a summary
 //! of it (`hoard --show-stats --since-journal`) that agrees with the server's own stats.
 
-use crate::support::{Sandbox, build, c_files, lua_sources, text};
-
-fn journal_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use crate::support::{Sandbox, build, c_files, journal_lines, lua_sources, text};
 
 #[test]
 fn a_journal_of_a_real_build_agrees_with_the_servers_stats() {

@@ -253,6 +253,15 @@ pub fn tier<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Val
         .unwrap_or_else(|| panic!("no tier {name} in {stats}"))
 }
 
+/// The lines of a journal (`HOARD_JOURNAL`), parsed; the file must exist.
+pub fn journal_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// The `transfers` counters of `hoard --show-stats --json`: `(shared_fs, inline)`. A counter
 /// the JSON leaves out (nothing counted yet) is 0.
 pub fn transfers(stats: &serde_json::Value) -> (u64, u64) {
