@@ -1,0 +1,102 @@
+//! Mixed rollouts: client {v1-only, v2} × server {v1-only, v2}, each pinned with
+//! `HOARD_PROTOCOL` / `HOARD_SERVER_MAX_PROTOCOL`, on a real multi-file C tree with real gcc.
+//! Every cell gets a cold and a warm build; the warm build is all hits, byte-identical to plain
+//! gcc, and `requests_by_protocol` shows which version carried the traffic. Entries written by
+//! one generation are hits for the other.
+
+use crate::support::{
+    Sandbox, assert_all_succeeded, build, c_files, clean, lua_sources, plain_build,
+};
+
+const FLAGS: &[&str] = &["-O0", "-g", "-Wall"];
+
+/// Stops the sandbox's server and empties its cache, as a fresh machine.
+fn reset(sandbox: &Sandbox) {
+    let _ = sandbox.hoard().arg("--stop-server").output();
+    std::fs::remove_dir_all(sandbox.cache_dir()).ok();
+}
+
+fn cell(client: u32, server: u32) {
+    let mut sandbox = Sandbox::new();
+    let sources = c_files(&lua_sources());
+    let out = sandbox.dir.path().join("out");
+    let plain = plain_build("gcc", &sources, &out, FLAGS, &sandbox);
+
+    sandbox.set_env("HOARD_PROTOCOL", &client.to_string());
+    sandbox.set_env("HOARD_SERVER_MAX_PROTOCOL", &server.to_string());
+    let cell = format!("client v{client} / server v{server}");
+    for pass in ["cold", "warm"] {
+        if pass == "warm" {
+            sandbox.zero_stats();
+        }
+        plain.again_through(&sandbox, &format!("{cell}: {pass}"));
+    }
+    let stats = sandbox.stats();
+    assert_eq!(stats["cache_hits"], sources.len(), "{cell}: {stats}");
+    assert_eq!(
+        stats["local_fallbacks"],
+        0,
+        "{cell}: {stats}\n{}",
+        sandbox.log()
+    );
+    let carried = client.min(server).to_string();
+    let other = if carried == "1" { "2" } else { "1" };
+    assert!(
+        stats["requests_by_protocol"][&carried]
+            .as_u64()
+            .unwrap_or(0)
+            >= sources.len() as u64,
+        "{cell}: {stats}"
+    );
+    assert!(
+        stats["requests_by_protocol"][other].is_null(),
+        "{cell}: v{other} carried traffic: {stats}"
+    );
+}
+
+#[test]
+fn v1_client_on_v1_server_is_all_hits_when_warm() {
+    cell(1, 1);
+}
+
+#[test]
+fn v1_client_on_v2_server_is_all_hits_when_warm() {
+    cell(1, 2);
+}
+
+#[test]
+fn v2_client_on_v1_server_falls_back_to_v1_and_is_all_hits_when_warm() {
+    cell(2, 1);
+}
+
+#[test]
+fn v2_client_on_v2_server_is_all_hits_when_warm() {
+    cell(2, 2);
+}
+
+#[test]
+fn v1_and_v2_clients_hit_each_others_entries() {
+    let mut sandbox = Sandbox::new();
+    let sources = c_files(&lua_sources());
+    let out = sandbox.dir.path().join("out");
+    let plain = plain_build("gcc", &sources, &out, FLAGS, &sandbox);
+    for (writer, reader) in [(1, 2), (2, 1)] {
+        reset(&sandbox);
+        sandbox.set_env("HOARD_PROTOCOL", &writer.to_string());
+        clean(&out);
+        assert_all_succeeded(
+            &build(Some(&sandbox), "gcc", &sources, &out, FLAGS, 2),
+            "writer",
+            &sandbox,
+        );
+        sandbox.set_env("HOARD_PROTOCOL", &reader.to_string());
+        sandbox.zero_stats();
+        plain.again_through(&sandbox, &format!("v{reader} reading v{writer}'s entries"));
+        let stats = sandbox.stats();
+        assert_eq!(
+            stats["cache_hits"],
+            sources.len(),
+            "v{reader} client on entries a v{writer} client wrote: {stats}"
+        );
+    }
+}

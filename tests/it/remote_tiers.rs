@@ -1,0 +1,141 @@
+//! Shared caches end to end: two "machines" (two `HOARD_DIR`s, two servers) share one real
+//! memcached, then one real redis, started by the test. Machine B, with an empty local disk,
+//! builds a real C tree all from the remote tier, and those entries are backfilled into its
+//! local tier. memcached dying mid-build costs nothing but counted faults; a read-only tier is
+//! never written.
+
+use crate::support::tiers::{Daemon, memcached_items, redis_keys};
+use crate::support::{
+    Sandbox, assert_all_succeeded, build, c_files, lua_sources, plain_build, tier, tools,
+};
+
+const FLAGS: &[&str] = &["-O0", "-g"];
+
+fn machine(var: &str, endpoint: &str) -> Sandbox {
+    let mut sandbox = Sandbox::new();
+    sandbox.set_env(var, endpoint);
+    sandbox
+}
+
+fn two_machines_share_a_tree(var: &str, endpoint: &str, tier_name: &str) {
+    let sources = c_files(&lua_sources());
+    let a = machine(var, endpoint);
+    let out = a.dir.path().join("out");
+    let plain = plain_build("gcc", &sources, &out, FLAGS, &a);
+
+    assert_all_succeeded(
+        &build(Some(&a), "gcc", &sources, &out, FLAGS, 2),
+        "machine A",
+        &a,
+    );
+    // Stopping A's server flushes its queued remote writes.
+    a.stop_server();
+
+    let b = machine(var, endpoint);
+    plain.again_through(&b, "machine B");
+    let stats = b.stats();
+    assert_eq!(stats["cache_hits"], sources.len(), "{stats}");
+    assert!(
+        tier(&stats, tier_name)["hits"].as_u64().unwrap() >= sources.len() as u64,
+        "B's hits came from {tier_name}: {stats}"
+    );
+
+    // Backfilled: B alone, with no remote tier, still hits everything from its local disk.
+    b.stop_server();
+    let mut alone = b;
+    alone.env.clear();
+    alone.zero_stats();
+    plain.again_through(&alone, "B alone");
+    let stats = alone.stats();
+    assert_eq!(
+        stats["cache_hits"],
+        sources.len(),
+        "backfilled into B's disk: {stats}"
+    );
+}
+
+#[test]
+fn a_second_machine_gets_every_hit_from_memcached_and_keeps_them_locally() {
+    if !tools::installed(&["memcached"]) {
+        return;
+    }
+    let memcached = Daemon::memcached();
+    let endpoint = format!("tcp://127.0.0.1:{}", memcached.port);
+    two_machines_share_a_tree("HOARD_MEMCACHED_ENDPOINT", &endpoint, "memcached");
+}
+
+#[test]
+fn a_second_machine_gets_every_hit_from_redis_and_keeps_them_locally() {
+    if !tools::installed(&["redis-server"]) {
+        return;
+    }
+    let redis = Daemon::redis();
+    let endpoint = format!("redis://127.0.0.1:{}", redis.port);
+    two_machines_share_a_tree("HOARD_REDIS_ENDPOINT", &endpoint, "redis");
+}
+
+#[test]
+fn memcached_dying_mid_build_leaves_a_correct_build_and_counted_faults() {
+    if !tools::installed(&["memcached"]) {
+        return;
+    }
+    let sources = c_files(&lua_sources());
+    let mut memcached = Daemon::memcached();
+    let sandbox = machine(
+        "HOARD_MEMCACHED_ENDPOINT",
+        &format!("tcp://127.0.0.1:{}", memcached.port),
+    );
+    let out = sandbox.dir.path().join("out");
+    let flags = ["-O2", "-g"];
+    let plain = plain_build("gcc", &sources, &out, &flags, &sandbox);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(700));
+            memcached.kill();
+        });
+        plain.again_through(&sandbox, "the build memcached died in");
+    });
+    // A lookup after the kill meets the dead tier.
+    plain.again_through(&sandbox, "warm build");
+    let stats = sandbox.stats();
+    let m = tier(&stats, "memcached");
+    assert!(
+        m["errors"].as_u64().unwrap() + m["timeouts"].as_u64().unwrap() > 0,
+        "faults counted: {stats}"
+    );
+    assert_eq!(
+        stats["local_fallbacks"], 0,
+        "the local tier kept serving: {stats}"
+    );
+}
+
+#[test]
+fn a_read_only_tier_is_never_written() {
+    if !tools::installed(&["memcached", "redis-server", "redis-cli"]) {
+        return;
+    }
+    let sources = &c_files(&lua_sources())[..6];
+    let memcached = Daemon::memcached();
+    let redis = Daemon::redis();
+    let mut sandbox = machine(
+        "HOARD_MEMCACHED_ENDPOINT",
+        &format!("tcp://127.0.0.1:{}", memcached.port),
+    );
+    sandbox.set_env(
+        "HOARD_REDIS_ENDPOINT",
+        &format!("redis://127.0.0.1:{}", redis.port),
+    );
+    sandbox.set_env("HOARD_READ_ONLY_TIERS", "redis");
+    let out = sandbox.dir.path().join("out");
+    assert_all_succeeded(
+        &build(Some(&sandbox), "gcc", sources, &out, FLAGS, 2),
+        "build",
+        &sandbox,
+    );
+    sandbox.stop_server();
+    assert!(
+        memcached_items(memcached.port) > 0,
+        "the writable tier was written"
+    );
+    assert_eq!(redis_keys(redis.port), 0, "the read-only tier was written");
+}
