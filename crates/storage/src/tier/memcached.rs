@@ -209,7 +209,7 @@ mod tests {
     }
 
     /// A memcached on a free loopback port, killed on drop; `None` when memcached is not
-    /// installed (the root tests/remote_tiers.rs require it; these only add detail).
+    /// installed (the root tests/it/remote_tiers.rs require it; these only add detail).
     struct Server {
         child: std::process::Child,
         port: u16,
