@@ -8,6 +8,7 @@
 //! * [`TieredStorage`]: the chain as one [`crate::Storage`], with backfill, an asynchronous
 //!   bounded write queue, per-tier deadlines and circuit breakers, and [`TierStats`].
 
+mod bounded_read;
 mod breaker;
 mod chain;
 pub mod config;

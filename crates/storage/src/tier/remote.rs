@@ -13,6 +13,7 @@ use bytes::Bytes;
 use opendal::{ErrorKind, Operator, services};
 use tokio::sync::OnceCell;
 
+use super::bounded_read::{self, Bounded};
 use super::breaker::{Admit, Breaker};
 use super::config::{TierConfig, TierConfigError, TierKind, check_url};
 use super::memcached::{Memcached, MemcachedError};
@@ -211,46 +212,41 @@ impl RemoteTier {
         })
     }
 
-    /// A read through OpenDAL, bounded: an HTTP service is asked for the size first, and
-    /// whatever arrives over the limit is refused before it is used.
+    /// A read through OpenDAL: an object store in one bounded request ([`bounded_read`]);
+    /// whatever is over the limit is refused before it is used.
     async fn dal_get(&self, key: &CacheKey) -> Result<Lookup, TierError> {
         let op = self.operator().await?;
         let path = entry_path(key);
-        let too_large = |size: u64| {
-            Lookup::Refused(Refusal::TooLarge {
-                path: path.clone().into(),
-                size,
-                limit: self.max_entry,
-            })
-        };
-        // A key-value service's stat fetches the value itself, and its values are bounded by
-        // the server (memcached's item size); an HTTP service is asked for the length
-        // first, and then for no more than that many bytes.
-        let read = if matches!(
+        if !matches!(
             self.config.kind,
             TierKind::S3 { .. } | TierKind::Webdav { .. }
         ) {
-            let length = match op.stat(&path).await {
-                Ok(meta) => meta.content_length(),
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Lookup::Missing),
+            // redis: its values are bounded by the server, and OpenDAL's key-value adapter
+            // answers ranged reads past a value's end with an error.
+            return Ok(match op.read(&path).await {
+                Ok(buf) if buf.len() as u64 > self.max_entry => {
+                    Lookup::Refused(Refusal::TooLarge {
+                        path: path.into(),
+                        size: buf.len() as u64,
+                        limit: self.max_entry,
+                    })
+                }
+                Ok(buf) => Lookup::Found(Vec::from(buf.to_bytes())),
+                Err(e) if e.kind() == ErrorKind::NotFound => Lookup::Missing,
                 Err(e) => return Err(e.into()),
-            };
-            if length > self.max_entry {
-                return Ok(too_large(length));
-            }
-            if length == 0 {
-                return Ok(Lookup::Found(Vec::new()));
-            }
-            op.read_with(&path).range(0..length).await
-        } else {
-            op.read(&path).await
-        };
-        match read {
-            Ok(buf) if buf.len() as u64 > self.max_entry => Ok(too_large(buf.len() as u64)),
-            Ok(buf) => Ok(Lookup::Found(Vec::from(buf.to_bytes()))),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Lookup::Missing),
-            Err(e) => Err(e.into()),
+            });
         }
+        Ok(
+            match bounded_read::read(&op, &path, self.max_entry).await? {
+                Bounded::Found(bytes) => Lookup::Found(bytes),
+                Bounded::Missing => Lookup::Missing,
+                Bounded::TooLarge(size) => Lookup::Refused(Refusal::TooLarge {
+                    path: path.into(),
+                    size,
+                    limit: self.max_entry,
+                }),
+            },
+        )
     }
 
     /// Writes `entry` under `key`; failures are counted, an open breaker counts a skip.

@@ -215,6 +215,7 @@ pub async fn shared_between_two_machines(tier: TierConfig) {
     let a_dir = tempfile::tempdir().unwrap();
     let b_dir = tempfile::tempdir().unwrap();
     let a = machine(a_dir.path(), vec![tier.clone()]);
+    let tier_again = tier.clone();
     let b = machine(b_dir.path(), vec![tier]);
     let (k, e) = (key(1), entry(1, 200_000));
 
@@ -253,6 +254,17 @@ pub async fn shared_between_two_machines(tier: TierConfig) {
     // A miss everywhere is a miss, and counted as one by the remote tier.
     assert_eq!(b.get(&key(2)).await.unwrap(), None);
     assert_eq!(stats_of(&b, &name).misses, 1);
+
+    // A third machine whose limit is under the entry's size refuses it (counted as the
+    // tier's error, never a hit), however the tier reads: one ranged request for an object
+    // store, a whole value for a key-value service.
+    let c_dir = tempfile::tempdir().unwrap();
+    let mut tight = tier_again;
+    tight.max_entry_size = Some(100_000);
+    let c = machine(c_dir.path(), vec![tight]);
+    assert_eq!(c.get(&k).await.unwrap(), None, "{name}: over the limit");
+    let refused = stats_of(&c, &name);
+    assert_eq!((refused.hits, refused.errors), (0, 1), "{name}: {refused:?}");
 }
 
 /// Two machines, `a` and `b`, each with its own local disk and `tier`: `a` puts entry 1 of
