@@ -236,17 +236,15 @@ impl RemoteTier {
                 Err(e) => return Err(e.into()),
             });
         }
-        Ok(
-            match bounded_read::read(&op, &path, self.max_entry).await? {
-                Bounded::Found(bytes) => Lookup::Found(bytes),
-                Bounded::Missing => Lookup::Missing,
-                Bounded::TooLarge(size) => Lookup::Refused(Refusal::TooLarge {
-                    path: path.into(),
-                    size,
-                    limit: self.max_entry,
-                }),
-            },
-        )
+        Ok(match bounded_read::read(op, &path, self.max_entry).await? {
+            Bounded::Found(bytes) => Lookup::Found(bytes),
+            Bounded::Missing => Lookup::Missing,
+            Bounded::TooLarge(size) => Lookup::Refused(Refusal::TooLarge {
+                path: path.into(),
+                size,
+                limit: self.max_entry,
+            }),
+        })
     }
 
     /// Writes `entry` under `key`; failures are counted, an open breaker counts a skip.

@@ -258,13 +258,17 @@ pub async fn shared_between_two_machines(tier: TierConfig) {
     // A third machine whose limit is under the entry's size refuses it (counted as the
     // tier's error, never a hit), however the tier reads: one ranged request for an object
     // store, a whole value for a key-value service.
-    let c_dir = tempfile::tempdir().unwrap();
+    let tight_dir = tempfile::tempdir().unwrap();
     let mut tight = tier_again;
     tight.max_entry_size = Some(100_000);
-    let c = machine(c_dir.path(), vec![tight]);
-    assert_eq!(c.get(&k).await.unwrap(), None, "{name}: over the limit");
-    let refused = stats_of(&c, &name);
-    assert_eq!((refused.hits, refused.errors), (0, 1), "{name}: {refused:?}");
+    let third = machine(tight_dir.path(), vec![tight]);
+    assert_eq!(third.get(&k).await.unwrap(), None, "{name}: over the limit");
+    let refused = stats_of(&third, &name);
+    assert_eq!(
+        (refused.hits, refused.errors),
+        (0, 1),
+        "{name}: {refused:?}"
+    );
 }
 
 /// Two machines, `a` and `b`, each with its own local disk and `tier`: `a` puts entry 1 of
