@@ -39,7 +39,7 @@ impl PathMode {
     /// Parses a `HOARD_PATHS` value; unset or empty is the default, [`PathMode::Shared`].
     pub fn parse(value: Option<&OsStr>) -> Result<Self, PathModeError> {
         match value.map(OsStr::as_bytes) {
-            None | Some(b"") | Some(b"shared") => Ok(PathMode::Shared),
+            None | Some(b"" | b"shared") => Ok(PathMode::Shared),
             Some(b"exact") => Ok(PathMode::Exact),
             Some(other) => Err(PathModeError {
                 value: String::from_utf8_lossy(other).into_owned(),
