@@ -259,6 +259,16 @@ fn the_mode_comes_from_the_environment_or_the_config_file_and_show_config_says_w
         build(&sandbox, &ws, &target, true, &[("HOARD_CONFIG", &file)]),
         plain
     );
+    // A v1 client sends the command with the file's value in its environment; the server
+    // decides as the client would.
+    let v1 = [("HOARD_CONFIG", file.as_str()), ("HOARD_PROTOCOL", "1")];
+    sandbox.zero_stats();
+    assert_eq!(build(&sandbox, &ws, &target, true, &v1), plain);
+    let stats = sandbox.stats();
+    assert!(
+        counter(&stats["requests_by_protocol"], "1") >= UNITS,
+        "{stats}"
+    );
     // The environment wins over the file.
     let shared = build(
         &sandbox,
