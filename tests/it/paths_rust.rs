@@ -5,7 +5,8 @@
 //! plain `cargo build` prints and is byte-identical to it, and a second clone at another path
 //! misses; by default (`shared`) hoard remaps those paths and the clone hits. The mode is set
 //! from the environment or the config file, `--show-config` says which and from where, and a
-//! value hoard does not know is named there and compiled as `exact`.
+//! value hoard does not know is named there and compiled as `exact`. The README's advice for
+//! debugging remapped sources is checked with gdb.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -304,4 +305,60 @@ fn an_unknown_mode_is_named_by_show_config_and_compiles_as_exact() {
         plain
     );
     assert_eq!(counts(&sandbox), (0, UNITS));
+}
+
+/// gdb's `info source` at a breakpoint in `function` of the binary in `target`, run in `cwd`
+/// with `setup` (gdb commands) first.
+fn gdb_source(cwd: &Path, target: &Path, setup: &[String], function: &str) -> String {
+    let mut cmd = Command::new("gdb");
+    cmd.args(["-q", "-batch", "-nx"]).current_dir(cwd);
+    for line in setup {
+        cmd.args(["-ex", line]);
+    }
+    cmd.args([
+        "-ex",
+        &format!("break {function}"),
+        "-ex",
+        "run",
+        "-ex",
+        "info source",
+    ])
+    .arg(target.join("debug/app"));
+    text(&cmd.output().unwrap().stdout)
+}
+
+#[test]
+fn a_debugger_finds_remapped_sources_as_the_readme_says() {
+    if !crate::support::tools::installed(&["gdb"]) {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let root = sandbox.dir.path().join("one");
+    let ws = project(&root);
+    let target = ws.join("target");
+    build(&sandbox, &ws, &target, true, &[]);
+    // A member, from the workspace root: its compilation directory is `.`.
+    let member = gdb_source(&ws, &target, &[], "app::main");
+    let main = ws.join("src/main.rs");
+    assert!(
+        member.contains(&format!("Located in {}", main.display())),
+        "{member}"
+    );
+    // A package outside the workspace is `lib/...`: found once gdb is told where `lib` is.
+    let lost = gdb_source(&ws, &target, &[], "lib::here");
+    assert!(
+        lost.contains("Compilation directory is lib") && !lost.contains("Located in"),
+        "{lost}"
+    );
+    let lib = root.join("lib/src/lib.rs");
+    for setup in [
+        format!("directory {}", root.display()),
+        format!("set substitute-path lib {}", root.join("lib").display()),
+    ] {
+        let found = gdb_source(&ws, &target, &[setup.clone()], "lib::here");
+        assert!(
+            found.contains(&format!("Located in {}", lib.display())),
+            "{setup}: {found}"
+        );
+    }
 }
