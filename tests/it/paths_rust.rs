@@ -355,7 +355,7 @@ fn a_debugger_finds_remapped_sources_as_the_readme_says() {
         format!("directory {}", root.display()),
         format!("set substitute-path lib {}", root.join("lib").display()),
     ] {
-        let found = gdb_source(&ws, &target, &[setup.clone()], "lib::here");
+        let found = gdb_source(&ws, &target, std::slice::from_ref(&setup), "lib::here");
         assert!(
             found.contains(&format!("Located in {}", lib.display())),
             "{setup}: {found}"
