@@ -1,7 +1,8 @@
 //! The optional TOML config file: `HOARD_CONFIG`, else `$XDG_CONFIG_HOME/hoard/config.toml`
 //! (or `~/.config/hoard/config.toml`). Each key is an environment setting's name without the
 //! `HOARD_` prefix, in lower case (`cache_size = "20G"`, `redis_endpoint = "redis://..."`,
-//! `read_only_tiers = ["s3"]`). The environment wins over the file.
+//! `read_only_tiers = ["s3"]`). The environment wins over the file. A list is joined with
+//! `,`, except `basedirs`, a path list joined with `:` as `HOARD_BASEDIRS` is.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,7 +39,18 @@ pub const SETTINGS: &[&str] = &[
     "HOARD_LOCAL_COMPRESSION",
     "HOARD_HARD_LINK",
     "HOARD_SINGLE_FLIGHT_WAIT",
+    "HOARD_PATHS",
+    "HOARD_BASEDIRS",
 ];
+
+/// The separator a list value in the file is joined with for `name`.
+fn list_separator(name: &str) -> &'static str {
+    if name == hoard_compiler::BASEDIRS_VAR {
+        ":"
+    } else {
+        ","
+    }
+}
 
 /// The file could not be used; says which file and which key.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -94,6 +106,13 @@ impl std::fmt::Debug for ConfigFile {
             .field("path", &self.path)
             .field("settings", &self.values.keys().collect::<Vec<_>>())
             .finish()
+    }
+}
+
+impl ConfigFile {
+    /// The file's value for the setting `name` (`HOARD_PATHS`), whatever the environment says.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
     }
 }
 
@@ -220,7 +239,7 @@ pub fn parse(text: &str, path: PathBuf) -> Result<ConfigFile, ConfigFileError> {
                         path: path.clone(),
                         key: key.clone(),
                     })?
-                    .join(",")
+                    .join(list_separator(&name))
             }
             _ => return Err(ConfigFileError::BadValue { path, key }),
         };
@@ -248,6 +267,17 @@ mod tests {
         assert_eq!(file.values["HOARD_IDLE_TIMEOUT"], "30");
         assert_eq!(file.values["HOARD_DIRECT_MODE"], "false");
         assert_eq!(file.values["HOARD_READ_ONLY_TIERS"], "s3,redis");
+    }
+
+    #[test]
+    fn the_path_policy_keys_are_known_and_basedirs_join_as_a_path_list() {
+        let file = parse(
+            "paths = \"exact\"\nbasedirs = [\"/src/a\", \"/build\"]\n",
+            PathBuf::from("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(file.value("HOARD_PATHS"), Some("exact"));
+        assert_eq!(file.value("HOARD_BASEDIRS"), Some("/src/a:/build"));
     }
 
     #[test]

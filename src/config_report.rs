@@ -1,5 +1,7 @@
 //! `hoard --show-config`: every setting, its effective value, and where that value came from
-//! (the environment, the config file and key, or hoard's default).
+//! (the environment, the config file and key, or hoard's default); a value hoard reads only
+//! where it is used (`HOARD_PATHS`, read by each compile) carries its error here, and the
+//! report ends with what the path policy means for a build ([`crate::path_settings::notes`]).
 
 use std::fmt::Write;
 
@@ -7,6 +9,7 @@ use hoard_storage::tier::config::{Userinfo, redact_url};
 
 use crate::config::{Settings, server_program};
 use crate::config_file::{self, Origin, SETTINGS};
+use crate::path_settings;
 
 /// Settings whose value is a secret: shown as set or unset, never printed.
 const SECRETS: &[&str] = &["HOARD_SERVER_TOKEN"];
@@ -40,6 +43,9 @@ pub struct ConfigLine {
     pub value: String,
     /// Where the value came from.
     pub origin: Origin,
+    /// What is wrong with the value, for one no compile refuses but that does not mean what
+    /// its user hoped (an unknown `HOARD_PATHS`).
+    pub error: Option<String>,
 }
 
 /// The effective configuration, one line per setting, in [`SETTINGS`] order with
@@ -54,6 +60,7 @@ pub fn lines(settings: &Settings) -> Vec<ConfigLine> {
         } else {
             Origin::Default
         },
+        error: None,
     }];
     for &name in SETTINGS {
         let origin = config_file::origin(name);
@@ -62,10 +69,17 @@ pub fn lines(settings: &Settings) -> Vec<ConfigLine> {
             (Origin::Environment | Origin::File { .. }, Some(value)) => shown(name, value),
             _ => default_value(name, settings),
         };
+        let error = match name {
+            hoard_compiler::PATHS_VAR => path_settings::path_mode()
+                .err()
+                .map(|e| format!("{e}; compiles run as under `exact`")),
+            _ => None,
+        };
         lines.push(ConfigLine {
             name,
             value,
             origin,
+            error,
         });
     }
     lines
@@ -89,6 +103,7 @@ fn default_value(name: &str, settings: &Settings) -> String {
         "HOARD_SERVER_BIN" => server_program().display().to_string(),
         "HOARD_PROTOCOL" => settings.client_max_protocol.to_string(),
         "HOARD_SERVER_MAX_PROTOCOL" => settings.server_max_protocol.to_string(),
+        "HOARD_PATHS" => "shared".to_owned(),
         _ => String::new(),
     }
 }
@@ -112,11 +127,39 @@ pub fn render(settings: &Settings) -> String {
         };
         let _ = writeln!(out, "{:<26} {value:<width$}  {}", line.name, line.origin);
     }
+    // An error goes to stderr with `--show-config`'s failure; a note says what a setting
+    // means for a build.
+    for (_, note) in path_settings::notes() {
+        let _ = write!(out, "\n{}", wrapped(&format!("note: {note}"), 92));
+    }
     out
 }
 
-/// The report as one JSON object: `{ "HOARD_DIR": { "value": ..., "from": ... }, ... }`.
+/// `text` broken at spaces into lines of at most `width` columns (a longer word stays whole),
+/// continuation lines indented by two.
+fn wrapped(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut column = 0;
+    for word in text.split(' ') {
+        if column > 0 && column + 1 + word.len() > width {
+            out.push_str("\n  ");
+            column = 2;
+        } else if column > 0 {
+            out.push(' ');
+            column += 1;
+        }
+        out.push_str(word);
+        column += word.len();
+    }
+    out.push('\n');
+    out
+}
+
+/// The report as one JSON object: `{ "HOARD_DIR": { "value": ..., "from": ... }, ... }`,
+/// with `"error"` beside a value that has one and `"note"` beside one the path policy's
+/// notes are about.
 pub fn to_json(settings: &Settings) -> serde_json::Value {
+    let notes = path_settings::notes();
     let map = lines(settings)
         .into_iter()
         .map(|line| {
@@ -128,10 +171,14 @@ pub fn to_json(settings: &Settings) -> serde_json::Value {
                 }
             };
             let value = (!line.value.is_empty()).then_some(line.value);
-            (
-                line.name.to_owned(),
-                serde_json::json!({ "value": value, "from": from }),
-            )
+            let mut entry = serde_json::json!({ "value": value, "from": from });
+            if let Some(error) = line.error {
+                entry["error"] = serde_json::json!(error);
+            }
+            if let Some((_, note)) = notes.iter().find(|(name, _)| *name == line.name) {
+                entry["note"] = serde_json::json!(note);
+            }
+            (line.name.to_owned(), entry)
         })
         .collect();
     serde_json::Value::Object(map)
@@ -140,6 +187,12 @@ pub fn to_json(settings: &Settings) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notes_wrap_at_spaces() {
+        assert_eq!(wrapped("aa bb cc dd", 5), "aa bb\n  cc\n  dd\n");
+        assert_eq!(wrapped("abcdefgh x", 4), "abcdefgh\n  x\n");
+    }
 
     #[test]
     fn credential_bearing_values_are_shown_redacted() {

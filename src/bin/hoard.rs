@@ -101,6 +101,10 @@ enum ControlError {
     /// `--json` with neither report it formats.
     #[error("--json goes with --show-stats or --show-config")]
     JsonAlone,
+    /// `HOARD_PATHS` holds a value hoard does not know (reported by `--show-config`, after
+    /// the report; compiles run as under `exact`).
+    #[error("{0}; compiles run as under HOARD_PATHS=exact")]
+    PathMode(#[from] hoard_compiler::PathModeError),
     /// No action at all.
     #[error("nothing to do: give a compiler command or a control flag (see --help)")]
     NothingToDo,
@@ -128,7 +132,8 @@ fn wrap(program: OsString, args: Vec<OsString>) -> ExitCode {
     let status = match Settings::from_env() {
         Ok(settings) => {
             hoard::logging::init(&settings.cache_dir, "hoard.log");
-            hoard_client::run_wrapper(&settings.client(), program, args)
+            let env = hoard::path_settings::compile_env(std::env::vars_os().collect());
+            hoard_client::run_wrapper_in(&settings.client(), program, args, env)
         }
         Err(e) => {
             eprintln_to_log(&e);
@@ -233,8 +238,12 @@ async fn run(
         Action::ShowConfig { json: true } => {
             let report = hoard::config_report::to_json(settings);
             emit(&format!("{}\n", serde_json::to_string_pretty(&report)?));
+            hoard::path_settings::path_mode()?;
         }
-        Action::ShowConfig { json: false } => emit(&hoard::config_report::render(settings)),
+        Action::ShowConfig { json: false } => {
+            emit(&hoard::config_report::render(settings));
+            hoard::path_settings::path_mode()?;
+        }
     }
     Ok(())
 }
@@ -249,7 +258,7 @@ async fn explain(settings: &Settings, command: &[OsString]) -> Result<String, Co
         program: program.clone(),
         args: args.to_vec(),
         cwd,
-        env: std::env::vars_os().collect(),
+        env: hoard::path_settings::compile_env(std::env::vars_os().collect()),
     };
     let mut config = hoard_compiler::PipelineConfig::new(&settings.cache_dir);
     config.direct_mode = settings.direct_mode;

@@ -45,4 +45,4 @@ pub use server_process::StopError;
 pub use trust::StateFileError;
 pub use v1::{ServerCompiled, compile_on_server, compile_on_server_with_status};
 pub use wedged::UNRESPONSIVE_FILE;
-pub use wrapper::{run_wrapper, run_wrapper_uncached};
+pub use wrapper::{run_wrapper, run_wrapper_in, run_wrapper_uncached};

@@ -25,6 +25,20 @@ use crate::{ClientConfig, ClientError, Connection, RemoteCache, record_event};
 /// see. Whatever fails on the cache path, the real compiler runs and its result is returned
 /// unchanged; the fault is counted in the client events log.
 pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>) -> i32 {
+    run_wrapper_in(config, program, args, std::env::vars_os().collect())
+}
+
+/// [`run_wrapper`] with `env` as the compile's environment instead of the process's: the
+/// pipeline reads some settings from there (`HOARD_PATHS`, `HOARD_BASEDIRS`), so a caller
+/// that takes them from elsewhere (a config file) adds them to `env`, and the same command
+/// sent to a v1 server carries them. The compiler runs in `env` too (and in the process's
+/// own when the cache is bypassed): the variables mean nothing to it.
+pub fn run_wrapper_in(
+    config: &ClientConfig,
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+) -> i32 {
     let Ok(cwd) = std::env::current_dir() else {
         return exec_compiler(&program, &args);
     };
@@ -33,7 +47,7 @@ pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>
         program,
         args,
         cwd,
-        env: std::env::vars_os().collect(),
+        env,
     };
     if config.max_protocol < PROTOCOL_V2 {
         // A v1 client hands every command to the server, which classifies it itself.

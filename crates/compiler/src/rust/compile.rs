@@ -1,6 +1,8 @@
 //! Classifying a rustc command: its arguments ([`super::args`]), its outputs named the way
 //! rustc names them ([`super::outputs`]), the toolchain's identity, and the roots whose
-//! paths are made relative so clones at other paths share hits ([`super::paths`]).
+//! paths are made relative so clones at other paths share hits ([`super::paths`]), with the
+//! remapping that keeps those paths out of the outputs; or, under `HOARD_PATHS=exact`
+//! ([`PathMode`]), neither: the paths stay in the key and rustc runs as cargo asked.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -14,6 +16,7 @@ use crate::command::{CommandLine, PipelineConfig, env_value};
 use crate::compile::Compile;
 use crate::digest::Digests;
 use crate::language::Language;
+use crate::path_policy::PathMode;
 use crate::program::resolve_program;
 use crate::reason::NonCacheable;
 
@@ -26,11 +29,14 @@ pub(crate) struct RustCompile {
     /// Digest of the target: its name or spec file, and its standard library.
     pub target_digest: [u8; 32],
     pub args: RustArgs,
+    /// The path policy the compile's environment asks for (`HOARD_PATHS`).
+    pub mode: PathMode,
     pub roots: Roots,
     /// `--remap-path-prefix` options added before the command's own, so outputs do not embed
-    /// this checkout's paths.
+    /// this checkout's paths; none under [`PathMode::Exact`].
     pub remap: Vec<OsString>,
-    /// What the working directory is remapped to (part of the key: it is in the outputs).
+    /// What the working directory is called in the outputs (part of the key): its remapped
+    /// name, or under [`PathMode::Exact`] the directory itself.
     pub cwd_name: Vec<u8>,
     /// The dependency file rustc writes, if requested.
     pub dep_info: Option<PathBuf>,
@@ -84,14 +90,15 @@ pub(crate) fn classify(
     )
     .map_err(unsupported)?;
     let profiles = profile_dirs(&parsed, cmd);
-    let roots = Roots::new(&cmd.cwd, &profiles);
-    let (remap, cwd_name) = remap_args(&cmd.cwd, &parsed.source, &profiles);
+    let mode = path_mode(&cmd.env);
+    let (roots, remap, cwd_name) = path_policy(mode, &cmd.cwd, &parsed.source, &profiles);
     let dep_info = compile.output(outputs::DEP_INFO_ROLE).map(PathBuf::from);
     let rust = RustCompile {
         rustc_path,
         rustc,
         target_digest,
         args: parsed,
+        mode,
         roots,
         remap,
         cwd_name,
@@ -99,6 +106,38 @@ pub(crate) fn classify(
         expanded,
     };
     Ok((compile, rust))
+}
+
+/// The [`PathMode`] `env` asks for. A value hoard does not know is logged (the build goes on
+/// under [`PathMode::Exact`], which costs hits but never an output byte).
+fn path_mode(env: &[(OsString, OsString)]) -> PathMode {
+    if let Err(e) = PathMode::parse(env_value(env, crate::path_policy::PATHS_VAR)) {
+        tracing::warn!("{e}; compiling as under HOARD_PATHS=exact");
+    }
+    PathMode::from_env(env)
+}
+
+/// The roots, remapping options and working directory name of a compile under `mode`:
+/// [`PathMode::Shared`] replaces the roots by placeholders in keys and remaps them in the
+/// outputs ([`remap_args`]); [`PathMode::Exact`] keeps them in the key and remaps nothing, so
+/// every output is what a plain `cargo build` writes.
+fn path_policy(
+    mode: PathMode,
+    cwd: &Path,
+    source: &OsStr,
+    profiles: &[PathBuf],
+) -> (Roots, Vec<OsString>, Vec<u8>) {
+    match mode {
+        PathMode::Shared => {
+            let (remap, cwd_name) = remap_args(cwd, source, profiles);
+            (Roots::new(cwd, profiles), remap, cwd_name)
+        }
+        PathMode::Exact => (
+            Roots::kept(cwd, profiles),
+            Vec::new(),
+            cwd.as_os_str().as_bytes().to_vec(),
+        ),
+    }
 }
 
 /// cargo's profile directories (`<target>[/<triple>]/<profile>`) a compile writes under or
@@ -162,6 +201,99 @@ fn remap_args(cwd: &Path, source: &OsStr, profiles: &[PathBuf]) -> (Vec<OsString
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_mode_remaps_nothing_and_keeps_every_root_in_the_key() {
+        let cwd = Path::new("/h/registry/src/idx/serde-1.0.1");
+        let source = OsStr::new("/h/registry/src/idx/serde-1.0.1/src/lib.rs");
+        let profiles = [PathBuf::from("/t/debug")];
+        let (roots, remap, name) = path_policy(PathMode::Exact, cwd, source, &profiles);
+        assert!(remap.is_empty(), "{remap:?}");
+        assert_eq!(name, cwd.as_os_str().as_bytes());
+        assert!(roots.pairs().is_empty());
+        assert_eq!(
+            roots.pinned(),
+            &[cwd.as_os_str().as_bytes().to_vec(), b"/t/debug".to_vec()]
+        );
+        assert_eq!(roots.normalise_os(source), source.as_bytes());
+
+        let (roots, remap, name) = path_policy(PathMode::Shared, cwd, source, &profiles);
+        assert_eq!(remap.len(), 2);
+        assert_eq!(name, b"serde-1.0.1");
+        assert!(roots.pinned().is_empty());
+        assert!(!roots.normalise_os(source).starts_with(b"/h/"));
+    }
+
+    /// The common key of a cargo-like compile of a path dependency checked out at `root`
+    /// (run in `root/lib`, writing to `root/target/debug`) under `mode`.
+    fn key_at(mode: PathMode, root: &Path, state_dir: &Path) -> hoard_storage::CacheKey {
+        let cwd = root.join("lib");
+        let deps = root.join("target/debug/deps");
+        let text = |p: &Path| p.display().to_string();
+        let args: Vec<OsString> = [
+            "--crate-name",
+            "lib",
+            "--edition=2021",
+            &text(&cwd.join("src/lib.rs")),
+            "--crate-type",
+            "lib",
+            "--emit=dep-info,metadata,link",
+            "-C",
+            "debuginfo=2",
+            "--out-dir",
+            &text(&deps),
+            "-L",
+            &format!("dependency={}", text(&deps)),
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let parsed = args::parse(&args).unwrap();
+        let profiles = [root.join("target/debug")];
+        let (roots, remap, cwd_name) = path_policy(mode, &cwd, &parsed.source, &profiles);
+        let rust = RustCompile {
+            rustc_path: PathBuf::from("/usr/bin/rustc"),
+            rustc: Rustc {
+                identity: [7; 32],
+                host: "x86_64-unknown-linux-gnu".to_owned(),
+                sysroot: PathBuf::from("/sysroot"),
+            },
+            target_digest: [8; 32],
+            args: parsed,
+            mode,
+            roots,
+            remap,
+            cwd_name,
+            dep_info: None,
+            expanded: args.clone(),
+        };
+        let command = CommandLine {
+            program: "rustc".into(),
+            args,
+            cwd,
+            env: Vec::new(),
+        };
+        super::super::key::common(&rust, &command, state_dir).unwrap()
+    }
+
+    #[test]
+    fn exact_keys_differ_by_checkout_and_from_shared_ones() {
+        let state = tempfile::tempdir().unwrap();
+        let (a, b) = (Path::new("/one/co"), Path::new("/two/elsewhere"));
+        let shared = key_at(PathMode::Shared, a, state.path());
+        assert_eq!(shared, key_at(PathMode::Shared, b, state.path()));
+        let exact = key_at(PathMode::Exact, a, state.path());
+        assert_eq!(exact, key_at(PathMode::Exact, a, state.path()));
+        assert_ne!(exact, key_at(PathMode::Exact, b, state.path()));
+        assert_ne!(exact, shared);
+    }
+
+    #[test]
+    fn an_unknown_mode_compiles_exact() {
+        let env = [(OsString::from("HOARD_PATHS"), OsString::from("relative"))];
+        assert_eq!(path_mode(&env), PathMode::Exact);
+        assert_eq!(path_mode(&[]), PathMode::Shared);
+    }
 
     #[test]
     fn members_map_to_dot_and_packages_to_their_directory() {

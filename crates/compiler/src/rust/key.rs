@@ -15,6 +15,7 @@ use super::candidate::Candidate;
 use super::compile::RustCompile;
 use crate::command::CommandLine;
 use crate::digest::{DigestError, Digests};
+use crate::path_policy::PathMode;
 use crate::program::resolve_program;
 use crate::recipe::{MissProbe, Recipe};
 
@@ -72,6 +73,10 @@ pub(crate) fn common(
         .field("target", &rust.target_digest)
         .field("source", &roots.normalise_os(&args.source))
         .field("cwd-name", &rust.cwd_name);
+    // Only under exact, so the keys of shared compiles are those older clients compute.
+    if rust.mode == PathMode::Exact {
+        recipe.field("paths", b"exact");
+    }
     for pinned in roots.pinned() {
         recipe.field("pinned-root", pinned);
     }

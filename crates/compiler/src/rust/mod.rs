@@ -3,7 +3,8 @@
 //! manifest under the common key ([`key`]: toolchain, target, arguments, `--extern` crates,
 //! native libraries, linker, cargo's environment) lists candidates naming every source file
 //! and `env!` variable from the dependency file the compile itself wrote ([`inputs`],
-//! [`candidate`]). Paths are normalised ([`paths`]) so clones at other paths share hits. The
+//! [`candidate`]). Paths are normalised ([`paths`]) and remapped in the outputs so clones at
+//! other paths share hits, unless the compile's `HOARD_PATHS` is `exact` ([`compile`]). The
 //! family's steps in the one pipeline are [`family`]; nothing here knows gcc or clang.
 
 mod args;

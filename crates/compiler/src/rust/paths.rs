@@ -4,7 +4,9 @@
 //! cargo's profile directories (`<target>/debug`, found from `-L dependency=<dir>/deps` and
 //! from `OUT_DIR=<dir>/build/<unit>/out`).
 //! Before hashing and storing, each root is replaced by a placeholder; on a hit placeholders
-//! are replaced by the invoking build's roots.
+//! are replaced by the invoking build's roots. Under `HOARD_PATHS=exact` the same roots are
+//! kept as they are ([`Roots::kept`]): hashed into the key, never replaced, so a hit happens
+//! only at the same paths.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -47,15 +49,27 @@ fn continues_name(b: u8) -> bool {
 impl Roots {
     /// The roots of a compile run in `cwd` with cargo's profile directories `profiles`.
     pub(crate) fn new(cwd: &Path, profiles: &[PathBuf]) -> Self {
+        Self::build(cwd, profiles, true)
+    }
+
+    /// The same roots, none replaced: every one is hashed as it is (as [`Self::pinned`]),
+    /// and normalising or resolving changes nothing. For `HOARD_PATHS=exact`, where outputs
+    /// keep this build's paths and so must the keys.
+    pub(crate) fn kept(cwd: &Path, profiles: &[PathBuf]) -> Self {
+        Self::build(cwd, profiles, false)
+    }
+
+    /// [`Self::new`] when `replace`, else [`Self::kept`].
+    fn build(cwd: &Path, profiles: &[PathBuf], replace: bool) -> Self {
         let mut roots = Vec::new();
         let mut pinned = Vec::new();
         let mut add = |name: String, root: &Path| {
             let bytes = root.as_os_str().as_bytes();
             let bytes = bytes.strip_suffix(b"/").unwrap_or(bytes).to_vec();
-            if roots.iter().any(|(_, r)| *r == bytes) {
+            if roots.iter().any(|(_, r)| *r == bytes) || pinned.contains(&bytes) {
                 return;
             }
-            if replaceable(&bytes) {
+            if replace && replaceable(&bytes) {
                 let mut placeholder = vec![OPEN];
                 placeholder.extend_from_slice(name.as_bytes());
                 placeholder.push(CLOSE);
@@ -182,6 +196,25 @@ mod tests {
         let r = Roots::new(Path::new("/w/my app"), &[]);
         assert_eq!(r.pinned(), &[b"/w/my app".to_vec()]);
         assert_eq!(r.normalise(b"/w/my app/x"), b"/w/my app/x".to_vec());
+    }
+
+    #[test]
+    fn kept_roots_are_all_pinned_and_never_replaced() {
+        let r = Roots::kept(
+            Path::new("/w/app"),
+            &[
+                PathBuf::from("/w/app/target/debug"),
+                PathBuf::from("/w/app"),
+            ],
+        );
+        assert_eq!(
+            r.pinned(),
+            &[b"/w/app".to_vec(), b"/w/app/target/debug".to_vec()]
+        );
+        assert!(r.pairs().is_empty());
+        let text = b"/w/app/src/a.rs /w/app/target/debug/deps/x.rmeta";
+        assert_eq!(r.normalise(text), text.to_vec());
+        assert!(r.leaked_in(text).is_empty());
     }
 
     #[test]
