@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use hoard_storage::CacheKey;
 use serde::{Deserialize, Serialize};
 
+use super::paths::Rebase;
 use crate::digest::Digests;
 use crate::input::{Unrecordable, read_input};
 
@@ -20,10 +21,14 @@ pub(crate) struct Candidate {
     includes: Vec<Include>,
     #[serde(with = "serde_bytes")]
     result_key: [u8; 32],
+    /// The working directory, when the object embeds a base directory's path (an expanded
+    /// `__FILE__`): the result is only good for a compile in that directory.
+    #[serde(default)]
+    pinned: Option<serde_bytes::ByteBuf>,
 }
 
-/// A file the preprocessor read, by the path it printed (relative paths are relative to the
-/// compile's working directory) and its content's digest.
+/// A file the preprocessor read, by the path it printed, rebased (relative paths are
+/// relative to the compile's working directory) and its content's digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Include {
     #[serde(with = "serde_bytes")]
@@ -32,30 +37,40 @@ struct Include {
     digest: [u8; 32],
 }
 
+/// Where a compile ran and how its paths are rebased, for building its candidate.
+pub(crate) struct Site<'a> {
+    /// The working directory.
+    pub cwd: &'a Path,
+    /// The compile's bases.
+    pub rebase: &'a Rebase,
+    /// When the compile started (a file modified since is not recorded).
+    pub started: SystemTime,
+    /// The working directory, when the object embeds a base's path.
+    pub pinned: Option<&'a [u8]>,
+}
+
 /// Builds the candidate for a compile whose preprocessor read `includes`, checking each file
 /// against the safety rules.
 pub(crate) fn candidate(
-    cwd: &Path,
+    site: &Site<'_>,
     includes: &[Vec<u8>],
     result_key: &CacheKey,
-    started: SystemTime,
 ) -> Result<Candidate, Unrecordable> {
-    candidate_keyed(cwd, includes, started, |_| *result_key)
+    candidate_keyed(site, includes, |_| *result_key)
 }
 
 /// As [`candidate`], for a result key that depends on the includes' digests (depend mode).
 pub(crate) fn candidate_keyed(
-    cwd: &Path,
+    site: &Site<'_>,
     includes: &[Vec<u8>],
-    started: SystemTime,
     result_key: impl FnOnce(&[(&[u8], &[u8; 32])]) -> CacheKey,
 ) -> Result<Candidate, Unrecordable> {
     let includes = includes
         .iter()
         .map(|path| {
             Ok(Include {
-                path: path.clone(),
-                digest: read_input(&cwd.join(OsStr::from_bytes(path)), started)?,
+                path: site.rebase.normalise(path),
+                digest: read_input(&site.cwd.join(OsStr::from_bytes(path)), site.started)?,
             })
         })
         .collect::<Result<Vec<Include>, Unrecordable>>()?;
@@ -67,6 +82,7 @@ pub(crate) fn candidate_keyed(
     Ok(Candidate {
         includes,
         result_key,
+        pinned: site.pinned.map(serde_bytes::ByteBuf::from),
     })
 }
 
@@ -180,11 +196,18 @@ impl crate::manifest::Candidate for Candidate {
 }
 
 impl Candidate {
-    /// Whether every file this candidate lists still has its recorded digest (relative
-    /// paths are relative to `cwd`).
-    pub(crate) fn fits(&self, cwd: &Path, digests: &mut Digests) -> bool {
+    /// Whether every file this candidate lists still has its recorded digest (rebased
+    /// paths resolved for this compile, relative paths relative to `cwd`), and a result
+    /// that embeds its directory's paths is this directory's.
+    pub(crate) fn fits(&self, cwd: &Path, rebase: &Rebase, digests: &mut Digests) -> bool {
+        if let Some(pinned) = &self.pinned
+            && pinned.as_slice() != cwd.as_os_str().as_bytes()
+        {
+            return false;
+        }
         self.includes.iter().all(|include| {
-            let path = cwd.join(OsStr::from_bytes(&include.path));
+            let path = rebase.resolve(&include.path);
+            let path = cwd.join(OsStr::from_bytes(&path));
             digests.digest(&path) == Some(include.digest)
         })
     }

@@ -12,6 +12,7 @@ mod explain;
 mod family;
 mod key;
 mod language;
+mod paths;
 mod response_file;
 
 pub(crate) use classify::{CCompile, classify};
