@@ -105,7 +105,7 @@ fn rebase(cwd: &Path, bases: &[PathBuf], parsed: &ParsedArgs) -> Rebase {
             return Rebase::keep("debug info embeds the build directory");
         }
     }
-    Rebase::new(cwd, bases)
+    Rebase::new(bases)
 }
 
 /// Whether prefix maps whose old paths lie under a base rewrite the working directory and

@@ -68,11 +68,12 @@ pub(crate) fn common(compile: &Compile, c: &CCompile) -> [u8; 32] {
         // Debug information embeds the working directory; gcc and clang take it from PWD
         // when that names the same directory. Rebased only when prefix maps cover it.
         let command = &compile.command;
-        recipe.field("cwd", &rebase.normalise(command.cwd.as_os_str().as_bytes()));
+        let pwd = env_value(&command.env, "PWD").map_or(&[][..], OsStr::as_bytes);
         recipe.field(
-            "pwd",
-            &rebase.normalise(env_value(&command.env, "PWD").map_or(&[], OsStr::as_bytes)),
+            "cwd",
+            &rebase.normalise_within(command.cwd.as_os_str().as_bytes()),
         );
+        recipe.field("pwd", &rebase.normalise_within(pwd));
     }
     for name in ENV_ALLOW_LIST {
         if let Some(value) = env_value(&compile.command.env, name) {

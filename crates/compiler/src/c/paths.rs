@@ -1,11 +1,14 @@
 //! Where a C/C++ compile's paths are made independent of where the checkout and the build
 //! directory are ([`Rebase`]). A path under a base directory is written, in everything that
 //! goes into a key and in what is stored (the dependency file, the compiler's messages), as a
-//! placeholder naming the base relative to the working directory (ccache's `base_dir` makes
-//! such paths relative to the working directory too), then the rest of the path. On a hit
-//! the placeholder is resolved against this compile's working directory, so two builds whose
-//! source and build directories stand in the same relation share keys, and each gets its own
-//! paths back. Paths outside every base (system headers, the compiler) stay absolute.
+//! placeholder naming which base it is (the working directory, the checkout's root, or the
+//! n-th `HOARD_BASEDIRS` entry), then the rest of the path. On a hit the placeholder is
+//! resolved to this compile's base, so each build gets its own paths back. Unlike ccache's
+//! `base_dir`, which makes paths relative to the working directory, a placeholder does not
+//! encode where the build directory stands relative to the checkout: an out-of-tree build
+//! directory shares with an in-tree one. That is sound because whatever embeds a path in an
+//! output keeps it in the key (see `classify::rebase` and the pinned candidates). Paths
+//! outside every base (system headers, the compiler) stay absolute.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
@@ -19,8 +22,6 @@ const CLOSE: u8 = 0x02;
 /// The bases of one compile, as placeholders.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Rebase {
-    /// The working directory, absolute and normal.
-    cwd: Vec<u8>,
     /// `(placeholder, base)`, longest base first.
     bases: Vec<(Vec<u8>, Vec<u8>)>,
     /// Why paths are kept as they are for this compile, when they are.
@@ -52,72 +53,25 @@ fn continues_name(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'@' | b'~')
 }
 
-/// `to` relative to `from`, both absolute and normal: `.` when they are equal.
-fn relative(from: &[u8], to: &[u8]) -> Vec<u8> {
-    let parts = |p: &[u8]| -> Vec<Vec<u8>> {
-        p.split(|&b| b == b'/')
-            .filter(|c| !c.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect()
-    };
-    let (from, to) = (parts(from), parts(to));
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut out: Vec<&[u8]> = vec![b".."; from.len() - common];
-    out.extend(to[common..].iter().map(Vec::as_slice));
-    if out.is_empty() {
-        return b".".to_vec();
-    }
-    out.join(&b'/')
-}
-
-/// `relative` resolved lexically against `cwd` (the inverse of [`relative`]).
-fn join(cwd: &[u8], relative: &[u8]) -> Vec<u8> {
-    let mut out = cwd.to_vec();
-    for part in relative.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => {
-                let cut = out.iter().rposition(|&b| b == b'/').unwrap_or(0);
-                out.truncate(cut.max(1));
-                if out == b"/" {
-                    out.clear();
-                }
-            }
-            name => {
-                out.push(b'/');
-                out.extend_from_slice(name);
-            }
-        }
-    }
-    if out.is_empty() {
-        out.push(b'/');
-    }
-    out
-}
-
 impl Rebase {
-    /// The bases `bases` of a compile run in `cwd`. A base or a working directory that cannot
-    /// be replaced safely leaves the paths as they are.
-    pub(crate) fn new(cwd: &Path, bases: &[std::path::PathBuf]) -> Self {
-        let cwd = cwd.as_os_str().as_bytes();
-        if !replaceable(cwd) {
-            return Self::default();
-        }
+    /// The bases `bases` of a compile, in the order [`crate::path_policy::basedirs`] gives
+    /// them (the n-th base's placeholder names n). A base that cannot be replaced safely
+    /// leaves the paths under it as they are.
+    pub(crate) fn new(bases: &[std::path::PathBuf]) -> Self {
         let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        for base in bases {
+        for (n, base) in bases.iter().enumerate() {
             let base = base.as_os_str().as_bytes();
             let base = base.strip_suffix(b"/").unwrap_or(base);
             if !replaceable(base) || pairs.iter().any(|(_, b)| b == base) {
                 continue;
             }
             let mut placeholder = vec![OPEN];
-            placeholder.extend(relative(cwd, base));
+            placeholder.extend(n.to_string().into_bytes());
             placeholder.push(CLOSE);
             pairs.push((placeholder, base.to_vec()));
         }
         pairs.sort_by_key(|(_, base)| std::cmp::Reverse(base.len()));
         Self {
-            cwd: cwd.to_vec(),
             bases: pairs,
             kept: None,
         }
@@ -170,6 +124,19 @@ impl Rebase {
         out
     }
 
+    /// Normalises a directory by the longest base strictly above it, so a working directory
+    /// keeps its place within the checkout (`<root>/build`) where debug information names it.
+    pub(crate) fn normalise_within(&self, dir: &[u8]) -> Vec<u8> {
+        for (placeholder, base) in &self.bases {
+            if let Some(rest) = dir.strip_prefix(base.as_slice())
+                && rest.starts_with(b"/")
+            {
+                return [placeholder.as_slice(), rest].concat();
+            }
+        }
+        dir.to_vec()
+    }
+
     /// Normalises one argument: a path given whole (`/p/inc`), joined to a flag (`-I/p/inc`,
     /// `-include/p/x.h`) or after `=` (`--sysroot=/p`, `-ffile-prefix-map=/p=.`).
     pub(crate) fn normalise_arg(&self, arg: &[u8]) -> Vec<u8> {
@@ -209,23 +176,27 @@ impl Rebase {
         out
     }
 
-    /// Replaces placeholders by this compile's bases (the inverse of [`Self::normalise`]): a
-    /// placeholder names its base relative to the working directory.
+    /// Replaces placeholders by this compile's bases (the inverse of [`Self::normalise`]); a
+    /// placeholder this compile has no base for is left as it is.
     pub(crate) fn resolve(&self, text: &[u8]) -> Vec<u8> {
-        if !text.contains(&OPEN) || self.cwd.is_empty() {
+        if !text.contains(&OPEN) {
             return text.to_vec();
         }
         let mut out = Vec::with_capacity(text.len() + 64);
-        let mut rest = text;
-        while let Some(open) = rest.iter().position(|&b| b == OPEN) {
-            let Some(close) = rest[open..].iter().position(|&b| b == CLOSE) else {
-                break;
-            };
-            out.extend_from_slice(&rest[..open]);
-            out.extend(join(&self.cwd, &rest[open + 1..open + close]));
-            rest = &rest[open + close + 1..];
+        let mut i = 0;
+        'scan: while i < text.len() {
+            if text[i] == OPEN {
+                for (placeholder, base) in &self.bases {
+                    if text[i..].starts_with(placeholder) {
+                        out.extend_from_slice(base);
+                        i += placeholder.len();
+                        continue 'scan;
+                    }
+                }
+            }
+            out.push(text[i]);
+            i += 1;
         }
-        out.extend_from_slice(rest);
         out
     }
 
