@@ -12,8 +12,10 @@ use hoard_storage::CacheKey;
 use serde::{Deserialize, Serialize};
 
 use super::paths::Rebase;
+use super::search::SearchPath;
 use crate::digest::Digests;
-use crate::input::{Unrecordable, read_input};
+use crate::input::{Unrecordable, read_input_with};
+use crate::text::contains;
 
 /// One earlier compile: the files it read and the result key it produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +27,11 @@ pub(crate) struct Candidate {
     /// `__FILE__`): the result is only good for a compile in that directory.
     #[serde(default)]
     pinned: Option<serde_bytes::ByteBuf>,
+    /// Whether a header in a searched directory uses `__has_include`, whose answer depends
+    /// on files no list names: such a candidate never fits, and the compile is keyed by the
+    /// preprocessor's output instead.
+    #[serde(default)]
+    probes: bool,
 }
 
 /// A file the preprocessor read, by the path it printed, rebased (relative paths are
@@ -47,6 +54,8 @@ pub(crate) struct Site<'a> {
     pub started: SystemTime,
     /// The working directory, when the object embeds a base's path.
     pub pinned: Option<&'a [u8]>,
+    /// Where the preprocessor searched for headers.
+    pub search: &'a SearchPath,
 }
 
 /// Builds the candidate for a compile whose preprocessor read `includes`, checking each file
@@ -65,12 +74,18 @@ pub(crate) fn candidate_keyed(
     includes: &[Vec<u8>],
     result_key: impl FnOnce(&[(&[u8], &[u8; 32])]) -> CacheKey,
 ) -> Result<Candidate, Unrecordable> {
+    let mut probes = false;
     let includes = includes
         .iter()
         .map(|path| {
+            let absolute = site.cwd.join(OsStr::from_bytes(path));
+            let searched = site.search.holds(&absolute);
+            let digest = read_input_with(&absolute, site.started, |bytes| {
+                probes |= searched && contains(bytes, b"__has_include");
+            })?;
             Ok(Include {
                 path: site.rebase.normalise(path),
-                digest: read_input(&site.cwd.join(OsStr::from_bytes(path)), site.started)?,
+                digest,
             })
         })
         .collect::<Result<Vec<Include>, Unrecordable>>()?;
@@ -83,6 +98,7 @@ pub(crate) fn candidate_keyed(
         includes,
         result_key,
         pinned: site.pinned.map(serde_bytes::ByteBuf::from),
+        probes,
     })
 }
 
@@ -199,16 +215,32 @@ impl Candidate {
     /// Whether every file this candidate lists still has its recorded digest (rebased
     /// paths resolved for this compile, relative paths relative to `cwd`), and a result
     /// that embeds its directory's paths is this directory's.
-    pub(crate) fn fits(&self, cwd: &Path, rebase: &Rebase, digests: &mut Digests) -> bool {
-        if let Some(pinned) = &self.pinned
-            && pinned.as_slice() != cwd.as_os_str().as_bytes()
+    /// No file of the same name may have appeared in a directory searched before.
+    pub(crate) fn fits(
+        &self,
+        cwd: &Path,
+        rebase: &Rebase,
+        search: &SearchPath,
+        digests: &mut Digests,
+    ) -> bool {
+        if self.probes
+            || self
+                .pinned
+                .as_ref()
+                .is_some_and(|pinned| pinned.as_slice() != cwd.as_os_str().as_bytes())
         {
             return false;
         }
         self.includes.iter().all(|include| {
             let path = rebase.resolve(&include.path);
             let path = cwd.join(OsStr::from_bytes(&path));
-            digests.digest(&path) == Some(include.digest)
+            digests.digest(&path) == Some(include.digest) && !search.shadowed(&path)
         })
+    }
+
+    /// Whether the compile this candidate records must be keyed by the preprocessor's output
+    /// (see [`Candidate::probes`]).
+    pub(crate) fn needs_preprocessor(&self) -> bool {
+        self.probes
     }
 }

@@ -10,18 +10,27 @@ type Manifest = crate::manifest::Manifest<Candidate>;
 fn find_in(manifest: &Manifest, cwd: &Path) -> Option<CacheKey> {
     let mut digests = Digests::default();
     manifest
-        .find(|c| c.fits(cwd, &Rebase::default(), &mut digests))
+        .find(|c| {
+            c.fits(
+                cwd,
+                &Rebase::default(),
+                &SearchPath::default(),
+                &mut digests,
+            )
+        })
         .map(crate::manifest::Candidate::result_key)
 }
 
 /// A compile run in `cwd` at `started`, its paths as they are.
 fn site(cwd: &Path, started: SystemTime) -> Site<'_> {
     static EXACT: std::sync::LazyLock<Rebase> = std::sync::LazyLock::new(Rebase::default);
+    static NOWHERE: std::sync::LazyLock<SearchPath> = std::sync::LazyLock::new(SearchPath::default);
     Site {
         cwd,
         rebase: &EXACT,
         started,
         pinned: None,
+        search: &NOWHERE,
     }
 }
 
@@ -40,6 +49,7 @@ fn candidate_of(paths: &[(&str, [u8; 32])], result: u8) -> Candidate {
             .collect(),
         result_key: [result; 32],
         pinned: None,
+        probes: false,
     }
 }
 
@@ -156,6 +166,7 @@ fn arbitrary_candidate() -> impl Strategy<Value = Candidate> {
                 .collect(),
             result_key,
             pinned: None,
+            probes: false,
         })
 }
 

@@ -12,6 +12,7 @@ use super::args::{self, ParsedArgs};
 use super::detect::{self, Compiler};
 use super::paths::Rebase;
 use super::response_file;
+use super::search::SearchPath;
 use crate::command::{CommandLine, PipelineConfig};
 use crate::compile::{Compile, absolute_output};
 use crate::reason::NonCacheable;
@@ -33,6 +34,8 @@ pub(crate) struct CCompile {
     pub(crate) direct_mode: bool,
     /// How paths under the base directories go into keys and stored outputs.
     pub(crate) rebase: Rebase,
+    /// Where the preprocessor looks for headers, for the shadowing rule.
+    pub(crate) search: SearchPath,
 }
 
 /// Decides whether `cmd` is a cacheable gcc or clang compile. Costs a few `stat`s, reading
@@ -73,6 +76,13 @@ pub(crate) fn classify(
     let bases = crate::path_policy::basedirs(&cmd.env, &cmd.cwd, &source_path);
     let c = CCompile {
         rebase: rebase(&cmd.cwd, &bases, &parsed),
+        search: SearchPath::new(
+            &source_path,
+            &cmd.cwd,
+            &cmd.env,
+            parsed.language,
+            &parsed.preprocessor,
+        ),
         source_path,
         direct_mode: config.direct_mode && parsed.direct_mode_possible,
         compiler,

@@ -49,7 +49,7 @@ pub(crate) fn explain_inputs(
     let in_cache = manifest(&manifest_key)
         .map(|bytes| Manifest::<Candidate>::decode(&bytes))
         .and_then(|m| {
-            m.find(|candidate| candidate.fits(cwd, &c.rebase, &mut digests))
+            m.find(|candidate| candidate.fits(cwd, &c.rebase, &c.search, &mut digests))
                 .map(|_| ())
         })
         .is_some();

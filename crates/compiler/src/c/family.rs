@@ -192,7 +192,9 @@ impl Family for CFamily<'_> {
         let Ok(source) = std::fs::read(&self.c.source_path) else {
             return Ok(None);
         };
-        if mentions_time_macros(&source) {
+        if mentions_time_macros(&source) || contains(&source, b"__has_include") {
+            // `__has_include` asks about files no list names: the preprocessor's output
+            // shows its answer, a manifest could not.
             return Ok(None);
         }
         let source_digest = *blake3::hash(&source).as_bytes();
@@ -205,7 +207,12 @@ impl Family for CFamily<'_> {
     }
 
     fn fits(&self, compile: &Compile, candidate: &Candidate, digests: &mut Digests) -> bool {
-        candidate.fits(&compile.command.cwd, &self.c.rebase, digests)
+        candidate.fits(
+            &compile.command.cwd,
+            &self.c.rebase,
+            &self.c.search,
+            digests,
+        )
     }
 
     fn delivered(&self, compile: &Compile, result: &mut CompileResult) -> Result<(), CacheError> {
@@ -283,7 +290,8 @@ impl Family for CFamily<'_> {
         if !compile.language.is_preprocessed() {
             return self.unpreprocessed_plan(compile);
         }
-        if direct.is_some() && self.depend_mode_possible(compile.language) {
+        let probes = direct.is_some_and(|d| d.manifest.find(|c| c.needs_preprocessor()).is_some());
+        if direct.is_some() && !probes && self.depend_mode_possible(compile.language) {
             return self.depend_plan(compile);
         }
         self.preprocessor_plan(compile).await
@@ -338,6 +346,7 @@ impl Family for CFamily<'_> {
             pinned: self
                 .embeds_paths(compile)
                 .then_some(cwd.as_os_str().as_bytes()),
+            search: &self.c.search,
         };
         let source = self.c.args.source.as_bytes();
         if let Some(result_key) = result_key {
