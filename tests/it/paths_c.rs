@@ -139,7 +139,7 @@ fn recorded_deps(build: &Path) -> BTreeMap<String, Vec<String>> {
         if let Some(dep) = line.strip_prefix("    ") {
             deps.entry(target.clone()).or_default().push(dep.to_owned());
         } else if let Some((name, _)) = line.split_once(": #deps") {
-            target = name.to_owned();
+            name.clone_into(&mut target);
         }
     }
     deps
@@ -357,6 +357,17 @@ fn direct_mode_sees_has_include_in_a_second_checkout() {
             "#if __has_include(\"opt.h\")\n#include \"opt.h\"\n#else\n#define H 1\n#endif\nint x = H;\n",
         ),
         ("inc/.keep", ""),
+    ]);
+    trees.second_gets_its_own_object(&["-I{root}/inc"], &[], |b| {
+        write(&b.join("inc/opt.h"), "#define H 2\n");
+    });
+    // The same question asked from a header, which direct mode only reads after a compile.
+    let trees = Checkouts::new(&[
+        ("src/x.c", "#include \"ask.h\"\nint x = H;\n"),
+        (
+            "inc/ask.h",
+            "#if __has_include(\"opt.h\")\n#include \"opt.h\"\n#else\n#define H 1\n#endif\n",
+        ),
     ]);
     trees.second_gets_its_own_object(&["-I{root}/inc"], &[], |b| {
         write(&b.join("inc/opt.h"), "#define H 2\n");
