@@ -1,5 +1,6 @@
 //! Path independence for C/C++ (issue 18): a CMake + Ninja project written here (33
-//! compiles, C and C++, shared headers under `include/`), built through `hoard` in one build
+//! compiles, C and C++, shared headers under `include/`, a header generated into the build
+//! directory), built through `hoard` in one build
 //! directory and then in another, or in a second checkout at another path: the second build
 //! hits, and every object and every dependency Ninja recorded is byte-identical to a plain
 //! build at the new path. With `-g` the objects still equal the plain build's (misses are
@@ -33,12 +34,15 @@ fn write_project(root: &Path) {
         "#pragma once\n#include \"common.h\"\nstruct Shape { int w, h; int area() const { return w * h * SCALE; } };\n",
     );
     write("src/private.h", "#pragma once\n#define OFFSET 7\n");
+    // Generated into the build directory, which is then an include directory: its path
+    // differs from one build directory to the next.
+    write("config.h.in", "#pragma once\n#define LEVEL @LEVEL@\n");
     let mut library = Vec::new();
     for i in 0..C_SOURCES {
         write(
             &format!("src/c{i}.c"),
             &format!(
-                "#include <stdio.h>\n#include \"common.h\"\n#include \"private.h\"\nint c{i}(int x) {{ static const char name[] = \"c{i}\"; return twice(x) + OFFSET + {i} + name[0]; }}\n"
+                "#include <stdio.h>\n#include \"common.h\"\n#include \"config.h\"\n#include \"private.h\"\nint c{i}(int x) {{ static const char name[] = \"c{i}\"; return twice(x) + OFFSET + LEVEL + {i} + name[0]; }}\n"
             ),
         );
         write(
@@ -56,7 +60,7 @@ fn write_project(root: &Path) {
     write(
         "CMakeLists.txt",
         &format!(
-            "cmake_minimum_required(VERSION 3.13)\nproject(paths C CXX)\nadd_library(core STATIC {})\ntarget_include_directories(core PUBLIC include)\nadd_executable(app main.c)\ntarget_link_libraries(app core stdc++)\n",
+            "cmake_minimum_required(VERSION 3.13)\nproject(paths C CXX)\nset(LEVEL 4)\nconfigure_file(config.h.in config.h)\nadd_library(core STATIC {})\ntarget_include_directories(core PUBLIC include ${{CMAKE_CURRENT_BINARY_DIR}})\nadd_executable(app main.c)\ntarget_link_libraries(app core stdc++)\n",
             library.join(" ")
         ),
     );
