@@ -194,6 +194,15 @@ fn cmake_tools() -> bool {
     tools::installed(&["cmake", "ninja", "g++"])
 }
 
+/// The project written twice in `sandbox`: at `proj` and at `second`.
+fn two_checkouts(sandbox: &Sandbox, second: &str) -> (PathBuf, PathBuf) {
+    let first = sandbox.dir.path().join("proj");
+    let second = sandbox.dir.path().join(second);
+    write_project(&first);
+    write_project(&second);
+    (first, second)
+}
+
 #[test]
 fn a_fresh_build_directory_hits_and_matches_a_plain_build_there() {
     if !cmake_tools() {
@@ -213,10 +222,7 @@ fn a_second_checkout_hits_and_matches_a_plain_build_there() {
         return;
     }
     let sandbox = Sandbox::new();
-    let first = sandbox.dir.path().join("proj");
-    let second = sandbox.dir.path().join("elsewhere/deeper/clone");
-    write_project(&first);
-    write_project(&second);
+    let (first, second) = two_checkouts(&sandbox, "elsewhere/deeper/clone");
     build_matches_plain(&sandbox, &first, &first.join("build"), "Release", &[]);
     let hits = build_matches_plain(&sandbox, &second, &second.join("build"), "Release", &[]);
     assert_mostly_hits(hits, "second checkout");
@@ -233,10 +239,7 @@ fn debug_builds_at_a_new_path_equal_a_plain_build_there() {
         return;
     }
     let sandbox = Sandbox::new();
-    let first = sandbox.dir.path().join("proj");
-    let second = sandbox.dir.path().join("clone");
-    write_project(&first);
-    write_project(&second);
+    let (first, second) = two_checkouts(&sandbox, "clone");
     for root in [&first, &second] {
         build_matches_plain(&sandbox, root, &root.join("build"), "RelWithDebInfo", &[]);
     }
@@ -255,10 +258,7 @@ fn exact_paths_keep_a_second_checkout_apart() {
         return;
     }
     let sandbox = Sandbox::new();
-    let first = sandbox.dir.path().join("proj");
-    let second = sandbox.dir.path().join("clone");
-    write_project(&first);
-    write_project(&second);
+    let (first, second) = two_checkouts(&sandbox, "clone");
     let exact = [("HOARD_PATHS", "exact")];
     build_matches_plain(
         &sandbox,

@@ -6,7 +6,6 @@
 use std::borrow::Cow;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use hoard_storage::{CacheKey, OutputPath};
@@ -16,7 +15,7 @@ use super::classify::{CCompile, DEPENDENCY_ROLE, OBJECT_ROLE};
 use super::key;
 use super::paths::Rebase;
 use crate::cache::CacheError;
-use crate::compile::Compile;
+use crate::compile::{Compile, write_atomically};
 use crate::digest::Digests;
 use crate::family::{Direct, Family, Plan, Stored};
 use crate::input::{Unrecordable, mentions_time_macros, read_input};
@@ -375,20 +374,6 @@ fn normalised_aside(depfile: &Path, rebase: &Rebase) -> std::io::Result<tempfile
         .tempfile_in(dir)?;
     aside.write_all(&rebase.normalise(&text))?;
     Ok(aside.into_temp_path())
-}
-
-/// Replaces `path` with `data` through a temporary file and a rename, as the compiler
-/// would have created it under the usual umask.
-fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".hoard-")
-        .tempfile_in(dir)?;
-    temp.write_all(data)?;
-    temp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// Whether the text the compiler proper sees makes the assembler read other files

@@ -13,11 +13,8 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
+use crate::placeholder::{CLOSE, OPEN, replace_placeholders, replace_prefixes};
 use crate::text::contains;
-
-/// Placeholders are delimited by bytes that never occur in paths or in compiler messages.
-const OPEN: u8 = 0x01;
-const CLOSE: u8 = 0x02;
 
 /// The bases of one compile, as placeholders.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,11 +43,6 @@ fn replaceable(path: &[u8]) -> bool {
                 b'"' | b'\\' | b' ' | b'\t' | b'\n' | b'\r' | b':' | b'$' | b'#' | OPEN | CLOSE
             )
         })
-}
-
-/// Bytes that continue a path component: a base followed by one of these is a longer name.
-fn continues_name(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'@' | b'~')
 }
 
 impl Rebase {
@@ -95,33 +87,12 @@ impl Rebase {
         !self.bases.is_empty()
     }
 
-    /// Replaces every base in `text` by its placeholder, where it is a whole path prefix
-    /// (at the start or after a byte that ends a name, and not followed by more of a name).
+    /// Replaces every base in `text` by its placeholder, where it is a whole path prefix.
     pub(crate) fn normalise(&self, text: &[u8]) -> Vec<u8> {
         if self.bases.is_empty() {
             return text.to_vec();
         }
-        let mut out = Vec::with_capacity(text.len());
-        let mut i = 0;
-        'scan: while i < text.len() {
-            if text[i] == b'/' && (i == 0 || !(continues_name(text[i - 1]) || text[i - 1] == b'/'))
-            {
-                for (placeholder, base) in &self.bases {
-                    if text[i..].starts_with(base)
-                        && text
-                            .get(i + base.len())
-                            .is_none_or(|&next| !continues_name(next))
-                    {
-                        out.extend_from_slice(placeholder);
-                        i += base.len();
-                        continue 'scan;
-                    }
-                }
-            }
-            out.push(text[i]);
-            i += 1;
-        }
-        out
+        replace_prefixes(text, &self.bases)
     }
 
     /// Normalises a directory by the longest base strictly above it, so a working directory
@@ -179,25 +150,7 @@ impl Rebase {
     /// Replaces placeholders by this compile's bases (the inverse of [`Self::normalise`]); a
     /// placeholder this compile has no base for is left as it is.
     pub(crate) fn resolve(&self, text: &[u8]) -> Vec<u8> {
-        if !text.contains(&OPEN) {
-            return text.to_vec();
-        }
-        let mut out = Vec::with_capacity(text.len() + 64);
-        let mut i = 0;
-        'scan: while i < text.len() {
-            if text[i] == OPEN {
-                for (placeholder, base) in &self.bases {
-                    if text[i..].starts_with(placeholder) {
-                        out.extend_from_slice(base);
-                        i += placeholder.len();
-                        continue 'scan;
-                    }
-                }
-            }
-            out.push(text[i]);
-            i += 1;
-        }
-        out
+        replace_placeholders(text, &self.bases)
     }
 
     /// The bases that `data` holds verbatim: an output that embeds one is only good at this
