@@ -8,8 +8,6 @@
 
 use std::borrow::Cow;
 use std::ffi::OsString;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use hoard_storage::{CacheKey, OutputPath};
@@ -23,7 +21,7 @@ use super::inputs::{self, Inputs, InputsError};
 use super::key::{self, KeyError};
 use super::outputs::DEP_INFO_ROLE;
 use crate::cache::CacheError;
-use crate::compile::Compile;
+use crate::compile::{Compile, write_atomically};
 use crate::digest::Digests;
 use crate::digest_table::DigestTable;
 use crate::family::{Direct, Family, Plan, Stored};
@@ -366,18 +364,4 @@ fn read(path: &Path) -> Result<Vec<u8>, RustNotRecorded> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// Writes `data` to `path` through a temporary file in the same directory and a rename.
-fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".hoard-")
-        .tempfile_in(dir)?;
-    temp.write_all(data)?;
-    // What rustc would have created under the usual umask.
-    temp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
