@@ -33,7 +33,6 @@ mod language;
 mod manifest;
 mod outcome;
 mod path_policy;
-mod placeholder;
 mod program;
 mod reason;
 mod recipe;
