@@ -465,8 +465,10 @@ mod tests {
                 (EntryFormat::Zstd, frame_of(&body))
             };
             let limits = EntryLimits { max_file_size: max_file, max_content_size: max_content };
-            let over = sizes.iter().any(|s| *s > max_file)
-                || sizes.iter().sum::<u64>() > max_content.min(MAX_CONTENT_SIZE);
+            // The header is a blob's, so a blob's own limit applies beside the given ones.
+            let over = sizes.iter().any(|s| *s > max_file.min(MAX_BLOB_SIZE))
+                || sizes.iter().sum::<u64>()
+                    > max_content.min(MAX_CONTENT_SIZE).min(MAX_BLOB_SIZE);
             match open_frame(format, &frame, &limits) {
                 Err(e) => {
                     let said_limit = e.to_string().contains("limit");
