@@ -74,8 +74,8 @@ pub fn notes() -> Vec<(&'static str, String)> {
     if config_file::setting(BASEDIRS_VAR).is_none() {
         notes.push((
             BASEDIRS_VAR,
-            "HOARD_BASEDIRS unset: C/C++ keys keep their paths as given (base directories \
-             are read but not yet applied to keys)"
+            "HOARD_BASEDIRS unset: a C/C++ compile's base directories are its working \
+             directory and that directory's enclosing VCS root"
                 .to_owned(),
         ));
     }

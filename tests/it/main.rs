@@ -19,6 +19,7 @@ mod faults;
 mod hostile_input;
 mod journal;
 mod load;
+mod paths_c;
 mod paths_rust;
 mod remote_tiers;
 mod rust;

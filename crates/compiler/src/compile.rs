@@ -2,6 +2,8 @@
 //! with absolute paths, its language, where hoard keeps state, and whether to stream the
 //! compiler's standard error. Also how output paths are made absolute and checked.
 
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use hoard_storage::OutputPath;
@@ -72,6 +74,20 @@ pub(crate) fn absolute_output(cwd: &Path, given: &Path) -> PathBuf {
     normalise(&joined)
 }
 
+/// Replaces `path` with `data` through a temporary file and a rename, as the compiler
+/// would have created it under the usual umask (a dependency file rewritten for this build).
+pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".hoard-")
+        .tempfile_in(dir)?;
+    temp.write_all(data)?;
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Removes `.` and resolves `..` lexically.
 fn normalise(path: &Path) -> PathBuf {
     let mut normal = PathBuf::new();
@@ -85,22 +101,6 @@ fn normalise(path: &Path) -> PathBuf {
         }
     }
     normal
-}
-
-/// Replaces `path` with `data` through a temporary file and a rename, as the compiler
-/// would have created it under the usual umask (a dependency file rewritten for this build).
-pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".hoard-")
-        .tempfile_in(dir)?;
-    temp.write_all(data)?;
-    temp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

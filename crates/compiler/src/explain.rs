@@ -176,6 +176,12 @@ pub async fn explain(
     }
 }
 
+/// A noted value as a user reads it: a C base directory's placeholder (a path under the
+/// n-th base, hashed so another checkout shares the key) shows as `<base n>`.
+fn shown(value: &str) -> String {
+    value.replace('\u{1}', "<base ").replace('\u{2}', ">")
+}
+
 impl std::fmt::Display for Explanation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.cacheable {
@@ -187,7 +193,7 @@ impl std::fmt::Display for Explanation {
         }
         writeln!(f, "inputs:")?;
         for (input, value) in &self.inputs {
-            writeln!(f, "  {input:<28} {value}")?;
+            writeln!(f, "  {input:<28} {}", shown(value))?;
         }
         let verdict = if self.in_cache {
             "yes (a hit)"
@@ -212,10 +218,10 @@ impl std::fmt::Display for Explanation {
         for difference in &earlier.differences {
             match difference {
                 Difference::Changed { input, was, now } => {
-                    writeln!(f, "  changed  {input}: {was} -> {now}")?;
+                    writeln!(f, "  changed  {input}: {} -> {}", shown(was), shown(now))?;
                 }
-                Difference::Added { input } => writeln!(f, "  added    {input}")?,
-                Difference::Removed { input } => writeln!(f, "  removed  {input}")?,
+                Difference::Added { input } => writeln!(f, "  added    {}", shown(input))?,
+                Difference::Removed { input } => writeln!(f, "  removed  {}", shown(input))?,
             }
         }
         Ok(())

@@ -75,9 +75,23 @@ pub(crate) trait Family: Send {
         candidate: &Self::Candidate,
     ) -> Result<Option<CompileResult>, CacheError> {
         let compile = session.compile;
-        session
+        let found = session
             .lookup(&candidate.result_key(), &compile.outputs)
-            .await
+            .await?;
+        match found {
+            Some(mut result) => {
+                self.delivered(compile, &mut result)?;
+                Ok(Some(result))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Makes a result just fetched this compile's: what [`Family::stored_result`] made
+    /// path-independent (the dependency file's paths, the compiler's messages) is resolved
+    /// for this build. An error falls back to the plain compile.
+    fn delivered(&self, _compile: &Compile, _result: &mut CompileResult) -> Result<(), CacheError> {
+        Ok(())
     }
 
     /// Called after a manifest hit delivered `result`.
@@ -118,11 +132,21 @@ pub(crate) trait Family: Send {
         Ok(None)
     }
 
-    /// What to store for `candidate` (by default the outputs and the result as they are).
+    /// What to store for `candidate` (by default what [`Family::stored_result`] gives).
     fn stored<'a>(
         &self,
         compile: &'a Compile,
         _candidate: &Self::Candidate,
+        result: &'a CompileResult,
+    ) -> Result<Stored<'a>, Self::NotRecorded> {
+        self.stored_result(compile, result)
+    }
+
+    /// What to store for a successful compile under a key known before it ran (by default
+    /// the outputs and the result as they are).
+    fn stored_result<'a>(
+        &self,
+        compile: &'a Compile,
         result: &'a CompileResult,
     ) -> Result<Stored<'a>, Self::NotRecorded> {
         Ok(Stored {

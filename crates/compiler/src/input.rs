@@ -35,6 +35,16 @@ pub(crate) enum Unrecordable {
 /// The digest of an input of the compile, checking ccache's safety rules: no time macros,
 /// and not modified at or after `started`.
 pub(crate) fn read_input(path: &Path, started: SystemTime) -> Result<[u8; 32], Unrecordable> {
+    read_input_with(path, started, |_| {})
+}
+
+/// As [`read_input`], showing the bytes read to `inspect` (to look for what else makes a
+/// file matter, without reading it twice).
+pub(crate) fn read_input_with(
+    path: &Path,
+    started: SystemTime,
+    inspect: impl FnOnce(&[u8]),
+) -> Result<[u8; 32], Unrecordable> {
     let unreadable = |source| Unrecordable::Unreadable {
         path: path.to_path_buf(),
         source,
@@ -57,6 +67,7 @@ pub(crate) fn read_input(path: &Path, started: SystemTime) -> Result<[u8; 32], U
     if contains(&bytes, b".incbin") {
         return Err(Unrecordable::ReadsUntrackedFiles(path.to_path_buf()));
     }
+    inspect(&bytes);
     Ok(*blake3::hash(&bytes).as_bytes())
 }
 

@@ -33,6 +33,7 @@ mod language;
 mod manifest;
 mod outcome;
 mod path_policy;
+mod placeholder;
 mod program;
 mod reason;
 mod recipe;

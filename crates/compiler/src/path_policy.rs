@@ -71,6 +71,64 @@ pub fn explicit_basedirs(env: &[(std::ffi::OsString, std::ffi::OsString)]) -> Op
     )
 }
 
+/// The markers of a version-control checkout's root: a directory holding one of these is a
+/// source root (`.git` is a file in a second worktree or a submodule).
+const VCS_MARKERS: &[&str] = &[".git", ".hg", ".svn"];
+
+/// The nearest ancestor of `dir` (itself included) that is a checkout's root, if any; never
+/// `/` or `home` itself, which would make every path on the machine "the project".
+/// Memoised per process: a wrapper asks once or twice, a v1 server many times.
+pub fn source_root(dir: &Path, home: Option<&Path>) -> Option<PathBuf> {
+    static MEMO: std::sync::Mutex<Vec<(PathBuf, Option<PathBuf>)>> =
+        std::sync::Mutex::new(Vec::new());
+    if let Ok(memo) = MEMO.lock()
+        && let Some((_, root)) = memo.iter().find(|(d, _)| d == dir)
+    {
+        return root.clone();
+    }
+    let root = dir
+        .ancestors()
+        .take_while(|a| a.parent().is_some() && Some(*a) != home)
+        .find(|a| VCS_MARKERS.iter().any(|m| a.join(m).exists()))
+        .map(Path::to_path_buf);
+    if let Ok(mut memo) = MEMO.lock() {
+        if memo.len() > 256 {
+            memo.clear();
+        }
+        memo.push((dir.to_path_buf(), root.clone()));
+    }
+    root
+}
+
+/// The base directories of a compile run in `cwd` with `env` that reads `source` (absolute):
+/// `HOARD_BASEDIRS` when set; otherwise the working directory, its checkout's root and the
+/// source's checkout's root (an out-of-tree build directory and a second worktree both
+/// work). Empty in [`PathMode::Exact`].
+pub fn basedirs(
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+    cwd: &Path,
+    source: &Path,
+) -> Vec<PathBuf> {
+    if PathMode::from_env(env) == PathMode::Exact {
+        return Vec::new();
+    }
+    if let Some(explicit) = explicit_basedirs(env) {
+        return explicit;
+    }
+    let home = env_value(env, "HOME").map(Path::new);
+    let mut bases = vec![cwd.to_path_buf()];
+    let source_dir = source.parent().unwrap_or(cwd);
+    for dir in [cwd, source_dir] {
+        if let Some(root) = source_root(dir, home)
+            && !bases.contains(&root)
+        {
+            bases.push(root);
+        }
+    }
+    bases.retain(|b| b.parent().is_some() && Some(b.as_path()) != home);
+    bases
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +154,36 @@ mod tests {
             PathMode::Exact
         );
         assert!(PathMode::parse(Some(OsStr::new("sometimes"))).is_err());
+    }
+
+    #[test]
+    fn default_bases_are_the_cwd_and_checkout_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("proj");
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::create_dir_all(dir.path().join("build")).unwrap();
+        std::fs::write(root.join(".git"), "gitdir: elsewhere\n").unwrap();
+        let cwd = dir.path().join("build");
+        assert_eq!(
+            basedirs(&env(&[]), &cwd, &root.join("src/a.c")),
+            vec![cwd.clone(), root.clone()]
+        );
+        assert_eq!(
+            basedirs(
+                &env(&[("HOARD_PATHS", "exact")]),
+                &cwd,
+                &root.join("src/a.c")
+            ),
+            Vec::<PathBuf>::new()
+        );
+        assert_eq!(
+            basedirs(
+                &env(&[("HOARD_BASEDIRS", "/x")]),
+                &cwd,
+                &root.join("src/a.c")
+            ),
+            vec![PathBuf::from("/x")]
+        );
     }
 
     #[test]

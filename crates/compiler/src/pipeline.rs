@@ -156,7 +156,10 @@ async fn by_key<F: Family>(
 ) -> CompileOutcome {
     let compile = session.compile;
     let result = match session.lookup(key, &compile.outputs).await {
-        Ok(Some(result)) => {
+        Ok(Some(mut result)) => {
+            if let Err(e) = family.delivered(compile, &mut result) {
+                return fallback(session, family, e).await;
+            }
             if let Some(direct) = direct {
                 add_candidate(&mut session, family, direct, key).await;
             }
@@ -169,12 +172,37 @@ async fn by_key<F: Family>(
         Err(e) => return fallback(session, family, e).await,
     };
     if result.exit_status == 0
-        && session.store(key, &compile.outputs, &result, true).await
+        && store_result(&mut session, family, key, &result).await
         && let Some(direct) = direct
     {
         add_candidate(&mut session, family, direct, key).await;
     }
     session.finish(result, CacheStatus::Miss)
+}
+
+/// Stores a successful compile's result under `key`, as the family wants it stored.
+async fn store_result<F: Family>(
+    session: &mut Session<'_>,
+    family: &F,
+    key: &CacheKey,
+    result: &CompileResult,
+) -> bool {
+    let compile = session.compile;
+    let stored = match family.stored_result(compile, result) {
+        Ok(stored) => stored,
+        Err(why) => {
+            tracing::debug!(error = %why, "result not stored");
+            return false;
+        }
+    };
+    let done = session
+        .store(key, &stored.outputs, &stored.result, true)
+        .await;
+    if let Some(scratch) = stored.scratch {
+        // A failure only leaves a stray temporary file beside the dependency file.
+        let _ = scratch.close();
+    }
+    done
 }
 
 /// Adds the candidate for a result already stored under `key` to the manifest.

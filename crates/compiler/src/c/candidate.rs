@@ -11,8 +11,11 @@ use std::time::SystemTime;
 use hoard_storage::CacheKey;
 use serde::{Deserialize, Serialize};
 
+use super::paths::Rebase;
+use super::search::SearchPath;
 use crate::digest::Digests;
-use crate::input::{Unrecordable, read_input};
+use crate::input::{Unrecordable, read_input_with};
+use crate::text::contains;
 
 /// One earlier compile: the files it read and the result key it produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,10 +23,19 @@ pub(crate) struct Candidate {
     includes: Vec<Include>,
     #[serde(with = "serde_bytes")]
     result_key: [u8; 32],
+    /// The working directory, when the object embeds a base directory's path (an expanded
+    /// `__FILE__`): the result is only good for a compile in that directory.
+    #[serde(default)]
+    pinned: Option<serde_bytes::ByteBuf>,
+    /// Whether a header in a searched directory uses `__has_include`, whose answer depends
+    /// on files no list names: such a candidate never fits, and the compile is keyed by the
+    /// preprocessor's output instead.
+    #[serde(default)]
+    probes: bool,
 }
 
-/// A file the preprocessor read, by the path it printed (relative paths are relative to the
-/// compile's working directory) and its content's digest.
+/// A file the preprocessor read, by the path it printed, rebased (relative paths are
+/// relative to the compile's working directory) and its content's digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Include {
     #[serde(with = "serde_bytes")]
@@ -32,30 +44,48 @@ struct Include {
     digest: [u8; 32],
 }
 
+/// Where a compile ran and how its paths are rebased, for building its candidate.
+pub(crate) struct Site<'a> {
+    /// The working directory.
+    pub cwd: &'a Path,
+    /// The compile's bases.
+    pub rebase: &'a Rebase,
+    /// When the compile started (a file modified since is not recorded).
+    pub started: SystemTime,
+    /// The working directory, when the object embeds a base's path.
+    pub pinned: Option<&'a [u8]>,
+    /// Where the preprocessor searched for headers.
+    pub search: &'a SearchPath,
+}
+
 /// Builds the candidate for a compile whose preprocessor read `includes`, checking each file
 /// against the safety rules.
 pub(crate) fn candidate(
-    cwd: &Path,
+    site: &Site<'_>,
     includes: &[Vec<u8>],
     result_key: &CacheKey,
-    started: SystemTime,
 ) -> Result<Candidate, Unrecordable> {
-    candidate_keyed(cwd, includes, started, |_| *result_key)
+    candidate_keyed(site, includes, |_| *result_key)
 }
 
 /// As [`candidate`], for a result key that depends on the includes' digests (depend mode).
 pub(crate) fn candidate_keyed(
-    cwd: &Path,
+    site: &Site<'_>,
     includes: &[Vec<u8>],
-    started: SystemTime,
     result_key: impl FnOnce(&[(&[u8], &[u8; 32])]) -> CacheKey,
 ) -> Result<Candidate, Unrecordable> {
+    let mut probes = false;
     let includes = includes
         .iter()
         .map(|path| {
+            let absolute = site.cwd.join(OsStr::from_bytes(path));
+            let searched = site.search.holds(&absolute);
+            let digest = read_input_with(&absolute, site.started, |bytes| {
+                probes |= searched && contains(bytes, b"__has_include");
+            })?;
             Ok(Include {
-                path: path.clone(),
-                digest: read_input(&cwd.join(OsStr::from_bytes(path)), started)?,
+                path: site.rebase.normalise(path),
+                digest,
             })
         })
         .collect::<Result<Vec<Include>, Unrecordable>>()?;
@@ -67,6 +97,8 @@ pub(crate) fn candidate_keyed(
     Ok(Candidate {
         includes,
         result_key,
+        pinned: site.pinned.map(serde_bytes::ByteBuf::from),
+        probes,
     })
 }
 
@@ -180,12 +212,35 @@ impl crate::manifest::Candidate for Candidate {
 }
 
 impl Candidate {
-    /// Whether every file this candidate lists still has its recorded digest (relative
-    /// paths are relative to `cwd`).
-    pub(crate) fn fits(&self, cwd: &Path, digests: &mut Digests) -> bool {
+    /// Whether every file this candidate lists still has its recorded digest (rebased
+    /// paths resolved for this compile, relative paths relative to `cwd`), and a result
+    /// that embeds its directory's paths is this directory's.
+    /// No file of the same name may have appeared in a directory searched before.
+    pub(crate) fn fits(
+        &self,
+        cwd: &Path,
+        rebase: &Rebase,
+        search: &SearchPath,
+        digests: &mut Digests,
+    ) -> bool {
+        if self.probes
+            || self
+                .pinned
+                .as_ref()
+                .is_some_and(|pinned| pinned.as_slice() != cwd.as_os_str().as_bytes())
+        {
+            return false;
+        }
         self.includes.iter().all(|include| {
-            let path = cwd.join(OsStr::from_bytes(&include.path));
-            digests.digest(&path) == Some(include.digest)
+            let path = rebase.resolve(&include.path);
+            let path = cwd.join(OsStr::from_bytes(&path));
+            digests.digest(&path) == Some(include.digest) && !search.shadowed(&path)
         })
+    }
+
+    /// Whether the compile this candidate records must be keyed by the preprocessor's output
+    /// (see [`Candidate::probes`]).
+    pub(crate) fn needs_preprocessor(&self) -> bool {
+        self.probes
     }
 }

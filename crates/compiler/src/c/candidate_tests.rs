@@ -10,8 +10,28 @@ type Manifest = crate::manifest::Manifest<Candidate>;
 fn find_in(manifest: &Manifest, cwd: &Path) -> Option<CacheKey> {
     let mut digests = Digests::default();
     manifest
-        .find(|c| c.fits(cwd, &mut digests))
+        .find(|c| {
+            c.fits(
+                cwd,
+                &Rebase::default(),
+                &SearchPath::default(),
+                &mut digests,
+            )
+        })
         .map(crate::manifest::Candidate::result_key)
+}
+
+/// A compile run in `cwd` at `started`, its paths as they are.
+fn site(cwd: &Path, started: SystemTime) -> Site<'_> {
+    static EXACT: std::sync::LazyLock<Rebase> = std::sync::LazyLock::new(Rebase::default);
+    static NOWHERE: std::sync::LazyLock<SearchPath> = std::sync::LazyLock::new(SearchPath::default);
+    Site {
+        cwd,
+        rebase: &EXACT,
+        started,
+        pinned: None,
+        search: &NOWHERE,
+    }
 }
 
 fn key(byte: u8) -> CacheKey {
@@ -28,6 +48,8 @@ fn candidate_of(paths: &[(&str, [u8; 32])], result: u8) -> Candidate {
             })
             .collect(),
         result_key: [result; 32],
+        pinned: None,
+        probes: false,
     }
 }
 
@@ -74,7 +96,7 @@ fn a_candidate_matches_only_while_every_file_is_unchanged() {
     let later = SystemTime::now() + Duration::from_secs(5);
     let mut manifest = Manifest::default();
     let includes = vec![b"a.h".to_vec()];
-    manifest.add(candidate(dir.path(), &includes, &key(9), later).unwrap());
+    manifest.add(candidate(&site(dir.path(), later), &includes, &key(9)).unwrap());
 
     let decoded = Manifest::decode(&manifest.encode().unwrap());
     assert_eq!(decoded, manifest);
@@ -92,15 +114,15 @@ fn unsafe_inputs_make_no_candidate() {
     std::fs::write(dir.path().join("t.h"), "__TIME__").unwrap();
     std::fs::write(dir.path().join("ok.h"), "fine").unwrap();
     let later = SystemTime::now() + Duration::from_secs(5);
-    let err = candidate(dir.path(), &[b"t.h".to_vec()], &key(1), later).unwrap_err();
+    let err = candidate(&site(dir.path(), later), &[b"t.h".to_vec()], &key(1)).unwrap_err();
     assert!(matches!(err, Unrecordable::TimeMacro(_)), "{err}");
     let earlier = SystemTime::now() - Duration::from_secs(5);
-    let err = candidate(dir.path(), &[b"ok.h".to_vec()], &key(1), earlier).unwrap_err();
+    let err = candidate(&site(dir.path(), earlier), &[b"ok.h".to_vec()], &key(1)).unwrap_err();
     assert!(
         matches!(err, Unrecordable::ModifiedDuringCompile(_)),
         "{err}"
     );
-    let err = candidate(dir.path(), &[b"gone.h".to_vec()], &key(1), later).unwrap_err();
+    let err = candidate(&site(dir.path(), later), &[b"gone.h".to_vec()], &key(1)).unwrap_err();
     assert!(matches!(err, Unrecordable::Unreadable { .. }), "{err}");
 }
 
@@ -143,6 +165,8 @@ fn arbitrary_candidate() -> impl Strategy<Value = Candidate> {
                 .map(|(path, digest)| Include { path, digest })
                 .collect(),
             result_key,
+            pinned: None,
+            probes: false,
         })
 }
 

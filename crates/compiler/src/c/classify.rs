@@ -10,7 +10,9 @@ use hoard_storage::OutputPath;
 
 use super::args::{self, ParsedArgs};
 use super::detect::{self, Compiler};
+use super::paths::Rebase;
 use super::response_file;
+use super::search::SearchPath;
 use crate::command::{CommandLine, PipelineConfig};
 use crate::compile::{Compile, absolute_output};
 use crate::reason::NonCacheable;
@@ -30,6 +32,10 @@ pub(crate) struct CCompile {
     /// What the compiler writes as the dependency file's target when no `-MT`/`-MQ` says.
     pub(crate) dependency_target: Option<OsString>,
     pub(crate) direct_mode: bool,
+    /// How paths under the base directories go into keys and stored outputs.
+    pub(crate) rebase: Rebase,
+    /// Where the preprocessor looks for headers, for the shadowing rule.
+    pub(crate) search: SearchPath,
 }
 
 /// Decides whether `cmd` is a cacheable gcc or clang compile. Costs a few `stat`s, reading
@@ -66,14 +72,63 @@ pub(crate) fn classify(
         parsed.language,
         config.state_dir.clone(),
     )?;
+    let source_path = cmd.cwd.join(&parsed.source);
+    let bases = crate::path_policy::basedirs(&cmd.env, &cmd.cwd, &source_path);
     let c = CCompile {
-        source_path: cmd.cwd.join(&parsed.source),
+        rebase: rebase(&cmd.cwd, &bases, &parsed),
+        search: SearchPath::new(
+            &source_path,
+            &cmd.cwd,
+            &cmd.env,
+            parsed.language,
+            &parsed.preprocessor,
+        ),
+        source_path,
         direct_mode: config.direct_mode && parsed.direct_mode_possible,
         compiler,
         args: parsed,
         dependency_target,
     };
     Ok((compile, c))
+}
+
+/// How the compile's paths are rebased: not at all when an output embeds them whatever the
+/// key says (debug information whose paths no prefix map covers, LTO objects whose code is
+/// compressed so no check can find a path in them), so the key keeps them.
+fn rebase(cwd: &Path, bases: &[PathBuf], parsed: &ParsedArgs) -> Rebase {
+    if bases.is_empty() {
+        return Rebase::default();
+    }
+    let hashed = || parsed.hashed.iter().map(|a| a.as_bytes());
+    if hashed().any(|a| a.starts_with(b"-flto")) {
+        return Rebase::keep("LTO objects hold compressed code that may embed the paths");
+    }
+    if parsed.debug_info {
+        let maps: Vec<&[u8]> = hashed()
+            .filter_map(|a| {
+                a.strip_prefix(b"-ffile-prefix-map=")
+                    .or_else(|| a.strip_prefix(b"-fdebug-prefix-map="))
+            })
+            .filter_map(|map| map.iter().position(|&b| b == b'=').map(|at| &map[..at]))
+            .collect();
+        if !debug_paths_mapped(cwd, bases, &maps) {
+            return Rebase::keep("debug info embeds the build directory");
+        }
+    }
+    Rebase::new(bases)
+}
+
+/// Whether prefix maps whose old paths lie under a base rewrite the working directory and
+/// every base, so debug information names no path that differs between checkouts.
+fn debug_paths_mapped(cwd: &Path, bases: &[PathBuf], maps: &[&[u8]]) -> bool {
+    let maps: Vec<&Path> = maps
+        .iter()
+        .map(|m| Path::new(OsStr::from_bytes(m)))
+        .filter(|m| m.is_absolute() && bases.iter().any(|b| m.starts_with(b)))
+        .collect();
+    std::iter::once(cwd)
+        .chain(bases.iter().map(PathBuf::as_path))
+        .all(|dir| maps.iter().any(|m| dir.starts_with(m)))
 }
 
 /// The object name the driver picks without `-o`: the source's file name with its suffix
@@ -118,6 +173,17 @@ mod tests {
         ] {
             assert_eq!(with_dependency_suffix(Path::new(object)), Path::new(dep));
         }
+    }
+
+    #[test]
+    fn debug_info_shares_only_when_prefix_maps_cover_every_base() {
+        let bases = [PathBuf::from("/p/build"), PathBuf::from("/p")];
+        let cwd = Path::new("/p/build");
+        assert!(!debug_paths_mapped(cwd, &bases, &[]));
+        assert!(debug_paths_mapped(cwd, &bases, &[b"/p"]));
+        assert!(!debug_paths_mapped(cwd, &bases, &[b"/p/build"]));
+        // An old path above every base differs between checkouts: it does not count.
+        assert!(!debug_paths_mapped(cwd, &bases, &[b"/"]));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! pipeline would hash them, without running the preprocessor or the compiler.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use hoard_storage::CacheKey;
@@ -9,6 +10,7 @@ use hoard_storage::CacheKey;
 use super::candidate::Candidate;
 use super::classify::CCompile;
 use super::key;
+use super::paths::Rebase;
 use crate::compile::Compile;
 use crate::digest::Digests;
 use crate::manifest::Manifest;
@@ -36,17 +38,20 @@ pub(crate) fn explain_inputs(
     let manifest_key = key::manifest_key(&common, c, &source_digest);
     let cwd = &compile.command.cwd;
     let mut digests = Digests::memo(&compile.state_dir);
-    let includes = files_now(earlier, "include", cwd, &mut digests);
+    let includes = files_now(earlier, "include", cwd, &c.rebase, &mut digests);
     let listed: Vec<(&[u8], &[u8; 32])> = includes
         .iter()
         .map(|(path, digest)| (path.as_slice(), digest.as_ref().unwrap_or(&[0; 32])))
         .collect();
     if !listed.is_empty() {
-        key::depend_key(&manifest_key, &listed);
+        key::depend_key(&manifest_key, &listed, None);
     }
     let in_cache = manifest(&manifest_key)
         .map(|bytes| Manifest::<Candidate>::decode(&bytes))
-        .and_then(|m| m.find(|c| c.fits(cwd, &mut digests)).map(|_| ()))
+        .and_then(|m| {
+            m.find(|candidate| candidate.fits(cwd, &c.rebase, &c.search, &mut digests))
+                .map(|_| ())
+        })
         .is_some();
     (Some(manifest_key), in_cache)
 }
@@ -57,13 +62,15 @@ fn files_now(
     earlier: &[Input],
     name: &str,
     cwd: &Path,
+    rebase: &Rebase,
     digests: &mut Digests,
 ) -> Vec<(Vec<u8>, Option<[u8; 32]>)> {
     earlier
         .iter()
         .filter(|i| i.name == name)
         .map(|i| {
-            let path = cwd.join(OsStr::new(&i.value));
+            let path = rebase.resolve(i.value.as_bytes());
+            let path = cwd.join(OsStr::from_bytes(&path));
             (i.value.as_bytes().to_vec(), digests.digest(&path))
         })
         .collect()

@@ -3,18 +3,21 @@
 //! file, and key the result by every file it lists) or preprocessor mode (key the result by
 //! the `-E` output), and sources the compiler does not preprocess keyed by their text.
 
+use std::borrow::Cow;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use hoard_storage::CacheKey;
+use hoard_storage::{CacheKey, OutputPath};
 
-use super::candidate::{self, Candidate};
-use super::classify::{CCompile, DEPENDENCY_ROLE};
+use super::candidate::{self, Candidate, Site};
+use super::classify::{CCompile, DEPENDENCY_ROLE, OBJECT_ROLE};
 use super::key;
+use super::paths::Rebase;
 use crate::cache::CacheError;
-use crate::compile::Compile;
+use crate::compile::{Compile, write_atomically};
 use crate::digest::Digests;
-use crate::family::{Direct, Family, Plan};
+use crate::family::{Direct, Family, Plan, Stored};
 use crate::input::{Unrecordable, mentions_time_macros, read_input};
 use crate::language::Language;
 use crate::recipe::MissProbe;
@@ -35,6 +38,9 @@ pub(crate) enum CNotRecorded {
     /// An input breaks one of ccache's safety rules.
     #[error(transparent)]
     Input(#[from] Unrecordable),
+    /// The dependency file could not be copied aside, rebased, for storing.
+    #[error("dependency file not rebased: {0}")]
+    DependencyFile(#[source] std::io::Error),
 }
 
 /// One gcc or clang compile going through the pipeline.
@@ -137,9 +143,26 @@ impl<'a> CFamily<'a> {
             // no key covers. Either way the result is not stored.
             return Plan::Uncached;
         }
-        let result_key = key::result_key(&self.common, &preprocessed.stdout, &preprocessed.stderr);
+        let result_key = key::result_key(
+            &self.common,
+            &self.c.rebase,
+            &preprocessed.stdout,
+            &preprocessed.stderr,
+        );
         self.preprocessed = preprocessed.stdout;
         Plan::Key(result_key)
+    }
+
+    /// Whether the object holds a base directory's path (an expanded `__FILE__`, an
+    /// `assert`): its result is then only good for this working directory. Read on a miss
+    /// only, and only when paths are rebased at all.
+    fn embeds_paths(&self, compile: &Compile) -> bool {
+        let rebase = &self.c.rebase;
+        rebase.active()
+            && compile
+                .output(OBJECT_ROLE)
+                .and_then(|object| std::fs::read(object).ok())
+                .is_none_or(|bytes| rebase.leaked_in(&bytes))
     }
 
     /// Fails unless the source is still what direct mode looked up: a source that changed
@@ -168,7 +191,9 @@ impl Family for CFamily<'_> {
         let Ok(source) = std::fs::read(&self.c.source_path) else {
             return Ok(None);
         };
-        if mentions_time_macros(&source) {
+        if mentions_time_macros(&source) || contains(&source, b"__has_include") {
+            // `__has_include` asks about files no list names: the preprocessor's output
+            // shows its answer, a manifest could not.
             return Ok(None);
         }
         let source_digest = *blake3::hash(&source).as_bytes();
@@ -181,7 +206,78 @@ impl Family for CFamily<'_> {
     }
 
     fn fits(&self, compile: &Compile, candidate: &Candidate, digests: &mut Digests) -> bool {
-        candidate.fits(&compile.command.cwd, digests)
+        candidate.fits(
+            &compile.command.cwd,
+            &self.c.rebase,
+            &self.c.search,
+            digests,
+        )
+    }
+
+    fn delivered(&self, compile: &Compile, result: &mut CompileResult) -> Result<(), CacheError> {
+        let rebase = &self.c.rebase;
+        result.stdout = rebase.resolve(&result.stdout);
+        result.stderr = rebase.resolve(&result.stderr);
+        let Some(depfile) = compile.output(DEPENDENCY_ROLE) else {
+            return Ok(());
+        };
+        let rewrite = || -> std::io::Result<()> {
+            let text = std::fs::read(depfile)?;
+            let resolved = rebase.resolve(&text);
+            if resolved != text {
+                write_atomically(depfile, &resolved)?;
+            }
+            Ok(())
+        };
+        rewrite().map_err(|e| {
+            CacheError::new(format!(
+                "rewriting dependency file {}: {e}",
+                depfile.display()
+            ))
+        })
+    }
+
+    fn stored_result<'r>(
+        &self,
+        compile: &'r Compile,
+        result: &'r CompileResult,
+    ) -> Result<Stored<'r>, CNotRecorded> {
+        let rebase = &self.c.rebase;
+        let borrowed = Stored {
+            outputs: Cow::Borrowed(&compile.outputs),
+            result: Cow::Borrowed(result),
+            scratch: None,
+        };
+        if !rebase.active() {
+            return Ok(borrowed);
+        }
+        let result = CompileResult {
+            stdout: rebase.normalise(&result.stdout),
+            stderr: rebase.normalise(&result.stderr),
+            ..result.clone()
+        };
+        let Some(depfile) = compile.output(DEPENDENCY_ROLE) else {
+            return Ok(Stored {
+                result: Cow::Owned(result),
+                ..borrowed
+            });
+        };
+        // The dependency file is stored rebased, from a copy beside it (the cache reads
+        // outputs from their paths), and resolved for the build that fetches it.
+        let aside = normalised_aside(depfile, rebase).map_err(CNotRecorded::DependencyFile)?;
+        let outputs = compile
+            .outputs
+            .iter()
+            .map(|o| match o.role.as_str() {
+                DEPENDENCY_ROLE => OutputPath::new(o.role.clone(), aside.to_path_buf()),
+                _ => o.clone(),
+            })
+            .collect();
+        Ok(Stored {
+            outputs: Cow::Owned(outputs),
+            result: Cow::Owned(result),
+            scratch: Some(aside),
+        })
     }
 
     async fn plan(
@@ -193,7 +289,8 @@ impl Family for CFamily<'_> {
         if !compile.language.is_preprocessed() {
             return self.unpreprocessed_plan(compile);
         }
-        if direct.is_some() && self.depend_mode_possible(compile.language) {
+        let probes = direct.is_some_and(|d| d.manifest.find(|c| c.needs_preprocessor()).is_some());
+        if direct.is_some() && !probes && self.depend_mode_possible(compile.language) {
             return self.depend_plan(compile);
         }
         self.preprocessor_plan(compile).await
@@ -239,16 +336,21 @@ impl Family for CFamily<'_> {
         result_key: Option<&CacheKey>,
     ) -> Result<Candidate, CNotRecorded> {
         self.source_unchanged(session)?;
-        let cwd = &session.compile.command.cwd;
+        let compile = session.compile;
+        let cwd = &compile.command.cwd;
+        let site = Site {
+            cwd,
+            rebase: &self.c.rebase,
+            started: session.started,
+            pinned: self
+                .embeds_paths(compile)
+                .then_some(cwd.as_os_str().as_bytes()),
+            search: &self.c.search,
+        };
         let source = self.c.args.source.as_bytes();
         if let Some(result_key) = result_key {
             let includes = candidate::includes_from_preprocessed(&self.preprocessed, source);
-            return Ok(candidate::candidate(
-                cwd,
-                &includes,
-                result_key,
-                session.started,
-            )?);
+            return Ok(candidate::candidate(&site, &includes, result_key)?);
         }
         let depend = self.depend.as_ref();
         let depfile = depend.and_then(|d| d.own.as_deref().or(d.scratch.as_deref()));
@@ -256,13 +358,22 @@ impl Family for CFamily<'_> {
             return Err(CNotRecorded::NoDependencyFile);
         };
         let includes = candidate::includes_from_depfile(&text, source);
-        Ok(candidate::candidate_keyed(
-            cwd,
-            &includes,
-            session.started,
-            |listed| key::depend_key(&direct.key, listed),
-        )?)
+        Ok(candidate::candidate_keyed(&site, &includes, |listed| {
+            key::depend_key(&direct.key, listed, site.pinned)
+        })?)
     }
+}
+
+/// A temporary copy of `depfile`, rebased, beside it.
+fn normalised_aside(depfile: &Path, rebase: &Rebase) -> std::io::Result<tempfile::TempPath> {
+    let text = std::fs::read(depfile)?;
+    let dir = depfile.parent().unwrap_or(Path::new("/"));
+    let mut aside = tempfile::Builder::new()
+        .prefix(".hoard-")
+        .suffix(".d")
+        .tempfile_in(dir)?;
+    aside.write_all(&rebase.normalise(&text))?;
+    Ok(aside.into_temp_path())
 }
 
 /// Whether the text the compiler proper sees makes the assembler read other files

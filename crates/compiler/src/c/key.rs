@@ -1,7 +1,9 @@
 //! Keys for gcc and clang compiles, as versioned recipes ([`Recipe`]): the common part
 //! (compiler, language, arguments, allow-listed environment, and the working directory when
 //! debug information embeds it), then the preprocessor-mode, direct-mode (manifest) and
-//! depend-mode keys built on it. Every path that goes into a C key goes in here.
+//! depend-mode keys built on it. Every path that goes into a C key goes in here, rebased
+//! ([`Rebase`](super::paths::Rebase)): a path under a base directory is hashed relative to
+//! the working directory, so another checkout or build directory shares the key.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -9,14 +11,16 @@ use std::os::unix::ffi::OsStrExt;
 use hoard_storage::CacheKey;
 
 use super::classify::CCompile;
+use super::paths::Rebase;
 use crate::command::env_value;
 use crate::compile::Compile;
 use crate::recipe::{MissProbe, Recipe};
+use crate::text::contains;
 
-const COMMON_RECIPE: &str = "hoard/c/common/v1";
-const RESULT_RECIPE: &str = "hoard/c/result/v1";
-const MANIFEST_RECIPE: &str = "hoard/c/manifest/v1";
-const DEPEND_RECIPE: &str = "hoard/c/depend/v1";
+const COMMON_RECIPE: &str = "hoard/c/common/v2";
+const RESULT_RECIPE: &str = "hoard/c/result/v2";
+const MANIFEST_RECIPE: &str = "hoard/c/manifest/v2";
+const DEPEND_RECIPE: &str = "hoard/c/depend/v2";
 
 /// A depend-mode miss is counted by a key nothing is stored under (see [`MissProbe`]).
 pub(crate) const MISS_PROBE: MissProbe = MissProbe {
@@ -48,38 +52,56 @@ pub(crate) fn common(compile: &Compile, c: &CCompile) -> [u8; 32] {
         .field("identity", &c.compiler.identity)
         .field("driver", c.compiler.driver.as_bytes())
         .field("language", compile.language.name().as_bytes());
+    let rebase = &c.rebase;
     for arg in &c.args.hashed {
-        recipe.field("arg", arg.as_bytes());
+        recipe.field("arg", &rebase.normalise_arg(arg.as_bytes()));
     }
     if let Some(target) = &c.dependency_target {
         // gcc writes the object path, as given, as the dependency file's target.
-        recipe.field("dependency-target", target.as_bytes());
+        recipe.field("dependency-target", &rebase.normalise(target.as_bytes()));
+    }
+    if let Some(why) = rebase.kept() {
+        // An output embeds the paths: they stay in the key, and `--explain` says why.
+        recipe.field("paths-kept", why.as_bytes());
     }
     if c.args.debug_info {
         // Debug information embeds the working directory; gcc and clang take it from PWD
-        // when that names the same directory.
+        // when that names the same directory. Rebased only when prefix maps cover it.
         let command = &compile.command;
-        recipe.field("cwd", command.cwd.as_os_str().as_bytes());
+        let pwd = env_value(&command.env, "PWD").map_or(&[][..], OsStr::as_bytes);
         recipe.field(
-            "pwd",
-            env_value(&command.env, "PWD").map_or(&[], OsStr::as_bytes),
+            "cwd",
+            &rebase.normalise_within(command.cwd.as_os_str().as_bytes()),
         );
+        recipe.field("pwd", &rebase.normalise_within(pwd));
     }
     for name in ENV_ALLOW_LIST {
         if let Some(value) = env_value(&compile.command.env, name) {
-            recipe.field(name, value.as_bytes());
+            // CPATH and friends list directories, `:`-separated.
+            recipe.field(name, &rebase.normalise_arg(value.as_bytes()));
         }
     }
     recipe.finish()
 }
 
-/// Preprocessor-mode key: the common part and the preprocessor's output.
-pub(crate) fn result_key(common: &[u8; 32], preprocessed: &[u8], stderr: &[u8]) -> CacheKey {
+/// Preprocessor-mode key: the common part and the preprocessor's output, its line markers'
+/// paths rebased (never a string literal's: an expanded `__FILE__` keeps its key). Output
+/// that calls `__builtin_FILE` (C++'s `source_location`) takes the path from the markers,
+/// so they are then hashed as they are.
+pub(crate) fn result_key(
+    common: &[u8; 32],
+    rebase: &Rebase,
+    preprocessed: &[u8],
+    stderr: &[u8],
+) -> CacheKey {
     let mut recipe = Recipe::new(RESULT_RECIPE);
-    recipe
-        .field("common", common)
-        .field("preprocessed", preprocessed)
-        .field("preprocessor-stderr", stderr);
+    recipe.field("common", common);
+    if rebase.active() && !contains(preprocessed, b"__builtin_FILE") {
+        recipe.field("preprocessed", &rebase.normalise_markers(preprocessed));
+    } else {
+        recipe.field("preprocessed", preprocessed);
+    }
+    recipe.field("preprocessor-stderr", &rebase.normalise(stderr));
     CacheKey::from_bytes(recipe.finish())
 }
 
@@ -96,9 +118,17 @@ pub(crate) fn unpreprocessed_key(common: &[u8; 32], source_digest: &[u8; 32]) ->
 /// Depend-mode key (ccache's depend mode): the manifest key, which covers the compiler, the
 /// options and the source, and every file the compile read, by path and content, as its
 /// dependency file listed them. No preprocessor output is involved.
-pub(crate) fn depend_key(manifest_key: &CacheKey, includes: &[(&[u8], &[u8; 32])]) -> CacheKey {
+/// `pinned` is the working directory when the object embeds a base's path.
+pub(crate) fn depend_key(
+    manifest_key: &CacheKey,
+    includes: &[(&[u8], &[u8; 32])],
+    pinned: Option<&[u8]>,
+) -> CacheKey {
     let mut recipe = Recipe::new(DEPEND_RECIPE);
     recipe.field("manifest", manifest_key.as_bytes());
+    if let Some(cwd) = pinned {
+        recipe.field("object-embeds-paths-of", cwd);
+    }
     for (path, digest) in includes {
         recipe
             .field("include", path)
@@ -113,10 +143,10 @@ pub(crate) fn manifest_key(common: &[u8; 32], c: &CCompile, source_digest: &[u8;
     let mut recipe = Recipe::new(MANIFEST_RECIPE);
     recipe.field("common", common);
     for arg in &c.args.preprocessor {
-        recipe.field("preprocessor-arg", arg.as_bytes());
+        recipe.field("preprocessor-arg", &c.rebase.normalise_arg(arg.as_bytes()));
     }
     recipe
-        .field("source", c.args.source.as_bytes())
+        .field("source", &c.rebase.normalise(c.args.source.as_bytes()))
         .field("source-digest", source_digest);
     CacheKey::from_bytes(recipe.finish())
 }
@@ -185,6 +215,22 @@ mod tests {
     }
 
     #[test]
+    fn paths_under_the_working_directory_are_shared_unless_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().canonicalize().unwrap();
+        let args = |w: &str| format!("-B{}/{w}/inc -c {}/{w}/a.c", d.display(), d.display());
+        assert_eq!(
+            common_of(&d, "p", &args("p"), &[]),
+            common_of(&d, "q", &args("q"), &[])
+        );
+        let exact = [("HOARD_PATHS", "exact")];
+        assert_ne!(
+            common_of(&d, "p", &args("p"), &exact),
+            common_of(&d, "q", &args("q"), &exact)
+        );
+    }
+
+    #[test]
     fn only_allow_listed_environment_counts() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -215,16 +261,16 @@ mod tests {
     fn the_version_string_separates_recipes() {
         let common = [1; 32];
         assert_ne!(
-            result_key(&common, b"", b""),
+            result_key(&common, &Rebase::default(), b"", b""),
             unpreprocessed_key(&common, &[0; 32])
         );
         assert_eq!(
-            result_key(&common, b"x", b""),
-            result_key(&common, b"x", b"")
+            result_key(&common, &Rebase::default(), b"x", b""),
+            result_key(&common, &Rebase::default(), b"x", b"")
         );
         assert_ne!(
-            result_key(&common, b"x", b""),
-            result_key(&common, b"x", b"w")
+            result_key(&common, &Rebase::default(), b"x", b""),
+            result_key(&common, &Rebase::default(), b"x", b"w")
         );
     }
 }

@@ -12,7 +12,9 @@ mod explain;
 mod family;
 mod key;
 mod language;
+mod paths;
 mod response_file;
+mod search;
 
 pub(crate) use classify::{CCompile, classify};
 pub(crate) use explain::explain_inputs;
