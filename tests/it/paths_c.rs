@@ -438,3 +438,24 @@ fn a_debug_object_through_exact_paths_equals_plain_gcc_and_a_second_checkout_mis
     let stats = trees.sandbox.stats();
     assert_eq!(counter(&stats, "cache_hits"), 1, "{stats}");
 }
+
+#[test]
+fn a_header_asking_has_include_hits_on_the_second_build_at_the_same_path() {
+    // The first compile runs in depend mode and only then learns a header probes; its result
+    // must be stored where the second compile (keyed by the preprocessor) looks.
+    let trees = Checkouts::new(&[
+        ("src/x.c", "#include \"ask.h\"\nint x = H;\n"),
+        (
+            "inc/ask.h",
+            "#if __has_include(<no-such-header.h>)\n#define H 2\n#else\n#define H 1\n#endif\n",
+        ),
+    ]);
+    for debug in [&["-g", "-I{root}/inc"][..], &["-I{root}/inc"][..]] {
+        trees.sandbox.zero_stats();
+        let first = trees.compile(&trees.a, true, debug, &[]);
+        let second = trees.compile(&trees.a, true, debug, &[]);
+        let stats = trees.sandbox.stats();
+        assert_eq!(counter(&stats, "cache_hits"), 1, "{debug:?}: {stats}");
+        assert!(first == second);
+    }
+}

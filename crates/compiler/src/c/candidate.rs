@@ -238,6 +238,14 @@ impl Candidate {
         })
     }
 
+    /// The same candidate with its result stored under `result_key` instead.
+    pub(crate) fn keyed_by(self, result_key: CacheKey) -> Self {
+        Self {
+            result_key: *result_key.as_bytes(),
+            ..self
+        }
+    }
+
     /// Whether the compile this candidate records must be keyed by the preprocessor's output
     /// (see [`Candidate::probes`]).
     pub(crate) fn needs_preprocessor(&self) -> bool {

@@ -38,6 +38,10 @@ pub(crate) enum CNotRecorded {
     /// An input breaks one of ccache's safety rules.
     #[error(transparent)]
     Input(#[from] Unrecordable),
+    /// A compile whose headers ask `__has_include` could not be keyed by the preprocessor's
+    /// output.
+    #[error("its headers use __has_include and the preprocessor's output could not key it")]
+    NotPreprocessed,
     /// The dependency file could not be copied aside, rebased, for storing.
     #[error("dependency file not rebased: {0}")]
     DependencyFile(#[source] std::io::Error),
@@ -126,6 +130,15 @@ impl<'a> CFamily<'a> {
 
     /// Preprocessor mode: the result is keyed by what `-E` prints.
     async fn preprocessor_plan(&mut self, compile: &Compile) -> Plan {
+        match self.preprocessed_key(compile).await {
+            Some(result_key) => Plan::Key(result_key),
+            None => Plan::Uncached,
+        }
+    }
+
+    /// Runs the preprocessor and keys the result by its output (kept for the candidate's
+    /// include list); `None` when that output cannot key a result.
+    async fn preprocessed_key(&mut self, compile: &Compile) -> Option<CacheKey> {
         let mut args = self.c.args.preprocess.clone();
         args.push("-E".into());
         let preprocessed = runner::run(Run {
@@ -141,7 +154,7 @@ impl<'a> CFamily<'a> {
         {
             // A preprocessor error is the compile's to report; assembler includes read files
             // no key covers. Either way the result is not stored.
-            return Plan::Uncached;
+            return None;
         }
         let result_key = key::result_key(
             &self.common,
@@ -150,7 +163,7 @@ impl<'a> CFamily<'a> {
             &preprocessed.stderr,
         );
         self.preprocessed = preprocessed.stdout;
-        Plan::Key(result_key)
+        Some(result_key)
     }
 
     /// Whether the object holds a base directory's path (an expanded `__FILE__`, an
@@ -358,9 +371,19 @@ impl Family for CFamily<'_> {
             return Err(CNotRecorded::NoDependencyFile);
         };
         let includes = candidate::includes_from_depfile(&text, source);
-        Ok(candidate::candidate_keyed(&site, &includes, |listed| {
+        let candidate = candidate::candidate_keyed(&site, &includes, |listed| {
             key::depend_key(&direct.key, listed, site.pinned)
-        })?)
+        })?;
+        if !candidate.needs_preprocessor() {
+            return Ok(candidate);
+        }
+        // A header asks `__has_include`: the next compile cannot trust this list and keys
+        // itself by the preprocessor's output, so the result is stored under that key (one
+        // `-E` run, on this first miss only), or the next build would miss again.
+        match self.preprocessed_key(compile).await {
+            Some(result_key) => Ok(candidate.keyed_by(result_key)),
+            None => Err(CNotRecorded::NotPreprocessed),
+        }
     }
 }
 
