@@ -20,6 +20,7 @@ mod hostile_input;
 mod journal;
 mod load;
 mod paths_c;
+mod paths_cc_crate;
 mod paths_rust;
 mod remote_tiers;
 mod rust;

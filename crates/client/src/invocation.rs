@@ -66,7 +66,10 @@ impl<'a> Invocation<'a> {
             CacheStatus::Hit { .. } => (Outcome::Hit, None, transfer),
             CacheStatus::Fallback => (Outcome::Fallback, first_fault, None),
             CacheStatus::NotCacheable(reason) => (Outcome::NonCacheable, Some(reason.name()), None),
-            CacheStatus::Miss | CacheStatus::Withdrawn => (Outcome::Miss, None, transfer),
+            // A miss whose key keeps its paths says why: another checkout cannot share it.
+            CacheStatus::Miss | CacheStatus::Withdrawn => {
+                (Outcome::Miss, outcome.paths_kept, transfer)
+            }
         };
         let tier = route.tier.as_deref().filter(|_| result == Outcome::Hit);
         self.record(result, reason, Some(outcome), transfer, tier);

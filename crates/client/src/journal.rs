@@ -38,7 +38,8 @@ pub struct JournalLine {
     pub language: Option<String>,
     /// Hit, miss, non-cacheable or fallback.
     pub result: Outcome,
-    /// Why it was not cacheable, or what made it fall back.
+    /// Why it was not cacheable, what made it fall back, or, on a miss, why its key keeps
+    /// its paths (`paths_in_debug_info`, `paths_exact`, ...).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
     /// On a hit, whether a direct-mode manifest found it (no preprocessor run).
@@ -129,6 +130,9 @@ pub struct Summary {
     pub non_cacheable_reasons: Vec<(String, u64)>,
     /// Fallback causes with their counts, most frequent first.
     pub fallback_causes: Vec<(String, u64)>,
+    /// Misses whose keys keep their paths, by why, most frequent first: these are never
+    /// shared with another checkout or build directory.
+    pub misses_keeping_paths: Vec<(String, u64)>,
     /// The slowest misses: output and milliseconds, slowest first (at most ten).
     pub slowest_misses: Vec<(String, f64)>,
     /// Milliseconds in hashing, lookups and compiles, summed.
@@ -188,6 +192,7 @@ pub fn summary_of(lines: &[JournalLine]) -> Summary {
     let mut summary = Summary::default();
     let mut reasons = BTreeMap::new();
     let mut causes = BTreeMap::new();
+    let mut kept = BTreeMap::new();
     let mut misses = Vec::new();
     for line in lines {
         let unnamed = || line.reason.clone().unwrap_or_else(|| "unknown".into());
@@ -195,6 +200,9 @@ pub fn summary_of(lines: &[JournalLine]) -> Summary {
             Outcome::Hit => summary.hits += 1,
             Outcome::Miss => {
                 summary.misses += 1;
+                if let Some(why) = &line.reason {
+                    *kept.entry(why.clone()).or_insert(0) += 1;
+                }
                 let output = line.output.as_ref().map_or_else(
                     || line.cwd.display().to_string(),
                     |o| o.display().to_string(),
@@ -219,6 +227,7 @@ pub fn summary_of(lines: &[JournalLine]) -> Summary {
     summary.slowest_misses = misses;
     summary.non_cacheable_reasons = ranked(reasons);
     summary.fallback_causes = ranked(causes);
+    summary.misses_keeping_paths = ranked(kept);
     summary
 }
 
@@ -250,6 +259,12 @@ impl std::fmt::Display for Summary {
             writeln!(f, "Slowest misses:")?;
             for (output, ms) in &self.slowest_misses {
                 writeln!(f, "  {ms:>9.1} ms  {output}")?;
+            }
+        }
+        if !self.misses_keeping_paths.is_empty() {
+            writeln!(f, "Misses whose keys keep their paths:")?;
+            for (why, n) in &self.misses_keeping_paths {
+                writeln!(f, "  {why:<30} {n:>14}")?;
             }
         }
         if !self.non_cacheable_reasons.is_empty() {
@@ -297,18 +312,23 @@ mod tests {
             line(Outcome::Hit, None, 1.0),
             line(Outcome::Miss, None, 40.0),
             line(Outcome::Miss, None, 90.0),
+            line(Outcome::Miss, Some("paths_in_debug_info"), 7.0),
             line(Outcome::NonCacheable, Some("linking"), 5.0),
             line(Outcome::NonCacheable, Some("linking"), 5.0),
             line(Outcome::NonCacheable, Some("preprocess_only"), 5.0),
             line(Outcome::Fallback, Some("timeout"), 5.0),
         ];
         let summary = summary_of(&lines);
-        assert_eq!((summary.hits, summary.misses), (1, 2));
+        assert_eq!((summary.hits, summary.misses), (1, 3));
+        assert_eq!(
+            summary.misses_keeping_paths,
+            [("paths_in_debug_info".to_owned(), 1)]
+        );
         assert_eq!((summary.non_cacheable, summary.fallbacks), (3, 1));
         assert_eq!(summary.non_cacheable_reasons[0], ("linking".into(), 2));
         assert_eq!(summary.slowest_misses[0], ("/w/90.o".into(), 90.0));
-        assert!((summary.hit_rate() - 100.0 / 3.0).abs() < 1e-9);
-        assert!((summary.compile_ms - 21.0).abs() < 1e-9);
+        assert!((summary.hit_rate() - 100.0 / 4.0).abs() < 1e-9);
+        assert!((summary.compile_ms - 24.0).abs() < 1e-9);
     }
 
     #[test]

@@ -87,6 +87,13 @@ pub(crate) trait Family: Send {
         }
     }
 
+    /// Why this compile's key keeps its paths (see [`CompileOutcome::paths_kept`]).
+    ///
+    /// [`CompileOutcome::paths_kept`]: crate::CompileOutcome::paths_kept
+    fn paths_kept(&self, _compile: &Compile) -> Option<&'static str> {
+        None
+    }
+
     /// Makes a result just fetched this compile's: what [`Family::stored_result`] made
     /// path-independent (the dependency file's paths, the compiler's messages) is resolved
     /// for this build. An error falls back to the plain compile.

@@ -60,4 +60,8 @@ pub struct CompileOutcome {
     pub stderr_streamed: bool,
     /// Where the time went.
     pub times: PhaseTimes,
+    /// Why this compile's key keeps its paths, so it is not shared with another checkout or
+    /// build directory (`paths_in_debug_info`, `paths_exact`, ...): the journal counts a
+    /// miss under it. `None` when the key is path-independent or the family does not say.
+    pub paths_kept: Option<&'static str>,
 }

@@ -71,6 +71,7 @@ pub async fn compile_command(
         language: None,
         stderr_streamed: false,
         times: PhaseTimes::default(),
+        paths_kept: None,
     }
 }
 
@@ -90,6 +91,7 @@ pub async fn run_compiler(cmd: &CommandLine) -> CompileResult {
 
 /// The pipeline, for one compile of any family.
 async fn drive<F: Family>(mut session: Session<'_>, family: &mut F) -> CompileOutcome {
+    session.paths_kept = family.paths_kept(session.compile);
     let manifest_key = match family.manifest_key(session.compile) {
         Ok(key) => key,
         Err(why) => {

@@ -29,6 +29,8 @@ pub(crate) struct Session<'a> {
     looked_up: bool,
     streamed: bool,
     clock: PhaseClock,
+    /// Why the compile's key keeps its paths, as the family says.
+    pub paths_kept: Option<&'static str>,
 }
 
 impl<'a> Session<'a> {
@@ -42,6 +44,7 @@ impl<'a> Session<'a> {
             looked_up: false,
             streamed: false,
             clock: PhaseClock::start(),
+            paths_kept: None,
         }
     }
 
@@ -173,6 +176,7 @@ impl<'a> Session<'a> {
             language: Some(self.compile.language),
             stderr_streamed: self.streamed,
             times: self.clock.times(),
+            paths_kept: self.paths_kept,
         }
     }
 }

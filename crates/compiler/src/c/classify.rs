@@ -10,7 +10,7 @@ use hoard_storage::OutputPath;
 
 use super::args::{self, ParsedArgs};
 use super::detect::{self, Compiler};
-use super::paths::Rebase;
+use super::paths::{PathsKept, Rebase};
 use super::response_file;
 use super::search::SearchPath;
 use crate::command::{CommandLine, PipelineConfig};
@@ -75,7 +75,7 @@ pub(crate) fn classify(
     let source_path = cmd.cwd.join(&parsed.source);
     let bases = crate::path_policy::basedirs(&cmd.env, &cmd.cwd, &source_path);
     let c = CCompile {
-        rebase: rebase(&cmd.cwd, &bases, &parsed),
+        rebase: rebase(&cmd.cwd, &cmd.env, &bases, &parsed),
         search: SearchPath::new(
             &source_path,
             &cmd.cwd,
@@ -95,13 +95,21 @@ pub(crate) fn classify(
 /// How the compile's paths are rebased: not at all when an output embeds them whatever the
 /// key says (debug information whose paths no prefix map covers, LTO objects whose code is
 /// compressed so no check can find a path in them), so the key keeps them.
-fn rebase(cwd: &Path, bases: &[PathBuf], parsed: &ParsedArgs) -> Rebase {
+fn rebase(
+    cwd: &Path,
+    env: &[(OsString, OsString)],
+    bases: &[PathBuf],
+    parsed: &ParsedArgs,
+) -> Rebase {
     if bases.is_empty() {
-        return Rebase::default();
+        return match crate::path_policy::PathMode::from_env(env) {
+            crate::path_policy::PathMode::Exact => Rebase::keep(PathsKept::Exact),
+            crate::path_policy::PathMode::Shared => Rebase::default(),
+        };
     }
     let hashed = || parsed.hashed.iter().map(|a| a.as_bytes());
     if hashed().any(|a| a.starts_with(b"-flto")) {
-        return Rebase::keep("LTO objects hold compressed code that may embed the paths");
+        return Rebase::keep(PathsKept::Lto);
     }
     if parsed.debug_info {
         let maps: Vec<&[u8]> = hashed()
@@ -112,7 +120,7 @@ fn rebase(cwd: &Path, bases: &[PathBuf], parsed: &ParsedArgs) -> Rebase {
             .filter_map(|map| map.iter().position(|&b| b == b'=').map(|at| &map[..at]))
             .collect();
         if !debug_paths_mapped(cwd, bases, &maps) {
-            return Rebase::keep("debug info embeds the build directory");
+            return Rebase::keep(PathsKept::DebugInfo);
         }
     }
     Rebase::new(bases)

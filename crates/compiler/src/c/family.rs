@@ -227,6 +227,10 @@ impl Family for CFamily<'_> {
         )
     }
 
+    fn paths_kept(&self, _compile: &Compile) -> Option<&'static str> {
+        self.c.rebase.kept().map(super::paths::PathsKept::name)
+    }
+
     fn delivered(&self, compile: &Compile, result: &mut CompileResult) -> Result<(), CacheError> {
         let rebase = &self.c.rebase;
         result.stdout = rebase.resolve(&result.stdout);

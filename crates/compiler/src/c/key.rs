@@ -62,7 +62,7 @@ pub(crate) fn common(compile: &Compile, c: &CCompile) -> [u8; 32] {
     }
     if let Some(why) = rebase.kept() {
         // An output embeds the paths: they stay in the key, and `--explain` says why.
-        recipe.field("paths-kept", why.as_bytes());
+        recipe.field("paths-kept", why.why().as_bytes());
     }
     if c.args.debug_info {
         // Debug information embeds the working directory; gcc and clang take it from PWD

@@ -16,13 +16,45 @@ use std::path::{Component, Path};
 use crate::placeholder::{CLOSE, OPEN, replace_placeholders, replace_prefixes};
 use crate::text::contains;
 
+/// Why a compile's paths stay in its key as they are (no sharing across directories): an
+/// output embeds them, or the user asked for exact paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathsKept {
+    /// `HOARD_PATHS=exact`.
+    Exact,
+    /// Debug information whose paths no prefix map covers names the build directory.
+    DebugInfo,
+    /// LTO objects hold compressed code that may embed the paths.
+    Lto,
+}
+
+impl PathsKept {
+    /// The short name the journal counts misses under.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            PathsKept::Exact => "paths_exact",
+            PathsKept::DebugInfo => "paths_in_debug_info",
+            PathsKept::Lto => "paths_in_lto_object",
+        }
+    }
+
+    /// What `--explain` and the key say.
+    pub(crate) fn why(self) -> &'static str {
+        match self {
+            PathsKept::Exact => "HOARD_PATHS=exact keeps every path",
+            PathsKept::DebugInfo => "debug info embeds the build directory",
+            PathsKept::Lto => "LTO objects hold compressed code that may embed the paths",
+        }
+    }
+}
+
 /// The bases of one compile, as placeholders.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Rebase {
     /// `(placeholder, base)`, longest base first.
     bases: Vec<(Vec<u8>, Vec<u8>)>,
     /// Why paths are kept as they are for this compile, when they are.
-    kept: Option<&'static str>,
+    kept: Option<PathsKept>,
 }
 
 /// Whether `path` is absolute and normal (no `.`, `..`, `//` or trailing `/`), and holds no
@@ -70,7 +102,7 @@ impl Rebase {
     }
 
     /// The same compile with every path kept as it is, because an output embeds them.
-    pub(crate) fn keep(why: &'static str) -> Self {
+    pub(crate) fn keep(why: PathsKept) -> Self {
         Self {
             kept: Some(why),
             ..Self::default()
@@ -78,7 +110,7 @@ impl Rebase {
     }
 
     /// Why this compile's paths are kept, when they are.
-    pub(crate) fn kept(&self) -> Option<&'static str> {
+    pub(crate) fn kept(&self) -> Option<PathsKept> {
         self.kept
     }
 

@@ -25,6 +25,7 @@ use crate::compile::{Compile, write_atomically};
 use crate::digest::Digests;
 use crate::digest_table::DigestTable;
 use crate::family::{Direct, Family, Plan, Stored};
+use crate::path_policy::PathMode;
 use crate::recipe::MissProbe;
 use crate::result::CompileResult;
 use crate::runner::{self, Run};
@@ -227,6 +228,11 @@ impl Family for RustFamily<'_> {
     type Candidate = Candidate;
     type NotRecorded = RustNotRecorded;
     const MISS_PROBE: MissProbe = key::MISS_PROBE;
+
+    fn paths_kept(&self, compile: &Compile) -> Option<&'static str> {
+        // Shared mode remaps, so its keys are path-independent; exact mode keys the paths.
+        (PathMode::from_env(&compile.command.env) == PathMode::Exact).then_some("paths_exact")
+    }
 
     fn manifest_key(&mut self, compile: &Compile) -> Result<Option<CacheKey>, RustNotRecorded> {
         Ok(Some(key::common(
