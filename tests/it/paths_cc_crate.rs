@@ -76,7 +76,11 @@ fn cargo_build(sandbox: &Sandbox, at: &Path, profile: &[&str], journal: Option<&
 fn c_results(journal: &Path) -> Vec<(String, Option<String>)> {
     journal_lines(journal)
         .into_iter()
-        .filter(|l| l["output"].as_str().is_some_and(|o| o.ends_with(".o")))
+        .filter(|l| {
+            l["output"]
+                .as_str()
+                .is_some_and(|o| Path::new(o).extension().is_some_and(|e| e == "o"))
+        })
         .map(|l| {
             (
                 l["result"].as_str().unwrap().to_owned(),
