@@ -178,3 +178,70 @@ fn a_linking_command_is_explained_as_not_cacheable_with_its_reason() {
         "{report}"
     );
 }
+
+#[test]
+fn a_second_checkout_apart_only_by_a_directory_under_no_base_is_told_how_to_share() {
+    let sandbox = Sandbox::new();
+    let top = sandbox.dir.path().canonicalize().unwrap();
+    // Two checkouts, each beside its own copy of a dependency's headers (outside both).
+    for (checkout, deps) in [("one/app", "one/deps"), ("two/app", "two/deps")] {
+        std::fs::create_dir_all(top.join(checkout).join(".git")).unwrap();
+        std::fs::create_dir_all(top.join(deps).join("inc")).unwrap();
+        std::fs::write(top.join(deps).join("inc/d.h"), "#define D 4\n").unwrap();
+        std::fs::write(
+            top.join(checkout).join("a.c"),
+            "#include <d.h>\nint f(void) { return D; }\n",
+        )
+        .unwrap();
+    }
+    let compile = |n: &str| {
+        [
+            "gcc".to_owned(),
+            "-O2".to_owned(),
+            format!("-I{}/{n}/deps/inc", top.display()),
+            "-c".to_owned(),
+            "a.c".to_owned(),
+            "-o".to_owned(),
+            "a.o".to_owned(),
+        ]
+    };
+    fn as_str(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let args = compile;
+    let (one, two) = (top.join("one/app"), top.join("two/app"));
+    run(&sandbox, &one, &[], &as_str(&args("one")));
+    let report = explain(&sandbox, &two, &[], &as_str(&args("two")));
+    assert!(report.contains("in the cache: no"), "{report}");
+    let advice = report
+        .lines()
+        .find(|l| l.starts_with("differs only in the directory"))
+        .unwrap_or_else(|| panic!("no advice: {report}"));
+    let (was, now) = (top.join("one"), top.join("two"));
+    assert!(
+        advice.contains(&format!("{} (now {})", was.display(), now.display())),
+        "{advice}"
+    );
+    // The advice, followed in both checkouts, shares the entry.
+    let bases = advice
+        .split("HOARD_BASEDIRS=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let there = bases.replace(&now.display().to_string(), &was.display().to_string());
+    let there = there.replace(&two.display().to_string(), &one.display().to_string());
+    run(
+        &sandbox,
+        &one,
+        &[("HOARD_BASEDIRS", &there)],
+        &as_str(&args("one")),
+    );
+    let report = explain(
+        &sandbox,
+        &two,
+        &[("HOARD_BASEDIRS", &bases)],
+        &as_str(&args("two")),
+    );
+    assert!(report.contains("in the cache: yes"), "{bases}: {report}");
+}

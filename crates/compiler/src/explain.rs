@@ -7,6 +7,7 @@ use hoard_storage::CacheKey;
 
 use crate::classify::{Kind, classify};
 use crate::command::{CommandLine, PipelineConfig};
+use crate::explain_moved::{MovedDirectory, moved_directory};
 use crate::language::Language;
 use crate::reason::NonCacheable;
 use crate::record::{Input, InputRecord, noted, read_record, recording};
@@ -48,6 +49,10 @@ pub struct EarlierEntry {
     pub record: InputRecord,
     /// Every difference; empty when the inputs are the same.
     pub differences: Vec<Difference>,
+    /// The directory under no base that alone makes the differences, if one does.
+    pub moved: Option<MovedDirectory>,
+    /// The base directories of this compile (C and C++), for the `HOARD_BASEDIRS` to suggest.
+    pub bases: Vec<std::path::PathBuf>,
 }
 
 /// What `hoard --explain` reports about one command.
@@ -144,7 +149,7 @@ pub async fn explain(
     let output = compile.outputs().first().map(|o| o.path.clone());
     let earlier = output
         .as_deref()
-        .and_then(|o| read_record(&config.state_dir, o));
+        .and_then(|o| read_record(&config.state_dir, &command.cwd, o));
     let earlier_fields = earlier
         .as_ref()
         .map(|r| r.inputs.clone())
@@ -160,11 +165,17 @@ pub async fn explain(
     })
     .await;
     let inputs = grouped(&fields);
+    let bases = match &compile.kind {
+        Kind::C(c) => crate::path_policy::basedirs(&command.env, &command.cwd, &c.source_path),
+        Kind::Rust(_) => Vec::new(),
+    };
     let earlier = earlier.map(|record| {
-        let differences = differences(&grouped(&record.inputs), &inputs);
+        let was = grouped(&record.inputs);
         EarlierEntry {
+            differences: differences(&was, &inputs),
+            moved: moved_directory(&was, &inputs),
+            bases,
             record,
-            differences,
         }
     });
     Explanation {
@@ -223,6 +234,23 @@ impl std::fmt::Display for Explanation {
                 Difference::Added { input } => writeln!(f, "  added    {}", shown(input))?,
                 Difference::Removed { input } => writeln!(f, "  removed  {}", shown(input))?,
             }
+        }
+        if let Some(moved) = &earlier.moved {
+            let mut bases: Vec<String> = earlier
+                .bases
+                .iter()
+                .map(|b| b.display().to_string())
+                .collect();
+            bases.push(moved.now.clone());
+            writeln!(
+                f,
+                "differs only in the directory {} (now {}), which is under no base directory; \
+                 set HOARD_BASEDIRS={} here (and its counterpart where the earlier entry was \
+                 built) to share",
+                moved.was,
+                moved.now,
+                bases.join(":")
+            )?;
         }
         Ok(())
     }

@@ -127,10 +127,23 @@ fn record_path(state_dir: &Path, output: &Path) -> PathBuf {
         .join(format!("{}.json", &name[..32]))
 }
 
+/// Where the record of an output is also kept by its path relative to the compile's working
+/// directory, so the same compile in another checkout or build directory finds it (its own
+/// output path differs). `None` for an output outside the working directory.
+fn relative_record_path(state_dir: &Path, cwd: &Path, output: &Path) -> Option<PathBuf> {
+    let relative = output.strip_prefix(cwd).ok()?;
+    let name = blake3::hash(relative.as_os_str().as_bytes()).to_hex();
+    Some(
+        state_dir
+            .join("explain")
+            .join(format!("relative-{}.json", &name[..32])),
+    )
+}
+
 /// Keeps the inputs noted so far as the record of the entry just stored under `key` for
 /// `outputs` (the first one names it). Best effort: explaining is never worth a failed
 /// compile, so a write that fails is only logged.
-pub(crate) fn remember(state_dir: &Path, outputs: &[OutputPath], key: &CacheKey) {
+pub(crate) fn remember(state_dir: &Path, cwd: &Path, outputs: &[OutputPath], key: &CacheKey) {
     let Some(output) = outputs.first() else {
         return;
     };
@@ -142,26 +155,39 @@ pub(crate) fn remember(state_dir: &Path, outputs: &[OutputPath], key: &CacheKey)
             .map_or(0, |d| d.as_secs()),
         inputs: noted(),
     };
-    let path = record_path(state_dir, &output.path);
-    let written = serde_json::to_vec(&record)
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| {
+    let Ok(bytes) = serde_json::to_vec(&record) else {
+        return;
+    };
+    let paths = std::iter::once(record_path(state_dir, &output.path)).chain(relative_record_path(
+        state_dir,
+        cwd,
+        &output.path,
+    ));
+    for path in paths {
+        let written = (|| {
             let dir = path.parent().unwrap_or(state_dir);
             std::fs::create_dir_all(dir)?;
             let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
             std::io::Write::write_all(&mut tmp, &bytes)?;
             tmp.persist(&path).map_err(|e| e.error)?;
-            Ok(())
-        });
-    if let Err(e) = written {
-        tracing::debug!(path = %path.display(), error = %e, "input record not kept");
+            Ok::<(), std::io::Error>(())
+        })();
+        if let Err(e) = written {
+            tracing::debug!(path = %path.display(), error = %e, "input record not kept");
+        }
     }
 }
 
-/// The record last kept for `output`, if any.
-pub(crate) fn read_record(state_dir: &Path, output: &Path) -> Option<InputRecord> {
-    let bytes = std::fs::read(record_path(state_dir, output)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// The record last kept for `output`, if any; else the record last kept for the output at
+/// the same place relative to the working directory `cwd` (the same compile in another
+/// checkout or build directory).
+pub(crate) fn read_record(state_dir: &Path, cwd: &Path, output: &Path) -> Option<InputRecord> {
+    let read = |path: PathBuf| -> Option<InputRecord> {
+        let bytes = std::fs::read(path).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    read(record_path(state_dir, output))
+        .or_else(|| read(relative_record_path(state_dir, cwd, output)?))
 }
 
 #[cfg(test)]

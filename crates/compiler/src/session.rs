@@ -92,7 +92,13 @@ impl<'a> Session<'a> {
         match stored {
             Ok(()) => {
                 if remember {
-                    crate::record::remember(&self.compile.state_dir, &self.compile.outputs, key);
+                    let compile = self.compile;
+                    crate::record::remember(
+                        &compile.state_dir,
+                        &compile.command.cwd,
+                        &compile.outputs,
+                        key,
+                    );
                 }
                 true
             }
