@@ -179,6 +179,10 @@ fn a_linking_command_is_explained_as_not_cacheable_with_its_reason() {
     );
 }
 
+fn as_str(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 #[test]
 fn a_second_checkout_apart_only_by_a_directory_under_no_base_is_told_how_to_share() {
     let sandbox = Sandbox::new();
@@ -205,9 +209,6 @@ fn a_second_checkout_apart_only_by_a_directory_under_no_base_is_told_how_to_shar
             "a.o".to_owned(),
         ]
     };
-    fn as_str(v: &[String]) -> Vec<&str> {
-        v.iter().map(String::as_str).collect()
-    }
     let args = compile;
     let (one, two) = (top.join("one/app"), top.join("two/app"));
     run(&sandbox, &one, &[], &as_str(&args("one")));
