@@ -148,6 +148,20 @@ fn a_malformed_value_in_the_file_names_the_key_the_file_and_the_value() {
     assert!(sandbox.dir.path().join("one.o").exists());
 }
 
+/// The entry format versions in the store once it holds `count` entries. The server answers
+/// a `CachePut` before it writes the entry (the build is not kept waiting for the packing), so
+/// a loaded machine can show the store a moment before the put lands: wait for it, bounded.
+fn stored_entry_versions(sandbox: &Sandbox, count: usize) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let versions = entry_versions(sandbox);
+        if versions.len() >= count || std::time::Instant::now() > deadline {
+            return versions;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// The entry format versions found in a cache directory's store.
 fn entry_versions(sandbox: &Sandbox) -> Vec<u32> {
     let mut versions = Vec::new();
@@ -168,18 +182,16 @@ fn entry_versions(sandbox: &Sandbox) -> Vec<u32> {
 }
 
 #[test]
-#[ignore = "in a full run of tests/it the object's entry is missing when read back (passes alone); under investigation, see the session note"]
 fn local_entries_are_raw_by_default_and_compressed_when_asked() {
-    let _machine = crate::support::timed();
     let raw = Sandbox::new();
     compile_one(&raw, raw.dir.path());
     // The object's entry is raw (2); the direct-mode manifest stays compressed (1).
-    assert_eq!(entry_versions(&raw), [1, 2]);
+    assert_eq!(stored_entry_versions(&raw, 2), [1, 2]);
 
     let mut compressed = Sandbox::new();
     compressed.set_env("HOARD_LOCAL_COMPRESSION", "on");
     compile_one(&compressed, compressed.dir.path());
-    assert_eq!(entry_versions(&compressed), [1, 1]);
+    assert_eq!(stored_entry_versions(&compressed, 2), [1, 1]);
     std::fs::remove_file(compressed.dir.path().join("one.o")).unwrap();
     compile_one(&compressed, compressed.dir.path());
     assert_eq!(compressed.stats()["cache_hits"], 1);
