@@ -240,8 +240,36 @@ fn debug_builds_at_a_new_path_equal_a_plain_build_there() {
     }
     let sandbox = Sandbox::new();
     let (first, second) = two_checkouts(&sandbox, "clone");
-    for root in [&first, &second] {
-        build_matches_plain(&sandbox, root, &root.join("build"), "RelWithDebInfo", &[]);
+    let journal = sandbox.dir.path().join("second.jsonl");
+    let journal_var = journal.display().to_string();
+    build_matches_plain(
+        &sandbox,
+        &first,
+        &first.join("build"),
+        "RelWithDebInfo",
+        &[],
+    );
+    let (_, misses) = build_matches_plain(
+        &sandbox,
+        &second,
+        &second.join("build"),
+        "RelWithDebInfo",
+        &[("HOARD_JOURNAL", &journal_var)],
+    );
+    // Each miss of the project's own objects says why it could not share: the debug
+    // information names the checkout.
+    let project_misses: Vec<_> = crate::support::journal_lines(&journal)
+        .into_iter()
+        .filter(|l| l["result"] == "miss")
+        .filter(|l| {
+            l["output"].as_str().is_some_and(|o| {
+                o.starts_with(&*second.to_string_lossy()) && !o.contains("CMakeScratch")
+            })
+        })
+        .collect();
+    assert!(misses > 0 && !project_misses.is_empty());
+    for line in &project_misses {
+        assert_eq!(line["reason"], "paths_in_debug_info", "{line}");
     }
     build_matches_plain(
         &sandbox,
