@@ -9,6 +9,7 @@ use hoard_storage::CacheKey;
 
 use super::candidate::Candidate;
 use super::classify::CCompile;
+use super::family::system_dirs;
 use super::key;
 use super::paths::Rebase;
 use crate::compile::Compile;
@@ -46,10 +47,12 @@ pub(crate) fn explain_inputs(
     if !listed.is_empty() {
         key::depend_key(&manifest_key, &listed, None);
     }
+    let system = std::sync::OnceLock::new();
+    let system = || system.get_or_init(|| system_dirs(compile, c)).as_deref();
     let in_cache = manifest(&manifest_key)
         .map(|bytes| Manifest::<Candidate>::decode(&bytes))
         .and_then(|m| {
-            m.find(|candidate| candidate.fits(cwd, &c.rebase, &c.search, &mut digests))
+            m.find(|candidate| candidate.fits(cwd, &c.rebase, &c.search, system, &mut digests))
                 .map(|_| ())
         })
         .is_some();
