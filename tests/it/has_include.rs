@@ -140,13 +140,15 @@ fn write(path: &Path, body: &str) {
     std::fs::write(path, body).unwrap();
 }
 
-/// A header asking for `<x.h>` and `"y.h"`, including each when it exists.
+/// A header asking for `<x.h>` and `"y.h"`, including each when it exists, and for `<w.h>`,
+/// which it never includes (so the files read are the same either way).
 const ASK_H: &str = "#if __has_include(<x.h>)\n#include <x.h>\n#else\n#define X 0\n#endif\n\
-                     #if __has_include(\"y.h\")\n#include \"y.h\"\n#else\n#define Y 0\n#endif\n";
+                     #if __has_include(\"y.h\")\n#include \"y.h\"\n#else\n#define Y 0\n#endif\n\
+                     #if __has_include(<w.h>)\n#define W 2\n#else\n#define W 1\n#endif\n";
 
 /// A source asking for `"z.h"` itself, then using the header's answers.
 const SOURCE: &str = "#include \"ask.h\"\n#if __has_include(\"z.h\")\n#include \"z.h\"\n#else\n\
-                      #define Z 0\n#endif\nint v = X + Y + Z;\n";
+                      #define Z 0\n#endif\nint v = X + Y + Z;\nint w = W;\n";
 
 #[test]
 fn a_header_asking_has_include_is_a_direct_hit_on_the_second_compile() {
@@ -160,7 +162,7 @@ fn a_header_asking_has_include_is_a_direct_hit_on_the_second_compile() {
     write(
         &trees.a.join("src/y.cpp"),
         &format!(
-            "#include <vector>\n#include <string>\n{SOURCE}int w() {{ return std::vector<int>(3).size() + v; }}\n"
+            "#include <vector>\n#include <string>\n{SOURCE}int size() {{ return std::vector<int>(3).size() + v; }}\n"
         ),
     );
     trees.twice_equal_and_direct(&trees.a, "g++", "y.cpp", &args, &[], "C++");
@@ -187,6 +189,8 @@ fn headers_appearing_and_going_anywhere_the_compiler_looks_are_seen() {
         ("cpath/x.h", "#define X 3\n"),
         ("inc/y.h", "#define Y 4\n"),
         ("src/z.h", "#define Z 5\n"),
+        ("early/w.h", ""),
+        ("cpath/w.h", ""),
     ] {
         write(&root.join(file), body);
         trees.twice_equal_and_direct(root, "gcc", "x.c", &args, &env, &format!("{file} appeared"));

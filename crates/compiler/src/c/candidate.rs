@@ -106,14 +106,15 @@ pub(crate) fn candidate(
     includes: &[Vec<u8>],
     result_key: &CacheKey,
 ) -> Result<Candidate, Unrecordable> {
-    candidate_keyed(site, includes, |_| *result_key)
+    candidate_keyed(site, includes, |_, _| *result_key)
 }
 
-/// As [`candidate`], for a result key that depends on the includes' digests (depend mode).
+/// As [`candidate`], for a result key that depends on the includes' digests and the digest
+/// of the `__has_include` answers, if any (depend mode).
 pub(crate) fn candidate_keyed(
     site: &Site<'_>,
     includes: &[Vec<u8>],
-    result_key: impl FnOnce(&[(&[u8], &[u8; 32])]) -> CacheKey,
+    result_key: impl FnOnce(&[(&[u8], &[u8; 32])], Option<&[u8; 32]>) -> CacheKey,
 ) -> Result<Candidate, Unrecordable> {
     let mut texts = Vec::with_capacity(includes.len() + 1);
     let mut absolutes = Vec::with_capacity(includes.len());
@@ -137,7 +138,11 @@ pub(crate) fn candidate_keyed(
         .iter()
         .map(|i| (i.path.as_slice(), &i.digest))
         .collect();
-    let result_key = *result_key(&listed).as_bytes();
+    let answers = asks
+        .as_ref()
+        .filter(|asks| !asks.is_empty())
+        .map(|asks| answers_digest(asks));
+    let result_key = *result_key(&listed, answers.as_ref()).as_bytes();
     Ok(Candidate {
         includes,
         result_key,
@@ -145,6 +150,22 @@ pub(crate) fn candidate_keyed(
         probes: asks.is_none(),
         asks: asks.unwrap_or_default(),
     })
+}
+
+/// A digest of every question and its answers, for a key: what the compile read depends on
+/// them as much as on the files listed.
+fn answers_digest(asks: &[Ask]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    for ask in asks {
+        let asker = ask.asker.map_or(u64::MAX, u64::from);
+        hasher.update(&asker.to_le_bytes());
+        hasher.update(&[u8::from(ask.quoted)]);
+        hasher.update(&(ask.name.len() as u64).to_le_bytes());
+        hasher.update(&ask.name);
+        hasher.update(&(ask.found.len() as u64).to_le_bytes());
+        hasher.update(&ask.found.iter().map(|&f| u8::from(f)).collect::<Vec<u8>>());
+    }
+    *hasher.finalize().as_bytes()
 }
 
 /// The questions the files ask (`texts`: the listed files at `absolutes`, then the source)

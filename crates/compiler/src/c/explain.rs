@@ -45,7 +45,7 @@ pub(crate) fn explain_inputs(
         .map(|(path, digest)| (path.as_slice(), digest.as_ref().unwrap_or(&[0; 32])))
         .collect();
     if !listed.is_empty() {
-        key::depend_key(&manifest_key, &listed, None);
+        key::depend_key(&manifest_key, &listed, None, None);
     }
     let system = std::sync::OnceLock::new();
     let system = || system.get_or_init(|| system_dirs(compile, c)).as_deref();

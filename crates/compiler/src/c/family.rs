@@ -387,8 +387,8 @@ impl Family for CFamily<'_> {
             return Err(CNotRecorded::NoDependencyFile);
         };
         let includes = candidate::includes_from_depfile(&text, source);
-        let candidate = candidate::candidate_keyed(&site, &includes, |listed| {
-            key::depend_key(&direct.key, listed, site.pinned)
+        let candidate = candidate::candidate_keyed(&site, &includes, |listed, answers| {
+            key::depend_key(&direct.key, listed, site.pinned, answers)
         })?;
         if !candidate.needs_preprocessor() {
             return Ok(candidate);

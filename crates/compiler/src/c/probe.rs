@@ -457,9 +457,9 @@ impl<'t> Lexer<'t> {
         let mut i = start + 1;
         loop {
             let c = at(i);
-            if matches!(c, b'e' | b'E' | b'p' | b'P') && matches!(at(i + 1), b'+' | b'-') {
-                i += 2;
-            } else if c == b'\'' && ident_byte(at(i + 1)) {
+            let sign = matches!(c, b'e' | b'E' | b'p' | b'P') && matches!(at(i + 1), b'+' | b'-');
+            let separator = c == b'\'' && ident_byte(at(i + 1));
+            if sign || separator {
                 i += 2;
             } else if ident_byte(c) || c == b'.' {
                 i += 1;
