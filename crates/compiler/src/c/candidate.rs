@@ -2,6 +2,8 @@
 //! preprocessor's line markers or the dependency file name it) and that file's digest. A
 //! candidate whose files all still have those digests names the result to fetch, so a hit
 //! needs no preprocessor run. This is where include paths go into a key (depend mode's).
+//! A `__has_include` question the files ask ([`super::probe`]) is recorded with its answer
+//! in every directory that could hold the header, and checked again like a digest.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

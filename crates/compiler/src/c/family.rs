@@ -40,9 +40,11 @@ pub(crate) enum CNotRecorded {
     /// An input breaks one of ccache's safety rules.
     #[error(transparent)]
     Input(#[from] Unrecordable),
-    /// A compile whose headers ask `__has_include` could not be keyed by the preprocessor's
-    /// output.
-    #[error("its headers use __has_include and the preprocessor's output could not key it")]
+    /// A compile whose files ask `__has_include` in a way a candidate cannot answer again
+    /// could not be keyed by the preprocessor's output.
+    #[error(
+        "its files use __has_include unreadably and the preprocessor's output could not key it"
+    )]
     NotPreprocessed,
     /// The dependency file could not be copied aside, rebased, for storing.
     #[error("dependency file not rebased: {0}")]
