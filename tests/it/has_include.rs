@@ -44,20 +44,7 @@ impl Trees {
         }
     }
 
-    /// `compiler args -c <root>/src/<source> -o <root>/x.o` in `root`, plainly; the object.
-    /// `{root}` in an argument or value is the checkout's path.
-    fn plain(
-        &self,
-        root: &Path,
-        compiler: &str,
-        source: &str,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Vec<u8> {
-        self.run(Command::new(compiler), root, source, args, env)
-    }
-
-    /// As [`Trees::plain`], through hoard; the object and how the compile ended.
+    /// As [`plain`], through hoard; the object and how the compile ended.
     fn through(
         &self,
         root: &Path,
@@ -68,39 +55,13 @@ impl Trees {
     ) -> (Vec<u8>, Ending) {
         let mut cmd = self.sandbox.hoard();
         cmd.arg(compiler);
-        let object = self.run(cmd, root, source, args, env);
+        let object = run(cmd, root, source, args, env);
         let line = journal_lines(&self.journal).pop().unwrap();
         let ending = (
             line["result"].as_str().unwrap_or_default().to_owned(),
             line["direct"].as_bool(),
         );
         (object, ending)
-    }
-
-    fn run(
-        &self,
-        mut cmd: Command,
-        root: &Path,
-        source: &str,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Vec<u8> {
-        let fill = |s: &str| s.replace("{root}", &root.display().to_string());
-        let object = root.join("x.o");
-        let _ = std::fs::remove_file(&object);
-        cmd.current_dir(root)
-            .args(args.iter().map(|a| fill(a)))
-            .arg("-c")
-            .arg(root.join("src").join(source))
-            .arg("-o")
-            .arg(&object)
-            .env_remove("CPATH")
-            .env_remove("C_INCLUDE_PATH")
-            .env_remove("CPLUS_INCLUDE_PATH")
-            .envs(env.iter().map(|(k, v)| (*k, fill(v))));
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{cmd:?}: {}", text(&out.stderr));
-        std::fs::read(&object).unwrap()
     }
 
     /// Compiles in `root` through hoard twice and plainly once: both objects through hoard
@@ -115,7 +76,7 @@ impl Trees {
         env: &[(&str, &str)],
         what: &str,
     ) -> Ending {
-        let plain = self.plain(root, compiler, source, args, env);
+        let plain = plain(root, compiler, source, args, env);
         let (first, ending) = self.through(root, compiler, source, args, env);
         assert!(
             first == plain,
@@ -133,6 +94,45 @@ impl Trees {
         );
         ending
     }
+}
+
+/// `compiler args -c <root>/src/<source> -o <root>/x.o` in `root`, plainly; the object.
+/// `{root}` in an argument or value is the checkout's path.
+fn plain(
+    root: &Path,
+    compiler: &str,
+    source: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Vec<u8> {
+    run(Command::new(compiler), root, source, args, env)
+}
+
+/// Runs `cmd` (a compiler, or hoard and a compiler) on `<root>/src/<source>` in `root`;
+/// the object.
+fn run(
+    mut cmd: Command,
+    root: &Path,
+    source: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Vec<u8> {
+    let fill = |s: &str| s.replace("{root}", &root.display().to_string());
+    let object = root.join("x.o");
+    let _ = std::fs::remove_file(&object);
+    cmd.current_dir(root)
+        .args(args.iter().map(|a| fill(a)))
+        .arg("-c")
+        .arg(root.join("src").join(source))
+        .arg("-o")
+        .arg(&object)
+        .env_remove("CPATH")
+        .env_remove("C_INCLUDE_PATH")
+        .env_remove("CPLUS_INCLUDE_PATH")
+        .envs(env.iter().map(|(k, v)| (*k, fill(v))));
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", text(&out.stderr));
+    std::fs::read(&object).unwrap()
 }
 
 fn write(path: &Path, body: &str) {
@@ -197,7 +197,7 @@ fn headers_appearing_and_going_anywhere_the_compiler_looks_are_seen() {
         std::fs::remove_file(root.join(file)).unwrap();
         let (object, ending) = trees.through(root, "gcc", "x.c", &args, &env);
         assert!(
-            object == trees.plain(root, "gcc", "x.c", &args, &env),
+            object == plain(root, "gcc", "x.c", &args, &env),
             "{file} went: {ending:?}"
         );
         assert_eq!(
@@ -253,7 +253,7 @@ fn a_form_the_scanner_cannot_read_is_keyed_by_the_preprocessor_and_stays_right()
         if step != "nothing" {
             write(&root.join(step), "#define X 1\n");
         }
-        let plain = trees.plain(root, "gcc", "x.c", &args, &[]);
+        let plain = plain(root, "gcc", "x.c", &args, &[]);
         let (first, _) = trees.through(root, "gcc", "x.c", &args, &[]);
         let (second, ending) = trees.through(root, "gcc", "x.c", &args, &[]);
         assert!(first == plain && second == plain, "{step}");
@@ -277,9 +277,9 @@ fn a_second_checkout_hits_directly_and_sees_its_own_headers() {
     ]);
     let args = ["-I{root}/early", "-I{root}/inc"];
     trees.twice_equal_and_direct(&trees.a, "gcc", "x.c", &args, &[], "first checkout");
-    let plain = trees.plain(&trees.b, "gcc", "x.c", &args, &[]);
+    let expected = plain(&trees.b, "gcc", "x.c", &args, &[]);
     let (object, ending) = trees.through(&trees.b, "gcc", "x.c", &args, &[]);
-    assert!(object == plain);
+    assert!(object == expected);
     assert_eq!(
         ending,
         (DIRECT_HIT.0.to_owned(), DIRECT_HIT.1),
@@ -287,7 +287,7 @@ fn a_second_checkout_hits_directly_and_sees_its_own_headers() {
     );
     for file in ["inc/y.h", "early/x.h"] {
         write(&trees.b.join(file), "#define X 1\n#define Y 1\n");
-        let plain = trees.plain(&trees.b, "gcc", "x.c", &args, &[]);
+        let plain = plain(&trees.b, "gcc", "x.c", &args, &[]);
         let (object, ending) = trees.through(&trees.b, "gcc", "x.c", &args, &[]);
         assert!(object == plain, "{file} in the second checkout: {ending:?}");
     }
