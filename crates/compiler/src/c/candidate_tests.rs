@@ -286,6 +286,21 @@ fn another_version_reads_as_empty() {
     assert_eq!(Manifest::decode(&bytes), Manifest::default());
 }
 
+fn arbitrary_ask() -> impl Strategy<Value = Ask> {
+    (
+        proptest::option::of(any::<u32>()),
+        any::<bool>(),
+        proptest::collection::vec(any::<u8>(), 0..20),
+        proptest::collection::vec(any::<bool>(), 0..12),
+    )
+        .prop_map(|(asker, quoted, name, found)| Ask {
+            asker,
+            quoted,
+            name,
+            found,
+        })
+}
+
 fn arbitrary_candidate() -> impl Strategy<Value = Candidate> {
     (
         proptest::collection::vec(
@@ -296,8 +311,9 @@ fn arbitrary_candidate() -> impl Strategy<Value = Candidate> {
             0..8,
         ),
         any::<[u8; 32]>(),
+        proptest::collection::vec(arbitrary_ask(), 0..4),
     )
-        .prop_map(|(includes, result_key)| Candidate {
+        .prop_map(|(includes, result_key, asks)| Candidate {
             includes: includes
                 .into_iter()
                 .map(|(path, digest)| Include { path, digest })
@@ -305,7 +321,7 @@ fn arbitrary_candidate() -> impl Strategy<Value = Candidate> {
             result_key,
             pinned: None,
             probes: false,
-            asks: Vec::new(),
+            asks,
         })
 }
 
