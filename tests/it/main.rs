@@ -16,6 +16,7 @@ mod config_file;
 mod containers;
 mod explain;
 mod faults;
+mod has_include;
 mod hostile_input;
 mod journal;
 mod load;

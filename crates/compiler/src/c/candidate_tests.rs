@@ -15,6 +15,7 @@ fn find_in(manifest: &Manifest, cwd: &Path) -> Option<CacheKey> {
                 cwd,
                 &Rebase::default(),
                 &SearchPath::default(),
+                || Some(&[]),
                 &mut digests,
             )
         })
@@ -31,6 +32,8 @@ fn site(cwd: &Path, started: SystemTime) -> Site<'_> {
         started,
         pinned: None,
         search: &NOWHERE,
+        source: b"",
+        system: &|| Some(&[]),
     }
 }
 
@@ -50,6 +53,7 @@ fn candidate_of(paths: &[(&str, [u8; 32])], result: u8) -> Candidate {
         result_key: [result; 32],
         pinned: None,
         probes: false,
+        asks: Vec::new(),
     }
 }
 
@@ -109,6 +113,140 @@ fn a_candidate_matches_only_while_every_file_is_unchanged() {
 }
 
 #[test]
+fn a_candidate_whose_headers_ask_fits_while_every_answer_is_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for sub in ["src", "early", "late", "inc", "sys"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    std::fs::write(
+        d.join("inc/ask.h"),
+        "#if __has_include(<x.h>) || __has_include(\"q.h\")\n#endif\n#define HAS __has_include\n",
+    )
+    .unwrap();
+    let args: Vec<std::ffi::OsString> = ["-Iearly", "-Ilate", "-Iinc"].map(Into::into).to_vec();
+    let search = SearchPath::new(
+        &d.join("src/a.c"),
+        d,
+        &[],
+        crate::language::Language::C,
+        &args,
+    );
+    let system = [d.join("sys")];
+    let site = Site {
+        search: &search,
+        source: b"#include \"ask.h\"\n#if HAS(<y.h>)\n#endif\n",
+        system: &|| Some(&system[..]),
+        ..site(d, SystemTime::now() + Duration::from_secs(5))
+    };
+    let made = candidate(&site, &[b"inc/ask.h".to_vec()], &key(3)).unwrap();
+    assert!(!made.needs_preprocessor());
+    assert_eq!(made.asks.len(), 3, "{:?}", made.asks);
+    let decoded = Manifest::decode(&{
+        let mut manifest = Manifest::default();
+        manifest.add(made);
+        manifest.encode().unwrap()
+    });
+    let fits = |digests: &mut Digests| {
+        decoded
+            .find(|c| {
+                c.fits(
+                    d,
+                    &Rebase::default(),
+                    &search,
+                    || Some(&system[..]),
+                    digests,
+                )
+            })
+            .is_some()
+    };
+    assert!(fits(&mut Digests::default()));
+    assert!(
+        !decoded.candidates()[0].fits(
+            d,
+            &Rebase::default(),
+            &search,
+            || None,
+            &mut Digests::default()
+        ),
+        "unknown compiler directories fit nothing"
+    );
+    for file in [
+        "early/x.h",
+        "late/x.h",
+        "sys/x.h",
+        "inc/q.h",
+        "src/q.h",
+        "late/y.h",
+    ] {
+        std::fs::write(d.join(file), "").unwrap();
+        assert!(!fits(&mut Digests::default()), "{file} appeared");
+        std::fs::remove_file(d.join(file)).unwrap();
+        assert!(fits(&mut Digests::default()), "{file} went again");
+    }
+    // A directory of that name is no header.
+    std::fs::create_dir(d.join("early/x.h")).unwrap();
+    assert!(fits(&mut Digests::default()));
+}
+
+#[test]
+fn unreadable_questions_or_unknown_directories_need_the_preprocessor() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.h"), "#if __has_include(NAME)\n#endif\n").unwrap();
+    std::fs::write(dir.path().join("b.h"), "#if __has_include(<b>)\n#endif\n").unwrap();
+    let later = SystemTime::now() + Duration::from_secs(5);
+    let made = candidate(&site(dir.path(), later), &[b"a.h".to_vec()], &key(1)).unwrap();
+    assert!(made.needs_preprocessor());
+    let unknown = Site {
+        system: &|| None,
+        ..site(dir.path(), later)
+    };
+    let made = candidate(&unknown, &[b"b.h".to_vec()], &key(1)).unwrap();
+    assert!(made.needs_preprocessor());
+    let known = candidate(&site(dir.path(), later), &[b"b.h".to_vec()], &key(1)).unwrap();
+    assert!(!known.needs_preprocessor());
+}
+
+/// The candidate as it was before questions were recorded.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct OldCandidate {
+    includes: Vec<Include>,
+    #[serde(with = "serde_bytes")]
+    result_key: [u8; 32],
+    #[serde(default)]
+    pinned: Option<serde_bytes::ByteBuf>,
+    #[serde(default)]
+    probes: bool,
+}
+
+#[test]
+fn old_candidates_still_decode_and_old_readers_never_see_questions_as_none() {
+    let old = OldCandidate {
+        includes: vec![Include {
+            path: b"a.h".to_vec(),
+            digest: [1; 32],
+        }],
+        result_key: [2; 32],
+        pinned: None,
+        probes: false,
+    };
+    let bytes = rmp_serde::to_vec(&(MANIFEST_VERSION, vec![&old])).unwrap();
+    let decoded = Manifest::decode(&bytes);
+    assert_eq!(decoded.candidates(), [candidate_of(&[("a.h", [1; 32])], 2)]);
+    // A reader without the field must not take a candidate with questions for one
+    // without: it fails to decode it (an empty manifest, a miss) rather than fit it.
+    let mut new = candidate_of(&[("a.h", [1; 32])], 2);
+    new.asks.push(Ask {
+        asker: Some(0),
+        quoted: false,
+        name: b"x.h".to_vec(),
+        found: vec![false],
+    });
+    let bytes = rmp_serde::to_vec(&(MANIFEST_VERSION, vec![&new])).unwrap();
+    assert!(rmp_serde::from_slice::<(u32, Vec<OldCandidate>)>(&bytes).is_err());
+}
+
+#[test]
 fn unsafe_inputs_make_no_candidate() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("t.h"), "__TIME__").unwrap();
@@ -148,6 +286,21 @@ fn another_version_reads_as_empty() {
     assert_eq!(Manifest::decode(&bytes), Manifest::default());
 }
 
+fn arbitrary_ask() -> impl Strategy<Value = Ask> {
+    (
+        proptest::option::of(any::<u32>()),
+        any::<bool>(),
+        proptest::collection::vec(any::<u8>(), 0..20),
+        proptest::collection::vec(any::<bool>(), 0..12),
+    )
+        .prop_map(|(asker, quoted, name, found)| Ask {
+            asker,
+            quoted,
+            name,
+            found,
+        })
+}
+
 fn arbitrary_candidate() -> impl Strategy<Value = Candidate> {
     (
         proptest::collection::vec(
@@ -158,8 +311,9 @@ fn arbitrary_candidate() -> impl Strategy<Value = Candidate> {
             0..8,
         ),
         any::<[u8; 32]>(),
+        proptest::collection::vec(arbitrary_ask(), 0..4),
     )
-        .prop_map(|(includes, result_key)| Candidate {
+        .prop_map(|(includes, result_key, asks)| Candidate {
             includes: includes
                 .into_iter()
                 .map(|(path, digest)| Include { path, digest })
@@ -167,6 +321,7 @@ fn arbitrary_candidate() -> impl Strategy<Value = Candidate> {
             result_key,
             pinned: None,
             probes: false,
+            asks,
         })
 }
 

@@ -134,6 +134,151 @@ impl Program {
     }
 }
 
+impl Compiler {
+    /// The directories the compiler searches for `<...>` headers on its own (its
+    /// `-E -v` search list, without options or environment), C's or C++'s, kept under
+    /// `state_dir` per compiler identity; `None` when they cannot be learnt (the caller
+    /// then keys the compile by the preprocessor's output).
+    pub(crate) fn system_include_dirs(&self, cxx: bool, state_dir: &Path) -> Option<Vec<PathBuf>> {
+        let language = if cxx { "c++" } else { "c" };
+        let record = state_dir.join("compilers").join(format!(
+            "include-{language}-{}",
+            blake3::Hash::from_bytes(self.identity).to_hex()
+        ));
+        if let Some(known) = std::fs::read(&record)
+            .ok()
+            .and_then(|bytes| parse_dirs_record(&bytes))
+        {
+            return Some(known);
+        }
+        let output = Command::new(&self.path)
+            .args(["-x", language, "-E", "-v", "/dev/null"])
+            .env_clear()
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let dirs = search_list(&output.stderr)?;
+        if let Err(e) = write_dirs_record(&record, &dirs) {
+            tracing::debug!(
+                "cannot keep include directories in {}: {e}",
+                record.display()
+            );
+        }
+        Some(dirs)
+    }
+}
+
+/// Whether the compiler's own include directories for a command with preprocessor
+/// arguments `args` and environment `env` are the ones [`Compiler::system_include_dirs`]
+/// learns without them: not under options or variables that move them (a sysroot, another
+/// target or word size, another C++ library, prefixes, options passed on unseen).
+pub(crate) fn default_include_dirs_apply(args: &[OsString], env: &[(OsString, OsString)]) -> bool {
+    const KNOWN_I: [&[u8]; 5] = [
+        b"-iquote",
+        b"-isystem",
+        b"-idirafter",
+        b"-include",
+        b"-imacros",
+    ];
+    const MOVING: [&[u8]; 15] = [
+        b"-isystem-after",
+        b"--sysroot",
+        b"-target",
+        b"--target",
+        b"-m32",
+        b"-mx32",
+        b"-m16",
+        b"-B",
+        b"-stdlib",
+        b"--gcc-toolchain",
+        b"-specs",
+        b"--specs",
+        b"-Xpreprocessor",
+        b"-Wp,",
+        b"-Xclang",
+    ];
+    let moves = |arg: &[u8]| {
+        (arg.starts_with(b"-i") && !KNOWN_I.iter().any(|k| arg.starts_with(k)))
+            || MOVING.iter().any(|m| arg.starts_with(m))
+            || arg.starts_with(b"--driver-mode")
+            || arg.starts_with(b"-F")
+    };
+    // A directory under the sysroot (`-I=dir`, `-I$SYSROOT/dir`) is not where the search
+    // path looks.
+    let sysroot_relative = |arg: &[u8]| {
+        [&b"-I"[..], b"-iquote", b"-isystem", b"-idirafter"]
+            .iter()
+            .any(|f| {
+                arg.strip_prefix(*f)
+                    .is_some_and(|v| v.starts_with(b"=") || v.starts_with(b"$SYSROOT"))
+            })
+    };
+    let moving_var = |name: &OsStr| {
+        ["GCC_EXEC_PREFIX", "COMPILER_PATH", "SDKROOT", "GCC_ROOT"]
+            .iter()
+            .any(|v| name == OsStr::new(v))
+    };
+    !args
+        .iter()
+        .any(|a| moves(a.as_bytes()) || sysroot_relative(a.as_bytes()))
+        && !args.windows(2).any(|w| {
+            [&b"-I"[..], b"-iquote", b"-isystem", b"-idirafter"].contains(&w[0].as_bytes())
+                && (w[1].as_bytes().starts_with(b"=") || w[1].as_bytes().starts_with(b"$SYSROOT"))
+        })
+        && !env.iter().any(|(name, _)| moving_var(name))
+}
+
+/// The `#include <...>` search list of a `-v` run's messages.
+fn search_list(messages: &[u8]) -> Option<Vec<PathBuf>> {
+    let mut lines = messages.split(|&b| b == b'\n');
+    lines.find(|l| l.trim_ascii() == b"#include <...> search starts here:")?;
+    let mut dirs = Vec::new();
+    for line in lines {
+        let line = line.trim_ascii();
+        if line == b"End of search list." {
+            return Some(dirs);
+        }
+        let dir = line.strip_suffix(b" (framework directory)").unwrap_or(line);
+        if !dir.starts_with(b"/") {
+            // Not a search list this parser knows.
+            return None;
+        }
+        dirs.push(PathBuf::from(OsStr::from_bytes(dir)));
+    }
+    None
+}
+
+const DIRS_HEADER: &[u8] = b"hoard-compiler-include-dirs v1\n";
+
+fn parse_dirs_record(bytes: &[u8]) -> Option<Vec<PathBuf>> {
+    let body = bytes.strip_prefix(DIRS_HEADER)?;
+    let body = body.strip_suffix(b"end\n")?;
+    Some(
+        body.split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| PathBuf::from(OsStr::from_bytes(l)))
+            .collect(),
+    )
+}
+
+fn write_dirs_record(record: &Path, dirs: &[PathBuf]) -> std::io::Result<()> {
+    let mut text = DIRS_HEADER.to_vec();
+    for dir in dirs {
+        text.extend_from_slice(dir.as_os_str().as_bytes());
+        text.push(b'\n');
+    }
+    text.extend_from_slice(b"end\n");
+    let dir = record.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    temp.write_all(&text)?;
+    temp.persist(record).map_err(|e| e.error)?;
+    Ok(())
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -259,6 +404,93 @@ mod tests {
         for name in ["ld", "rustc", "gcc-ar", "ccache", "clang-tidy", "gcc-"] {
             assert_eq!(recognise(name), None, "{name}");
         }
+    }
+
+    #[test]
+    fn search_lists_parse_and_their_records_round_trip() {
+        let messages =
+            b"ignoring nonexistent directory \"/x\"\n#include \"...\" search starts here:\n\
+            #include <...> search starts here:\n /usr/lib/gcc/x86_64-linux-gnu/12/include\n\
+             /usr/local/include\n /System/Library/Frameworks (framework directory)\n\
+            End of search list.\n";
+        let dirs = search_list(messages).unwrap();
+        assert_eq!(
+            dirs,
+            [
+                "/usr/lib/gcc/x86_64-linux-gnu/12/include",
+                "/usr/local/include",
+                "/System/Library/Frameworks"
+            ]
+            .map(PathBuf::from)
+        );
+        assert_eq!(
+            search_list(b"#include <...> search starts here:\n /a\n"),
+            None
+        );
+        assert_eq!(search_list(b"nothing"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("compilers").join("include-c-x");
+        write_dirs_record(&record, &dirs).unwrap();
+        assert_eq!(
+            parse_dirs_record(&std::fs::read(&record).unwrap()),
+            Some(dirs)
+        );
+        assert_eq!(
+            parse_dirs_record(b"hoard-compiler-include-dirs v1\n/a\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_installed_gcc_lists_its_include_directories() {
+        let Ok(program) = find(
+            OsStr::new("gcc"),
+            Path::new("/"),
+            &[(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))],
+        ) else {
+            return;
+        };
+        let state = tempfile::tempdir().unwrap();
+        let compiler = program.identify(state.path()).unwrap();
+        let dirs = compiler.system_include_dirs(false, state.path()).unwrap();
+        assert!(
+            dirs.iter().any(|d| d == Path::new("/usr/include")),
+            "{dirs:?}"
+        );
+        // The second ask reads the record.
+        assert_eq!(
+            compiler.system_include_dirs(false, state.path()),
+            Some(dirs)
+        );
+    }
+
+    #[test]
+    fn options_that_move_the_compilers_directories_are_seen() {
+        let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+        let none: &[(OsString, OsString)] = &[];
+        assert!(default_include_dirs_apply(
+            &args(&[
+                "-Iinc", "-iquote", "q", "-isystem", "s", "-include", "p.h", "-DX", "-O2"
+            ]),
+            none
+        ));
+        for moving in [
+            &["--sysroot=/s"][..],
+            &["-isysroot", "/s"],
+            &["-m32"],
+            &["-stdlib=libc++"],
+            &["-iprefix", "/p"],
+            &["-I=/inc"],
+            &["-I", "=/inc"],
+            &["-target", "arm"],
+        ] {
+            assert!(
+                !default_include_dirs_apply(&args(moving), none),
+                "{moving:?}"
+            );
+        }
+        let env = [(OsString::from("GCC_EXEC_PREFIX"), OsString::from("/x"))];
+        assert!(!default_include_dirs_apply(&[], &env));
     }
 
     #[test]

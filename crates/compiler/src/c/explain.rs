@@ -9,6 +9,7 @@ use hoard_storage::CacheKey;
 
 use super::candidate::Candidate;
 use super::classify::CCompile;
+use super::family::system_dirs;
 use super::key;
 use super::paths::Rebase;
 use crate::compile::Compile;
@@ -44,12 +45,14 @@ pub(crate) fn explain_inputs(
         .map(|(path, digest)| (path.as_slice(), digest.as_ref().unwrap_or(&[0; 32])))
         .collect();
     if !listed.is_empty() {
-        key::depend_key(&manifest_key, &listed, None);
+        key::depend_key(&manifest_key, &listed, None, None);
     }
+    let system = std::sync::OnceLock::new();
+    let system = || system.get_or_init(|| system_dirs(compile, c)).as_deref();
     let in_cache = manifest(&manifest_key)
         .map(|bytes| Manifest::<Candidate>::decode(&bytes))
         .and_then(|m| {
-            m.find(|candidate| candidate.fits(cwd, &c.rebase, &c.search, &mut digests))
+            m.find(|candidate| candidate.fits(cwd, &c.rebase, &c.search, system, &mut digests))
                 .map(|_| ())
         })
         .is_some();

@@ -7,18 +7,20 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use hoard_storage::{CacheKey, OutputPath};
 
 use super::candidate::{self, Candidate, Site};
 use super::classify::{CCompile, DEPENDENCY_ROLE, OBJECT_ROLE};
+use super::detect::default_include_dirs_apply;
 use super::key;
 use super::paths::Rebase;
 use crate::cache::CacheError;
 use crate::compile::{Compile, write_atomically};
 use crate::digest::Digests;
 use crate::family::{Direct, Family, Plan, Stored};
-use crate::input::{Unrecordable, mentions_time_macros, read_input};
+use crate::input::{Unrecordable, mentions_time_macros, read_input_with};
 use crate::language::Language;
 use crate::recipe::MissProbe;
 use crate::result::CompileResult;
@@ -38,9 +40,11 @@ pub(crate) enum CNotRecorded {
     /// An input breaks one of ccache's safety rules.
     #[error(transparent)]
     Input(#[from] Unrecordable),
-    /// A compile whose headers ask `__has_include` could not be keyed by the preprocessor's
-    /// output.
-    #[error("its headers use __has_include and the preprocessor's output could not key it")]
+    /// A compile whose files ask `__has_include` in a way a candidate cannot answer again
+    /// could not be keyed by the preprocessor's output.
+    #[error(
+        "its files use __has_include unreadably and the preprocessor's output could not key it"
+    )]
     NotPreprocessed,
     /// The dependency file could not be copied aside, rebased, for storing.
     #[error("dependency file not rebased: {0}")]
@@ -58,6 +62,8 @@ pub(crate) struct CFamily<'a> {
     preprocessed: Vec<u8>,
     /// Depend mode: the dependency file the compile writes.
     depend: Option<Depend>,
+    /// The compiler's own include directories, once a `__has_include` question needs them.
+    system_dirs: OnceLock<Option<Vec<PathBuf>>>,
 }
 
 /// Where depend mode's compile writes its dependency file: the command's own, or a scratch
@@ -76,7 +82,16 @@ impl<'a> CFamily<'a> {
             source_digest: None,
             preprocessed: Vec::new(),
             depend: None,
+            system_dirs: OnceLock::new(),
         }
+    }
+
+    /// The compiler's own include directories for this compile, learnt once (see
+    /// [`system_dirs`]).
+    fn system_dirs(&self, compile: &Compile) -> Option<&[PathBuf]> {
+        self.system_dirs
+            .get_or_init(|| system_dirs(compile, self.c))
+            .as_deref()
     }
 
     /// Depend mode needs a dependency file that lists every header, system ones included:
@@ -178,13 +193,14 @@ impl<'a> CFamily<'a> {
                 .is_none_or(|bytes| rebase.leaked_in(&bytes))
     }
 
-    /// Fails unless the source is still what direct mode looked up: a source that changed
-    /// while it compiled may not be what the compiler read.
-    fn source_unchanged(&self, session: &Session<'_>) -> Result<(), CNotRecorded> {
+    /// The source's text, unless it is no longer what direct mode looked up: a source that
+    /// changed while it compiled may not be what the compiler read.
+    fn source_unchanged(&self, session: &Session<'_>) -> Result<Vec<u8>, CNotRecorded> {
         let source = &self.c.source_path;
-        let now = read_input(source, session.started).ok();
+        let mut text = Vec::new();
+        let now = read_input_with(source, session.started, |bytes| text = bytes.to_vec()).ok();
         if now.is_some() && now == self.source_digest {
-            Ok(())
+            Ok(text)
         } else {
             Err(CNotRecorded::Source(source.clone()))
         }
@@ -204,9 +220,7 @@ impl Family for CFamily<'_> {
         let Ok(source) = std::fs::read(&self.c.source_path) else {
             return Ok(None);
         };
-        if mentions_time_macros(&source) || contains(&source, b"__has_include") {
-            // `__has_include` asks about files no list names: the preprocessor's output
-            // shows its answer, a manifest could not.
+        if mentions_time_macros(&source) {
             return Ok(None);
         }
         let source_digest = *blake3::hash(&source).as_bytes();
@@ -223,6 +237,7 @@ impl Family for CFamily<'_> {
             &compile.command.cwd,
             &self.c.rebase,
             &self.c.search,
+            || self.system_dirs(compile),
             digests,
         )
     }
@@ -352,9 +367,10 @@ impl Family for CFamily<'_> {
         direct: &Direct<Candidate>,
         result_key: Option<&CacheKey>,
     ) -> Result<Candidate, CNotRecorded> {
-        self.source_unchanged(session)?;
+        let source_text = self.source_unchanged(session)?;
         let compile = session.compile;
         let cwd = &compile.command.cwd;
+        let system = || self.system_dirs(compile);
         let site = Site {
             cwd,
             rebase: &self.c.rebase,
@@ -363,6 +379,8 @@ impl Family for CFamily<'_> {
                 .embeds_paths(compile)
                 .then_some(cwd.as_os_str().as_bytes()),
             search: &self.c.search,
+            source: &source_text,
+            system: &system,
         };
         let source = self.c.args.source.as_bytes();
         if let Some(result_key) = result_key {
@@ -375,20 +393,34 @@ impl Family for CFamily<'_> {
             return Err(CNotRecorded::NoDependencyFile);
         };
         let includes = candidate::includes_from_depfile(&text, source);
-        let candidate = candidate::candidate_keyed(&site, &includes, |listed| {
-            key::depend_key(&direct.key, listed, site.pinned)
+        let candidate = candidate::candidate_keyed(&site, &includes, |listed, answers| {
+            key::depend_key(&direct.key, listed, site.pinned, answers)
         })?;
         if !candidate.needs_preprocessor() {
             return Ok(candidate);
         }
-        // A header asks `__has_include`: the next compile cannot trust this list and keys
-        // itself by the preprocessor's output, so the result is stored under that key (one
-        // `-E` run, on this first miss only), or the next build would miss again.
+        // A file asks `__has_include` in a way the candidate cannot answer again: the next
+        // compile cannot trust this list and keys itself by the preprocessor's output, so the
+        // result is stored under that key (one `-E` run, on this first miss only), or the
+        // next build would miss again.
         match self.preprocessed_key(compile).await {
             Some(result_key) => Ok(candidate.keyed_by(result_key)),
             None => Err(CNotRecorded::NotPreprocessed),
         }
     }
+}
+
+/// The compiler's own include directories for a compile, learnt once per compiler (kept in
+/// the state directory); `None` when unknown or moved by the command's options.
+pub(super) fn system_dirs(compile: &Compile, c: &CCompile) -> Option<Vec<PathBuf>> {
+    let cxx = match compile.language {
+        Language::C => false,
+        Language::Cxx => true,
+        _ => return None,
+    };
+    default_include_dirs_apply(&c.args.preprocess, &compile.command.env)
+        .then(|| c.compiler.system_include_dirs(cxx, &compile.state_dir))
+        .flatten()
 }
 
 /// A temporary copy of `depfile`, rebased, beside it.

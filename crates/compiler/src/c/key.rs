@@ -118,16 +118,22 @@ pub(crate) fn unpreprocessed_key(common: &[u8; 32], source_digest: &[u8; 32]) ->
 /// Depend-mode key (ccache's depend mode): the manifest key, which covers the compiler, the
 /// options and the source, and every file the compile read, by path and content, as its
 /// dependency file listed them. No preprocessor output is involved.
-/// `pinned` is the working directory when the object embeds a base's path.
+/// `pinned` is the working directory when the object embeds a base's path; `answers` the
+/// digest of the `__has_include` answers when a file asked (the same files can make another
+/// object when a header appears that none of them includes).
 pub(crate) fn depend_key(
     manifest_key: &CacheKey,
     includes: &[(&[u8], &[u8; 32])],
     pinned: Option<&[u8]>,
+    answers: Option<&[u8; 32]>,
 ) -> CacheKey {
     let mut recipe = Recipe::new(DEPEND_RECIPE);
     recipe.field("manifest", manifest_key.as_bytes());
     if let Some(cwd) = pinned {
         recipe.field("object-embeds-paths-of", cwd);
+    }
+    if let Some(answers) = answers {
+        recipe.field("has-include-answers", answers);
     }
     for (path, digest) in includes {
         recipe

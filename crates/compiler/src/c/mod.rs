@@ -13,6 +13,7 @@ mod family;
 mod key;
 mod language;
 mod paths;
+mod probe;
 mod response_file;
 mod search;
 
