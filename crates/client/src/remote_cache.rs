@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use hoard_compiler::{ArtifactCache, CacheError, CompileResult, Language};
-use hoard_protocol::{OutputPath as WirePath, PROTOCOL_V2, Request, Response, capability};
+use hoard_protocol::{
+    ClientEvent, LOCAL_HITS_FILE, OutputPath as WirePath, PROTOCOL_V2, Request, Response,
+    capability,
+};
 use hoard_storage::entry::{self, EntryError};
 use hoard_storage::{CacheKey, DiskStore, OutputPath, ReadLimits};
 use tokio::sync::Mutex;
@@ -173,6 +176,9 @@ impl RemoteCache {
         language: Option<&str>,
     ) -> Result<Option<CompileResult>, ClientError> {
         let mut connection = self.connection.lock().await;
+        if let Some(result) = self.local_hit(&connection, key, outputs, language) {
+            return Ok(Some(result));
+        }
         if let Transfer::SharedFs(wire) = self.transfer(&connection, outputs) {
             let request = Request::CacheGet {
                 key: key.to_hex(),
@@ -233,6 +239,50 @@ impl RemoteCache {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The hit under `key` in our own cache directory, extracted onto `outputs` here, as the
+    /// manifest is read there: no round trip, no process woken. The server's local store is
+    /// our `HOARD_DIR`'s, whose entries are verified whole as they are written out (a split
+    /// entry's large files copied from beside its stub); the hit is counted through the
+    /// client events log the server folds into its statistics. Anything else (no such entry,
+    /// one that does not verify or is not for these outputs) is asked of the server, which
+    /// also knows the remote tiers and removes what is damaged.
+    fn local_hit(
+        &self,
+        connection: &Connection,
+        key: &CacheKey,
+        outputs: &[OutputPath],
+        language: Option<&str>,
+    ) -> Option<CompileResult> {
+        let state_dir = connection.state_dir();
+        if !connection.has_capability(capability::MANIFESTS)
+            || !state_dir.join(LOCAL_HITS_FILE).exists()
+        {
+            // A server pinned to v1, or from before local hits: it counts its own hits.
+            return None;
+        }
+        let delivered = DiskStore::peek_deliver(&state_dir.join("cache"), key, outputs).ok()??;
+        let extracted = match delivered {
+            Ok(extracted) => extracted,
+            Err(e) => {
+                tracing::debug!(%key, "local entry not used, asking the server: {e}");
+                return None;
+            }
+        };
+        crate::events::record_event(
+            state_dir,
+            &ClientEvent::LocalHit {
+                language: language.unwrap_or("unknown").to_owned(),
+                saved_ms: extracted.meta.compile_ms,
+            },
+        );
+        self.note_transfer("local");
+        self.note_tier(Some("local".to_owned()));
+        Some(CompileResult::from_stored(
+            extracted.meta,
+            extracted.digests,
+        ))
     }
 
     /// Stores the outputs under `key`: the server reads them from their paths, or we pack

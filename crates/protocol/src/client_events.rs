@@ -1,6 +1,6 @@
-//! Events a client counts without a server: invocations it never sends (non-cacheable ones)
-//! and compiles it ran itself because the cache path failed (when no server may be there to
-//! tell). Each is one short line appended to a file in the cache directory; the server folds
+//! Events a client counts without a server: invocations it never sends (non-cacheable ones),
+//! compiles it ran itself because the cache path failed (when no server may be there to
+//! tell), and hits it served from its own cache directory without a round trip. Each is one short line appended to a file in the cache directory; the server folds
 //! the file into the [`Stats`] it reports, and `ZeroStats` empties it.
 
 use crate::Stats;
@@ -14,6 +14,29 @@ pub enum ClientEvent {
     LocalFallback(String),
     /// A fault on the cache path that did not need a local compile (a failed put).
     CacheError(String),
+    /// A hit the client extracted from its own cache directory (protocol v2), in `language`,
+    /// saving the stored compile time.
+    LocalHit {
+        /// The language name (`c`, `c++`, `rust`).
+        language: String,
+        /// The stored compile time, in milliseconds.
+        saved_ms: u64,
+    },
+}
+
+/// A name as a line may carry it: `[a-z0-9_+]`, at most 64 characters, so a line can never be
+/// split or forged by what it carries (`+` keeps `c++` readable).
+fn line_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '+' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
 }
 
 impl ClientEvent {
@@ -24,19 +47,11 @@ impl ClientEvent {
             Self::NonCacheable(n) => ("non_cacheable", n),
             Self::LocalFallback(n) => ("local_fallback", n),
             Self::CacheError(n) => ("cache_error", n),
+            Self::LocalHit { language, saved_ms } => {
+                return format!("local_hit {} {saved_ms}\n", line_safe(language));
+            }
         };
-        let name: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .take(64)
-            .collect();
-        format!("{kind} {name}\n")
+        format!("{kind} {}\n", line_safe(name))
     }
 
     /// Parses one line; `None` for anything not written by [`ClientEvent::to_line`].
@@ -47,6 +62,13 @@ impl ClientEvent {
             "non_cacheable" => Some(Self::NonCacheable(name)),
             "local_fallback" => Some(Self::LocalFallback(name)),
             "cache_error" => Some(Self::CacheError(name)),
+            "local_hit" => {
+                let (language, saved_ms) = name.split_once(' ')?;
+                Some(Self::LocalHit {
+                    language: language.to_owned(),
+                    saved_ms: saved_ms.parse().ok()?,
+                })
+            }
             _ => None,
         }
     }
@@ -66,10 +88,30 @@ impl Stats {
                     *self.local_fallback_causes.entry(cause).or_default() += 1;
                 }
                 ClientEvent::CacheError(_) => self.cache_errors += 1,
+                ClientEvent::LocalHit { language, saved_ms } => {
+                    self.cache_hits += 1;
+                    *self.hits_by_language.entry(language).or_default() += 1;
+                    *self
+                        .hits_by_protocol
+                        .entry(crate::PROTOCOL_V2.to_string())
+                        .or_default() += 1;
+                    self.time_saved_ms = self.time_saved_ms.saturating_add(saved_ms);
+                    self.transfers.local += 1;
+                    // The local tier served it, as it would have through the server.
+                    if let Some(local) = self.tiers.iter_mut().find(|t| t.name == "local") {
+                        local.hits += 1;
+                    }
+                }
             }
         }
     }
 }
+
+/// File name of the marker a server keeps in its cache directory while clients may serve hits
+/// from its local store themselves and count them as [`ClientEvent::LocalHit`]s: a server
+/// that speaks v2 writes it at start, one pinned to v1 removes it, and one from before it
+/// existed never writes it, so its clients ask it for every hit as before.
+pub const LOCAL_HITS_FILE: &str = "local-hits";
 
 /// File name of the client events log inside the cache directory.
 pub const CLIENT_EVENTS_FILE: &str = "client-events.log";
@@ -81,11 +123,16 @@ mod tests {
 
     proptest! {
         #[test]
-        fn events_round_trip_through_their_line(name in "[a-z0-9_]{1,40}", kind in 0..3u8) {
+        fn events_round_trip_through_their_line(
+            name in "[a-z0-9_+]{1,40}",
+            kind in 0..4u8,
+            saved_ms: u64,
+        ) {
             let event = match kind {
                 0 => ClientEvent::NonCacheable(name),
                 1 => ClientEvent::LocalFallback(name),
-                _ => ClientEvent::CacheError(name),
+                2 => ClientEvent::CacheError(name),
+                _ => ClientEvent::LocalHit { language: name, saved_ms },
             };
             prop_assert_eq!(ClientEvent::from_line(&event.to_line()), Some(event));
         }
@@ -104,6 +151,24 @@ mod tests {
         let mut stats = Stats::default();
         stats.add_client_events(&line);
         assert_eq!((stats.non_cacheable, stats.local_fallbacks), (1, 0));
+    }
+
+    #[test]
+    fn a_local_hit_counts_as_a_v2_hit_of_the_local_tier() {
+        let mut stats = Stats {
+            tiers: vec![crate::TierStats {
+                name: "local".into(),
+                ..Default::default()
+            }],
+            ..Stats::default()
+        };
+        stats.add_client_events("local_hit c++ 40\nlocal_hit c 2\nlocal_hit c x\n");
+        assert_eq!(stats.cache_hits, 2);
+        assert_eq!(stats.hits_by_language["c++"], 1);
+        assert_eq!(stats.hits_by_protocol["2"], 2);
+        assert_eq!(stats.time_saved_ms, 42);
+        assert_eq!(stats.transfers.local, 2);
+        assert_eq!(stats.tiers[0].hits, 2);
     }
 
     #[test]

@@ -76,12 +76,17 @@ pub struct TransferStats {
     pub shared_fs: u64,
     /// The entry's bytes crossed the connection (another mount namespace, machine or TCP).
     pub inline: u64,
+    /// The client found the hit in its own cache directory and extracted it itself: nothing
+    /// crossed the connection. Added after v2 shipped: omitted from the wire while zero, so
+    /// older peers' bytes are unchanged.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub local: u64,
 }
 
 impl TransferStats {
     /// Whether nothing has been counted.
     pub fn is_zero(&self) -> bool {
-        self.shared_fs == 0 && self.inline == 0
+        self.shared_fs == 0 && self.inline == 0 && self.local == 0
     }
 }
 

@@ -182,11 +182,11 @@ fn hello(
 
 /// The counters, the client events and the tiers' figures in one answer.
 fn stats(shared: &Shared) -> Response {
-    let mut stats = shared.stats.snapshot();
+    let tiers = shared.stats.with_saved_tiers(shared.live_tiers());
+    let mut stats = shared.stats.snapshot(tiers);
     let local = shared.tiers.local();
     stats.cache_size_bytes = local.size_bytes();
     stats.cache_max_bytes = local.max_size();
-    stats.tiers = shared.stats.with_saved_tiers(shared.live_tiers());
     Response::Stats {
         stats: Box::new(stats),
     }

@@ -94,6 +94,7 @@ async fn serve_locked(
     let interrupt = signal(SignalKind::interrupt()).map_err(ServerError::Signals)?;
 
     let shared = Shared::open(config, own_uid, &limits)?;
+    publish_local_hits(&shared.config);
     tracing::info!(socket = %shared.config.socket_path.display(), pid = std::process::id(), "serving");
     let mut accepting = vec![tokio::spawn(crate::accept::unix(
         listeners.unix,
@@ -120,6 +121,24 @@ async fn serve_locked(
     saver.abort();
     shared.save_stats();
     Ok(())
+}
+
+/// Tells this cache directory's clients whether they may serve hits from the local store
+/// themselves (see [`hoard_protocol::LOCAL_HITS_FILE`]): yes when this server speaks v2. A
+/// marker that cannot be written only costs those clients a round trip per hit.
+fn publish_local_hits(config: &crate::ServerConfig) {
+    let marker = config.cache_dir.join(hoard_protocol::LOCAL_HITS_FILE);
+    let done = if config.max_protocol >= hoard_protocol::PROTOCOL_V2 {
+        std::fs::write(&marker, b"v2\n")
+    } else {
+        match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    };
+    if let Err(e) = done {
+        tracing::warn!(path = %marker.display(), error = %e, "local-hits marker not updated");
+    }
 }
 
 /// Returns when the server is told to stop (`Shutdown`, SIGTERM, SIGINT) or has been idle

@@ -170,13 +170,15 @@ impl ServerStats {
         }
     }
 
-    /// The counters with the client events folded in.
-    pub fn snapshot(&self) -> Stats {
+    /// The counters with the tiers' figures `tiers` and then the client events folded in (a
+    /// client's own hit counts for the local tier).
+    pub fn snapshot(&self, tiers: Vec<TierStats>) -> Stats {
         let mut stats = self
             .counters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        stats.tiers = tiers;
         if let Ok(log) = std::fs::read_to_string(&self.client_events) {
             stats.add_client_events(&log);
         }
@@ -270,7 +272,7 @@ mod tests {
             protocol: 1,
             saved_ms: 500,
         });
-        let stats = second.snapshot();
+        let stats = second.snapshot(Vec::new());
         assert_eq!(stats.cache_hits, 2);
         assert_eq!(stats.time_saved_ms, 2000);
         assert_eq!(stats.corrupt_entries, 1);
@@ -280,7 +282,7 @@ mod tests {
         assert_eq!(tiers, vec![tier("local", 7), tier("redis", 1)]);
 
         second.zero().unwrap();
-        assert_eq!(second.snapshot(), Stats::default());
+        assert_eq!(second.snapshot(Vec::new()), Stats::default());
         assert_eq!(
             second.with_saved_tiers(vec![tier("local", 4)]),
             vec![tier("local", 4)]
@@ -293,7 +295,7 @@ mod tests {
         let saved = dir.path().join("stats.json");
         std::fs::write(&saved, b"{ not json").unwrap();
         let stats = ServerStats::persistent(dir.path().join("events"), saved.clone());
-        assert_eq!(stats.snapshot(), Stats::default());
+        assert_eq!(stats.snapshot(Vec::new()), Stats::default());
         assert_eq!(
             std::fs::read(dir.path().join("stats.json.unreadable")).unwrap(),
             b"{ not json"

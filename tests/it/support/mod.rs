@@ -262,6 +262,11 @@ pub fn journal_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Hits a client served from its own cache directory (`transfers.local`).
+pub fn local_hits(stats: &serde_json::Value) -> u64 {
+    stats["transfers"]["local"].as_u64().unwrap_or(0)
+}
+
 /// The `transfers` counters of `hoard --show-stats --json`: `(shared_fs, inline)`. A counter
 /// the JSON leaves out (nothing counted yet) is 0.
 pub fn transfers(stats: &serde_json::Value) -> (u64, u64) {

@@ -213,6 +213,37 @@ impl DiskStore {
         let hex = key.to_hex();
         read_entry(&dir.join(&hex[..2]).join(hex))
     }
+
+    /// Writes the outputs of the entry under `key` straight from a store's directory, as
+    /// [`DiskStore::peek`] reads (no scan, no accounting, never a write to the store): a whole
+    /// entry is extracted, a split one delivered with the files beside its stub copied, never
+    /// linked (a hard link is the store's own to make). Everything is verified before any
+    /// output is renamed into place; a file beside a stub is hashed whole, since this process
+    /// keeps no memory of files it verified before. `Ok(None)` when there is no entry; the
+    /// inner result is the entry's verdict, as [`DiskStore::deliver`] gives it.
+    pub fn peek_deliver(
+        dir: &Path,
+        key: &CacheKey,
+        outputs: &[OutputPath],
+    ) -> Result<Option<Result<Extracted, EntryError>>, StorageError> {
+        let hex = key.to_hex();
+        let path = dir.join(&hex[..2]).join(hex);
+        let Some(bytes) = read_entry(&path)? else {
+            return Ok(None);
+        };
+        if !split::is_split(&bytes) {
+            return Ok(Some(entry::extract_with_digests(&bytes, outputs)));
+        }
+        let verified = beside::Verified::default();
+        let files = beside::Beside {
+            stub: &path,
+            verified: &verified,
+        };
+        let delivered = split::parse(&bytes)
+            .and_then(|stub| split::deliver(&stub, outputs, &files, false))
+            .map(|d| d.extracted);
+        Ok(Some(delivered))
+    }
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StorageError {
