@@ -130,6 +130,7 @@ fn stats() -> Stats {
         transfers: TransferStats {
             shared_fs: 190_000,
             inline: 12,
+            local: 0,
         },
         corrupt_entries: 2,
         hits_by_protocol: counts(&["1", "2"]),

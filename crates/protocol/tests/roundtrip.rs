@@ -158,6 +158,7 @@ fn stats() -> impl Strategy<Value = Stats> {
             transfers: TransferStats {
                 shared_fs: n[5],
                 inline: n[6],
+                local: n[6] / 5,
             },
             corrupt_entries: n[0] / 3,
             hits_by_protocol: reasons_by_protocol(n[1]),
