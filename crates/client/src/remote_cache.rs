@@ -270,13 +270,19 @@ impl RemoteCache {
                 return None;
             }
         };
-        crate::events::record_event(
+        let counted = crate::events::try_record_event(
             state_dir,
             &ClientEvent::LocalHit {
                 language: language.unwrap_or("unknown").to_owned(),
                 saved_ms: extracted.meta.compile_ms,
             },
         );
+        if let Err(e) = counted {
+            // A hit nobody counts is a hit the statistics cannot explain (a read-only or full
+            // cache directory): the server serves it again, the same bytes, and counts it.
+            tracing::debug!(%key, "local hit not countable ({e}), asking the server");
+            return None;
+        }
         self.note_transfer("local");
         self.note_tier(Some("local".to_owned()));
         Some(CompileResult::from_stored(

@@ -76,6 +76,11 @@ fn stats_once_answered(sandbox: &Sandbox) -> serde_json::Value {
     }
 }
 
+/// Removes the server's local-hits marker, so wrappers ask it for every hit.
+fn without_local_hits(sandbox: &Sandbox) {
+    std::fs::remove_file(sandbox.cache_dir().join(hoard_protocol::LOCAL_HITS_FILE)).unwrap();
+}
+
 /// Stops the server, builds the warm tree, and checks the build: byte-identical, within the
 /// acceptance bound, each compile done locally and counted. Then kills the hung server and
 /// shows that the next build is served from the cache again.
@@ -83,6 +88,9 @@ fn hung_server(client_timeout: Option<&str>, fault: &str) {
     let (mut sandbox, sources, out, reference) = setup();
     warm(&sandbox, &sources, &out, &reference);
     let hung = sandbox.server_pid().expect("a server pid file");
+    // Warm hits in the local store need no server at all: as with a server from before local
+    // hits, every compile asks the hung server here.
+    without_local_hits(&sandbox);
     if let Some(seconds) = client_timeout {
         sandbox.set_env("HOARD_CLIENT_TIMEOUT", seconds);
         // Started a minute ago, as far as clients can tell (the pid file's age): past the
@@ -291,6 +299,7 @@ fn a_request_its_client_gave_up_on_is_not_acted_on_when_the_server_resumes() {
     warm(&sandbox, &sources, &out, &reference);
     let server = sandbox.server_pid().expect("a server pid file");
     sandbox.set_env("HOARD_CLIENT_TIMEOUT", "1");
+    without_local_hits(&sandbox);
     signal(server, "STOP");
     let one = &sources[..1];
     let build = timed_build(Some(&sandbox), one, &out);
@@ -315,4 +324,32 @@ fn a_request_its_client_gave_up_on_is_not_acted_on_when_the_server_resumes() {
         sandbox.log()
     );
     assert_eq!(count(&stats, "cache_hits"), 0, "{stats}");
+}
+
+/// A warm build needs no server for hits in the local store: against a hung server every
+/// compile is still a hit, byte-identical, no wrapper waits on it, and the resumed server
+/// counts every hit.
+#[test]
+fn a_warm_build_against_a_hung_server_hits_from_the_local_store_without_waiting_on_it() {
+    let _machine = support::timed();
+    let (sandbox, sources, out, reference) = setup();
+    warm(&sandbox, &sources, &out, &reference);
+    sandbox.zero_stats();
+    let server = sandbox.server_pid().expect("a server pid file");
+    signal(server, "STOP");
+    let build = timed_build(Some(&sandbox), &sources, &out);
+    signal(server, "CONT");
+    reference.assert_same(&build, &out, "warm build against a hung server", &sandbox);
+    assert!(
+        !sandbox
+            .cache_dir()
+            .join(hoard_client::UNRESPONSIVE_FILE)
+            .exists(),
+        "a wrapper waited on the hung server"
+    );
+    let stats = stats_once_answered(&sandbox);
+    let n = sources.len() as u64;
+    assert_eq!(count(&stats, "cache_hits"), n, "{stats}");
+    assert_eq!(stats["transfers"]["local"], n, "{stats}");
+    assert_eq!(count(&stats, "local_fallbacks"), 0, "{stats}");
 }

@@ -198,10 +198,10 @@ fn v1_and_v2_wrappers_compiling_one_source_at_once_compile_it_once_between_them(
         stats["requests_by_protocol"]["1"].as_u64().unwrap_or(0) >= 4,
         "{stats}"
     );
-    assert!(
-        stats["requests_by_protocol"]["2"].as_u64().unwrap_or(0) >= 4,
-        "{stats}"
-    );
+    // A v2 wrapper that finds the entry in the local store serves it without a request.
+    let v2 = stats["requests_by_protocol"]["2"].as_u64().unwrap_or(0)
+        + stats["transfers"]["local"].as_u64().unwrap_or(0);
+    assert!(v2 >= 4, "{stats}");
 }
 
 #[test]
