@@ -66,7 +66,7 @@ pub struct TieredStorage {
     local: DiskStore,
     /// What an entry from a remote tier may declare.
     limits: EntryLimits,
-    local_counters: Counters,
+    local_counters: Arc<Counters>,
     shared: Arc<Shared>,
     queue: Mutex<Option<mpsc::Sender<Job>>>,
 }
@@ -143,7 +143,7 @@ impl TieredStorage {
         Ok(Self {
             local,
             limits: EntryLimits::default(),
-            local_counters: Counters::default(),
+            local_counters: Arc::default(),
             shared: Arc::new(Shared {
                 tiers: remotes,
                 limits: QueueLimits {
@@ -300,6 +300,38 @@ impl TieredStorage {
         }
     }
 
+    /// Writes a remote hit's entry to the local disk after the hit is answered, off the
+    /// build's critical path (a write and the size ledger's lock, for every remote hit of a
+    /// first build). Counted as pending, so [`TieredStorage::flush`] waits for it; without a
+    /// runtime to run it on, it is written here and now.
+    fn backfill_local(&self, key: &CacheKey, entry: Bytes) {
+        let local = self.local.clone();
+        let counters = Arc::clone(&self.local_counters);
+        let key = *key;
+        let write = async move {
+            match local.put_shared(&key, entry).await {
+                Ok(()) => Counters::bump(&counters.writes),
+                Err(e) => {
+                    // The hit is still good; only the local copy is missing.
+                    Counters::bump(&counters.errors);
+                    tracing::warn!(%key, error = %e, "cannot backfill the local cache");
+                }
+            }
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return futures::executor::block_on(write);
+        };
+        self.shared.pending.fetch_add(1, Ordering::SeqCst);
+        let reservation = Reservation {
+            shared: Arc::clone(&self.shared),
+            bytes: 0,
+        };
+        runtime.spawn(async move {
+            write.await;
+            drop(reservation);
+        });
+    }
+
     fn wants_remote_writes(&self) -> bool {
         self.shared.tiers.iter().any(|t| !t.config.read_only)
     }
@@ -399,14 +431,7 @@ impl Storage for TieredStorage {
             // one (faster, by the configured order) get it for other machines.
             let entry = Bytes::from(entry);
             self.enqueue_puts(0..i, key, &entry);
-            match self.local.put_shared(key, entry.clone()).await {
-                Ok(()) => Counters::bump(&self.local_counters.writes),
-                Err(e) => {
-                    // The hit is still good; only the local copy is missing.
-                    Counters::bump(&self.local_counters.errors);
-                    tracing::warn!(%key, error = %e, "cannot backfill the local cache");
-                }
-            }
+            self.backfill_local(key, entry.clone());
             return Ok(Some(Located {
                 entry: Vec::from(entry),
                 tier: Some(tier.config.name.clone()),

@@ -240,7 +240,9 @@ pub async fn shared_between_two_machines(tier: TierConfig) {
         (1, 0, 0),
         "{remote:?}"
     );
-    // Backfilled into B's local tier: the next get is a local hit.
+    // Backfilled into B's local tier, after the hit was answered (flush waits for it): the
+    // next get is a local hit.
+    assert!(b.flush(Duration::from_secs(10)).await);
     assert_eq!(b.local().get(&k).await.unwrap(), Some(e.clone()));
     assert_eq!(b.get(&k).await.unwrap(), Some(e));
     let local = stats_of(&b, "local");
