@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{HOARD, Sandbox, files_under, journal_lines, text, tools};
+use crate::support::{HOARD, Sandbox, cargo, files_under, journal_lines, text, tools};
 
 /// The fixture's C files: `csrc/part0.c` to `csrc/part5.c`.
 const C_PARTS: usize = 6;
@@ -30,46 +30,21 @@ fn clone(at: &Path) {
 /// `cargo build --offline` of the clone at `at` (target directory `at/target`), through
 /// hoard when `journal` is given (recording there), plainly into `target` otherwise.
 fn cargo_build(sandbox: &Sandbox, at: &Path, profile: &[&str], journal: Option<&Path>) {
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--offline", "--quiet"])
-        .args(profile)
-        .current_dir(at)
-        .env("CARGO_INCREMENTAL", "0");
-    for name in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_TARGET_DIR",
-        "CC",
-        "CFLAGS",
-        "RUSTC_WRAPPER",
-        "HOARD_PATHS",
-        "HOARD_BASEDIRS",
-    ] {
-        cmd.env_remove(name);
-    }
-    match journal {
+    let mut cmd = match journal {
         Some(journal) => {
-            cmd.env("RUSTC_WRAPPER", HOARD)
-                .env("CC", format!("{HOARD} gcc"))
-                .env("HOARD_DIR", sandbox.cache_dir())
-                .env("HOARD_SERVER_UDS", sandbox.socket())
-                .env("HOARD_JOURNAL", journal)
-                .envs(sandbox.env.iter().map(|(k, v)| (k, v)));
+            let mut cmd = cargo::cargo_build(sandbox, at, &at.join("target"), true);
+            cmd.env("CC", format!("{HOARD} gcc"))
+                .env("HOARD_JOURNAL", journal);
+            cmd
         }
         None => {
-            cmd.env("CC", "gcc")
-                .env("CARGO_TARGET_DIR", at.join("plain"));
+            let mut cmd = cargo::cargo_build(sandbox, at, &at.join("plain"), false);
+            cmd.env("CC", "gcc");
+            cmd
         }
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "cargo build failed: {}\n{}",
-        text(&out.stderr),
-        sandbox.log()
-    );
+    };
+    cmd.args(profile);
+    cargo::succeeded(&mut cmd, sandbox);
 }
 
 /// The journal's C lines (outputs ending in `.o`): their results, and the reasons misses gave.

@@ -63,41 +63,9 @@ fn project_with(root: &Path, lib: &str) -> PathBuf {
 /// `env` on top; returns what the binary prints.
 fn build(sandbox: &Sandbox, ws: &Path, target: &Path, hoard: bool, env: &[(&str, &str)]) -> String {
     let _ = std::fs::remove_dir_all(target);
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--offline", "--quiet"])
-        .current_dir(ws)
-        .env("CARGO_TARGET_DIR", target)
-        .env("CARGO_INCREMENTAL", "0")
-        .env("HOARD_DIR", sandbox.cache_dir())
-        .env("HOARD_SERVER_UDS", sandbox.socket())
-        // No config file of the machine's: a test that wants one sets HOARD_CONFIG.
-        .env("XDG_CONFIG_HOME", sandbox.dir.path())
-        .env("HOARD_LOG", "debug");
-    for name in [
-        "RUSTC_WRAPPER",
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "HOARD_PATHS",
-        "HOARD_BASEDIRS",
-        "HOARD_CONFIG",
-        "HOARD_PROTOCOL",
-    ] {
-        cmd.env_remove(name);
-    }
-    if hoard {
-        cmd.env("RUSTC_WRAPPER", HOARD);
-    }
-    cmd.envs(sandbox.env.iter().map(|(k, v)| (k, v)));
+    let mut cmd = crate::support::cargo::cargo_build(sandbox, ws, target, hoard);
     cmd.envs(env.iter().copied());
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "cargo build failed: {}\n{}",
-        text(&out.stderr),
-        sandbox.log()
-    );
+    crate::support::cargo::succeeded(&mut cmd, sandbox);
     let run = Command::new(target.join("debug/app")).output().unwrap();
     assert!(run.status.success(), "{}", text(&run.stderr));
     text(&run.stdout)

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::{HOARD, Sandbox, text, tools};
+use crate::support::{self, HOARD, Sandbox, text, tools};
 
 /// rustc compiles in one build of the fixture: greeting, features, shout (proc-macro),
 /// generated's build script and library, app (bin).
@@ -50,39 +50,9 @@ fn cargo(
     env: &[(&str, &str)],
     args: &[&str],
 ) -> Output {
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--offline", "--quiet"])
-        .args(args)
-        .current_dir(ws)
-        .env("RUSTC_WRAPPER", HOARD)
-        .env("CARGO_TARGET_DIR", target)
-        .env("CARGO_INCREMENTAL", "0")
-        .env("HOARD_DIR", sandbox.cache_dir())
-        .env("HOARD_SERVER_UDS", sandbox.socket())
-        .env("HOARD_LOG", "debug");
-    for name in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_PIPELINING",
-        "CARGO_BUILD_RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "HOARD_FIXTURE_GREETING",
-        "HOARD_PROTOCOL",
-        "HOARD_SERVER_MAX_PROTOCOL",
-        "HOARD_DIRECT_MODE",
-    ] {
-        cmd.env_remove(name);
-    }
-    cmd.envs(sandbox.env.iter().map(|(k, v)| (k, v)));
-    cmd.envs(env.iter().copied());
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "cargo build failed: {}\n{}",
-        text(&out.stderr),
-        sandbox.log()
-    );
-    out
+    let mut cmd = support::cargo::cargo_build(sandbox, ws, target, true);
+    cmd.args(args).envs(env.iter().copied());
+    support::cargo::succeeded(&mut cmd, sandbox)
 }
 
 /// What the fixture's binary prints.

@@ -4,6 +4,7 @@
 //! ([`gateway`]), mount and network namespaces ([`namespaces`]) and remote-tier daemons
 //! ([`tiers`]).
 
+pub mod cargo;
 pub mod gateway;
 pub mod namespaces;
 /// Real memcached and redis servers on free loopback ports, shared with the storage crate's
