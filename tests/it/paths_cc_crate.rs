@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::support::{HOARD, Sandbox, cargo, files_under, journal_lines, text, tools};
 
@@ -30,18 +29,15 @@ fn clone(at: &Path) {
 /// `cargo build --offline` of the clone at `at` (target directory `at/target`), through
 /// hoard when `journal` is given (recording there), plainly into `target` otherwise.
 fn cargo_build(sandbox: &Sandbox, at: &Path, profile: &[&str], journal: Option<&Path>) {
-    let mut cmd = match journal {
-        Some(journal) => {
-            let mut cmd = cargo::cargo_build(sandbox, at, &at.join("target"), true);
-            cmd.env("CC", format!("{HOARD} gcc"))
-                .env("HOARD_JOURNAL", journal);
-            cmd
-        }
-        None => {
-            let mut cmd = cargo::cargo_build(sandbox, at, &at.join("plain"), false);
-            cmd.env("CC", "gcc");
-            cmd
-        }
+    let mut cmd = if let Some(journal) = journal {
+        let mut cmd = cargo::cargo_build(sandbox, at, &at.join("target"), true);
+        cmd.env("CC", format!("{HOARD} gcc"))
+            .env("HOARD_JOURNAL", journal);
+        cmd
+    } else {
+        let mut cmd = cargo::cargo_build(sandbox, at, &at.join("plain"), false);
+        cmd.env("CC", "gcc");
+        cmd
     };
     cmd.args(profile);
     cargo::succeeded(&mut cmd, sandbox);

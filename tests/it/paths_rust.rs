@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{HOARD, Sandbox, counter, text};
+use crate::support::{Sandbox, counter, text};
 
 /// rustc compiles in one build: the path dependency and the binary.
 const UNITS: u64 = 2;

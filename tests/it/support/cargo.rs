@@ -32,8 +32,7 @@ const CLEARED: &[&str] = &[
 /// when `wrapped`; the sandbox's environment last, so a test's own `set_env` wins.
 pub fn cargo_build(sandbox: &Sandbox, dir: &Path, target: &Path, wrapped: bool) -> Command {
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--offline", "--quiet"])
-        .current_dir(dir);
+    cmd.args(["build", "--offline", "--quiet"]).current_dir(dir);
     for name in CLEARED {
         cmd.env_remove(name);
     }
