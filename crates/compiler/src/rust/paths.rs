@@ -12,11 +12,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+// Placeholders are delimited by bytes that never occur in paths or in rustc's output.
+use crate::placeholder::{CLOSE, OPEN, replace_placeholders, replace_prefixes};
 use crate::text::contains;
-
-/// Placeholders are delimited by bytes that never occur in paths or in rustc's output.
-const OPEN: u8 = 0x01;
-const CLOSE: u8 = 0x02;
 
 /// The roots of one compile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,11 +37,6 @@ fn replaceable(root: &[u8]) -> bool {
                 b'"' | b'\\' | b' ' | b'\t' | b'\n' | b'\r' | b':' | OPEN | CLOSE
             )
         })
-}
-
-/// Bytes that continue a path component: a root followed by one of these is a longer name.
-fn continues_name(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'@' | b'~')
 }
 
 impl Roots {
@@ -99,50 +92,12 @@ impl Roots {
     /// Replaces every root in `text` by its placeholder. A root counts only where it is a
     /// whole path prefix: not preceded or followed by more of a file name.
     pub(crate) fn normalise(&self, text: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(text.len());
-        let mut i = 0;
-        'scan: while i < text.len() {
-            if text[i] == b'/' && (i == 0 || !(continues_name(text[i - 1]) || text[i - 1] == b'/'))
-            {
-                for (placeholder, root) in &self.roots {
-                    if text[i..].starts_with(root)
-                        && text
-                            .get(i + root.len())
-                            .is_none_or(|&next| !continues_name(next))
-                    {
-                        out.extend_from_slice(placeholder);
-                        i += root.len();
-                        continue 'scan;
-                    }
-                }
-            }
-            out.push(text[i]);
-            i += 1;
-        }
-        out
+        replace_prefixes(text, &self.roots)
     }
 
     /// Replaces placeholders by this compile's roots (the inverse of [`Self::normalise`]).
     pub(crate) fn resolve(&self, text: &[u8]) -> Vec<u8> {
-        if !text.contains(&OPEN) {
-            return text.to_vec();
-        }
-        let mut out = Vec::with_capacity(text.len() + 64);
-        let mut i = 0;
-        'scan: while i < text.len() {
-            if text[i] == OPEN {
-                for (placeholder, root) in &self.roots {
-                    if text[i..].starts_with(placeholder) {
-                        out.extend_from_slice(root);
-                        i += placeholder.len();
-                        continue 'scan;
-                    }
-                }
-            }
-            out.push(text[i]);
-            i += 1;
-        }
-        out
+        replace_placeholders(text, &self.roots)
     }
 
     /// Normalises an OS string (an argument or path).
