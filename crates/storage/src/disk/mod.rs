@@ -265,12 +265,32 @@ async fn read_stored(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
     run_sized("read entry", size, move || read_open_entry(file, &path)).await
 }
 
+/// An entry read by a process outside the store ([`DiskStore::peek`]): a client that serves
+/// its own hits. It reads only what its own uid's server could have written: a regular file
+/// (not followed through a link) of this uid that no other user may write. Anything else is
+/// refused, and the caller asks its server instead.
 fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
-    match File::open(path) {
-        Ok(file) => read_open_entry(file, path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err("open", path)(e)),
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("open", path)(e)),
+    };
+    let meta = file.metadata().map_err(io_err("stat", path))?;
+    let own = rustix::process::geteuid().as_raw();
+    if !meta.is_file() || meta.uid() != own || meta.mode() & 0o022 != 0 {
+        let why = format!(
+            "not a regular file of uid {own} that only it may write (uid {}, mode {:o})",
+            meta.uid(),
+            meta.mode() & 0o7777
+        );
+        return Err(io_err("refuse to read", path)(io::Error::other(why)));
     }
+    read_open_entry(file, path)
 }
 
 fn read_open_entry(mut file: File, path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
@@ -444,6 +464,31 @@ fn stored_size_at(path: &Path) -> Option<(u64, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_reader_outside_the_store_reads_only_entries_no_other_user_may_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), 1000).unwrap();
+        let key = CacheKey::from_bytes([7; 32]);
+        store.put(&key, b"entry".to_vec()).await.unwrap();
+        assert_eq!(
+            DiskStore::peek(dir.path(), &key).unwrap(),
+            Some(b"entry".to_vec())
+        );
+        let hex = key.to_hex();
+        let path = dir.path().join(&hex[..2]).join(&hex);
+        // Writable by others: anyone could have planted it.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(DiskStore::peek(dir.path(), &key).is_err());
+        // A link in its place is not followed.
+        fs::remove_file(&path).unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::write(&elsewhere, b"entry").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert!(DiskStore::peek(dir.path(), &key).is_err());
+        assert!(DiskStore::peek_deliver(dir.path(), &key, &[]).is_err());
+    }
 
     #[test]
     fn open_counts_existing_entries_and_ignores_foreign_files() {
