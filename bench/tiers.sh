@@ -164,6 +164,36 @@ print(n, f"{ms / n:.2f}" if n else "-")
 PY
 }
 
+# "MISSES MEAN_LOOKUP_MS": the misses in journal FILE and their mean lookup_ms.
+journal_misses() { # FILE
+  python3 - "$1" <<'PY'
+import json, sys
+n, ms = 0, 0.0
+for line in open(sys.argv[1]):
+    j = json.loads(line)
+    if j.get("result") == "miss":
+        n += 1
+        ms += j.get("lookup_ms", 0.0)
+print(n, f"{ms / n:.2f}" if n else "-")
+PY
+}
+
+# The C corpus's first MISS_OBJECTS objects built with a define no entry has, so every
+# compile misses (locally, then on the current machine's tier) and is stored; prints
+# journal_misses of that build. What a miss costs is its lookup_ms beside the same build's
+# with no tier at all (the `none` row).
+MISS_OBJECTS=24
+miss_build() { # TAG
+  local objs
+  objs=$(grep -E '^/[^:]+\.o: ' "$W/Makefile" | cut -d: -f1 | head -n "$MISS_OBJECTS")
+  # shellcheck disable=SC2086
+  rm -f $objs
+  # shellcheck disable=SC2086
+  HOARD_JOURNAL=$W/journal-miss-$1 make -s -j2 -f "$W/Makefile" "L=$HOARD" \
+    CFLAGS="-O2 -g -DHOARD_BENCH_MISS_${1//[^a-z0-9]/_}" $objs >/dev/null
+  journal_misses "$W/journal-miss-$1"
+}
+
 TIERS=()
 for tier in "${wanted[@]}"; do
   if ! start_tier "$tier"; then
@@ -176,8 +206,8 @@ done
 # run_project c|rust: fills every tier from machine A, measures machine B, prints the table.
 run_project() {
   PROJECT=$1
-  local tier round out first second hits lookup f s h l r verdict last now i
-  local -A FIRST=() SECOND=() HITS=() LOOKUP=()
+  local tier round out first second hits lookup missn missms f s h l m r verdict last now i
+  local -A FIRST=() SECOND=() HITS=() LOOKUP=() MISSMS=()
   for tier in "${TIERS[@]}"; do
     # Machine A fills the tier; its writes are asynchronous, so wait (at most 60 s) until
     # the tier's write counter has stopped moving for a second.
@@ -209,15 +239,33 @@ run_project() {
         first=$(pbuild)
         hits=$(journal_hits "$HOARD_JOURNAL" "$tier")
         second=$(pbuild)
+        misses="- -"
+        [ "$PROJECT" = c ] && misses=$(miss_build "$tier-$round")
         machine_stop
-        echo "$first $second $hits"
+        echo "$first $second $hits $misses"
       )
-      read -r first second hits lookup <<<"$out"
+      read -r first second hits lookup missn missms <<<"$out"
       FIRST[$tier]+="$first"$'\n'
       SECOND[$tier]+="$second"$'\n'
       HITS[$tier]+="$hits"$'\n'
       LOOKUP[$tier]+="$lookup"$'\n'
+      MISSMS[$tier]+="$missms"$'\n'
     done
+    if [ "$PROJECT" = c ]; then
+      # The same miss build on a machine with no remote tier: what a miss costs locally.
+      out=$(
+        : >"$W/env-none"
+        machine "B-$PROJECT-none" none
+        machine_stop
+        rm -rf "$HOARD_DIR" "$HOARD_JOURNAL"
+        "$HOARD" --start-server >/dev/null 2>&1 || true
+        misses=$(miss_build "none-$round")
+        machine_stop
+        echo "$misses"
+      )
+      read -r missn missms <<<"$out"
+      MISSMS[none]+="$missms"$'\n'
+    fi
   done
 
   if [ "$PROJECT" = c ]; then
@@ -228,13 +276,15 @@ run_project() {
   echo
   echo "$(date -u +%Y-%m-%d), $(nproc) cores, hoard $(version_of "$HOARD") at $HOARD; command: bench/tiers.sh $reps ${wanted[*]}"
   echo
-  echo "| tier | B's first build (from the tier) | B's second build (own disk) | ratio | hits from the tier | lookup_ms per tier hit |"
-  echo "|---|---|---|---|---|---|"
+  echo "| tier | B's first build (from the tier) | B's second build (own disk) | ratio | hits from the tier | lookup_ms per tier hit | lookup_ms per miss |"
+  echo "|---|---|---|---|---|---|---|"
   for tier in "${TIERS[@]}"; do
     f=$(median <<<"${FIRST[$tier]}")
     s=$(median <<<"${SECOND[$tier]}")
     h=$(grep -v '^$' <<<"${HITS[$tier]}" | sort -n | head -1)
     l=$(median <<<"$(grep -v -- '^-$' <<<"${LOOKUP[$tier]}" || true)")
+    m=-
+    [ "$PROJECT" = c ] && m=$(median <<<"$(grep -v -- '^-$' <<<"${MISSMS[$tier]}" || true)")
     if is_number "$f" && is_number "$s"; then
       r=$(awk -v f="$f" -v s="$s" 'BEGIN { printf "%.2f", (s > 0 ? f / s : 0) }')
       verdict=$(awk -v r="$r" 'BEGIN { print (r <= 2.0 ? "ok" : "OVER 2x") }')
@@ -244,8 +294,14 @@ run_project() {
     [ "$verdict" = ok ] || over=1
     # Every C compile is cacheable; in the cargo project, build scripts' runs and the final link are not.
     if [ "$PROJECT" = c ] && [ "$h" != "$(grep -c "^$(printf '\t')" "$W/Makefile")" ]; then h="$h (NOT ALL)"; fi
-    echo "| $tier | $f | $s | $r $verdict | $h | $l |"
+    echo "| $tier | $f | $s | $r $verdict | $h | $l | ${m:--} |"
   done
+  if [ "$PROJECT" = c ]; then
+    m=$(median <<<"$(grep -v -- '^-$' <<<"${MISSMS[none]}" || true)")
+    echo "| none (local disk only) | - | - | - | - | - | ${m:--} |"
+    echo
+    echo "lookup_ms per miss: the mean over a build of the corpus's first $MISS_OBJECTS files with a new define (every compile a miss, then stored); a tier's remote miss costs its row minus the \`none\` row."
+  fi
   echo
 }
 
