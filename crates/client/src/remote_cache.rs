@@ -255,13 +255,7 @@ impl RemoteCache {
         outputs: &[OutputPath],
         language: Option<&str>,
     ) -> Option<CompileResult> {
-        let state_dir = connection.state_dir();
-        if !connection.has_capability(capability::MANIFESTS)
-            || !state_dir.join(LOCAL_HITS_FILE).exists()
-        {
-            // A server pinned to v1, or from before local hits: it counts its own hits.
-            return None;
-        }
+        let state_dir = served_locally(connection)?;
         let delivered = DiskStore::peek_deliver(&state_dir.join("cache"), key, outputs).ok()??;
         let extracted = match delivered {
             Ok(extracted) => extracted,
@@ -336,6 +330,15 @@ impl RemoteCache {
     }
 }
 
+/// The cache directory whose local store this client may serve hits from and count them in
+/// itself; `None` for a server pinned to v1 or from before local hits (no marker), which
+/// sees and counts every hit and miss itself.
+fn served_locally(connection: &Connection) -> Option<&Path> {
+    let state_dir = connection.state_dir();
+    (connection.has_capability(capability::MANIFESTS) && state_dir.join(LOCAL_HITS_FILE).exists())
+        .then_some(state_dir)
+}
+
 /// The manifest under `key` in the local store of `state_dir`, if it is there and sound.
 fn local_manifest(state_dir: &Path, key: &CacheKey) -> Option<Vec<u8>> {
     let bytes = DiskStore::peek(&state_dir.join("cache"), key).ok()??;
@@ -385,6 +388,23 @@ impl ArtifactCache for RemoteCache {
             Response::Miss => Ok(None),
             other => Err(unexpected("ManifestGet", &other).into()),
         }
+    }
+
+    async fn count_miss(&self, probe: &CacheKey, language: Language) -> Result<(), CacheError> {
+        // Where hits are served from the local store, the miss is counted the same way, with
+        // no round trip and no remote tier asked for a key nothing is stored under.
+        {
+            let connection = self.connection.lock().await;
+            if let Some(state_dir) = served_locally(&connection) {
+                let event = ClientEvent::LocalMiss {
+                    language: language.name().to_owned(),
+                };
+                if crate::events::try_record_event(state_dir, &event).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        self.get(probe, &[], language).await.map(|_| ())
     }
 
     fn withdrawn(&self) -> bool {

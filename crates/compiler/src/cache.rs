@@ -35,6 +35,13 @@ pub trait ArtifactCache: Send + Sync {
     /// Stores a manifest under `key`, replacing any older one.
     async fn put_manifest(&self, key: &CacheKey, manifest: Vec<u8>) -> Result<(), CacheError>;
 
+    /// Has a miss counted where this cache counts misses, for a compile that no result lookup
+    /// preceded (depend mode learns its key only by compiling). By default a lookup of
+    /// `probe`, a key nothing is stored under, whose miss the cache counts as it answers.
+    async fn count_miss(&self, probe: &CacheKey, language: Language) -> Result<(), CacheError> {
+        self.get(probe, &[], language).await.map(|_| ())
+    }
+
     /// Whether this cache has found, on its first answer, that it cannot serve here at all
     /// and its owner will run the compile another way (a v2 client whose server turns out to
     /// predate v2 hands the whole command to it). The pipeline then stops at the failure

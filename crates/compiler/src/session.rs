@@ -137,7 +137,10 @@ impl<'a> Session<'a> {
         }
         let key = miss_probe_key(probe, manifest_key);
         let language = self.compile.language;
-        let probed = self.clock.lookup(self.cache.get(&key, &[], language)).await;
+        let probed = self
+            .clock
+            .lookup(self.cache.count_miss(&key, language))
+            .await;
         if let Err(e) = probed {
             self.errors.push(e);
         }

@@ -22,6 +22,12 @@ pub enum ClientEvent {
         /// The stored compile time, in milliseconds.
         saved_ms: u64,
     },
+    /// A miss the client counted without a lookup (protocol v2, a depend-mode compile that
+    /// learns its key only by compiling), in `language`.
+    LocalMiss {
+        /// The language name.
+        language: String,
+    },
 }
 
 /// A name as a line may carry it: `[a-z0-9_+]`, at most 64 characters, so a line can never be
@@ -50,6 +56,7 @@ impl ClientEvent {
             Self::LocalHit { language, saved_ms } => {
                 return format!("local_hit {} {saved_ms}\n", line_safe(language));
             }
+            Self::LocalMiss { language } => ("local_miss", language),
         };
         format!("{kind} {}\n", line_safe(name))
     }
@@ -62,6 +69,7 @@ impl ClientEvent {
             "non_cacheable" => Some(Self::NonCacheable(name)),
             "local_fallback" => Some(Self::LocalFallback(name)),
             "cache_error" => Some(Self::CacheError(name)),
+            "local_miss" => Some(Self::LocalMiss { language: name }),
             "local_hit" => {
                 let (language, saved_ms) = name.split_once(' ')?;
                 Some(Self::LocalHit {
@@ -88,6 +96,14 @@ impl Stats {
                     *self.local_fallback_causes.entry(cause).or_default() += 1;
                 }
                 ClientEvent::CacheError(_) => self.cache_errors += 1,
+                ClientEvent::LocalMiss { language } => {
+                    self.cache_misses += 1;
+                    *self.misses_by_language.entry(language).or_default() += 1;
+                    *self
+                        .misses_by_protocol
+                        .entry(crate::PROTOCOL_V2.to_string())
+                        .or_default() += 1;
+                }
                 ClientEvent::LocalHit { language, saved_ms } => {
                     self.cache_hits += 1;
                     *self.hits_by_language.entry(language).or_default() += 1;
@@ -125,13 +141,14 @@ mod tests {
         #[test]
         fn events_round_trip_through_their_line(
             name in "[a-z0-9_+]{1,40}",
-            kind in 0..4u8,
+            kind in 0..5u8,
             saved_ms: u64,
         ) {
             let event = match kind {
                 0 => ClientEvent::NonCacheable(name),
                 1 => ClientEvent::LocalFallback(name),
                 2 => ClientEvent::CacheError(name),
+                3 => ClientEvent::LocalMiss { language: name },
                 _ => ClientEvent::LocalHit { language: name, saved_ms },
             };
             prop_assert_eq!(ClientEvent::from_line(&event.to_line()), Some(event));
@@ -162,7 +179,10 @@ mod tests {
             }],
             ..Stats::default()
         };
-        stats.add_client_events("local_hit c++ 40\nlocal_hit c 2\nlocal_hit c x\n");
+        stats
+            .add_client_events("local_hit c++ 40\nlocal_hit c 2\nlocal_hit c x\nlocal_miss rust\n");
+        assert_eq!(stats.cache_misses, 1);
+        assert_eq!(stats.misses_by_protocol["2"], 1);
         assert_eq!(stats.cache_hits, 2);
         assert_eq!(stats.hits_by_language["c++"], 1);
         assert_eq!(stats.hits_by_protocol["2"], 2);
