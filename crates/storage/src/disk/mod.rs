@@ -231,19 +231,41 @@ impl DiskStore {
         let Some(bytes) = read_entry(&path)? else {
             return Ok(None);
         };
-        if !split::is_split(&bytes) {
-            return Ok(Some(entry::extract_with_digests(&bytes, outputs)));
-        }
         let verified = beside::Verified::default();
-        let files = beside::Beside {
-            stub: &path,
-            verified: &verified,
-        };
-        let delivered = split::parse(&bytes)
-            .and_then(|stub| split::deliver(&stub, outputs, &files, false))
-            .map(|d| d.extracted);
-        Ok(Some(delivered))
+        Ok(Some(deliver_at(&path, &bytes, outputs, &verified, false)))
     }
+}
+
+/// Writes the entry or stub `bytes`, read from `path`, onto `outputs`: a whole entry is
+/// extracted, a split one delivered from the files beside the stub (hard-linked when `link`,
+/// else copied), those `verified` remembers as already hashed not hashed again.
+fn deliver_at(
+    path: &Path,
+    bytes: &[u8],
+    outputs: &[OutputPath],
+    verified: &beside::Verified,
+    link: bool,
+) -> Result<Extracted, EntryError> {
+    if !split::is_split(bytes) {
+        return entry::extract_with_digests(bytes, outputs);
+    }
+    let stub = split::parse(bytes)?;
+    let files = beside::Beside {
+        stub: path,
+        verified,
+    };
+    let delivered = split::deliver(&stub, outputs, &files, link)?;
+    for source in &delivered.linked {
+        // A linked output shares its inode, and its mtime, with the stored file: made now,
+        // as a copied output's is, so `make` does not see it as older than its sources. The
+        // new mtime is this process's own doing, so the file stays trusted.
+        let touched = File::open(source).and_then(|f| f.set_modified(SystemTime::now()));
+        if let Err(e) = touched {
+            tracing::debug!(path = %source.display(), error = %e, "cannot refresh linked output mtime");
+        }
+        verified.remember(source);
+    }
+    Ok(delivered.extracted)
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StorageError {
@@ -366,26 +388,7 @@ impl Inner {
         outputs: &[OutputPath],
         link: bool,
     ) -> Result<Extracted, EntryError> {
-        if !split::is_split(bytes) {
-            return entry::extract_with_digests(bytes, outputs);
-        }
-        let stub = split::parse(bytes)?;
-        let files = beside::Beside {
-            stub: path,
-            verified: &self.verified,
-        };
-        let delivered = split::deliver(&stub, outputs, &files, link)?;
-        for source in &delivered.linked {
-            // A linked output shares its inode, and its mtime, with the stored file: made
-            // now, as a copied output's is, so `make` does not see it as older than its
-            // sources. The new mtime is this process's own doing, so the file stays trusted.
-            let touched = File::open(source).and_then(|f| f.set_modified(SystemTime::now()));
-            if let Err(e) = touched {
-                tracing::debug!(path = %source.display(), error = %e, "cannot refresh linked output mtime");
-            }
-            self.verified.remember(source);
-        }
-        Ok(delivered.extracted)
+        deliver_at(path, bytes, outputs, &self.verified, link)
     }
 
     /// The raw entry a split one stands for, its files read from beside the stub. A stub
