@@ -15,17 +15,6 @@ use crate::support::{
 
 const FLAGS: &[&str] = &["-O1", "-g", "-Wall"];
 
-/// Every one of the `n` hits in `stats` was read by the client from its own cache directory:
-/// nothing crossed the connection.
-fn assert_all_local_hits(stats: &serde_json::Value, n: u64, sandbox: &Sandbox) {
-    assert_eq!(
-        (transfers(stats), local_hits(stats)),
-        ((0, 0), n),
-        "every hit from the client's own cache directory: {stats}\n{}",
-        sandbox.log()
-    );
-}
-
 /// The client's record of directories the server does not see (empty when it has none).
 fn not_shared_dirs(sandbox: &Sandbox) -> String {
     std::fs::read_to_string(sandbox.cache_dir().join("not-shared-dirs")).unwrap_or_default()
@@ -122,9 +111,14 @@ fn a_build_in_its_own_mount_namespace_is_byte_identical_all_hits_warm_and_every_
         "{warm}\n{}",
         sandbox.log()
     );
-    // The namespace sees the cache directory, so each hit is read from it by the client
-    // itself: nothing crosses the connection.
-    assert_all_local_hits(&warm, n, &sandbox);
+    // Another mount namespace than the server's: no hit is served from the local store, and
+    // every one travels inline.
+    assert_eq!(
+        (transfers(&warm), local_hits(&warm)),
+        ((0, n), 0),
+        "every hit went inline: {warm}\n{}",
+        sandbox.log()
+    );
 
     // Served by the host's server throughout: the namespace started none of its own.
     assert_eq!(sandbox.server_pids(), vec![server]);
@@ -163,7 +157,14 @@ fn a_build_on_the_servers_filesystem_moves_every_hit_and_put_through_the_shared_
     assert_eq!(counter(&stats, "cache_hits"), n, "{stats}");
     assert_eq!(counter(&stats, "cache_misses"), 0, "{stats}");
     assert_eq!(counter(&stats, "local_fallbacks"), 0, "{stats}");
-    assert_all_local_hits(&stats, n, &sandbox);
+    // The server's own mount namespace: each hit is read by the client from the local store
+    // itself, nothing crosses the connection.
+    assert_eq!(
+        (transfers(&stats), local_hits(&stats)),
+        ((0, 0), n),
+        "every hit from the client's own cache directory: {stats}\n{}",
+        sandbox.log()
+    );
     let remembered = not_shared_dirs(&sandbox);
     assert!(
         !remembers(&remembered, &out),
@@ -230,7 +231,12 @@ fn a_mount_namespace_build_at_the_hosts_path_hits_what_the_host_built_and_gets_i
     assert_eq!(counter(&stats, "cache_misses"), 0, "{stats}");
     assert_eq!(counter(&stats, "cache_writes"), 0, "{stats}");
     assert_eq!(counter(&stats, "local_fallbacks"), 0, "{stats}");
-    assert_all_local_hits(&stats, n, &sandbox);
+    assert_eq!(
+        (transfers(&stats), local_hits(&stats)),
+        ((0, n), 0),
+        "every hit went inline: {stats}\n{}",
+        sandbox.log()
+    );
 }
 
 /// The flake this file once had: on a fresh cache directory the first wrappers race to write

@@ -332,11 +332,16 @@ impl RemoteCache {
 
 /// The cache directory whose local store this client may serve hits from and count them in
 /// itself; `None` for a server pinned to v1 or from before local hits (no marker), which
-/// sees and counts every hit and miss itself.
+/// sees and counts every hit and miss itself, and for a client in another mount namespace
+/// than the server's (a container), whose hits go inline.
 fn served_locally(connection: &Connection) -> Option<&Path> {
     let state_dir = connection.state_dir();
-    (connection.has_capability(capability::MANIFESTS) && state_dir.join(LOCAL_HITS_FILE).exists())
-        .then_some(state_dir)
+    if !connection.has_capability(capability::MANIFESTS) {
+        return None;
+    }
+    let marker = std::fs::read_to_string(state_dir.join(LOCAL_HITS_FILE)).ok()?;
+    let ours = hoard_protocol::local_hits_marker(&hoard_protocol::mount_namespace()?);
+    (marker == ours).then_some(state_dir)
 }
 
 /// The manifest under `key` in the local store of `state_dir`, if it is there and sound.

@@ -129,6 +129,21 @@ impl Stats {
 /// existed never writes it, so its clients ask it for every hit as before.
 pub const LOCAL_HITS_FILE: &str = "local-hits";
 
+/// What a server writes in [`LOCAL_HITS_FILE`]: its mount namespace (the target of
+/// `/proc/self/ns/mnt`), so that only a client that sees the same filesystem tree serves
+/// itself; one in a container reads hits inline, as the server cannot see its paths either.
+pub fn local_hits_marker(mount_namespace: &str) -> String {
+    format!("v2 {mount_namespace}\n")
+}
+
+/// This process's mount namespace, as [`local_hits_marker`] names it; `None` without
+/// `/proc`.
+pub fn mount_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/mnt")
+        .ok()
+        .map(|target| target.to_string_lossy().into_owned())
+}
+
 /// File name of the client events log inside the cache directory.
 pub const CLIENT_EVENTS_FILE: &str = "client-events.log";
 

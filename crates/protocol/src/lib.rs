@@ -20,7 +20,9 @@ mod inline;
 mod message;
 mod stats;
 
-pub use client_events::{CLIENT_EVENTS_FILE, ClientEvent, LOCAL_HITS_FILE};
+pub use client_events::{
+    CLIENT_EVENTS_FILE, ClientEvent, LOCAL_HITS_FILE, local_hits_marker, mount_namespace,
+};
 pub use frame::{DEFAULT_MAX_FRAME_LENGTH, MAX_NESTING, ProtocolError, codec, decode, encode};
 pub use inline::{InlineAssembly, InlineError, InlinePieces};
 pub use message::{ByteBuf, DirIdentity, OutputPath, Probe, Request, Response};

@@ -124,12 +124,17 @@ async fn serve_locked(
 }
 
 /// Tells this cache directory's clients whether they may serve hits from the local store
-/// themselves (see [`hoard_protocol::LOCAL_HITS_FILE`]): yes when this server speaks v2. A
+/// themselves (see [`hoard_protocol::LOCAL_HITS_FILE`]): yes when this server speaks v2, to
+/// clients in its own mount namespace (without `/proc` to name it, to none). A
 /// marker that cannot be written only costs those clients a round trip per hit.
 fn publish_local_hits(config: &crate::ServerConfig) {
     let marker = config.cache_dir.join(hoard_protocol::LOCAL_HITS_FILE);
-    let done = if config.max_protocol >= hoard_protocol::PROTOCOL_V2 {
-        std::fs::write(&marker, b"v2\n")
+    let namespace = hoard_protocol::mount_namespace();
+    let done = if let (true, Some(namespace)) = (
+        config.max_protocol >= hoard_protocol::PROTOCOL_V2,
+        namespace,
+    ) {
+        std::fs::write(&marker, hoard_protocol::local_hits_marker(&namespace))
     } else {
         match std::fs::remove_file(&marker) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
