@@ -97,6 +97,11 @@ impl Stats {
                 }
                 ClientEvent::CacheError(_) => self.cache_errors += 1,
                 ClientEvent::LocalMiss { language } => {
+                    // Served under v2 without a request on the wire: still v2's traffic.
+                    *self
+                        .requests_by_protocol
+                        .entry(crate::PROTOCOL_V2.to_string())
+                        .or_default() += 1;
                     self.cache_misses += 1;
                     *self.misses_by_language.entry(language).or_default() += 1;
                     *self
@@ -105,6 +110,10 @@ impl Stats {
                         .or_default() += 1;
                 }
                 ClientEvent::LocalHit { language, saved_ms } => {
+                    *self
+                        .requests_by_protocol
+                        .entry(crate::PROTOCOL_V2.to_string())
+                        .or_default() += 1;
                     self.cache_hits += 1;
                     *self.hits_by_language.entry(language).or_default() += 1;
                     *self
@@ -198,6 +207,7 @@ mod tests {
             .add_client_events("local_hit c++ 40\nlocal_hit c 2\nlocal_hit c x\nlocal_miss rust\n");
         assert_eq!(stats.cache_misses, 1);
         assert_eq!(stats.misses_by_protocol["2"], 1);
+        assert_eq!(stats.requests_by_protocol["2"], 3);
         assert_eq!(stats.cache_hits, 2);
         assert_eq!(stats.hits_by_language["c++"], 1);
         assert_eq!(stats.hits_by_protocol["2"], 2);

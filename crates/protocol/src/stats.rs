@@ -30,7 +30,8 @@ pub struct Stats {
     pub non_cacheable_reasons: BTreeMap<String, u64>,
     /// Local fallbacks per cause.
     pub local_fallback_causes: BTreeMap<String, u64>,
-    /// Requests served per protocol version, keyed by the version number (`"1"`, `"2"`).
+    /// Requests served per protocol version, keyed by the version number (`"1"`, `"2"`). A
+    /// hit or miss a v2 client served from the local store itself counts as one v2 request.
     pub requests_by_protocol: BTreeMap<String, u64>,
     /// Bytes in the local cache.
     pub cache_size_bytes: u64,
