@@ -75,6 +75,8 @@ pub enum Handover {
 /// [`Secret`]), and the tiers' `Debug` hides endpoint credentials, so a logged `?settings`
 /// carries no secret.
 #[derive(Debug, Clone)]
+// Each bool is an independent on/off setting a user sets by name (`HOARD_*`).
+#[allow(clippy::struct_excessive_bools)]
 pub struct Settings {
     /// `HOARD_DIR`, absolute.
     pub cache_dir: PathBuf,
@@ -86,6 +88,9 @@ pub struct Settings {
     pub idle_timeout: Option<Duration>,
     /// `HOARD_DIRECT_MODE` (default on).
     pub direct_mode: bool,
+    /// `HOARD_PREFETCH` (default on): the server leaves a prefetch index in the remote tiers
+    /// and reads ahead along other machines'.
+    pub prefetch: bool,
     /// `HOARD_CLIENT_TIMEOUT`: how long a wrapper waits for one answer.
     pub request_timeout: Duration,
     /// `HOARD_PROTOCOL`: the newest protocol version the client speaks (1 = a v1-only client).
@@ -176,6 +181,7 @@ impl Settings {
         let client_max_protocol = protocol("HOARD_PROTOCOL")?;
         let server_max_protocol = protocol("HOARD_SERVER_MAX_PROTOCOL")?;
         let direct_mode = switch("HOARD_DIRECT_MODE", true)?;
+        let prefetch = switch("HOARD_PREFETCH", true)?;
         let local_compression = switch("HOARD_LOCAL_COMPRESSION", false)?;
         let handover = if switch("HOARD_HARD_LINK", false)? {
             Handover::HardLink
@@ -201,6 +207,7 @@ impl Settings {
             socket_path,
             idle_timeout: (!idle.is_zero()).then_some(idle),
             direct_mode,
+            prefetch,
             request_timeout,
             client_max_protocol,
             server_max_protocol,
@@ -255,6 +262,7 @@ impl Settings {
         config.direct_mode = self.direct_mode;
         config.local_compression = self.local_compression;
         config.hard_links = self.handover == Handover::HardLink;
+        config.prefetch = self.prefetch;
         config.single_flight_wait = self.single_flight_wait;
         config.tiers.clone_from(&self.tiers);
         config.listen.clone_from(&self.listen);
@@ -448,6 +456,7 @@ mod tests {
             socket_path: PathBuf::from("/c/s.sock"),
             idle_timeout: Some(Duration::from_secs(600)),
             direct_mode: true,
+            prefetch: true,
             request_timeout: Duration::from_secs(60),
             client_max_protocol: 2,
             server_max_protocol: 2,

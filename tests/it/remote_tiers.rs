@@ -17,7 +17,11 @@ fn machine(var: &str, endpoint: &str) -> Sandbox {
     sandbox
 }
 
-fn two_machines_share_a_tree(var: &str, endpoint: &str, tier_name: &str) {
+/// Machine A builds the tree into the tier; machine B, with an empty disk, builds it all
+/// from the tier, and a third build with no tier at all hits B's own disk. With `prefetch`,
+/// B first compiles one file, whose hit reads ahead everything else A stored, and then
+/// builds the rest from its own disk; without it, every hit is a lookup in the tier.
+fn two_machines_share_a_tree(var: &str, endpoint: &str, tier_name: &str, prefetch: bool) {
     let sources = c_files(&lua_sources());
     let a = machine(var, endpoint);
     let out = a.dir.path().join("out");
@@ -28,17 +32,49 @@ fn two_machines_share_a_tree(var: &str, endpoint: &str, tier_name: &str) {
         "machine A",
         &a,
     );
-    // Stopping A's server flushes its queued remote writes.
+    // Stopping A's server flushes its queued remote writes (and its prefetch index).
     a.stop_server();
 
-    let b = machine(var, endpoint);
+    let mut b = machine(var, endpoint);
+    if prefetch {
+        assert_all_succeeded(
+            &build(Some(&b), "gcc", &sources[..1], &out, FLAGS, 1),
+            "machine B's first file",
+            &b,
+        );
+        // The manifest and the result of every other file.
+        let others = 2 * (sources.len() as u64 - 1);
+        let stats = b.wait_for_stats("prefetched entries", |stats| {
+            tier(stats, tier_name)["prefetched"].as_u64() >= Some(others)
+        });
+        assert_eq!(
+            tier(&stats, tier_name)["hits"],
+            2,
+            "one file's lookups: {stats}"
+        );
+    } else {
+        b.set_env("HOARD_PREFETCH", "off");
+    }
     plain.again_through(&b, "machine B");
     let stats = b.stats();
-    assert_eq!(stats["cache_hits"], sources.len(), "{stats}");
-    assert!(
-        tier(&stats, tier_name)["hits"].as_u64().unwrap() >= sources.len() as u64,
-        "B's hits came from {tier_name}: {stats}"
+    assert_eq!(
+        stats["cache_hits"],
+        sources.len() as u64 + u64::from(prefetch),
+        "{stats}"
     );
+    let from_tier = tier(&stats, tier_name);
+    if prefetch {
+        assert_eq!(
+            from_tier["hits"], 2,
+            "the rest came from B's own disk: {stats}"
+        );
+    } else {
+        assert!(
+            from_tier["hits"].as_u64().unwrap() >= sources.len() as u64,
+            "B's hits came from {tier_name}: {stats}"
+        );
+        assert_eq!(from_tier["prefetched"], 0, "{stats}");
+    }
 
     // Backfilled: B alone, with no remote tier, still hits everything from its local disk.
     b.stop_server();
@@ -55,23 +91,23 @@ fn two_machines_share_a_tree(var: &str, endpoint: &str, tier_name: &str) {
 }
 
 #[test]
-fn a_second_machine_gets_every_hit_from_memcached_and_keeps_them_locally() {
+fn a_second_machine_prefetches_from_memcached_after_one_hit_and_builds_from_its_own_disk() {
     if !tools::installed(&["memcached"]) {
         return;
     }
     let memcached = Daemon::memcached();
     let endpoint = format!("tcp://127.0.0.1:{}", memcached.port);
-    two_machines_share_a_tree("HOARD_MEMCACHED_ENDPOINT", &endpoint, "memcached");
+    two_machines_share_a_tree("HOARD_MEMCACHED_ENDPOINT", &endpoint, "memcached", true);
 }
 
 #[test]
-fn a_second_machine_gets_every_hit_from_redis_and_keeps_them_locally() {
+fn a_second_machine_without_prefetch_gets_every_hit_from_redis_and_keeps_them_locally() {
     if !tools::installed(&["redis-server"]) {
         return;
     }
     let redis = Daemon::redis();
     let endpoint = format!("redis://127.0.0.1:{}", redis.port);
-    two_machines_share_a_tree("HOARD_REDIS_ENDPOINT", &endpoint, "redis");
+    two_machines_share_a_tree("HOARD_REDIS_ENDPOINT", &endpoint, "redis", false);
 }
 
 #[test]

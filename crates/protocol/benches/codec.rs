@@ -124,6 +124,7 @@ fn stats() -> Stats {
                 errors: 0,
                 timeouts: 0,
                 skipped: 0,
+                prefetched: 0,
                 state: "closed".to_owned(),
             })
             .collect(),

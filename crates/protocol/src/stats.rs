@@ -109,6 +109,9 @@ pub struct TierStats {
     pub timeouts: u64,
     /// Writes skipped: too large for the tier, queue full, or the tier is read-only.
     pub skipped: u64,
+    /// Entries read ahead from this tier into the local disk because a compile hit another
+    /// entry stored beside them (prefetch); 0 for the local disk and from older servers.
+    pub prefetched: u64,
     /// The tier's state (`closed` = healthy, `open` = not called for a while after failures,
     /// `half_open` = being probed).
     pub state: String,

@@ -130,7 +130,7 @@ fn stats() -> impl Strategy<Value = Stats> {
         any::<[u64; 7]>(),
         btree_map("[a-z+]{1,8}", any::<u64>(), 0..3),
         btree_map("[a-z_]{1,12}", any::<u64>(), 0..3),
-        vec(("[a-z_]{1,10}", any::<[u64; 6]>(), "[a-z_]{1,10}"), 0..3),
+        vec(("[a-z_]{1,10}", any::<[u64; 7]>(), "[a-z_]{1,10}"), 0..3),
     )
         .prop_map(|(n, by_language, reasons, tiers)| Stats {
             tiers: tiers
@@ -143,6 +143,7 @@ fn stats() -> impl Strategy<Value = Stats> {
                     errors: c[3],
                     timeouts: c[4],
                     skipped: c[5],
+                    prefetched: c[6],
                     state,
                 })
                 .collect(),

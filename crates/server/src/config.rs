@@ -13,6 +13,8 @@ pub const DEFAULT_SINGLE_FLIGHT_WAIT: Duration = Duration::from_secs(30);
 /// Everything a server needs to run. The `hoard-server` binary fills it from the environment
 /// and the config file; embedders build it directly.
 #[derive(Debug, Clone)]
+// Each bool is an independent on/off setting a user sets by name (`HOARD_*`).
+#[allow(clippy::struct_excessive_bools)]
 pub struct ServerConfig {
     /// The Unix socket to listen on. A lock file and a pid file live beside it.
     pub socket_path: PathBuf,
@@ -49,6 +51,9 @@ pub struct ServerConfig {
     /// Hand a hit's large outputs over as hard links to the local store's files
     /// (`HOARD_HARD_LINK=on`; see [`hoard_storage::EntryStore::with_hard_links`]).
     pub hard_links: bool,
+    /// Leave a prefetch index in the remote tiers and read ahead along other machines'
+    /// (`HOARD_PREFETCH`, on by default; see [`hoard_storage::TieredStorage::with_prefetch`]).
+    pub prefetch: bool,
     /// Caps on TCP peers (handshake deadline, connections) and the inline put budget. `None`
     /// derives them from the process's descriptor limit at start
     /// ([`GatewayLimits::for_this_process`](crate::GatewayLimits::for_this_process)).
@@ -73,6 +78,7 @@ impl ServerConfig {
             single_flight_wait: DEFAULT_SINGLE_FLIGHT_WAIT,
             local_compression: false,
             hard_links: false,
+            prefetch: true,
             gateway: None,
         }
     }

@@ -95,6 +95,8 @@ async fn serve_locked(
 
     let shared = Shared::open(config, own_uid, &limits)?;
     publish_local_hits(&shared.config);
+    // The tiers' prefetch indexes load (and their connections open) before the first request.
+    shared.tiers.warm_up();
     tracing::info!(socket = %shared.config.socket_path.display(), pid = std::process::id(), "serving");
     let mut accepting = vec![tokio::spawn(crate::accept::unix(
         listeners.unix,

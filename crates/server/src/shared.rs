@@ -52,7 +52,8 @@ impl Shared {
         // Never connects here: a tier that is down now is picked up when it comes back.
         let tiers = Arc::new(
             TieredStorage::new(disk, config.tiers.clone())?
-                .with_entry_limits(entry_limits(&config)),
+                .with_entry_limits(entry_limits(&config))
+                .with_prefetch(config.prefetch),
         );
         let stats = Arc::new(ServerStats::persistent(
             config.client_events_path(),
@@ -110,6 +111,7 @@ impl Shared {
                 errors: t.errors,
                 timeouts: t.timeouts,
                 skipped: t.skipped,
+                prefetched: t.prefetched,
                 state: t.state,
             })
             .collect()

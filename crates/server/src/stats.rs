@@ -96,6 +96,7 @@ impl ServerStats {
                 tier.errors += old.errors;
                 tier.timeouts += old.timeouts;
                 tier.skipped += old.skipped;
+                tier.prefetched += old.prefetched;
             }
         }
         live

@@ -158,6 +158,26 @@ impl Sandbox {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// The server's stats once `done` holds of them; panics naming `what` after 30 s.
+    pub fn wait_for_stats(
+        &self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let start = std::time::Instant::now();
+        loop {
+            let stats = self.stats();
+            if done(&stats) {
+                return stats;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "{what}: never reached: {stats}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     pub fn zero_stats(&self) {
         assert!(self.hoard().arg("--zero-stats").status().unwrap().success());
     }

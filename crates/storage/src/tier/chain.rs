@@ -16,6 +16,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 
 use super::TierStats;
 use super::config::{TierConfig, TierConfigError};
+use super::prefetch::{self, Prefetch};
 use super::remote::{Counters, RemoteTier};
 use crate::entry::EntryLimits;
 use crate::{CacheKey, DiskStore, Located, Storage, StorageError, run_blocking};
@@ -71,9 +72,10 @@ pub struct TieredStorage {
     queue: Mutex<Option<mpsc::Sender<Job>>>,
 }
 
-/// What the background writer shares with the storage.
-struct Shared {
-    tiers: Vec<RemoteTier>,
+/// What the background writer and the prefetcher share with the storage.
+pub(crate) struct Shared {
+    pub(crate) tiers: Vec<RemoteTier>,
+    pub(crate) prefetch: Prefetch,
     limits: QueueLimits,
     /// Jobs queued or running, and their bytes; a job's [`Reservation`] gives them back.
     pending: AtomicUsize,
@@ -84,6 +86,8 @@ struct Shared {
 enum Work {
     Put(Bytes),
     Remove,
+    /// The keys of a prefetch index segment ([`prefetch`]).
+    Segment(Arc<[CacheKey]>),
 }
 
 struct Job {
@@ -145,6 +149,7 @@ impl TieredStorage {
             limits: EntryLimits::default(),
             local_counters: Arc::default(),
             shared: Arc::new(Shared {
+                prefetch: Prefetch::new(remotes.len()),
                 tiers: remotes,
                 limits: QueueLimits {
                     max_jobs: limits.max_jobs.max(1),
@@ -168,6 +173,22 @@ impl TieredStorage {
         self
     }
 
+    /// Whether machines using this chain leave a prefetch index in the remote tiers and
+    /// read ahead along other machines' ([`prefetch`]); on by default.
+    #[must_use]
+    pub fn with_prefetch(self, enabled: bool) -> Self {
+        self.shared.prefetch.set_enabled(enabled);
+        self
+    }
+
+    /// Starts loading the remote tiers' prefetch indexes in the background (which also
+    /// opens a connection to each), so the first compile's remote hit can prefetch at once.
+    /// Call it on the runtime that serves the chain; without one it does nothing, and the
+    /// indexes load at the first local miss.
+    pub fn warm_up(&self) {
+        self.shared.prefetch.load_indexes(&self.remotes());
+    }
+
     /// The local tier.
     pub fn local(&self) -> &DiskStore {
         &self.local
@@ -185,6 +206,7 @@ impl TieredStorage {
             errors: load(&local.errors),
             timeouts: 0,
             skipped: 0,
+            prefetched: 0,
             state: "closed".to_owned(),
             read_only: false,
         }];
@@ -196,6 +218,7 @@ impl TieredStorage {
             errors: load(&t.counters.errors),
             timeouts: load(&t.counters.timeouts),
             skipped: load(&t.counters.skipped),
+            prefetched: load(&t.counters.prefetched),
             state: t.state_name().to_owned(),
             read_only: t.config.read_only,
         }));
@@ -213,6 +236,9 @@ impl TieredStorage {
     /// Waits until every queued remote write has finished, or `timeout` has passed.
     /// Returns whether the queue drained.
     pub async fn flush(&self, timeout: Duration) -> bool {
+        if let Some(keys) = self.shared.prefetch.take_pending() {
+            self.enqueue_segment(keys);
+        }
         let drained = async {
             loop {
                 let idle = self.shared.idle.notified();
@@ -231,6 +257,7 @@ impl TieredStorage {
         let bytes = match &work {
             Work::Put(entry) => entry.len() as u64,
             Work::Remove => 0,
+            Work::Segment(keys) => 32 * keys.len() as u64,
         };
         let shared = &self.shared;
         let skip = || {
@@ -332,6 +359,26 @@ impl TieredStorage {
         });
     }
 
+    /// Queues a prefetch index segment of `keys` for every writable tier.
+    fn enqueue_segment(&self, keys: Vec<CacheKey>) {
+        let keys: Arc<[CacheKey]> = keys.into();
+        for (i, tier) in self.shared.tiers.iter().enumerate() {
+            if !tier.config.read_only {
+                self.enqueue(i, &keys[0], Work::Segment(Arc::clone(&keys)));
+            }
+        }
+    }
+
+    /// What a background task needs to read the remote tiers into the local disk.
+    fn remotes(&self) -> Remotes {
+        Remotes {
+            shared: Arc::clone(&self.shared),
+            local: self.local.clone(),
+            local_counters: Arc::clone(&self.local_counters),
+            limits: self.limits,
+        }
+    }
+
     fn wants_remote_writes(&self) -> bool {
         self.shared.tiers.iter().any(|t| !t.config.read_only)
     }
@@ -360,10 +407,74 @@ async fn write_remotes(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
                     }
                 },
                 Work::Remove => tier.remove(&job.key).await,
+                Work::Segment(keys) => prefetch::write_segment(tier, keys).await,
             }
             drop(slot);
             drop(job);
         });
+    }
+}
+
+/// What a background task (the prefetcher) needs to read remote tiers into the local disk.
+#[derive(Clone)]
+pub(crate) struct Remotes {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) local: DiskStore,
+    local_counters: Arc<Counters>,
+    limits: EntryLimits,
+}
+
+impl Remotes {
+    /// The entry under `key` in tier `tier`, verified whole; `None` on a miss, a failure or
+    /// an entry refused (counted as the tier's error). A miss is counted when `count_miss`.
+    /// A hit is the caller's to count.
+    pub(crate) async fn fetch_verified(
+        &self,
+        tier: usize,
+        key: &CacheKey,
+        count_miss: bool,
+    ) -> Option<Bytes> {
+        let tier = &self.shared.tiers[tier];
+        let entry = if count_miss {
+            tier.get(key).await?
+        } else {
+            tier.get_index(key).await?
+        };
+        // Whoever else writes to the tier is not trusted: its bytes are verified whole
+        // (checksums, declared sizes against the limits, every file's blake3) before they
+        // are delivered or copied into any other tier. A bad entry is a miss here; it stays
+        // where it is, for the put that follows the compile to replace.
+        let limits = self.limits;
+        let checked = run_blocking("verify a remote entry", move || {
+            Ok((crate::entry::verify(&entry, &limits), entry))
+        })
+        .await;
+        match checked {
+            Ok((Ok(()), entry)) => Some(Bytes::from(entry)),
+            Ok((Err(why), _)) => {
+                tier.refused("get", key, &why);
+                None
+            }
+            Err(why) => {
+                tier.refused("get", key, &why);
+                None
+            }
+        }
+    }
+
+    /// Writes a verified remote entry to the local disk; whether it was written.
+    pub(crate) async fn write_local(&self, key: &CacheKey, entry: Bytes) -> bool {
+        match self.local.put_shared(key, entry).await {
+            Ok(()) => {
+                Counters::bump(&self.local_counters.writes);
+                true
+            }
+            Err(e) => {
+                Counters::bump(&self.local_counters.errors);
+                tracing::warn!(%key, error = %e, "cannot write a prefetched entry to the local cache");
+                false
+            }
+        }
     }
 }
 
@@ -402,36 +513,38 @@ impl Storage for TieredStorage {
                 return Err(e);
             }
         }
+        if self.shared.tiers.is_empty() {
+            return Ok(None);
+        }
+        let remotes = self.remotes();
+        self.shared.prefetch.load_indexes(&remotes);
         for (i, tier) in self.shared.tiers.iter().enumerate() {
-            let Some(entry) = tier.get(key).await else {
+            // A key the prefetcher is fetching is waited for, not fetched twice; the
+            // prefetcher writes it to the local disk.
+            let (entry, prefetched) = match self.shared.prefetch.joinable(i, key) {
+                Some(fetch) => {
+                    let entry = fetch
+                        .get_or_init(|| remotes.fetch_verified(i, key, false))
+                        .await
+                        .clone();
+                    if entry.is_none() {
+                        Counters::bump(&tier.counters.misses);
+                    }
+                    (entry, true)
+                }
+                None => (remotes.fetch_verified(i, key, true).await, false),
+            };
+            let Some(entry) = entry else {
                 continue;
             };
-            // Whoever else writes to the tier is not trusted: its bytes are verified whole
-            // (checksums, declared sizes against the limits, every file's blake3) before
-            // they are delivered or copied into any other tier. A bad entry is a miss here;
-            // it stays where it is, for the put that follows the compile to replace.
-            let limits = self.limits;
-            let checked = run_blocking("verify a remote entry", move || {
-                Ok((crate::entry::verify(&entry, &limits), entry))
-            })
-            .await;
-            let entry = match checked {
-                Ok((Ok(()), entry)) => entry,
-                Ok((Err(why), _)) => {
-                    tier.refused("get", key, &why);
-                    continue;
-                }
-                Err(why) => {
-                    tier.refused("get", key, &why);
-                    continue;
-                }
-            };
             Counters::bump(&tier.counters.hits);
+            self.shared.prefetch.after_hit(&remotes, i, key);
             // Backfill: the next get of this key is a local hit, and remote tiers above this
             // one (faster, by the configured order) get it for other machines.
-            let entry = Bytes::from(entry);
             self.enqueue_puts(0..i, key, &entry);
-            self.backfill_local(key, entry.clone());
+            if !prefetched {
+                self.backfill_local(key, entry.clone());
+            }
             return Ok(Some(Located {
                 entry: Vec::from(entry),
                 tier: Some(tier.config.name.clone()),
@@ -470,6 +583,9 @@ impl Storage for TieredStorage {
         if self.wants_remote_writes() {
             let shared = Bytes::copy_from_slice(&entry);
             self.enqueue_puts(0..self.shared.tiers.len(), key, &shared);
+            if let Some(keys) = self.shared.prefetch.note_put(key) {
+                self.enqueue_segment(keys);
+            }
         }
         match self.local.put(key, entry).await {
             Ok(()) => {

@@ -12,7 +12,9 @@ mod bounded_read;
 mod breaker;
 mod chain;
 pub mod config;
+mod index;
 mod memcached;
+mod prefetch;
 mod remote;
 mod shared_dir;
 
@@ -42,6 +44,10 @@ pub struct TierStats {
     /// Writes not attempted: entry too large for the tier, write queue full, or the tier's
     /// breaker open.
     pub skipped: u64,
+    /// Entries read ahead from this tier into the local disk, because a compile hit another
+    /// entry the same machine stored at the same time (prefetch). Always 0 for the local
+    /// disk.
+    pub prefetched: u64,
     /// The tier's circuit breaker: `closed` (in use), `open` (failing, not called) or
     /// `half_open` (due for, or running, a probe). Always `closed` for the local disk.
     pub state: String,

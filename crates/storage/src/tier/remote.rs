@@ -33,6 +33,8 @@ pub(crate) struct Counters {
     pub(crate) errors: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) skipped: AtomicU64,
+    /// Entries read ahead into the local disk ([`super::prefetch`]).
+    pub(crate) prefetched: AtomicU64,
 }
 
 impl Counters {
@@ -48,6 +50,7 @@ impl Counters {
             &self.errors,
             &self.timeouts,
             &self.skipped,
+            &self.prefetched,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -161,17 +164,7 @@ impl RemoteTier {
     /// refuses to read (counted as an error, but not against the breaker: the tier
     /// answered).
     pub(crate) async fn get(&self, key: &CacheKey) -> Option<Vec<u8>> {
-        let call = if let Some(root) = self.shared_root() {
-            let (owned_key, limit) = (*key, self.max_entry);
-            let read = in_shared_dir(root, move |root| shared_dir::read(root, &owned_key, limit));
-            self.guarded("get", key, read).await
-        } else if let Some(memcached) = &self.memcached {
-            self.guarded("get", key, self.memcached_get(memcached, key))
-                .await
-        } else {
-            self.guarded("get", key, self.dal_get(key)).await
-        };
-        match call {
+        match self.lookup(key).await {
             Call::Done(Lookup::Found(bytes)) => Some(bytes),
             Call::Done(Lookup::Missing) => {
                 Counters::bump(&self.counters.misses);
@@ -182,6 +175,34 @@ impl RemoteTier {
                 None
             }
             Call::Rejected | Call::Failed => None,
+        }
+    }
+
+    /// Like [`RemoteTier::get`] for an object of the prefetch index, which is not an entry:
+    /// a missing one is not a miss of the tier (failures still count, and still count
+    /// against the breaker).
+    pub(crate) async fn get_index(&self, key: &CacheKey) -> Option<Vec<u8>> {
+        match self.lookup(key).await {
+            Call::Done(Lookup::Found(bytes)) => Some(bytes),
+            Call::Done(Lookup::Refused(why)) => {
+                self.refused("get", key, &why);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The guarded read behind [`RemoteTier::get`], uncounted but for failures.
+    async fn lookup(&self, key: &CacheKey) -> Call<Lookup> {
+        if let Some(root) = self.shared_root() {
+            let (owned_key, limit) = (*key, self.max_entry);
+            let read = in_shared_dir(root, move |root| shared_dir::read(root, &owned_key, limit));
+            self.guarded("get", key, read).await
+        } else if let Some(memcached) = &self.memcached {
+            self.guarded("get", key, self.memcached_get(memcached, key))
+                .await
+        } else {
+            self.guarded("get", key, self.dal_get(key)).await
         }
     }
 
@@ -249,7 +270,24 @@ impl RemoteTier {
 
     /// Writes `entry` under `key`; failures are counted, an open breaker counts a skip.
     pub(crate) async fn put(&self, key: &CacheKey, entry: Bytes) {
-        let call = if let Some(root) = self.shared_root() {
+        match self.store(key, entry).await {
+            Call::Done(None) => Counters::bump(&self.counters.writes),
+            Call::Done(Some(why)) => self.refused("put", key, &why),
+            Call::Rejected => Counters::bump(&self.counters.skipped),
+            Call::Failed => {}
+        }
+    }
+
+    /// Writes an object of the prefetch index: not an entry, so not counted as a write.
+    /// Whether it was written.
+    pub(crate) async fn put_index(&self, key: &CacheKey, object: Bytes) -> bool {
+        matches!(self.store(key, object).await, Call::Done(None))
+    }
+
+    /// The guarded write behind [`RemoteTier::put`]: `Some(why)` when the tier's path was
+    /// refused.
+    async fn store(&self, key: &CacheKey, entry: Bytes) -> Call<Option<Refusal>> {
+        if let Some(root) = self.shared_root() {
             let owned_key = *key;
             let write = in_shared_dir(root, move |root| {
                 match shared_dir::write(root, &owned_key, &entry) {
@@ -273,12 +311,6 @@ impl RemoteTier {
                 Ok(None)
             };
             self.guarded("put", key, write).await
-        };
-        match call {
-            Call::Done(None) => Counters::bump(&self.counters.writes),
-            Call::Done(Some(why)) => self.refused("put", key, &why),
-            Call::Rejected => Counters::bump(&self.counters.skipped),
-            Call::Failed => {}
         }
     }
 

@@ -165,8 +165,14 @@ pub fn shared_dir_tier(path: &Path) -> TierConfig {
     })
 }
 
-/// One "machine": its own local disk in `dir`, and `tiers`.
+/// One "machine": its own local disk in `dir`, and `tiers`, without prefetch: these tests
+/// count what the tiers hold, and prefetch's index objects are tested apart (`prefetch.rs`).
 pub fn machine(dir: &Path, tiers: Vec<TierConfig>) -> TieredStorage {
+    machine_prefetching(dir, tiers).with_prefetch(false)
+}
+
+/// One "machine" with prefetch on, as the server runs it.
+pub fn machine_prefetching(dir: &Path, tiers: Vec<TierConfig>) -> TieredStorage {
     let local = DiskStore::open(dir, 1 << 30).unwrap();
     TieredStorage::new(local, tiers).unwrap()
 }

@@ -1,0 +1,232 @@
+//! The prefetch index a writer leaves in a remote tier: which keys it stored, in the order
+//! it stored them ([`Segment`]), and which segments are the newest ([`Recent`]).
+//!
+//! Both are hints. Anyone who can write to the tier can write them, so they are decoded
+//! with every length checked against fixed bounds, and what they name is fetched and
+//! verified exactly like any other remote read: a forged index can make a reader fetch
+//! entries it does not need (bounded by [`MAX_SEGMENT_KEYS`] per segment and the reader's
+//! budget), never use bytes it would not otherwise use.
+
+use crate::CacheKey;
+
+/// The most keys one segment holds; a writer starts a new segment after this many puts.
+pub(crate) const MAX_SEGMENT_KEYS: usize = 1024;
+
+/// The most segments [`Recent`] names: readers load at most this many.
+pub(crate) const MAX_RECENT: usize = 64;
+
+const SEGMENT_MAGIC: &[u8; 8] = b"HRDSEG01";
+const RECENT_MAGIC: &[u8; 8] = b"HRDRCT01";
+
+/// The key under which a tier's [`Recent`] list is stored: fixed, so every writer and
+/// reader finds it without listing the tier (memcached and redis cannot list).
+pub(crate) fn recent_key() -> CacheKey {
+    CacheKey::from(blake3::hash(b"hoard prefetch index: recent segments, v1"))
+}
+
+/// Why an index object was not used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum IndexError {
+    /// It does not start with the expected magic: not an index object of this version.
+    #[error("not a hoard {what} (wrong magic)")]
+    Magic { what: &'static str },
+    /// It declares more items than the format allows.
+    #[error("{what} declares {count} items, more than the {max} allowed")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
+    /// Its length does not match the items it declares.
+    #[error("{what} is {len} bytes, not the {want} its header declares")]
+    Length {
+        what: &'static str,
+        len: usize,
+        want: usize,
+    },
+}
+
+/// The keys one writer stored, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub(crate) keys: Vec<CacheKey>,
+}
+
+impl Segment {
+    /// `magic, u32 LE count, count × 32-byte key`.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let keys = &self.keys[..self.keys.len().min(MAX_SEGMENT_KEYS)];
+        let mut out = Vec::with_capacity(12 + 32 * keys.len());
+        out.extend_from_slice(SEGMENT_MAGIC);
+        out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+        for key in keys {
+            out.extend_from_slice(key.as_bytes());
+        }
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, IndexError> {
+        const WHAT: &str = "prefetch index segment";
+        let count = header(bytes, *SEGMENT_MAGIC, WHAT, MAX_SEGMENT_KEYS, 32)?;
+        let keys = bytes[12..]
+            .chunks_exact(32)
+            .take(count)
+            .map(|chunk| {
+                let mut key = [0u8; 32];
+                key.copy_from_slice(chunk);
+                CacheKey::from_bytes(key)
+            })
+            .collect();
+        Ok(Self { keys })
+    }
+}
+
+/// The newest segments of a tier, newest first, each with when it was written (seconds
+/// since the Unix epoch, as the writer's clock had it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Recent {
+    pub(crate) segments: Vec<(CacheKey, u64)>,
+}
+
+impl Recent {
+    /// `magic, u32 LE count, count × (32-byte segment key, u64 LE seconds)`.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let segments = &self.segments[..self.segments.len().min(MAX_RECENT)];
+        let mut out = Vec::with_capacity(12 + 40 * segments.len());
+        out.extend_from_slice(RECENT_MAGIC);
+        out.extend_from_slice(&(segments.len() as u32).to_le_bytes());
+        for (key, secs) in segments {
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(&secs.to_le_bytes());
+        }
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, IndexError> {
+        const WHAT: &str = "prefetch index list";
+        let count = header(bytes, *RECENT_MAGIC, WHAT, MAX_RECENT, 40)?;
+        let segments = bytes[12..]
+            .chunks_exact(40)
+            .take(count)
+            .map(|chunk| {
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&chunk[..32]);
+                let mut secs = [0u8; 8];
+                secs.copy_from_slice(&chunk[32..]);
+                (CacheKey::from_bytes(key), u64::from_le_bytes(secs))
+            })
+            .collect();
+        Ok(Self { segments })
+    }
+
+    /// This list with `segment` (written at `now`) first, without segments older than
+    /// `max_age_secs` and at most [`MAX_RECENT`] long.
+    pub(crate) fn with_newest(mut self, segment: CacheKey, now: u64, max_age_secs: u64) -> Self {
+        self.segments
+            .retain(|(key, secs)| *key != segment && now.saturating_sub(*secs) <= max_age_secs);
+        self.segments.insert(0, (segment, now));
+        self.segments.truncate(MAX_RECENT);
+        self
+    }
+}
+
+/// Checks magic, count and length; returns the count.
+fn header(
+    bytes: &[u8],
+    magic: [u8; 8],
+    what: &'static str,
+    max: usize,
+    item: usize,
+) -> Result<usize, IndexError> {
+    if bytes.len() < 12 || &bytes[..8] != magic.as_slice() {
+        return Err(IndexError::Magic { what });
+    }
+    let mut count = [0u8; 4];
+    count.copy_from_slice(&bytes[8..12]);
+    let count = u32::from_le_bytes(count) as usize;
+    if count > max {
+        return Err(IndexError::TooMany { what, count, max });
+    }
+    let want = 12 + item * count;
+    if bytes.len() != want {
+        return Err(IndexError::Length {
+            what,
+            len: bytes.len(),
+            want,
+        });
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = CacheKey> {
+        any::<[u8; 32]>().prop_map(CacheKey::from_bytes)
+    }
+
+    proptest! {
+        #[test]
+        fn a_segment_decodes_to_what_was_encoded(keys in prop::collection::vec(key(), 0..64)) {
+            let segment = Segment { keys };
+            prop_assert_eq!(Segment::decode(&segment.encode()), Ok(segment));
+        }
+
+        #[test]
+        fn a_recent_list_decodes_to_what_was_encoded(
+            segments in prop::collection::vec((key(), any::<u64>()), 0..MAX_RECENT)
+        ) {
+            let recent = Recent { segments };
+            prop_assert_eq!(Recent::decode(&recent.encode()), Ok(recent));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_never_decode_past_their_length(
+            bytes in prop::collection::vec(any::<u8>(), 0..600)
+        ) {
+            if let Ok(segment) = Segment::decode(&bytes) {
+                prop_assert_eq!(segment.encode(), bytes.clone());
+            }
+            if let Ok(recent) = Recent::decode(&bytes) {
+                prop_assert_eq!(recent.encode(), bytes);
+            }
+        }
+
+        #[test]
+        fn a_truncated_or_extended_segment_is_refused(
+            keys in prop::collection::vec(key(), 1..16), cut in 1usize..32
+        ) {
+            let bytes = Segment { keys }.encode();
+            let short = Segment::decode(&bytes[..bytes.len() - cut]);
+            prop_assert!(matches!(short, Err(IndexError::Length { .. })), "{short:?}");
+            let mut long = bytes.clone();
+            long.push(0);
+            prop_assert!(Segment::decode(&long).is_err());
+        }
+    }
+
+    #[test]
+    fn a_count_over_the_bound_is_refused_before_anything_is_read() {
+        let mut bytes = SEGMENT_MAGIC.to_vec();
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            Segment::decode(&bytes),
+            Err(IndexError::TooMany { count, .. }) if count == u32::MAX as usize
+        ));
+    }
+
+    #[test]
+    fn the_newest_segment_goes_first_and_old_or_surplus_ones_are_dropped() {
+        let k = |b: u8| CacheKey::from_bytes([b; 32]);
+        let mut recent = Recent::default();
+        for i in 0..(MAX_RECENT as u8 + 5) {
+            recent = recent.with_newest(k(i), 1_000 + u64::from(i), 10_000);
+        }
+        assert_eq!(recent.segments.len(), MAX_RECENT);
+        assert_eq!(recent.segments[0].0, k(MAX_RECENT as u8 + 4));
+        let recent = recent.with_newest(k(200), 1_000_000, 10_000);
+        assert_eq!(recent.segments, vec![(k(200), 1_000_000)]);
+    }
+}
