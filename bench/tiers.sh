@@ -4,8 +4,10 @@
 # HOARD_DIR, builds once from the tier ("first") and a second time from its own disk, where
 # the first build backfilled every entry ("second"). ratio = first / second, median of
 # REPEATS rounds; a tier whose ratio is over 2 is flagged OVER (issue 19). Also printed: B's
-# hits from the tier in its first build (all of them, or the row says so) and the mean
-# `lookup_ms` of those hits from HOARD_JOURNAL, the wrapper's time in the cache per compile.
+# hits in its first build (all of them, or the row says so), how many of those were lookups
+# in the tier and how many entries B's server prefetched from it (HOARD_PREFETCH), and the
+# mean `lookup_ms` of the tier lookups from HOARD_JOURNAL, the wrapper's time in the cache
+# per compile.
 #
 # Tiers: memcached, redis, s3 (moto_server), webdav (wsgidav) and shared_dir; one whose
 # server is not installed is skipped. Each server is started here on a free loopback port
@@ -150,18 +152,32 @@ else:
     print(0)' "$1" 2>/dev/null || echo 0
 }
 
-# "HITS MEAN_LOOKUP_MS": the hits served by TIER in journal FILE, and their mean lookup_ms.
+# "HITS TIER_HITS MEAN_LOOKUP_MS": the hits in journal FILE, those served by a lookup in
+# TIER, and the mean lookup_ms of the latter.
 journal_hits() { # FILE TIER
   python3 - "$1" "$2" <<'PY'
 import json, sys
-n, ms = 0, 0.0
+hits, n, ms = 0, 0, 0.0
 for line in open(sys.argv[1]):
     j = json.loads(line)
+    if j.get("result") == "hit":
+        hits += 1
     if j.get("tier") == sys.argv[2]:
         n += 1
         ms += j.get("lookup_ms", 0.0)
-print(n, f"{ms / n:.2f}" if n else "-")
+print(hits, n, f"{ms / n:.2f}" if n else "-")
 PY
+}
+
+# The tier's prefetched counter, from the stats of the current machine's server.
+tier_prefetched() {
+  "$HOARD" --show-stats --json 2>/dev/null | python3 -c '
+import json, sys
+for t in json.load(sys.stdin).get("tiers", []):
+    if t.get("name") == sys.argv[1]:
+        print(t.get("prefetched", 0)); break
+else:
+    print(0)' "$1" 2>/dev/null || echo 0
 }
 
 # "MISSES MEAN_LOOKUP_MS": the misses in journal FILE and their mean lookup_ms.
@@ -206,8 +222,9 @@ done
 # run_project c|rust: fills every tier from machine A, measures machine B, prints the table.
 run_project() {
   PROJECT=$1
-  local tier round out first second hits lookup missn missms f s h l m r verdict last now i
-  local -A FIRST=() SECOND=() HITS=() LOOKUP=() MISSMS=()
+  local tier round out first second hits tierhits prefetched lookup missn missms f s h l m r
+  local verdict last now i th pf
+  local -A FIRST=() SECOND=() HITS=() TIERHITS=() PREFETCHED=() LOOKUP=() MISSMS=()
   for tier in "${TIERS[@]}"; do
     # Machine A fills the tier; its writes are asynchronous, so wait (at most 60 s) until
     # the tier's write counter has stopped moving for a second.
@@ -238,16 +255,19 @@ run_project() {
         "$HOARD" --start-server >/dev/null 2>&1 || true
         first=$(pbuild)
         hits=$(journal_hits "$HOARD_JOURNAL" "$tier")
+        prefetched=$(tier_prefetched "$tier")
         second=$(pbuild)
         misses="- -"
         [ "$PROJECT" = c ] && misses=$(miss_build "$tier-$round")
         machine_stop
-        echo "$first $second $hits $misses"
+        echo "$first $second $hits $prefetched $misses"
       )
-      read -r first second hits lookup missn missms <<<"$out"
+      read -r first second hits tierhits lookup prefetched missn missms <<<"$out"
       FIRST[$tier]+="$first"$'\n'
       SECOND[$tier]+="$second"$'\n'
       HITS[$tier]+="$hits"$'\n'
+      TIERHITS[$tier]+="$tierhits"$'\n'
+      PREFETCHED[$tier]+="$prefetched"$'\n'
       LOOKUP[$tier]+="$lookup"$'\n'
       MISSMS[$tier]+="$missms"$'\n'
     done
@@ -276,12 +296,14 @@ run_project() {
   echo
   echo "$(date -u +%Y-%m-%d), $(nproc) cores, hoard $(version_of "$HOARD") at $HOARD; command: bench/tiers.sh $reps ${wanted[*]}"
   echo
-  echo "| tier | B's first build (from the tier) | B's second build (own disk) | ratio | hits from the tier | lookup_ms per tier hit | lookup_ms per miss |"
+  echo "| tier | B's first build (from the tier) | B's second build (own disk) | ratio | B's first-build hits (tier lookups / entries prefetched) | lookup_ms per tier lookup | lookup_ms per miss |"
   echo "|---|---|---|---|---|---|---|"
   for tier in "${TIERS[@]}"; do
     f=$(median <<<"${FIRST[$tier]}")
     s=$(median <<<"${SECOND[$tier]}")
     h=$(grep -v '^$' <<<"${HITS[$tier]}" | sort -n | head -1)
+    th=$(grep -v '^$' <<<"${TIERHITS[$tier]}" | sort -n | tail -1)
+    pf=$(grep -v '^$' <<<"${PREFETCHED[$tier]}" | sort -n | head -1)
     l=$(median <<<"$(grep -v -- '^-$' <<<"${LOOKUP[$tier]}" || true)")
     m=-
     [ "$PROJECT" = c ] && m=$(median <<<"$(grep -v -- '^-$' <<<"${MISSMS[$tier]}" || true)")
@@ -294,7 +316,7 @@ run_project() {
     [ "$verdict" = ok ] || over=1
     # Every C compile is cacheable; in the cargo project, build scripts' runs and the final link are not.
     if [ "$PROJECT" = c ] && [ "$h" != "$(grep -c "^$(printf '\t')" "$W/Makefile")" ]; then h="$h (NOT ALL)"; fi
-    echo "| $tier | $f | $s | $r $verdict | $h | $l | ${m:--} |"
+    echo "| $tier | $f | $s | $r $verdict | $h ($th / $pf) | $l | ${m:--} |"
   done
   if [ "$PROJECT" = c ]; then
     m=$(median <<<"$(grep -v -- '^-$' <<<"${MISSMS[none]}" || true)")

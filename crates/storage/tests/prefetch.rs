@@ -1,14 +1,16 @@
 //! Prefetch against real memcached and redis servers started here, and a shared directory:
 //! a machine with an empty disk that hits one entry another machine stored reads the rest of
 //! what that machine stored into its local disk; prefetch off leaves no index; a forged index
-//! gets nothing unverified onto the local disk.
+//! gets nothing unverified onto the local disk. On WebDAV (WsgiDAV, a real server), what is
+//! prefetched comes from the segment's pack, and a damaged entry in a pack is fetched alone.
 
+mod require;
 mod tiers_support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hoard_storage::{CacheKey, Storage, TierConfig, TieredStorage};
+use hoard_storage::{CacheKey, Storage, TierConfig, TierKind, TieredStorage};
 use tiers_support::*;
 
 const FLUSH: Duration = Duration::from_secs(10);
@@ -193,4 +195,88 @@ async fn a_forged_index_gets_nothing_unverified_onto_the_local_disk() {
         "still refused when asked"
     );
     assert_eq!(b.get(&key(2)).await.unwrap(), Some(entry(2, 500)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_webdav_a_segment_comes_as_one_pack_and_a_damaged_packed_entry_is_fetched_alone() {
+    let Some(program) = find_program("HOARD_TEST_WSGIDAV", "wsgidav") else {
+        require::unavailable(
+            "on_webdav_a_segment_comes_as_one_pack_and_a_damaged_packed_entry_is_fetched_alone",
+            "no wsgidav (pip install wsgidav cheroot)",
+        );
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = Daemon::spawn(
+        program.to_str().unwrap(),
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--root",
+            root.path().to_str().unwrap(),
+            "--auth",
+            "anonymous",
+            "--no-config",
+        ],
+        port,
+    );
+    let tier = TierConfig::new(TierKind::Webdav {
+        endpoint: format!("http://127.0.0.1:{port}/"),
+    });
+    let work = tempfile::tempdir().unwrap();
+    let a = machine_prefetching(&work.path().join("a"), vec![tier.clone()]);
+    for n in 0..ENTRIES {
+        a.put(&key(n), entry(n, 2000)).await.unwrap();
+    }
+    assert!(a.flush(FLUSH).await);
+
+    // Entries 1 to ENTRIES - 2 now exist only in the pack; the last one's copy in the pack
+    // (its bytes end the pack) is damaged, and only its own object is sound.
+    let path = |key: &CacheKey| {
+        let hex = key.to_hex();
+        root.path().join(&hex[..2]).join(hex)
+    };
+    for n in 1..ENTRIES - 1 {
+        std::fs::remove_file(path(&key(n))).unwrap();
+    }
+    let packs: Vec<_> = walk(root.path())
+        .into_iter()
+        .filter(|p| std::fs::read(p).unwrap().starts_with(b"HRDPAK01"))
+        .collect();
+    assert_eq!(packs.len(), 1, "one pack for one segment");
+    let mut pack = std::fs::read(&packs[0]).unwrap();
+    let last = pack.len() - 1;
+    pack[last] ^= 0xff;
+    std::fs::write(&packs[0], pack).unwrap();
+
+    let b = machine_prefetching(&work.path().join("b"), vec![tier]);
+    b.warm_up();
+    assert!(b.get(&key(0)).await.unwrap().is_some());
+    let stats = wait_for_tier(&b, "webdav", |s| s.prefetched == u64::from(ENTRIES) - 1).await;
+    assert_eq!(stats.errors, 1, "the damaged packed entry: {stats:?}");
+    for n in 1..ENTRIES {
+        let found = b.get_located(&key(n)).await.unwrap().unwrap();
+        assert_eq!(
+            (found.entry, found.tier.as_deref()),
+            (entry(n, 2000), Some("local")),
+            "entry {n}"
+        );
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for item in std::fs::read_dir(dir).unwrap() {
+        let path = item.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 
 use super::TierStats;
 use super::config::{TierConfig, TierConfigError};
-use super::prefetch::{self, Prefetch};
+use super::prefetch::{self, Prefetch, SegmentJob};
 use super::remote::{Counters, RemoteTier};
 use crate::entry::EntryLimits;
 use crate::{CacheKey, DiskStore, Located, Storage, StorageError, run_blocking};
@@ -86,8 +86,8 @@ pub(crate) struct Shared {
 enum Work {
     Put(Bytes),
     Remove,
-    /// The keys of a prefetch index segment ([`prefetch`]).
-    Segment(Arc<[CacheKey]>),
+    /// A prefetch index segment ([`prefetch`]).
+    Segment(Arc<SegmentJob>),
 }
 
 struct Job {
@@ -149,7 +149,10 @@ impl TieredStorage {
             limits: EntryLimits::default(),
             local_counters: Arc::default(),
             shared: Arc::new(Shared {
-                prefetch: Prefetch::new(remotes.len()),
+                prefetch: Prefetch::new(
+                    remotes.len(),
+                    remotes.iter().any(|t| t.packs() && !t.config.read_only),
+                ),
                 tiers: remotes,
                 limits: QueueLimits {
                     max_jobs: limits.max_jobs.max(1),
@@ -236,8 +239,8 @@ impl TieredStorage {
     /// Waits until every queued remote write has finished, or `timeout` has passed.
     /// Returns whether the queue drained.
     pub async fn flush(&self, timeout: Duration) -> bool {
-        if let Some(keys) = self.shared.prefetch.take_pending() {
-            self.enqueue_segment(keys);
+        if let Some(job) = self.shared.prefetch.take_pending() {
+            self.enqueue_segment(job);
         }
         let drained = async {
             loop {
@@ -257,7 +260,7 @@ impl TieredStorage {
         let bytes = match &work {
             Work::Put(entry) => entry.len() as u64,
             Work::Remove => 0,
-            Work::Segment(keys) => 32 * keys.len() as u64,
+            Work::Segment(job) => job.bytes(),
         };
         let shared = &self.shared;
         let skip = || {
@@ -359,12 +362,15 @@ impl TieredStorage {
         });
     }
 
-    /// Queues a prefetch index segment of `keys` for every writable tier.
-    fn enqueue_segment(&self, keys: Vec<CacheKey>) {
-        let keys: Arc<[CacheKey]> = keys.into();
+    /// Queues a prefetch index segment for every writable tier.
+    fn enqueue_segment(&self, job: SegmentJob) {
+        let Some(first) = job.keys.first().copied() else {
+            return;
+        };
+        let job = Arc::new(job);
         for (i, tier) in self.shared.tiers.iter().enumerate() {
             if !tier.config.read_only {
-                self.enqueue(i, &keys[0], Work::Segment(Arc::clone(&keys)));
+                self.enqueue(i, &first, Work::Segment(Arc::clone(&job)));
             }
         }
     }
@@ -407,7 +413,7 @@ async fn write_remotes(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
                     }
                 },
                 Work::Remove => tier.remove(&job.key).await,
-                Work::Segment(keys) => prefetch::write_segment(tier, keys).await,
+                Work::Segment(segment) => prefetch::write_segment(tier, segment).await,
             }
             drop(slot);
             drop(job);
@@ -462,6 +468,35 @@ impl Remotes {
         }
     }
 
+    /// The entries of `entries` that verify whole, as [`Remotes::fetch_verified`] checks
+    /// one; each that does not is counted as tier `tier`'s error.
+    pub(crate) async fn verify_all(
+        &self,
+        tier: usize,
+        entries: Vec<(CacheKey, Bytes)>,
+    ) -> std::collections::HashMap<CacheKey, Bytes> {
+        let limits = self.limits;
+        let checked = run_blocking("verify a remote pack", move || {
+            Ok(entries
+                .into_iter()
+                .map(|(key, entry)| (key, crate::entry::verify(&entry, &limits), entry))
+                .collect::<Vec<_>>())
+        })
+        .await
+        .unwrap_or_default();
+        let tier = &self.shared.tiers[tier];
+        let mut sound = std::collections::HashMap::with_capacity(checked.len());
+        for (key, verdict, entry) in checked {
+            match verdict {
+                Ok(()) => {
+                    sound.insert(key, entry);
+                }
+                Err(why) => tier.refused("get", &key, &why),
+            }
+        }
+        sound
+    }
+
     /// Writes a verified remote entry to the local disk; whether it was written.
     pub(crate) async fn write_local(&self, key: &CacheKey, entry: Bytes) -> bool {
         match self.local.put_shared(key, entry).await {
@@ -480,7 +515,7 @@ impl Remotes {
 
 /// The bytes as remote tiers hold them: a raw local entry is re-encoded compressed (off the
 /// async workers), or `None` if it is damaged; anything else goes as it is.
-async fn for_remote(entry: Bytes) -> Option<Bytes> {
+pub(crate) async fn for_remote(entry: Bytes) -> Option<Bytes> {
     if !crate::entry::is_raw(&entry) {
         return Some(entry);
     }
@@ -523,10 +558,7 @@ impl Storage for TieredStorage {
             // prefetcher writes it to the local disk.
             let (entry, prefetched) = match self.shared.prefetch.joinable(i, key) {
                 Some(fetch) => {
-                    let entry = fetch
-                        .get_or_init(|| remotes.fetch_verified(i, key, false))
-                        .await
-                        .clone();
+                    let entry = fetch.await;
                     if entry.is_none() {
                         Counters::bump(&tier.counters.misses);
                     }
@@ -583,8 +615,8 @@ impl Storage for TieredStorage {
         if self.wants_remote_writes() {
             let shared = Bytes::copy_from_slice(&entry);
             self.enqueue_puts(0..self.shared.tiers.len(), key, &shared);
-            if let Some(keys) = self.shared.prefetch.note_put(key) {
-                self.enqueue_segment(keys);
+            if let Some(job) = self.shared.prefetch.note_put(key, &shared) {
+                self.enqueue_segment(job);
             }
         }
         match self.local.put(key, entry).await {

@@ -7,6 +7,8 @@
 //! entries it does not need (bounded by [`MAX_SEGMENT_KEYS`] per segment and the reader's
 //! budget), never use bytes it would not otherwise use.
 
+use bytes::Bytes;
+
 use crate::CacheKey;
 
 /// The most keys one segment holds; a writer starts a new segment after this many puts.
@@ -15,13 +17,25 @@ pub(crate) const MAX_SEGMENT_KEYS: usize = 1024;
 /// The most segments [`Recent`] names: readers load at most this many.
 pub(crate) const MAX_RECENT: usize = 64;
 
+/// The most bytes of entries one pack holds: what a reader downloads for one segment at once.
+pub(crate) const MAX_PACK_BYTES: u64 = 64 << 20;
+
 const SEGMENT_MAGIC: &[u8; 8] = b"HRDSEG01";
+const PACK_MAGIC: &[u8; 8] = b"HRDPAK01";
 const RECENT_MAGIC: &[u8; 8] = b"HRDRCT01";
 
 /// The key under which a tier's [`Recent`] list is stored: fixed, so every writer and
 /// reader finds it without listing the tier (memcached and redis cannot list).
 pub(crate) fn recent_key() -> CacheKey {
     CacheKey::from(blake3::hash(b"hoard prefetch index: recent segments, v1"))
+}
+
+/// The key of the pack beside segment `segment`: derived, so a segment needs not name it.
+pub(crate) fn pack_key(segment: &CacheKey) -> CacheKey {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"hoard prefetch pack, v1");
+    hasher.update(segment.as_bytes());
+    CacheKey::from(hasher.finalize())
 }
 
 /// Why an index object was not used.
@@ -130,6 +144,82 @@ impl Recent {
     }
 }
 
+/// The entries of a segment in one object, for tiers where a request costs more than the
+/// bytes it carries (S3, WebDAV): a reader fetches one pack instead of each entry. Every
+/// entry in it is verified like any remote read before it is used.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Pack {
+    pub(crate) entries: Vec<(CacheKey, Bytes)>,
+}
+
+impl Pack {
+    /// `magic, u32 LE count, count × (32-byte key, u64 LE length), the entries' bytes`.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let entries = &self.entries[..self.entries.len().min(MAX_SEGMENT_KEYS)];
+        let body: usize = entries.iter().map(|(_, bytes)| bytes.len()).sum();
+        let mut out = Vec::with_capacity(12 + 40 * entries.len() + body);
+        out.extend_from_slice(PACK_MAGIC);
+        out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        for (key, bytes) in entries {
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        }
+        for (_, bytes) in entries {
+            out.extend_from_slice(bytes);
+        }
+        out
+    }
+
+    /// The entries, sharing `bytes` (no copy).
+    pub(crate) fn decode(bytes: &Bytes) -> Result<Self, IndexError> {
+        const WHAT: &str = "prefetch pack";
+        if bytes.len() < 12 || bytes[..8] != PACK_MAGIC[..] {
+            return Err(IndexError::Magic { what: WHAT });
+        }
+        let count = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+        if count > MAX_SEGMENT_KEYS {
+            return Err(IndexError::TooMany {
+                what: WHAT,
+                count,
+                max: MAX_SEGMENT_KEYS,
+            });
+        }
+        let header = 12 + 40 * count;
+        let mut want = header as u64;
+        let mut sizes = Vec::with_capacity(count);
+        if bytes.len() >= header {
+            for chunk in bytes[12..header].chunks_exact(40) {
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&chunk[..32]);
+                let mut len = [0u8; 8];
+                len.copy_from_slice(&chunk[32..]);
+                let len = u64::from_le_bytes(len);
+                want = want.saturating_add(len);
+                sizes.push((CacheKey::from_bytes(key), len));
+            }
+        }
+        if bytes.len() < header || want != bytes.len() as u64 {
+            return Err(IndexError::Length {
+                what: WHAT,
+                len: bytes.len(),
+                want: usize::try_from(want).unwrap_or(usize::MAX),
+            });
+        }
+        let mut at = header;
+        let entries = sizes
+            .into_iter()
+            .map(|(key, len)| {
+                // Every length was summed to the object's own length above.
+                let end = at + len as usize;
+                let entry = (key, bytes.slice(at..end));
+                at = end;
+                entry
+            })
+            .collect();
+        Ok(Self { entries })
+    }
+}
+
 /// Checks magic, count and length; returns the count.
 fn header(
     bytes: &[u8],
@@ -191,6 +281,37 @@ mod tests {
             }
             if let Ok(recent) = Recent::decode(&bytes) {
                 prop_assert_eq!(recent.encode(), bytes);
+            }
+        }
+
+        #[test]
+        fn a_pack_decodes_to_what_was_encoded(
+            entries in prop::collection::vec((key(), prop::collection::vec(any::<u8>(), 0..64)), 0..16)
+        ) {
+            let pack = Pack {
+                entries: entries.into_iter().map(|(k, b)| (k, Bytes::from(b))).collect(),
+            };
+            prop_assert_eq!(Pack::decode(&Bytes::from(pack.encode())), Ok(pack));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_decode_as_a_pack_past_their_length(
+            bytes in prop::collection::vec(any::<u8>(), 0..600),
+            lens in prop::collection::vec(any::<u64>(), 0..4),
+        ) {
+            // Also a well-formed header with arbitrary lengths (huge ones included).
+            let mut forged = PACK_MAGIC.to_vec();
+            forged.extend_from_slice(&(lens.len() as u32).to_le_bytes());
+            for len in &lens {
+                forged.extend_from_slice(&[1; 32]);
+                forged.extend_from_slice(&len.to_le_bytes());
+            }
+            forged.extend_from_slice(&bytes);
+            for candidate in [bytes, forged] {
+                let candidate = Bytes::from(candidate);
+                if let Ok(pack) = Pack::decode(&candidate) {
+                    prop_assert_eq!(Bytes::from(pack.encode()), candidate);
+                }
             }
         }
 

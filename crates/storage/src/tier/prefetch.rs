@@ -6,12 +6,14 @@
 //!   shutdown), the keys go to each writable tier as one [`Segment`] object, in the order
 //!   they were stored, and the segment is put at the head of the tier's [`Recent`] list.
 //!   The list is read, changed and written back: two writers racing lose one of their
-//!   segments from it, which only costs a reader that prefetch.
+//!   segments from it, which only costs a reader that prefetch. On a tier where a request
+//!   costs more than the bytes it carries (S3, WebDAV: [`RemoteTier::packs`]), the
+//!   segment's entries also go as one [`Pack`] (up to [`MAX_PACK_BYTES`]).
 //! * **Reading.** The server loads each tier's newest segments at startup
 //!   ([`super::TieredStorage::warm_up`]), or at the first local miss. When a remote hit's key
 //!   is in a segment, the rest of that segment (from the hit on, then what came before it)
-//!   is fetched in the background, a few at a time, verified like any remote read and
-//!   written to the local disk. A compile that asks for a key being prefetched waits for
+//!   is fetched in the background, a few at a time (or as its pack, one request, then each
+//!   entry the pack lacks), verified like any remote read and written to the local disk. A compile that asks for a key being prefetched waits for
 //!   that fetch instead of making its own.
 //!
 //! Bounded: at most [`MAX_PREFETCH_ENTRIES`] entries and a quarter of the local disk's size
@@ -24,11 +26,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use futures::StreamExt;
-use tokio::sync::{OnceCell, Semaphore};
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
+use tokio::sync::Semaphore;
 
 use super::chain::Remotes;
-use super::index::{MAX_SEGMENT_KEYS, Recent, Segment, recent_key};
+use super::index::{MAX_PACK_BYTES, MAX_SEGMENT_KEYS, Pack, Recent, Segment, pack_key, recent_key};
 use super::remote::{Counters, RemoteTier};
 use crate::CacheKey;
 
@@ -43,12 +46,37 @@ pub(crate) const PREFETCH_CONCURRENCY: usize = 8;
 /// Remote hits remembered while the index is still loading, to prefetch from once it is.
 const MAX_EARLY_HITS: usize = 256;
 
-/// A fetch that a compile and the prefetcher share: the first to ask runs it.
-pub(crate) type SharedFetch = Arc<OnceCell<Option<Bytes>>>;
+/// A fetch that a compile and the prefetcher share: whichever polls it first drives it, and
+/// both get its verified entry.
+pub(crate) type SharedFetch = Shared<BoxFuture<'static, Option<Bytes>>>;
+
+/// A pack's verified entries, shared by the fetches of its keys.
+type SharedPack = Shared<BoxFuture<'static, Arc<HashMap<CacheKey, Bytes>>>>;
+
+/// What a writer sends to each tier for one segment.
+pub(crate) struct SegmentJob {
+    pub(crate) keys: Vec<CacheKey>,
+    /// The entries as they were put, for a pack (only kept when some tier packs).
+    pub(crate) bodies: Vec<(CacheKey, Bytes)>,
+}
+
+impl SegmentJob {
+    /// The bytes it holds, for the write queue's bounds.
+    pub(crate) fn bytes(&self) -> u64 {
+        32 * self.keys.len() as u64
+            + self
+                .bodies
+                .iter()
+                .map(|(_, body)| body.len() as u64)
+                .sum::<u64>()
+    }
+}
 
 /// The prefetch state of a whole chain.
 pub(crate) struct Prefetch {
     enabled: AtomicBool,
+    /// Whether puts keep their entries until their segment is written, for a pack.
+    keep_bodies: bool,
     pending: Mutex<Pending>,
     readers: Vec<TierReader>,
     /// Entries and bytes this process may still prefetch.
@@ -59,7 +87,20 @@ pub(crate) struct Prefetch {
 #[derive(Default)]
 struct Pending {
     keys: Vec<CacheKey>,
+    bodies: Vec<(CacheKey, Bytes)>,
+    body_bytes: u64,
     since: Option<Instant>,
+}
+
+impl Pending {
+    fn take(&mut self) -> SegmentJob {
+        self.since = None;
+        self.body_bytes = 0;
+        SegmentJob {
+            keys: std::mem::take(&mut self.keys),
+            bodies: std::mem::take(&mut self.bodies),
+        }
+    }
 }
 
 /// One tier's loaded index and its fetches in flight.
@@ -72,6 +113,8 @@ struct TierReader {
 struct ReaderState {
     load: Load,
     segments: Vec<Arc<[CacheKey]>>,
+    /// Each segment's own key (its pack's key derives from it).
+    segment_keys: Vec<CacheKey>,
     /// Where each key is: (segment, position); the newest segment wins.
     positions: HashMap<CacheKey, (usize, usize)>,
     /// Segments already being prefetched.
@@ -94,9 +137,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Prefetch {
-    pub(crate) fn new(tiers: usize) -> Self {
+    /// For `tiers` remote tiers; `keep_bodies` when some writable tier takes packs.
+    pub(crate) fn new(tiers: usize, keep_bodies: bool) -> Self {
         Self {
             enabled: AtomicBool::new(true),
+            keep_bodies,
             pending: Mutex::default(),
             readers: (0..tiers)
                 .map(|_| TierReader {
@@ -117,26 +162,25 @@ impl Prefetch {
         self.enabled.load(Ordering::Relaxed)
     }
 
-    /// Notes a put of `key`; returns the keys to write as a segment when one is due.
-    pub(crate) fn note_put(&self, key: &CacheKey) -> Option<Vec<CacheKey>> {
+    /// Notes a put of `entry` under `key`; returns a segment to write when one is due.
+    pub(crate) fn note_put(&self, key: &CacheKey, entry: &Bytes) -> Option<SegmentJob> {
         if !self.enabled() {
             return None;
         }
         let mut pending = lock(&self.pending);
         pending.keys.push(*key);
-        let since = *pending.since.get_or_insert_with(Instant::now);
-        if pending.keys.len() >= MAX_SEGMENT_KEYS || since.elapsed() >= SEGMENT_AGE {
-            pending.since = None;
-            return Some(std::mem::take(&mut pending.keys));
+        if self.keep_bodies && pending.body_bytes + entry.len() as u64 <= MAX_PACK_BYTES {
+            pending.body_bytes += entry.len() as u64;
+            pending.bodies.push((*key, entry.clone()));
         }
-        None
+        let since = *pending.since.get_or_insert_with(Instant::now);
+        (pending.keys.len() >= MAX_SEGMENT_KEYS || since.elapsed() >= SEGMENT_AGE)
+            .then(|| pending.take())
     }
 
-    /// The keys noted and not yet written, to write now (a flush).
-    pub(crate) fn take_pending(&self) -> Option<Vec<CacheKey>> {
-        let mut pending = lock(&self.pending);
-        pending.since = None;
-        Some(std::mem::take(&mut pending.keys)).filter(|keys| !keys.is_empty())
+    /// The segment noted and not yet written, to write now (a flush).
+    pub(crate) fn take_pending(&self) -> Option<SegmentJob> {
+        Some(lock(&self.pending).take()).filter(|job| !job.keys.is_empty())
     }
 
     /// The fetch of `key` from tier `tier` the prefetcher has started, for a compile to
@@ -202,6 +246,7 @@ fn schedule(state: &mut ReaderState, remotes: &Remotes, tier: usize, key: &Cache
         return;
     }
     let keys = Arc::clone(&state.segments[segment]);
+    let segment_key = state.segment_keys[segment];
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -210,7 +255,7 @@ fn schedule(state: &mut ReaderState, remotes: &Remotes, tier: usize, key: &Cache
         .chain(&keys[..position])
         .copied()
         .collect();
-    runtime.spawn(prefetch_keys(remotes.clone(), tier, order));
+    runtime.spawn(prefetch_segment(remotes.clone(), tier, segment_key, order));
 }
 
 /// Loads tier `tier`'s newest segments, then prefetches for the hits seen meanwhile.
@@ -235,15 +280,16 @@ async fn load_index(remotes: Remotes, tier_index: usize) {
         .filter(|(_, secs)| now.saturating_sub(*secs) <= MAX_SEGMENT_AGE.as_secs())
         .map(|(key, _)| key);
     // Newest first, as listed; a few at a time.
-    let segments: Vec<Option<Segment>> = futures::stream::iter(fresh)
-        .map(|key| load_segment(tier, key))
+    let segments: Vec<Option<(CacheKey, Segment)>> = futures::stream::iter(fresh)
+        .map(|key| async move { Some((key, load_segment(tier, key).await?)) })
         .buffered(PREFETCH_CONCURRENCY)
         .collect()
         .await;
     let reader = &remotes.shared.prefetch.readers[tier_index];
     let mut state = lock(&reader.state);
-    for segment in segments.into_iter().flatten() {
+    for (segment_key, segment) in segments.into_iter().flatten() {
         let index = state.segments.len();
+        state.segment_keys.push(segment_key);
         for (position, key) in segment.keys.iter().enumerate() {
             state.positions.entry(*key).or_insert((index, position));
         }
@@ -266,18 +312,31 @@ async fn load_segment(tier: &RemoteTier, key: CacheKey) -> Option<Segment> {
         .ok()
 }
 
-/// Fetches `keys` from tier `tier` into the local disk, a few at a time, skipping what is
-/// there or already being fetched, until the budget runs out.
-async fn prefetch_keys(remotes: Remotes, tier: usize, keys: Vec<CacheKey>) {
+/// Fetches `keys` (of segment `segment_key`) from tier `tier` into the local disk, a few at
+/// a time, skipping what is there or already being fetched, until the budget runs out. On a
+/// tier that packs, the segment's pack is fetched once and each key is taken from it, or
+/// fetched alone when the pack lacks it.
+async fn prefetch_segment(
+    remotes: Remotes,
+    tier: usize,
+    segment_key: CacheKey,
+    keys: Vec<CacheKey>,
+) {
     let prefetch = &remotes.shared.prefetch;
     let reader = &prefetch.readers[tier];
     let local_max = remotes.local.max_size();
+    let pack: Option<SharedPack> = remotes.shared.tiers[tier].packs().then(|| {
+        let wanted: HashSet<CacheKey> = keys.iter().copied().collect();
+        load_pack(remotes.clone(), tier, pack_key(&segment_key), wanted)
+            .boxed()
+            .shared()
+    });
     let mut running = tokio::task::JoinSet::new();
     for key in keys {
         if remotes.local.contains(&key) {
             continue;
         }
-        let cell = {
+        let fetch = {
             let mut state = lock(&reader.state);
             if state.inflight.contains_key(&key) {
                 continue;
@@ -285,18 +344,16 @@ async fn prefetch_keys(remotes: Remotes, tier: usize, keys: Vec<CacheKey>) {
             if !prefetch.take_budget(local_max) {
                 break;
             }
-            Arc::clone(state.inflight.entry(key).or_default())
+            let fetch = fetch_one(remotes.clone(), tier, key, pack.clone());
+            state.inflight.insert(key, fetch.clone());
+            fetch
         };
         let Ok(permit) = Arc::clone(&reader.slots).acquire_owned().await else {
             break;
         };
         let remotes = remotes.clone();
         running.spawn(async move {
-            let fetched = cell
-                .get_or_init(|| remotes.fetch_verified(tier, &key, false))
-                .await
-                .clone();
-            if let Some(entry) = fetched {
+            if let Some(entry) = fetch.await {
                 let prefetch = &remotes.shared.prefetch;
                 prefetch
                     .bytes_fetched
@@ -316,12 +373,79 @@ async fn prefetch_keys(remotes: Remotes, tier: usize, keys: Vec<CacheKey>) {
     while running.join_next().await.is_some() {}
 }
 
-/// Writes `keys` as a new segment to tier `tier` and puts it at the head of its list.
-pub(crate) async fn write_segment(tier: &RemoteTier, keys: &[CacheKey]) {
+/// The shared fetch of `key`: from `pack` when it has it, else alone.
+fn fetch_one(
+    remotes: Remotes,
+    tier: usize,
+    key: CacheKey,
+    pack: Option<SharedPack>,
+) -> SharedFetch {
+    async move {
+        if let Some(pack) = pack
+            && let Some(entry) = pack.await.get(&key)
+        {
+            return Some(entry.clone());
+        }
+        remotes.fetch_verified(tier, &key, false).await
+    }
+    .boxed()
+    .shared()
+}
+
+/// The pack under `key` in tier `tier`, its entries among `wanted` verified (the others, and
+/// a pack that is missing or malformed, are left out).
+async fn load_pack(
+    remotes: Remotes,
+    tier: usize,
+    key: CacheKey,
+    wanted: HashSet<CacheKey>,
+) -> Arc<HashMap<CacheKey, Bytes>> {
+    let remote = &remotes.shared.tiers[tier];
+    let Some(bytes) = remote.get_index(&key).await else {
+        return Arc::default();
+    };
+    let pack = match Pack::decode(&Bytes::from(bytes)) {
+        Ok(pack) => pack,
+        Err(why) => {
+            remote.refused("get", &key, &why);
+            return Arc::default();
+        }
+    };
+    let entries = pack
+        .entries
+        .into_iter()
+        .filter(|(key, _)| wanted.contains(key))
+        .collect();
+    Arc::new(remotes.verify_all(tier, entries).await)
+}
+
+/// Writes `job` as a new segment to tier `tier` (with its pack first, on a tier that packs)
+/// and puts it at the head of the tier's list.
+pub(crate) async fn write_segment(tier: &RemoteTier, job: &SegmentJob) {
     let segment_key = new_segment_key();
+    if tier.packs() && !job.bodies.is_empty() {
+        let limit = MAX_PACK_BYTES.min(tier.max_entry());
+        let mut pack = Pack::default();
+        let mut size = 0u64;
+        for (key, body) in &job.bodies {
+            // What the tier holds for the key: compressed, as any remote put sends it.
+            let Some(body) = super::chain::for_remote(body.clone()).await else {
+                continue;
+            };
+            if size + 40 + body.len() as u64 > limit {
+                break;
+            }
+            size += 40 + body.len() as u64;
+            pack.entries.push((*key, body));
+        }
+        if !pack.entries.is_empty() {
+            tier.put_index(&pack_key(&segment_key), Bytes::from(pack.encode()))
+                .await;
+        }
+    }
     let bytes = Bytes::from(
         Segment {
-            keys: keys.to_vec(),
+            keys: job.keys.clone(),
         }
         .encode(),
     );
@@ -339,7 +463,7 @@ pub(crate) async fn write_segment(tier: &RemoteTier, keys: &[CacheKey]) {
     let recent = recent.with_newest(segment_key, unix_now(), MAX_SEGMENT_AGE.as_secs());
     tier.put_index(&recent_key(), Bytes::from(recent.encode()))
         .await;
-    tracing::debug!(tier = %tier.config.name, keys = keys.len(), %segment_key,
+    tracing::debug!(tier = %tier.config.name, keys = job.keys.len(), %segment_key,
         "prefetch index segment written");
 }
 

@@ -153,6 +153,20 @@ impl RemoteTier {
         self.breaker.state_name()
     }
 
+    /// Whether a request costs this tier more than the bytes it carries (an HTTP object
+    /// store), so prefetch sends a segment's entries as one pack.
+    pub(crate) fn packs(&self) -> bool {
+        matches!(
+            self.config.kind,
+            TierKind::S3 { .. } | TierKind::Webdav { .. }
+        )
+    }
+
+    /// The most bytes one object read from or written to the tier may have.
+    pub(crate) fn max_entry(&self) -> u64 {
+        self.max_entry
+    }
+
     /// Whether an entry of `len` bytes fits the tier's limit.
     pub(crate) fn accepts(&self, len: usize) -> bool {
         len as u64 <= self.max_entry
