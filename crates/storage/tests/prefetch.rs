@@ -84,6 +84,27 @@ async fn one_shared_dir_hit_prefetches_the_rest_of_what_the_writer_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_server_reloads_the_index_and_prefetches_what_was_stored_since() {
+    let server = Daemon::memcached();
+    let work = tempfile::tempdir().unwrap();
+    let b = machine_prefetching(&work.path().join("b"), vec![memcached_tier(server.port)])
+        .with_index_refresh(Duration::ZERO);
+    b.warm_up();
+    assert!(
+        b.get(&key(0)).await.unwrap().is_none(),
+        "nothing stored yet"
+    );
+
+    let a = machine_prefetching(&work.path().join("a"), vec![memcached_tier(server.port)]);
+    for n in 0..ENTRIES {
+        a.put(&key(n), entry(n, 1000)).await.unwrap();
+    }
+    assert!(a.flush(FLUSH).await);
+    assert!(b.get(&key(0)).await.unwrap().is_some());
+    wait_for_tier(&b, "memcached", |s| s.prefetched == u64::from(ENTRIES) - 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefetch_off_leaves_no_index_and_reads_ahead_nothing() {
     let server = Daemon::memcached();
     let work = tempfile::tempdir().unwrap();

@@ -184,6 +184,14 @@ impl TieredStorage {
         self
     }
 
+    /// How long a loaded prefetch index is used before the next lookup loads it again, so a
+    /// long-running server sees what other machines stored since (5 minutes by default).
+    #[must_use]
+    pub fn with_index_refresh(self, every: Duration) -> Self {
+        self.shared.prefetch.set_refresh(every);
+        self
+    }
+
     /// Starts loading the remote tiers' prefetch indexes in the background (which also
     /// opens a connection to each), so the first compile's remote hit can prefetch at once.
     /// Call it on the runtime that serves the chain; without one it does nothing, and the

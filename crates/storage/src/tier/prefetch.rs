@@ -43,6 +43,9 @@ pub(crate) const MAX_SEGMENT_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub(crate) const MAX_PREFETCH_ENTRIES: usize = 8192;
 /// Fetches running at once per tier, beside the compiles' own.
 pub(crate) const PREFETCH_CONCURRENCY: usize = 8;
+/// A server's index is loaded again at its first lookup this long after the last load, so
+/// a long-running server sees what other machines stored since.
+pub(crate) const INDEX_REFRESH: Duration = Duration::from_secs(300);
 /// Remote hits remembered while the index is still loading, to prefetch from once it is.
 const MAX_EARLY_HITS: usize = 256;
 
@@ -77,6 +80,8 @@ pub(crate) struct Prefetch {
     enabled: AtomicBool,
     /// Whether puts keep their entries until their segment is written, for a pack.
     keep_bodies: bool,
+    /// How old a loaded index may get before the next lookup loads it again, in ms.
+    refresh_ms: AtomicU64,
     pending: Mutex<Pending>,
     readers: Vec<TierReader>,
     /// Entries and bytes this process may still prefetch.
@@ -111,25 +116,19 @@ struct TierReader {
 
 #[derive(Default)]
 struct ReaderState {
-    load: Load,
-    segments: Vec<Arc<[CacheKey]>>,
-    /// Each segment's own key (its pack's key derives from it).
-    segment_keys: Vec<CacheKey>,
+    /// When the index was last loaded; `None` before the first load ends.
+    loaded_at: Option<Instant>,
+    loading: bool,
+    /// The segments listed at the last load, by their own key (a pack's key derives from
+    /// it). Segments never change, so a reload fetches only new ones.
+    segments: HashMap<CacheKey, Arc<[CacheKey]>>,
     /// Where each key is: (segment, position); the newest segment wins.
-    positions: HashMap<CacheKey, (usize, usize)>,
-    /// Segments already being prefetched.
-    scheduled: HashSet<usize>,
+    positions: HashMap<CacheKey, (CacheKey, usize)>,
+    /// Segments already prefetched (or being prefetched).
+    scheduled: HashSet<CacheKey>,
     /// Remote hits seen before the index was loaded.
     early: Vec<CacheKey>,
     inflight: HashMap<CacheKey, SharedFetch>,
-}
-
-#[derive(Default, PartialEq, Eq)]
-enum Load {
-    #[default]
-    NotStarted,
-    Loading,
-    Loaded,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -142,6 +141,7 @@ impl Prefetch {
         Self {
             enabled: AtomicBool::new(true),
             keep_bodies,
+            refresh_ms: AtomicU64::new(INDEX_REFRESH.as_millis() as u64),
             pending: Mutex::default(),
             readers: (0..tiers)
                 .map(|_| TierReader {
@@ -156,6 +156,11 @@ impl Prefetch {
 
     pub(crate) fn set_enabled(&self, enabled: bool) {
         self.enabled.store(enabled, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_refresh(&self, every: Duration) {
+        let ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+        self.refresh_ms.store(ms, Ordering::Relaxed);
     }
 
     fn enabled(&self) -> bool {
@@ -190,20 +195,23 @@ impl Prefetch {
         lock(&reader.state).inflight.get(key).cloned()
     }
 
-    /// Starts loading every tier's index, unless prefetch is off or it has started.
+    /// Starts loading every tier's index, unless prefetch is off, a load is running, or
+    /// the last one is younger than the refresh period ([`INDEX_REFRESH`] by default).
     pub(crate) fn load_indexes(&self, remotes: &Remotes) {
         if !self.enabled() {
             return;
         }
         for (i, reader) in self.readers.iter().enumerate() {
             let mut state = lock(&reader.state);
-            if state.load != Load::NotStarted {
+            let refresh = Duration::from_millis(self.refresh_ms.load(Ordering::Relaxed));
+            let due = state.loaded_at.is_none_or(|at| at.elapsed() >= refresh);
+            if state.loading || !due {
                 continue;
             }
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                 return;
             };
-            state.load = Load::Loading;
+            state.loading = true;
             runtime.spawn(load_index(remotes.clone(), i));
         }
     }
@@ -217,11 +225,9 @@ impl Prefetch {
             return;
         };
         let mut state = lock(&reader.state);
-        if state.load != Load::Loaded {
-            if state.early.len() < MAX_EARLY_HITS {
-                state.early.push(*key);
-            }
-            return;
+        // A load running may bring the segment that holds the key: looked up again after it.
+        if state.loading && state.early.len() < MAX_EARLY_HITS {
+            state.early.push(*key);
         }
         schedule(&mut state, remotes, tier, key);
     }
@@ -239,14 +245,15 @@ impl Prefetch {
 
 /// Schedules the prefetch of `key`'s segment if the index has it and it is not scheduled.
 fn schedule(state: &mut ReaderState, remotes: &Remotes, tier: usize, key: &CacheKey) {
-    let Some(&(segment, position)) = state.positions.get(key) else {
+    let Some(&(segment_key, position)) = state.positions.get(key) else {
         return;
     };
-    if !state.scheduled.insert(segment) {
+    let Some(keys) = state.segments.get(&segment_key).map(Arc::clone) else {
+        return;
+    };
+    if !state.scheduled.insert(segment_key) {
         return;
     }
-    let keys = Arc::clone(&state.segments[segment]);
-    let segment_key = state.segment_keys[segment];
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -258,44 +265,67 @@ fn schedule(state: &mut ReaderState, remotes: &Remotes, tier: usize, key: &Cache
     runtime.spawn(prefetch_segment(remotes.clone(), tier, segment_key, order));
 }
 
-/// Loads tier `tier`'s newest segments, then prefetches for the hits seen meanwhile.
+/// Loads tier `tier`'s newest segments (those not already loaded), then prefetches for the
+/// hits seen meanwhile. A list that cannot be read leaves the loaded index as it is.
 async fn load_index(remotes: Remotes, tier_index: usize) {
     let tier = &remotes.shared.tiers[tier_index];
+    let reader = &remotes.shared.prefetch.readers[tier_index];
     let recent = match tier
         .get_index(&recent_key())
         .await
         .map(|b| Recent::decode(&b))
     {
-        Some(Ok(recent)) => recent,
+        Some(Ok(recent)) => Some(recent),
         Some(Err(why)) => {
             tracing::debug!(tier = %tier.config.name, %why, "prefetch index list not used");
-            Recent::default()
+            None
         }
-        None => Recent::default(),
+        None => None,
     };
     let now = unix_now();
-    let fresh = recent
-        .segments
-        .into_iter()
-        .filter(|(_, secs)| now.saturating_sub(*secs) <= MAX_SEGMENT_AGE.as_secs())
-        .map(|(key, _)| key);
-    // Newest first, as listed; a few at a time.
-    let segments: Vec<Option<(CacheKey, Segment)>> = futures::stream::iter(fresh)
+    let listed: Option<Vec<CacheKey>> = recent.map(|recent| {
+        recent
+            .segments
+            .into_iter()
+            .filter(|(_, secs)| now.saturating_sub(*secs) <= MAX_SEGMENT_AGE.as_secs())
+            .map(|(key, _)| key)
+            .collect()
+    });
+    let new: Vec<CacheKey> = {
+        let state = lock(&reader.state);
+        listed
+            .iter()
+            .flatten()
+            .filter(|key| !state.segments.contains_key(key))
+            .copied()
+            .collect()
+    };
+    // A few at a time.
+    let fetched: Vec<Option<(CacheKey, Segment)>> = futures::stream::iter(new)
         .map(|key| async move { Some((key, load_segment(tier, key).await?)) })
         .buffered(PREFETCH_CONCURRENCY)
         .collect()
         .await;
-    let reader = &remotes.shared.prefetch.readers[tier_index];
     let mut state = lock(&reader.state);
-    for (segment_key, segment) in segments.into_iter().flatten() {
-        let index = state.segments.len();
-        state.segment_keys.push(segment_key);
-        for (position, key) in segment.keys.iter().enumerate() {
-            state.positions.entry(*key).or_insert((index, position));
+    if let Some(listed) = listed {
+        for (key, segment) in fetched.into_iter().flatten() {
+            state.segments.insert(key, segment.keys.into());
         }
-        state.segments.push(segment.keys.into());
+        state.segments.retain(|key, _| listed.contains(key));
+        // Newest first, as listed: the newest segment holding a key wins.
+        let mut positions = HashMap::new();
+        for segment_key in &listed {
+            let Some(keys) = state.segments.get(segment_key) else {
+                continue;
+            };
+            for (position, key) in keys.iter().enumerate() {
+                positions.entry(*key).or_insert((*segment_key, position));
+            }
+        }
+        state.positions = positions;
     }
-    state.load = Load::Loaded;
+    state.loaded_at = Some(Instant::now());
+    state.loading = false;
     tracing::debug!(tier = %tier.config.name, segments = state.segments.len(),
         keys = state.positions.len(), "prefetch index loaded");
     for key in std::mem::take(&mut state.early) {
