@@ -151,7 +151,9 @@ impl TieredStorage {
             shared: Arc::new(Shared {
                 prefetch: Prefetch::new(
                     remotes.len(),
-                    remotes.iter().any(|t| t.packs() && t.writable()),
+                    remotes
+                        .iter()
+                        .any(|t| t.packs() && t.writable() && t.rewritable()),
                 ),
                 tiers: remotes,
                 limits: QueueLimits {

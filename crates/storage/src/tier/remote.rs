@@ -193,7 +193,8 @@ impl RemoteTier {
     }
 
     /// Whether a request costs this tier more than the bytes it carries (an HTTP object
-    /// store), so prefetch sends a segment's entries as one pack.
+    /// store: S3, GCS, Azure, WebDAV, the Actions cache), so prefetch sends a segment's entries
+    /// as one pack.
     pub(crate) fn packs(&self) -> bool {
         self.is_object_store()
     }
