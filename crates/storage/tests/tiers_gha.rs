@@ -15,7 +15,7 @@ use tiers_support::cloud::*;
 use tiers_support::*;
 
 #[test]
-fn the_actions_cache_shares_entries_and_a_read_only_token_makes_a_read_only_tier() {
+fn the_actions_cache_shares_entries_a_read_only_token_reads_and_rate_limits_are_skipped() {
     // SAFETY: the only test in this binary, before its runtime or any server starts.
     #[allow(unsafe_code)]
     unsafe {
@@ -25,6 +25,7 @@ fn the_actions_cache_shares_entries_and_a_read_only_token_makes_a_read_only_tier
     runtime.block_on(async {
         the_actions_cache_through_its_v2_protocol_shares_entries_between_machines().await;
         a_read_only_actions_cache_token_makes_a_read_only_tier_without_errors().await;
+        rate_limited_writes_are_skipped_and_counted_never_retried().await;
     });
 }
 
@@ -73,4 +74,26 @@ async fn a_read_only_actions_cache_token_makes_a_read_only_tier_without_errors()
     );
     let c = machine(&dir.path().join("c"), vec![gha_tier(&standin, "job-token")]);
     assert!(c.get(&key(2)).await.unwrap().is_none(), "B wrote nothing");
+}
+
+async fn rate_limited_writes_are_skipped_and_counted_never_retried() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(azurite) = azurite(data.path()) else {
+        return require::unavailable("rate_limited_writes", NO_AZURITE);
+    };
+    let standin = gha_standin(azurite.port, "fork-token");
+    let dir = tempfile::tempdir().unwrap();
+    let busy = machine(dir.path(), vec![gha_tier(&standin, "busy-token")]);
+    for n in 0..3 {
+        busy.put(&key(n), entry(n, 3000)).await.unwrap();
+    }
+    assert!(busy.flush(FLUSH).await);
+    let stats = stats_of(&busy, "gha");
+    // Each put asked once and was dropped; the tier stays writable and closed.
+    assert_eq!(
+        (stats.skipped, stats.writes, stats.errors, stats.read_only),
+        (3, 0, 0, false),
+        "{stats:?}"
+    );
+    assert_eq!(stats.state, "closed", "{stats:?}");
 }

@@ -80,7 +80,7 @@ pub fn standin_script() -> PathBuf {
 }
 
 /// The Actions cache stand-in in front of Azurite on `azurite_port`; `read_only_token` is a
-/// token it refuses writes to.
+/// token it refuses writes to (403), `busy-token` one it rate-limits (429).
 pub fn gha_standin(azurite_port: u16, read_only_token: &str) -> Daemon {
     let port = free_port();
     let script = standin_script().to_string_lossy().into_owned();
@@ -95,6 +95,8 @@ pub fn gha_standin(azurite_port: u16, read_only_token: &str) -> Daemon {
             &azurite_s,
             "--read-only-token",
             read_only_token,
+            "--rate-limited-token",
+            "busy-token",
         ],
         port,
     )
