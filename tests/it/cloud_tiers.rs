@@ -114,12 +114,11 @@ fn a_second_machine_gets_every_hit_from_gcs_with_prefetch() {
 }
 
 #[test]
-fn a_second_machine_gets_every_hit_from_the_actions_cache() {
-    // The Actions cache keeps a key's first write forever, so no prefetch index lives there.
+fn a_second_machine_gets_every_hit_from_the_actions_cache_with_prefetch() {
     let Some(tier) = actions_cache("job-token") else {
         return;
     };
-    two_machines_share_a_tree(&tier.env(), tier.name, false);
+    two_machines_share_a_tree(&tier.env(), tier.name, true);
 }
 
 /// Builds the tree through `tier` while its server is killed 700 ms in: the build is what
@@ -226,4 +225,48 @@ fn a_read_only_actions_cache_token_fails_nothing_prints_nothing_and_shows_a_read
         "{}",
         text(&shown.stdout)
     );
+}
+
+#[test]
+fn a_read_only_cloud_tier_is_never_written() {
+    let tiers = [azure(), gcs(), actions_cache("job-token")];
+    for cloud in tiers.into_iter().flatten() {
+        let sources = &c_files(&lua_sources())[..6];
+        let on_the_tier = |read_only: bool| {
+            let mut sandbox = Sandbox::new();
+            for (var, value) in &cloud.env {
+                sandbox.set_env(var, value);
+            }
+            if read_only {
+                sandbox.set_env("HOARD_READ_ONLY_TIERS", cloud.name);
+            }
+            sandbox
+        };
+        let a = on_the_tier(true);
+        let out = a.dir.path().join("out");
+        let plain = plain_build("gcc", sources, &out, &["-O1"], &a);
+        plain.again_through(&a, "machine A, read-only");
+        let stats = a.stats();
+        let written = tier(&stats, cloud.name);
+        assert_eq!(
+            (written["writes"].as_u64(), written["read_only"].as_bool()),
+            (Some(0), Some(true)),
+            "{}: {stats}",
+            cloud.name
+        );
+        a.stop_server();
+        // Nothing reached the tier: a second machine finds none of it.
+        let b = on_the_tier(false);
+        plain.again_through(&b, "machine B");
+        let stats = b.stats();
+        assert_eq!(
+            (
+                stats["cache_hits"].as_u64(),
+                tier(&stats, cloud.name)["hits"].as_u64()
+            ),
+            (Some(0), Some(0)),
+            "{}: {stats}",
+            cloud.name
+        );
+    }
 }

@@ -26,6 +26,7 @@ fn the_actions_cache_shares_entries_a_read_only_token_reads_and_rate_limits_are_
         the_actions_cache_through_its_v2_protocol_shares_entries_between_machines().await;
         a_read_only_actions_cache_token_makes_a_read_only_tier_without_errors().await;
         rate_limited_writes_are_skipped_and_counted_never_retried().await;
+        two_writers_segments_in_day_slots_are_both_prefetched().await;
     });
 }
 
@@ -96,4 +97,43 @@ async fn rate_limited_writes_are_skipped_and_counted_never_retried() {
         "{stats:?}"
     );
     assert_eq!(stats.state, "closed", "{stats:?}");
+}
+
+/// The Actions cache never rewrites a key, so segments go to the day's slots: two writers
+/// take slots 0 and 1, and a reader's hit in either prefetches the rest of that writer's.
+async fn two_writers_segments_in_day_slots_are_both_prefetched() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(azurite) = azurite(data.path()) else {
+        return require::unavailable("day_slots", NO_AZURITE);
+    };
+    let standin = gha_standin(azurite.port, "fork-token");
+    let dir = tempfile::tempdir().unwrap();
+    for (writer, range) in [("a1", 0..15u8), ("a2", 15..30)] {
+        let a = machine_prefetching(
+            &dir.path().join(writer),
+            vec![gha_tier(&standin, "job-token")],
+        );
+        for n in range {
+            a.put(&key(n), entry(n, 1500)).await.unwrap();
+        }
+        assert!(a.flush(FLUSH).await);
+    }
+    let b = machine_prefetching(&dir.path().join("b"), vec![gha_tier(&standin, "job-token")]);
+    b.warm_up();
+    assert!(b.get(&key(0)).await.unwrap().is_some());
+    assert!(b.get(&key(20)).await.unwrap().is_some());
+    let start = std::time::Instant::now();
+    loop {
+        let stats = stats_of(&b, "gha");
+        if stats.prefetched == 28 {
+            assert_eq!(stats.errors, 0, "{stats:?}");
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 20, "{stats:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for n in 0..30 {
+        let found = b.get_located(&key(n)).await.unwrap().unwrap();
+        assert_eq!(found.entry, entry(n, 1500));
+    }
 }

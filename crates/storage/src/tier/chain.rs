@@ -151,9 +151,7 @@ impl TieredStorage {
             shared: Arc::new(Shared {
                 prefetch: Prefetch::new(
                     remotes.len(),
-                    remotes
-                        .iter()
-                        .any(|t| t.packs() && t.writable() && t.rewritable()),
+                    remotes.iter().any(|t| t.packs() && t.writable()),
                 ),
                 tiers: remotes,
                 limits: QueueLimits {
@@ -379,7 +377,7 @@ impl TieredStorage {
         };
         let job = Arc::new(job);
         for (i, tier) in self.shared.tiers.iter().enumerate() {
-            if tier.writable() && tier.rewritable() {
+            if tier.writable() {
                 self.enqueue(i, &first, Work::Segment(Arc::clone(&job)));
             }
         }

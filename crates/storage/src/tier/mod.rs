@@ -18,6 +18,7 @@ mod memcached;
 mod prefetch;
 mod remote;
 mod shared_dir;
+mod slots;
 
 pub use remote::DEFAULT_MAX_REMOTE_ENTRY;
 

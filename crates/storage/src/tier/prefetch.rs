@@ -32,7 +32,8 @@ use tokio::sync::Semaphore;
 
 use super::chain::Remotes;
 use super::index::{MAX_PACK_BYTES, MAX_SEGMENT_KEYS, Pack, Recent, Segment, pack_key, recent_key};
-use super::remote::{Counters, RemoteTier};
+use super::remote::{Counters, IndexWrite, RemoteTier};
+use super::slots;
 use crate::CacheKey;
 
 /// A segment is written once its oldest key is this old (at the next put).
@@ -270,6 +271,46 @@ fn schedule(state: &mut ReaderState, remotes: &Remotes, tier: usize, key: &Cache
 async fn load_index(remotes: Remotes, tier_index: usize) {
     let tier = &remotes.shared.tiers[tier_index];
     let reader = &remotes.shared.prefetch.readers[tier_index];
+    let (listed, fetched) = if tier.rewritable() {
+        from_recent_list(tier, reader).await
+    } else {
+        let found = slots::read_segments(tier).await;
+        let listed = found.iter().map(|(key, _)| *key).collect();
+        (Some(listed), found.into_iter().map(Some).collect())
+    };
+    let mut state = lock(&reader.state);
+    if let Some(listed) = listed {
+        for (key, segment) in fetched.into_iter().flatten() {
+            state.segments.insert(key, segment.keys.into());
+        }
+        state.segments.retain(|key, _| listed.contains(key));
+        // Newest first, as listed: the newest segment holding a key wins.
+        let mut positions = HashMap::new();
+        for segment_key in &listed {
+            let Some(keys) = state.segments.get(segment_key) else {
+                continue;
+            };
+            for (position, key) in keys.iter().enumerate() {
+                positions.entry(*key).or_insert((*segment_key, position));
+            }
+        }
+        state.positions = positions;
+    }
+    state.loaded_at = Some(Instant::now());
+    state.loading = false;
+    tracing::debug!(tier = %tier.config.name, segments = state.segments.len(),
+        keys = state.positions.len(), "prefetch index loaded");
+    for key in std::mem::take(&mut state.early) {
+        schedule(&mut state, &remotes, tier_index, &key);
+    }
+}
+
+/// The segments the tier's list names, newest first, and those of them not loaded yet; the
+/// list is `None` when it cannot be read.
+async fn from_recent_list(
+    tier: &RemoteTier,
+    reader: &TierReader,
+) -> (Option<Vec<CacheKey>>, Vec<Option<(CacheKey, Segment)>>) {
     let recent = match tier
         .get_index(&recent_key())
         .await
@@ -301,36 +342,12 @@ async fn load_index(remotes: Remotes, tier_index: usize) {
             .collect()
     };
     // A few at a time.
-    let fetched: Vec<Option<(CacheKey, Segment)>> = futures::stream::iter(new)
+    let fetched = futures::stream::iter(new)
         .map(|key| async move { Some((key, load_segment(tier, key).await?)) })
         .buffered(PREFETCH_CONCURRENCY)
         .collect()
         .await;
-    let mut state = lock(&reader.state);
-    if let Some(listed) = listed {
-        for (key, segment) in fetched.into_iter().flatten() {
-            state.segments.insert(key, segment.keys.into());
-        }
-        state.segments.retain(|key, _| listed.contains(key));
-        // Newest first, as listed: the newest segment holding a key wins.
-        let mut positions = HashMap::new();
-        for segment_key in &listed {
-            let Some(keys) = state.segments.get(segment_key) else {
-                continue;
-            };
-            for (position, key) in keys.iter().enumerate() {
-                positions.entry(*key).or_insert((*segment_key, position));
-            }
-        }
-        state.positions = positions;
-    }
-    state.loaded_at = Some(Instant::now());
-    state.loading = false;
-    tracing::debug!(tier = %tier.config.name, segments = state.segments.len(),
-        keys = state.positions.len(), "prefetch index loaded");
-    for key in std::mem::take(&mut state.early) {
-        schedule(&mut state, &remotes, tier_index, &key);
-    }
+    (listed, fetched)
 }
 
 async fn load_segment(tier: &RemoteTier, key: CacheKey) -> Option<Segment> {
@@ -452,7 +469,37 @@ async fn load_pack(
 /// Writes `job` as a new segment to tier `tier` (with its pack first, on a tier that packs)
 /// and puts it at the head of the tier's list.
 pub(crate) async fn write_segment(tier: &RemoteTier, job: &SegmentJob) {
+    if !tier.rewritable() {
+        return slots::write_segment(tier, job).await;
+    }
     let segment_key = new_segment_key();
+    write_pack(tier, &segment_key, job).await;
+    let bytes = Bytes::from(
+        Segment {
+            keys: job.keys.clone(),
+        }
+        .encode(),
+    );
+    if tier.put_index(&segment_key, bytes).await != IndexWrite::Written {
+        return;
+    }
+    let recent = match tier
+        .get_index(&recent_key())
+        .await
+        .map(|b| Recent::decode(&b))
+    {
+        Some(Ok(recent)) => recent,
+        _ => Recent::default(),
+    };
+    let recent = recent.with_newest(segment_key, unix_now(), MAX_SEGMENT_AGE.as_secs());
+    tier.put_index(&recent_key(), Bytes::from(recent.encode()))
+        .await;
+    tracing::debug!(tier = %tier.config.name, keys = job.keys.len(), %segment_key,
+        "prefetch index segment written");
+}
+
+/// Writes the pack of `job`'s entries beside segment `segment_key`, on a tier that packs.
+pub(crate) async fn write_pack(tier: &RemoteTier, segment_key: &CacheKey, job: &SegmentJob) {
     if tier.packs() && !job.bodies.is_empty() {
         let limit = MAX_PACK_BYTES.min(tier.max_entry());
         let mut pack = Pack::default();
@@ -469,32 +516,10 @@ pub(crate) async fn write_segment(tier: &RemoteTier, job: &SegmentJob) {
             pack.entries.push((*key, body));
         }
         if !pack.entries.is_empty() {
-            tier.put_index(&pack_key(&segment_key), Bytes::from(pack.encode()))
+            tier.put_index(&pack_key(segment_key), Bytes::from(pack.encode()))
                 .await;
         }
     }
-    let bytes = Bytes::from(
-        Segment {
-            keys: job.keys.clone(),
-        }
-        .encode(),
-    );
-    if !tier.put_index(&segment_key, bytes).await {
-        return;
-    }
-    let recent = match tier
-        .get_index(&recent_key())
-        .await
-        .map(|b| Recent::decode(&b))
-    {
-        Some(Ok(recent)) => recent,
-        _ => Recent::default(),
-    };
-    let recent = recent.with_newest(segment_key, unix_now(), MAX_SEGMENT_AGE.as_secs());
-    tier.put_index(&recent_key(), Bytes::from(recent.encode()))
-        .await;
-    tracing::debug!(tier = %tier.config.name, keys = job.keys.len(), %segment_key,
-        "prefetch index segment written");
 }
 
 /// A key no other writer picks: random, not secret.
@@ -515,7 +540,7 @@ fn new_segment_key() -> CacheKey {
     CacheKey::from_bytes(bytes)
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

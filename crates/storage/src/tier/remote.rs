@@ -109,6 +109,16 @@ pub(crate) struct RemoteTier {
     writes_refused: AtomicBool,
 }
 
+/// How a write of a prefetch index object ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IndexWrite {
+    Written,
+    /// The key holds something already, and the tier never rewrites a key.
+    Taken,
+    /// Failed, refused, or not attempted.
+    Failed,
+}
+
 /// How a write ended that did not fail.
 enum Stored {
     Written,
@@ -213,7 +223,7 @@ impl RemoteTier {
 
     /// Whether objects can be written again under the same key. The Actions cache keeps the
     /// first write of a key forever, so prefetch's list of recent segments (rewritten by every
-    /// writer) cannot live there.
+    /// writer) cannot live there: its segments go to day slots instead ([`super::slots`]).
     pub(crate) fn rewritable(&self) -> bool {
         !matches!(self.config.kind, TierKind::Gha { .. })
     }
@@ -366,9 +376,12 @@ impl RemoteTier {
     }
 
     /// Writes an object of the prefetch index: not an entry, so not counted as a write.
-    /// Whether it was written.
-    pub(crate) async fn put_index(&self, key: &CacheKey, object: Bytes) -> bool {
-        matches!(self.store(key, object).await, Call::Done(Stored::Written))
+    pub(crate) async fn put_index(&self, key: &CacheKey, object: Bytes) -> IndexWrite {
+        match self.store(key, object).await {
+            Call::Done(Stored::Written) => IndexWrite::Written,
+            Call::Done(Stored::Declined(Decline::Exists)) => IndexWrite::Taken,
+            _ => IndexWrite::Failed,
+        }
     }
 
     /// The guarded write behind [`RemoteTier::put`]: `Some(why)` when the tier's path was
