@@ -11,6 +11,7 @@
 mod support;
 
 mod c_tree;
+mod ci_recipes;
 mod compat_matrix;
 mod config_file;
 mod containers;
