@@ -49,6 +49,8 @@ export_path() {
     printf '%s\n' "$1" >>"$GITHUB_PATH"
   fi
   if [ -n "${SETUP_HOARD_ENV_FILE:-}" ]; then
+    # $PATH stays unexpanded: it is the sourcing shell's PATH that gets the directory.
+    # shellcheck disable=SC2016
     printf 'export PATH=%q:"$PATH"\n' "$1" >>"$SETUP_HOARD_ENV_FILE"
   fi
 }
