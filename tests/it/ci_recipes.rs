@@ -392,6 +392,15 @@ fn setup_action_with_hoard_wraps_the_compilers_and_the_second_build_hits() {
     assert_eq!(stats["cache_misses"], 2, "{stats}");
     assert_eq!(stats["cache_hits"], 2, "{stats}");
 
+    // A hoard that renders Markdown (`--format markdown`) must be the one the summary shows;
+    // an older one's text table goes in a code block.
+    let markdown = sandbox
+        .hoard()
+        .args(["--show-stats", "--format", "markdown"])
+        .output()
+        .unwrap()
+        .status
+        .success();
     for workflow in ["docs/ci/github/build.yml", "docs/ci/github/warm-caches.yml"] {
         std::fs::write(job.path("summary.md"), "").unwrap();
         job.run(&summary_step(workflow), &BTreeMap::new(), &[]);
@@ -401,6 +410,14 @@ fn setup_action_with_hoard_wraps_the_compilers_and_the_second_build_hits() {
             "{workflow}: {summary}"
         );
         assert!(!summary.contains("did not run"), "{workflow}: {summary}");
+        assert_eq!(
+            summary.contains("```text"),
+            !markdown,
+            "{workflow}, markdown {markdown}: {summary}"
+        );
+        if markdown {
+            assert!(summary.contains('|'), "a table: {summary}");
+        }
     }
 }
 
