@@ -9,8 +9,10 @@
 # mean `lookup_ms` of the tier lookups from HOARD_JOURNAL, the wrapper's time in the cache
 # per compile.
 #
-# Tiers: memcached, redis, s3 (moto_server), webdav (wsgidav) and shared_dir; one whose
-# server is not installed is skipped. Each server is started here on a free loopback port
+# Tiers: memcached, redis, s3 (moto_server), webdav (wsgidav), shared_dir, azure (Azurite),
+# gcs (fake-gcs-server) and gha (the GitHub Actions cache stand-in of
+# tests/fixtures/gha-cache-standin.py, its bytes on Azurite); one whose server is not
+# installed is skipped. Each server is started here on a free loopback port
 # and stopped at the end.
 #
 # The projects: the C corpus (as bench/c.sh builds it) and the cargo project bench/rustapp (as
@@ -27,7 +29,7 @@ reps=${1:-3}
 [[ $reps =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [REPEATS [TIER...]]" >&2; exit 2; }
 shift || true
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(memcached redis s3 webdav shared_dir)
+[ ${#wanted[@]} -gt 0 ] || wanted=(memcached redis s3 webdav shared_dir azure gcs gha)
 
 corpus_dir=${BENCH_C_CORPUS:-}
 bench_init tiers
@@ -76,6 +78,20 @@ wait_port() {
   return 1
 }
 
+STANDIN=$ROOT/tests/fixtures/gha-cache-standin.py
+# Azurite's well-known development account key (public, from Microsoft's documentation).
+AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+
+# start_azurite PORT DIR: Azurite's blob service, waited for.
+start_azurite() {
+  command -v azurite-blob >/dev/null || return 1
+  mkdir -p "$2"
+  azurite-blob --silent --disableTelemetry --skipApiVersionCheck --loose --blobHost 127.0.0.1 \
+    --blobPort "$1" --location "$2" >/dev/null 2>&1 &
+  PIDS+=($!)
+  wait_port "$1"
+}
+
 # start_tier NAME: starts the tier's server and writes the HOARD_* lines that point a
 # machine at it to $W/env-NAME. Fails (the tier is skipped) when its server is missing.
 start_tier() {
@@ -113,6 +129,29 @@ start_tier() {
     mkdir -p "$W/shared"
     echo "HOARD_SHARED_DIR=$W/shared" >"$W/env-$1"
     return 0
+    ;;
+  azure)
+    start_azurite "$port" "$W/azure" || return 1
+    python3 "$STANDIN" --azurite-port "$port" --create-container hoard || return 1
+    printf 'HOARD_AZURE_CONTAINER=hoard\nHOARD_AZURE_CONNECTION_STRING=%s\n' \
+      "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=$AZURITE_KEY;BlobEndpoint=http://127.0.0.1:$port/devstoreaccount1;" >"$W/env-$1"
+    return 0
+    ;;
+  gcs)
+    command -v fake-gcs-server >/dev/null || return 1
+    mkdir -p "$W/gcs/hoard"
+    fake-gcs-server -scheme http -host 127.0.0.1 -port "$port" -backend memory \
+      -data "$W/gcs" -public-host "127.0.0.1:$port" >/dev/null 2>&1 &
+    PIDS+=($!)
+    printf 'HOARD_GCS_BUCKET=hoard\nHOARD_GCS_ENDPOINT=http://127.0.0.1:%s\n' "$port" >"$W/env-$1"
+    ;;
+  gha)
+    local blob_port
+    blob_port=$(free_port)
+    start_azurite "$blob_port" "$W/gha-blobs" || return 1
+    python3 "$STANDIN" --port "$port" --azurite-port "$blob_port" >/dev/null 2>&1 &
+    PIDS+=($!)
+    printf 'HOARD_GHA=on\nACTIONS_RESULTS_URL=http://127.0.0.1:%s/\nACTIONS_RUNTIME_TOKEN=bench\n' "$port" >"$W/env-$1"
     ;;
   *) return 1 ;;
   esac

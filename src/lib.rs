@@ -8,4 +8,5 @@ pub mod config_file;
 pub mod config_report;
 pub mod logging;
 pub mod path_settings;
+pub mod stats_markdown;
 pub mod stats_table;

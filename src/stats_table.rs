@@ -76,10 +76,17 @@ fn tiers(out: &mut String, stats: &Stats) {
     let _ = writeln!(out, "Tiers:");
     for tier in &stats.tiers {
         let rate = percent(tier.hits, tier.hits + tier.misses);
+        let mut notes = tier.state.clone();
+        if tier.prefetched > 0 {
+            let _ = write!(notes, ", {} prefetched", tier.prefetched);
+        }
+        if tier.read_only {
+            notes.push_str(", read-only");
+        }
         let _ = writeln!(
             out,
-            "  {:<12} {:>8} hits ({rate:.1} %) {:>8} misses {:>8} writes {:>6} errors  {}",
-            tier.name, tier.hits, tier.misses, tier.writes, tier.errors, tier.state
+            "  {:<12} {:>8} hits ({rate:.1} %) {:>8} misses {:>8} writes {:>6} errors  {notes}",
+            tier.name, tier.hits, tier.misses, tier.writes, tier.errors
         );
     }
 }
@@ -105,7 +112,8 @@ fn rates(
     }
 }
 
-fn percent(part: u64, whole: u64) -> f64 {
+/// `part` as a percentage of `whole` (0 when `whole` is).
+pub(crate) fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         return 0.0;
     }
@@ -116,7 +124,7 @@ fn percent(part: u64, whole: u64) -> f64 {
 }
 
 /// Milliseconds as a person reads them: `3.2 s`, `4 min 12 s`, `2 h 5 min`.
-fn duration(ms: u64) -> String {
+pub(crate) fn duration(ms: u64) -> String {
     let secs = ms / 1000;
     match secs {
         0..60 => format!("{}.{} s", secs, (ms % 1000) / 100),
@@ -135,7 +143,7 @@ fn section(out: &mut String, title: &str, map: &BTreeMap<String, u64>) {
     }
 }
 
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes;
     let mut unit = 0;

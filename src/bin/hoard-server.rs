@@ -21,6 +21,24 @@ struct Args {
     listen: Option<String>,
 }
 
+/// OpenDAL's Actions cache service speaks the v2 protocol (the only one github.com still
+/// serves) when `ACTIONS_CACHE_SERVICE_V2` is set, which it reads from the environment alone;
+/// the runner does not always export it to a step, so a server with that tier sets it.
+fn actions_cache_v2(settings: &Settings) {
+    let uses_it = settings
+        .tiers
+        .iter()
+        .any(|t| matches!(t.kind, hoard_storage::TierKind::Gha { .. }));
+    if uses_it && std::env::var_os("ACTIONS_CACHE_SERVICE_V2").is_none_or(|v| v.is_empty()) {
+        // SAFETY: called from `main` before the runtime or the logger start any thread, so
+        // nothing reads the environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("ACTIONS_CACHE_SERVICE_V2", "1");
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let mut settings = match Settings::from_env() {
@@ -33,6 +51,7 @@ fn main() -> ExitCode {
     if let Some(addr) = args.listen {
         settings.listen_on(addr);
     }
+    actions_cache_v2(&settings);
     hoard::logging::init(&settings.cache_dir, "server.log");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -28,9 +28,14 @@ struct Control {
     /// of the server's totals.
     #[arg(long, requires = "show_stats", value_name = "JOURNAL")]
     since_journal: Option<PathBuf>,
-    /// With --show-stats or --show-config: one JSON object.
+    /// With --show-stats or --show-config: one JSON object (same as `--format json`).
     #[arg(long)]
     json: bool,
+    /// With --show-stats: `text` (the default), `json`, or `markdown` (tables for a CI job
+    /// summary: `hoard --show-stats --format markdown >> "$GITHUB_STEP_SUMMARY"`). With
+    /// --show-config: `text` or `json`.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<Format>,
     /// Print every setting, its effective value, and where it came from (environment,
     /// config file, default).
     #[arg(long)]
@@ -54,6 +59,17 @@ struct Control {
     command: Vec<OsString>,
 }
 
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// Aligned text, for people.
+    Text,
+    /// One JSON object.
+    Json,
+    /// Markdown tables (statistics only).
+    Markdown,
+}
+
 /// One control command. The flags combine (`--stop-server --start-server` restarts the
 /// server), so a command line is a list of these, run in the order of the variants.
 #[derive(Debug, PartialEq)]
@@ -64,8 +80,8 @@ enum Action {
     StartServer,
     /// `--zero-stats`.
     ZeroStats,
-    /// `--show-stats [--json]`: the server's totals.
-    ShowStats { json: bool },
+    /// `--show-stats [--format F]`: the server's totals.
+    ShowStats { format: Format },
     /// `--show-stats --since-journal JOURNAL`: one build's summary, from its journal.
     SummariseJournal(PathBuf),
     /// `--explain -- COMMAND`.
@@ -101,6 +117,9 @@ enum ControlError {
     /// `--json` with neither report it formats.
     #[error("--json goes with --show-stats or --show-config")]
     JsonAlone,
+    /// `--format` with no report, or a format the report does not have.
+    #[error("--format {0} goes with {1}")]
+    FormatMisplaced(&'static str, &'static str),
     /// `HOARD_PATHS` holds a value hoard does not know (reported by `--show-config`, after
     /// the report; compiles run as under `exact`).
     #[error("{0}; compiles run as under HOARD_PATHS=exact")]
@@ -150,6 +169,16 @@ fn eprintln_to_log(e: &ConfigError) {
     tracing::error!("configuration error, compiling without the cache: {e}");
 }
 
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Json => "json",
+            Format::Markdown => "markdown",
+        }
+    }
+}
+
 impl Control {
     /// The actions asked for, in the order they run, and the misuse to report once they
     /// have run (as hoard always has: `--zero-stats --json` zeroes, then fails).
@@ -164,19 +193,32 @@ impl Control {
         if self.zero_stats {
             actions.push(Action::ZeroStats);
         }
+        let format = match (self.json, self.format) {
+            (true, _) => Format::Json,
+            (false, format) => format.unwrap_or(Format::Text),
+        };
         match (self.show_stats, self.since_journal) {
             (true, Some(journal)) => actions.push(Action::SummariseJournal(journal)),
-            (true, None) => actions.push(Action::ShowStats { json: self.json }),
+            (true, None) => actions.push(Action::ShowStats { format }),
             (false, _) => {}
         }
         if self.explain {
             actions.push(Action::Explain(self.command));
         }
         if self.show_config {
-            actions.push(Action::ShowConfig { json: self.json });
+            actions.push(Action::ShowConfig {
+                json: format == Format::Json,
+            });
         }
         let misuse = if self.json && !(self.show_stats || self.show_config) {
             Some(ControlError::JsonAlone)
+        } else if self.format.is_some() && !(self.show_stats || self.show_config) {
+            Some(ControlError::FormatMisplaced(
+                format.name(),
+                "--show-stats or --show-config",
+            ))
+        } else if format == Format::Markdown && !self.show_stats {
+            Some(ControlError::FormatMisplaced("markdown", "--show-stats"))
         } else if actions.is_empty() {
             Some(ControlError::NothingToDo)
         } else {
@@ -226,13 +268,13 @@ async fn run(
         Action::SummariseJournal(journal) => {
             emit(&hoard_client::journal::summarise(&journal)?.to_string());
         }
-        Action::ShowStats { json: true } => {
+        Action::ShowStats { format } => {
             let stats = hoard_client::stats(client).await?;
-            println!("{}", serde_json::to_string_pretty(&stats)?);
-        }
-        Action::ShowStats { json: false } => {
-            let stats = hoard_client::stats(client).await?;
-            print!("{}", hoard::stats_table::render(&stats, settings));
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&stats)?),
+                Format::Text => print!("{}", hoard::stats_table::render(&stats, settings)),
+                Format::Markdown => print!("{}", hoard::stats_markdown::render(&stats)),
+            }
         }
         Action::Explain(command) => emit(&explain(settings, &command).await?),
         Action::ShowConfig { json: true } => {
@@ -308,7 +350,9 @@ mod tests {
     fn json_goes_to_the_report_it_formats_and_a_journal_wins_over_the_server() {
         assert_eq!(
             plan(&["-s", "--json"]).0,
-            [Action::ShowStats { json: true }]
+            [Action::ShowStats {
+                format: Format::Json
+            }]
         );
         assert_eq!(
             plan(&["-s", "--since-journal", "j"]).0,

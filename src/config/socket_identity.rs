@@ -41,6 +41,25 @@ enum TierKind<'a> {
     SharedDir {
         path: &'a PathBuf,
     },
+    Azure {
+        container: &'a String,
+        connection_string: Option<&'a String>,
+        account_name: Option<&'a String>,
+        account_key: Option<&'a String>,
+        endpoint: Option<&'a String>,
+        prefix: Option<&'a String>,
+    },
+    Gcs {
+        bucket: &'a String,
+        endpoint: Option<&'a String>,
+        key_path: Option<&'a PathBuf>,
+        prefix: Option<&'a String>,
+    },
+    /// The job's token is left out: it changes with every job, the cache it reaches does not.
+    Gha {
+        version: &'a String,
+        results_url: Option<&'a String>,
+    },
 }
 
 /// The identity text of `tiers`.
@@ -77,6 +96,40 @@ pub(super) fn tiers(tiers: &[hoard_storage::TierConfig]) -> String {
                     },
                     Kind::Webdav { endpoint } => TierKind::Webdav { endpoint },
                     Kind::SharedDir { path } => TierKind::SharedDir { path },
+                    Kind::Azure {
+                        container,
+                        connection_string,
+                        account_name,
+                        account_key,
+                        endpoint,
+                        prefix,
+                    } => TierKind::Azure {
+                        container,
+                        connection_string: connection_string.as_ref(),
+                        account_name: account_name.as_ref(),
+                        account_key: account_key.as_ref(),
+                        endpoint: endpoint.as_ref(),
+                        prefix: prefix.as_ref(),
+                    },
+                    Kind::Gcs {
+                        bucket,
+                        endpoint,
+                        key_path,
+                        prefix,
+                    } => TierKind::Gcs {
+                        bucket,
+                        endpoint: endpoint.as_ref(),
+                        key_path: key_path.as_ref(),
+                        prefix: prefix.as_ref(),
+                    },
+                    Kind::Gha {
+                        version,
+                        results_url,
+                        token: _,
+                    } => TierKind::Gha {
+                        version,
+                        results_url: results_url.as_ref(),
+                    },
                 },
                 read_only: *read_only,
                 max_entry_size: *max_entry_size,

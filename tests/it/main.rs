@@ -12,6 +12,7 @@ mod support;
 
 mod c_tree;
 mod ci_recipes;
+mod cloud_tiers;
 mod compat_matrix;
 mod config_file;
 mod containers;

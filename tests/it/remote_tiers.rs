@@ -21,9 +21,16 @@ fn machine(var: &str, endpoint: &str) -> Sandbox {
 /// from the tier, and a third build with no tier at all hits B's own disk. With `prefetch`,
 /// B first compiles one file, whose hit reads ahead everything else A stored, and then
 /// builds the rest from its own disk; without it, every hit is a lookup in the tier.
-fn two_machines_share_a_tree(var: &str, endpoint: &str, tier_name: &str, prefetch: bool) {
+pub(crate) fn two_machines_share_a_tree(env: &[(&str, &str)], tier_name: &str, prefetch: bool) {
     let sources = c_files(&lua_sources());
-    let a = machine(var, endpoint);
+    let on_the_tier = || {
+        let mut sandbox = Sandbox::new();
+        for (var, value) in env {
+            sandbox.set_env(var, value);
+        }
+        sandbox
+    };
+    let a = on_the_tier();
     let out = a.dir.path().join("out");
     let plain = plain_build("gcc", &sources, &out, FLAGS, &a);
 
@@ -35,7 +42,7 @@ fn two_machines_share_a_tree(var: &str, endpoint: &str, tier_name: &str, prefetc
     // Stopping A's server flushes its queued remote writes (and its prefetch index).
     a.stop_server();
 
-    let mut b = machine(var, endpoint);
+    let mut b = on_the_tier();
     if prefetch {
         assert_all_succeeded(
             &build(Some(&b), "gcc", &sources[..1], &out, FLAGS, 1),
@@ -97,7 +104,11 @@ fn a_second_machine_prefetches_from_memcached_after_one_hit_and_builds_from_its_
     }
     let memcached = Daemon::memcached();
     let endpoint = format!("tcp://127.0.0.1:{}", memcached.port);
-    two_machines_share_a_tree("HOARD_MEMCACHED_ENDPOINT", &endpoint, "memcached", true);
+    two_machines_share_a_tree(
+        &[("HOARD_MEMCACHED_ENDPOINT", &endpoint)],
+        "memcached",
+        true,
+    );
 }
 
 #[test]
@@ -107,7 +118,7 @@ fn a_second_machine_without_prefetch_gets_every_hit_from_redis_and_keeps_them_lo
     }
     let redis = Daemon::redis();
     let endpoint = format!("redis://127.0.0.1:{}", redis.port);
-    two_machines_share_a_tree("HOARD_REDIS_ENDPOINT", &endpoint, "redis", false);
+    two_machines_share_a_tree(&[("HOARD_REDIS_ENDPOINT", &endpoint)], "redis", false);
 }
 
 #[test]

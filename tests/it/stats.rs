@@ -81,3 +81,110 @@ fn statistics_survive_a_server_restart_with_time_saved_and_hits_by_protocol_vers
     assert_eq!(counter(&zeroed, &["cache_hits"]), 0, "{zeroed}");
     assert_eq!(counter(&zeroed, &["time_saved_ms"]), 0, "{zeroed}");
 }
+
+/// The tables of a Markdown document, each as rows of cell texts (the header row first),
+/// as a CommonMark parser with GitHub's table extension reads them.
+fn markdown_tables(markdown: &str) -> Vec<Vec<Vec<String>>> {
+    use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+    let mut tables = Vec::new();
+    let mut cell: Option<String> = None;
+    for event in Parser::new_ext(markdown, Options::ENABLE_TABLES) {
+        match event {
+            Event::Start(Tag::Table(_)) => tables.push(Vec::new()),
+            Event::Start(Tag::TableHead | Tag::TableRow) => {
+                tables.last_mut().unwrap().push(Vec::new());
+            }
+            Event::Start(Tag::TableCell) => cell = Some(String::new()),
+            Event::Text(t) | Event::Code(t) => {
+                if let Some(cell) = cell.as_mut() {
+                    cell.push_str(&t);
+                }
+            }
+            Event::End(TagEnd::TableCell) => {
+                let row = tables.last_mut().unwrap().last_mut().unwrap();
+                row.push(cell.take().unwrap());
+            }
+            _ => {}
+        }
+    }
+    tables
+}
+
+#[test]
+fn show_stats_format_markdown_renders_tables_a_markdown_parser_reads() {
+    let sandbox = Sandbox::new();
+    let sources: Vec<_> = c_files(&lua_sources()).into_iter().take(4).collect();
+    let out = sandbox.dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    for _ in 0..2 {
+        clean(&out);
+        for output in build(Some(&sandbox), "gcc", &sources, &out, &["-O1"], 2) {
+            assert!(output.status.success(), "{}", text(&output.stderr));
+        }
+    }
+    // One call hoard does not cache (preprocessing only), so a breakdown table appears too.
+    let preprocessed = sandbox
+        .hoard()
+        .args(["gcc", "-E", "-o"])
+        .arg(sandbox.dir.path().join("a.i"))
+        .arg(&sources[0])
+        .output()
+        .unwrap();
+    assert!(
+        preprocessed.status.success(),
+        "{}",
+        text(&preprocessed.stderr)
+    );
+    let shown = sandbox
+        .hoard()
+        .args(["--show-stats", "--format", "markdown"])
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let markdown = text(&shown.stdout);
+    let tables = markdown_tables(&markdown);
+    assert!(
+        tables.len() >= 3,
+        "summary, non-cacheable, tiers: {markdown}"
+    );
+    let summary = &tables[0];
+    let hit_rate = summary
+        .iter()
+        .find(|row| row[0] == "Hit rate")
+        .unwrap_or_else(|| panic!("no hit rate row: {markdown}"));
+    assert_eq!(hit_rate[1], "50.0 % (4 of 8)", "{markdown}");
+    assert!(
+        tables.iter().any(|t| t[0][0] == "reason" && t.len() >= 2),
+        "non-cacheable reasons: {markdown}"
+    );
+    let tiers = tables
+        .iter()
+        .find(|t| t[0][0] == "tier")
+        .unwrap_or_else(|| panic!("no tiers table: {markdown}"));
+    assert_eq!(tiers[1][0], "local", "{markdown}");
+    assert!(
+        tiers.iter().all(|row| row.len() == tiers[0].len()),
+        "every row has every column: {markdown}"
+    );
+
+    // `--format json` is `--json`.
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = sandbox.hoard().args(args).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let by_format = json(&["--show-stats", "--format", "json"]);
+    assert_eq!(by_format["cache_hits"], 4, "{by_format}");
+    assert_eq!(by_format, json(&["--show-stats", "--json"]));
+    let misplaced = sandbox
+        .hoard()
+        .args(["--show-config", "--format", "markdown"])
+        .output()
+        .unwrap();
+    assert!(!misplaced.status.success());
+    assert!(
+        text(&misplaced.stderr).contains("--format markdown goes with --show-stats"),
+        "{}",
+        text(&misplaced.stderr)
+    );
+}

@@ -125,6 +125,7 @@ fn stats() -> Stats {
                 timeouts: 0,
                 skipped: 0,
                 prefetched: 0,
+                read_only: false,
                 state: "closed".to_owned(),
             })
             .collect(),

@@ -144,6 +144,7 @@ fn stats() -> impl Strategy<Value = Stats> {
                     timeouts: c[4],
                     skipped: c[5],
                     prefetched: c[6],
+                    read_only: c[6] % 2 == 1,
                     state,
                 })
                 .collect(),

@@ -112,6 +112,7 @@ impl Shared {
                 timeouts: t.timeouts,
                 skipped: t.skipped,
                 prefetched: t.prefetched,
+                read_only: t.read_only,
                 state: t.state,
             })
             .collect()

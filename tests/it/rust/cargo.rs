@@ -436,30 +436,54 @@ fn a_second_machine_builds_the_workspace_all_from_memcached_or_redis() {
             format!("redis://127.0.0.1:{}", redis.port),
         ),
     ] {
-        let mut a = Sandbox::new();
-        a.set_env(var, &endpoint);
-        a.set_env("HOARD_MEMCACHED_MAX_ENTRY", "16M");
-        let ws = workspace(&a, "ws");
-        let target = a.dir.path().join("target");
-        assert_eq!(
-            clean_build(&a, &ws, &target, &[]),
-            (0, UNITS),
-            "{var}: machine A"
+        second_machine_builds_from(
+            var,
+            &[
+                (var, endpoint.as_str()),
+                ("HOARD_MEMCACHED_MAX_ENTRY", "16M"),
+            ],
         );
-        let printed = run_app(&target);
-        // Stopping A's server flushes its queued uploads.
-        a.stop_server();
-
-        let mut b = Sandbox::new();
-        b.set_env(var, &endpoint);
-        b.set_env("HOARD_MEMCACHED_MAX_ENTRY", "16M");
-        let ws_b = workspace(&b, "ws");
-        let target_b = b.dir.path().join("target");
-        assert_eq!(
-            clean_build(&b, &ws_b, &target_b, &[]),
-            (UNITS, 0),
-            "{var}: machine B, empty disk, all from the remote tier"
-        );
-        assert_eq!(run_app(&target_b), printed);
     }
+}
+
+#[test]
+fn a_second_machine_builds_the_workspace_all_from_azure_gcs_and_the_actions_cache() {
+    use crate::cloud_tiers::{actions_cache, azure, gcs};
+    for tier in [azure(), gcs(), actions_cache("job-token")] {
+        let Some(tier) = tier else { return };
+        second_machine_builds_from(tier.name, &tier.env());
+    }
+}
+
+/// Machine A builds the workspace with `env` (a remote tier), then machine B, with an empty
+/// disk, builds it all from the tier and its binary prints what A's printed.
+fn second_machine_builds_from(what: &str, env: &[(&str, &str)]) {
+    let on_the_tier = || {
+        let mut sandbox = Sandbox::new();
+        for (var, value) in env {
+            sandbox.set_env(var, value);
+        }
+        sandbox
+    };
+    let a = on_the_tier();
+    let ws = workspace(&a, "ws");
+    let target = a.dir.path().join("target");
+    assert_eq!(
+        clean_build(&a, &ws, &target, &[]),
+        (0, UNITS),
+        "{what}: machine A"
+    );
+    let printed = run_app(&target);
+    // Stopping A's server flushes its queued uploads.
+    a.stop_server();
+
+    let b = on_the_tier();
+    let ws_b = workspace(&b, "ws");
+    let target_b = b.dir.path().join("target");
+    assert_eq!(
+        clean_build(&b, &ws_b, &target_b, &[]),
+        (UNITS, 0),
+        "{what}: machine B, empty disk, all from the remote tier"
+    );
+    assert_eq!(run_app(&target_b), printed);
 }

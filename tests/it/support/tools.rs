@@ -25,6 +25,12 @@ pub fn root(why: &str) -> bool {
     effective_uid() == 0 || skipped(&format!("needs root {why}"))
 }
 
+/// Says that the running test cannot run because `missing` (a server that is not
+/// installed); under `HOARD_TEST_REQUIRE=all`, fails it.
+pub fn unavailable(missing: &str) {
+    skipped(missing);
+}
+
 /// Says that the running test is skipped and why, and returns `false`; under
 /// `HOARD_TEST_REQUIRE=all`, fails the test instead.
 fn skipped(reason: &str) -> bool {

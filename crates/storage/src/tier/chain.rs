@@ -151,7 +151,9 @@ impl TieredStorage {
             shared: Arc::new(Shared {
                 prefetch: Prefetch::new(
                     remotes.len(),
-                    remotes.iter().any(|t| t.packs() && !t.config.read_only),
+                    remotes
+                        .iter()
+                        .any(|t| t.packs() && t.writable() && t.rewritable()),
                 ),
                 tiers: remotes,
                 limits: QueueLimits {
@@ -231,7 +233,7 @@ impl TieredStorage {
             skipped: load(&t.counters.skipped),
             prefetched: load(&t.counters.prefetched),
             state: t.state_name().to_owned(),
-            read_only: t.config.read_only,
+            read_only: !t.writable(),
         }));
         stats
     }
@@ -323,7 +325,7 @@ impl TieredStorage {
     fn enqueue_puts(&self, tiers: std::ops::Range<usize>, key: &CacheKey, entry: &Bytes) {
         for i in tiers {
             let tier = &self.shared.tiers[i];
-            if tier.config.read_only {
+            if !tier.writable() {
                 continue;
             }
             // A raw entry travels compressed: whether it fits is known once the writer has
@@ -377,7 +379,7 @@ impl TieredStorage {
         };
         let job = Arc::new(job);
         for (i, tier) in self.shared.tiers.iter().enumerate() {
-            if !tier.config.read_only {
+            if tier.writable() && tier.rewritable() {
                 self.enqueue(i, &first, Work::Segment(Arc::clone(&job)));
             }
         }
@@ -394,7 +396,7 @@ impl TieredStorage {
     }
 
     fn wants_remote_writes(&self) -> bool {
-        self.shared.tiers.iter().any(|t| !t.config.read_only)
+        self.shared.tiers.iter().any(RemoteTier::writable)
     }
 }
 
@@ -652,7 +654,7 @@ impl Storage for TieredStorage {
 
     async fn remove(&self, key: &CacheKey) -> Result<(), StorageError> {
         for (i, tier) in self.shared.tiers.iter().enumerate() {
-            if !tier.config.read_only {
+            if tier.writable() {
                 self.enqueue(i, key, Work::Remove);
             }
         }

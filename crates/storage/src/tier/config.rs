@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod cloud;
 pub mod redact;
 mod size;
 
@@ -26,7 +27,16 @@ pub const MEMCACHED_DEFAULT_MAX_ENTRY: u64 = 1024 * 1024 - 1024;
 
 /// The names tiers are known by in `HOARD_TIER_ORDER`, `HOARD_READ_ONLY_TIERS` and stats, in the
 /// default order of the chain: the fastest (in-memory) stores first.
-pub const TIER_NAMES: [&str; 5] = ["memcached", "redis", "s3", "webdav", "shared_dir"];
+pub const TIER_NAMES: [&str; 8] = [
+    "memcached",
+    "redis",
+    "s3",
+    "gcs",
+    "azure",
+    "webdav",
+    "gha",
+    "shared_dir",
+];
 
 /// The kind of store behind a remote tier, with what is needed to reach it. Its `Debug`
 /// shows endpoints with their passwords (and S3 keys) replaced by [`MASK`], so a logged
@@ -66,6 +76,44 @@ pub enum TierKind {
         /// The directory; must be absolute.
         path: PathBuf,
     },
+    /// An Azure Blob Storage container (or Azurite's).
+    Azure {
+        /// The container.
+        container: String,
+        /// `DefaultEndpointsProtocol=..;AccountName=..;AccountKey=..;BlobEndpoint=..`: the
+        /// account, its key and endpoint in one (secret).
+        connection_string: Option<String>,
+        /// The storage account, when no connection string gives it.
+        account_name: Option<String>,
+        /// The account's key (secret); without one (and no connection string) requests go
+        /// unsigned, for a public container.
+        account_key: Option<String>,
+        /// The blob service URL; `https://<account>.blob.core.windows.net` when `None`.
+        endpoint: Option<String>,
+        /// Key prefix inside the container; `hoard` when `None`.
+        prefix: Option<String>,
+    },
+    /// A Google Cloud Storage bucket (or an emulator's).
+    Gcs {
+        /// The bucket.
+        bucket: String,
+        /// The service URL; Google's when `None`.
+        endpoint: Option<String>,
+        /// A service account key file; else the usual Google variables and files, and
+        /// unsigned requests when there are none.
+        key_path: Option<PathBuf>,
+        /// Key prefix inside the bucket; `hoard` when `None`.
+        prefix: Option<String>,
+    },
+    /// The GitHub Actions cache (its v2 service), reachable from a workflow's steps.
+    Gha {
+        /// The namespace: entries written under one version are invisible under another.
+        version: String,
+        /// `ACTIONS_RESULTS_URL`, the cache service's URL.
+        results_url: Option<String>,
+        /// `ACTIONS_RUNTIME_TOKEN`, the job's token (secret).
+        token: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for TierKind {
@@ -98,6 +146,7 @@ impl std::fmt::Debug for TierKind {
             TierKind::SharedDir { path } => {
                 f.debug_struct("SharedDir").field("path", path).finish()
             }
+            other => cloud::debug(other, f),
         }
     }
 }
@@ -123,17 +172,24 @@ impl TierKind {
             TierKind::Memcached { endpoint }
             | TierKind::Redis { endpoint }
             | TierKind::Webdav { endpoint } => Some(endpoint),
-            TierKind::S3 { endpoint, .. } => endpoint.as_deref(),
+            TierKind::S3 { endpoint, .. }
+            | TierKind::Azure { endpoint, .. }
+            | TierKind::Gcs { endpoint, .. } => endpoint.as_deref(),
+            TierKind::Gha { results_url, .. } => results_url.as_deref(),
             TierKind::SharedDir { .. } => None,
         }
     }
 
-    /// The secrets the kind's endpoint carries (passwords, S3 keys), as written and
-    /// percent-decoded: what [`scrub`] must remove from text that may quote them.
+    /// The secrets the kind carries (endpoint passwords, S3 keys, Azure keys, the Actions
+    /// token), as written and percent-decoded: what [`scrub`] must remove from text that may
+    /// quote them.
     pub fn secrets(&self) -> Vec<String> {
-        self.endpoint()
+        let mut secrets = self
+            .endpoint()
             .map(|e| url_secrets(e, self.userinfo_secret()))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        secrets.extend(cloud::secrets(self));
+        secrets
     }
 
     /// What takes this kind's credentials out of free text that may quote its endpoint.
@@ -142,10 +198,14 @@ impl TierKind {
         if let Some(endpoint) = self.endpoint() {
             scrubber.add_endpoint(endpoint, self.userinfo_secret());
         }
+        for secret in cloud::secrets(self) {
+            scrubber.add_secret(&secret);
+        }
         scrubber
     }
 
-    /// The kind's name: `memcached`, `redis`, `s3`, `webdav` or `shared_dir`.
+    /// The kind's name: `memcached`, `redis`, `s3`, `gcs`, `azure`, `webdav`, `gha` or
+    /// `shared_dir`.
     pub fn name(&self) -> &'static str {
         match self {
             TierKind::Memcached { .. } => "memcached",
@@ -153,6 +213,9 @@ impl TierKind {
             TierKind::S3 { .. } => "s3",
             TierKind::Webdav { .. } => "webdav",
             TierKind::SharedDir { .. } => "shared_dir",
+            TierKind::Azure { .. } => "azure",
+            TierKind::Gcs { .. } => "gcs",
+            TierKind::Gha { .. } => "gha",
         }
     }
 }
@@ -263,6 +326,8 @@ impl TierConfig {
                     ));
                 }
             }
+            other => cloud::validate(other)
+                .map_err(|(field, value, reason)| invalid(field, &value, &reason))?,
         }
         Ok(())
     }
@@ -436,6 +501,11 @@ pub fn tiers_from_env(
             path: PathBuf::from(path),
         }));
     }
+    tiers.extend(
+        cloud::tiers_from_env(&var)?
+            .into_iter()
+            .map(TierConfig::new),
+    );
 
     if let Some(size) = var("HOARD_REMOTE_MAX_ENTRY") {
         let limit = size_var("remote", "HOARD_REMOTE_MAX_ENTRY", &size)?;

@@ -11,6 +11,7 @@
 mod bounded_read;
 mod breaker;
 mod chain;
+mod cloud;
 pub mod config;
 mod index;
 mod memcached;

@@ -105,6 +105,44 @@ pub(crate) struct RemoteTier {
     /// Whether the last operation succeeded, i.e. a connection has been seen to work and
     /// none has failed since.
     answering: AtomicBool,
+    /// A write was refused for lack of permission: the tier is read-only from then on.
+    writes_refused: AtomicBool,
+}
+
+/// How a write ended that did not fail.
+enum Stored {
+    Written,
+    /// Something at the entry's path is refused (the shared directory).
+    Refused(Refusal),
+    /// The tier answered and did not take it.
+    Declined(Decline),
+}
+
+/// Why a tier that answered did not take a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decline {
+    /// The key is taken and never rewritten (the Actions cache keeps a key's first write).
+    Exists,
+    /// Too many requests: this one is dropped, not retried.
+    RateLimited,
+    /// These credentials may not write.
+    NotAllowed,
+}
+
+impl Decline {
+    fn of(e: &opendal::Error) -> Option<Decline> {
+        match e.kind() {
+            ErrorKind::AlreadyExists => Some(Decline::Exists),
+            ErrorKind::RateLimited => Some(Decline::RateLimited),
+            ErrorKind::PermissionDenied => Some(Decline::NotAllowed),
+            // OpenDAL's Actions cache service says so when the service answers `ok: false`
+            // to the creation of an entry whose key exists.
+            ErrorKind::Unexpected if e.message().contains("create cache entry returns non-ok") => {
+                Some(Decline::Exists)
+            }
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for RemoteTier {
@@ -144,6 +182,7 @@ impl RemoteTier {
             operator,
             memcached,
             answering: AtomicBool::new(false),
+            writes_refused: AtomicBool::new(false),
             config,
         })
     }
@@ -154,12 +193,29 @@ impl RemoteTier {
     }
 
     /// Whether a request costs this tier more than the bytes it carries (an HTTP object
-    /// store), so prefetch sends a segment's entries as one pack.
+    /// store: S3, GCS, Azure, WebDAV, the Actions cache), so prefetch sends a segment's entries
+    /// as one pack.
     pub(crate) fn packs(&self) -> bool {
+        self.is_object_store()
+    }
+
+    /// Whether the tier is an object store reached over HTTP, which answers ranged reads.
+    fn is_object_store(&self) -> bool {
         matches!(
             self.config.kind,
-            TierKind::S3 { .. } | TierKind::Webdav { .. }
+            TierKind::S3 { .. }
+                | TierKind::Webdav { .. }
+                | TierKind::Azure { .. }
+                | TierKind::Gcs { .. }
+                | TierKind::Gha { .. }
         )
+    }
+
+    /// Whether objects can be written again under the same key. The Actions cache keeps the
+    /// first write of a key forever, so prefetch's list of recent segments (rewritten by every
+    /// writer) cannot live there.
+    pub(crate) fn rewritable(&self) -> bool {
+        !matches!(self.config.kind, TierKind::Gha { .. })
     }
 
     /// The most bytes one object read from or written to the tier may have.
@@ -252,10 +308,7 @@ impl RemoteTier {
     async fn dal_get(&self, key: &CacheKey) -> Result<Lookup, TierError> {
         let op = self.operator().await?;
         let path = entry_path(key);
-        if !matches!(
-            self.config.kind,
-            TierKind::S3 { .. } | TierKind::Webdav { .. }
-        ) {
+        if !self.is_object_store() {
             // redis: its values are bounded by the server, and OpenDAL's key-value adapter
             // answers ranged reads past a value's end with an error.
             return Ok(match op.read(&path).await {
@@ -285,28 +338,48 @@ impl RemoteTier {
     /// Writes `entry` under `key`; failures are counted, an open breaker counts a skip.
     pub(crate) async fn put(&self, key: &CacheKey, entry: Bytes) {
         match self.store(key, entry).await {
-            Call::Done(None) => Counters::bump(&self.counters.writes),
-            Call::Done(Some(why)) => self.refused("put", key, &why),
+            Call::Done(Stored::Written) => Counters::bump(&self.counters.writes),
+            Call::Done(Stored::Refused(why)) => self.refused("put", key, &why),
+            Call::Done(Stored::Declined(decline)) => self.declined(key, decline),
             Call::Rejected => Counters::bump(&self.counters.skipped),
             Call::Failed => {}
         }
     }
 
+    /// A write the tier answered but did not take: skipped, never retried. A token that may
+    /// not write (the Actions cache gives pull requests from forks a read-only one) makes the
+    /// tier read-only from now on, without an error.
+    fn declined(&self, key: &CacheKey, decline: Decline) {
+        Counters::bump(&self.counters.skipped);
+        if decline == Decline::NotAllowed && !self.writes_refused.swap(true, Ordering::Relaxed) {
+            tracing::info!(tier = %self.config.name, %key,
+                "the tier refuses writes with these credentials: read-only from now on");
+        } else {
+            tracing::debug!(tier = %self.config.name, %key, ?decline, "write not taken");
+        }
+    }
+
+    /// Whether entries are written to the tier: not configured read-only, and no write
+    /// refused for lack of permission.
+    pub(crate) fn writable(&self) -> bool {
+        !self.config.read_only && !self.writes_refused.load(Ordering::Relaxed)
+    }
+
     /// Writes an object of the prefetch index: not an entry, so not counted as a write.
     /// Whether it was written.
     pub(crate) async fn put_index(&self, key: &CacheKey, object: Bytes) -> bool {
-        matches!(self.store(key, object).await, Call::Done(None))
+        matches!(self.store(key, object).await, Call::Done(Stored::Written))
     }
 
     /// The guarded write behind [`RemoteTier::put`]: `Some(why)` when the tier's path was
     /// refused.
-    async fn store(&self, key: &CacheKey, entry: Bytes) -> Call<Option<Refusal>> {
+    async fn store(&self, key: &CacheKey, entry: Bytes) -> Call<Stored> {
         if let Some(root) = self.shared_root() {
             let owned_key = *key;
             let write = in_shared_dir(root, move |root| {
                 match shared_dir::write(root, &owned_key, &entry) {
-                    Err(SharedDirError::Refused(why)) => Ok(Some(why)),
-                    other => other.map(|()| None),
+                    Err(SharedDirError::Refused(why)) => Ok(Stored::Refused(why)),
+                    other => other.map(|()| Stored::Written),
                 }
             });
             self.guarded("put", key, write).await
@@ -314,15 +387,17 @@ impl RemoteTier {
             let path = memcached_key(&entry_path(key));
             let write = async {
                 memcached.set(&path, &entry).await?;
-                Ok(None)
+                Ok(Stored::Written)
             };
             self.guarded("put", key, write).await
         } else {
             let path = entry_path(key);
             let write = async {
                 let op = self.operator().await?;
-                op.write(&path, entry).await?;
-                Ok(None)
+                match op.write(&path, entry).await {
+                    Ok(_) => Ok(Stored::Written),
+                    Err(e) => Decline::of(&e).map(Stored::Declined).ok_or(e.into()),
+                }
             };
             self.guarded("put", key, write).await
         }
@@ -485,6 +560,9 @@ fn build_operator(config: &TierConfig) -> Result<Operator, TierConfigError> {
             prefix.as_deref(),
         ),
         TierKind::Webdav { endpoint } => build_webdav(config, endpoint),
+        TierKind::Azure { .. } | TierKind::Gcs { .. } | TierKind::Gha { .. } => {
+            super::cloud::build(config)
+        }
         TierKind::SharedDir { path } => {
             let root = path.to_string_lossy();
             // Writes go to a unique temporary file in `.tmp` (same file system) and are
@@ -502,7 +580,7 @@ fn build_operator(config: &TierConfig) -> Result<Operator, TierConfigError> {
 }
 
 /// A configuration error on `field` of `config`'s tier.
-fn invalid(
+pub(super) fn invalid(
     config: &TierConfig,
     field: &'static str,
     value: &str,
@@ -616,7 +694,9 @@ fn build_webdav(config: &TierConfig, endpoint: &str) -> Result<Operator, TierCon
 }
 
 /// An HTTP client with the tier's connect timeout, for S3 and WebDAV.
-fn http_layer(config: &TierConfig) -> Result<opendal::layers::HttpClientLayer, TierConfigError> {
+pub(super) fn http_layer(
+    config: &TierConfig,
+) -> Result<opendal::layers::HttpClientLayer, TierConfigError> {
     let client = reqwest::Client::builder()
         .connect_timeout(config.connect_timeout)
         .build()

@@ -1,6 +1,8 @@
 //! Helpers for the remote tier tests: real servers on free loopback ports, killed on drop.
 #![allow(dead_code)]
 
+pub mod cloud;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
