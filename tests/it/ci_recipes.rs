@@ -15,7 +15,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::{HOARD, HOARD_SERVER, Sandbox, server_pids_of, text, tools};
+use crate::support::tiers::cloud;
+use crate::support::{HOARD, HOARD_SERVER, Sandbox, server_pids_of, text, tier, tools};
 
 /// The repository's root, where the recipes live.
 fn repo() -> &'static Path {
@@ -753,4 +754,60 @@ fn gitlab_before_script_sets_up_hoard_and_the_job_builds_through_it() {
         .output()
         .unwrap();
     assert!(text(&out.stdout).contains("Hits"), "{}", text(&out.stdout));
+}
+
+/// What the action's `actions/github-script` step does: hands the Actions cache service's
+/// URL and the job's token to the later steps through `GITHUB_ENV`.
+fn expose_actions_cache(job: &Job, url: &str, token: &str) {
+    let lines = format!("ACTIONS_RESULTS_URL={url}\nACTIONS_RUNTIME_TOKEN={token}\n");
+    std::fs::write(job.path("github_env"), lines).unwrap();
+}
+
+#[test]
+fn warm_caches_writes_the_actions_cache_and_a_fork_build_reads_it_without_writing() {
+    if !tools::installed(&["azurite-blob", "python3"]) {
+        return;
+    }
+    // The Actions cache: the STAND-IN for GitHub's service (tests/fixtures), bytes on
+    // Azurite; it refuses writes with `fork-token`, as GitHub does for a fork's pull request.
+    let data = tempfile::tempdir().unwrap();
+    let azurite = cloud::azurite(data.path()).expect("azurite-blob is installed");
+    let service = cloud::gha_standin(azurite.port, "fork-token");
+    let url = format!("http://127.0.0.1:{}/", service.port);
+
+    // warm-caches.yml on main: writes.
+    let warm = Sandbox::new();
+    let job = Job::new(&warm, BARE_PATH);
+    restore_install_cache(&job, "home/.hoard/v-test");
+    expose_actions_cache(&job, &url, "main-token");
+    job.setup_hoard(&[("version", "v-test"), ("gha-version", "e2e")], &[]);
+    assert_eq!(job.var("HOARD_GHA").as_deref(), Some("on"));
+    job.build();
+    warm.wait_for_stats("both entries written to the Actions cache", |s| {
+        tier(s, "gha")["writes"].as_u64() >= Some(2)
+    });
+
+    // build.yml on a pull request from a fork, on another runner: reads only.
+    let fork = Sandbox::new();
+    let job = Job::new(&fork, BARE_PATH);
+    restore_install_cache(&job, "home/.hoard/v-test");
+    expose_actions_cache(&job, &url, "fork-token");
+    let printed = job.setup_hoard(
+        &[
+            ("version", "v-test"),
+            ("gha-version", "e2e"),
+            ("read-only", "true"),
+        ],
+        &[],
+    );
+    assert_eq!(job.var("HOARD_READ_ONLY_TIERS").as_deref(), Some("gha"));
+    job.build();
+    let stats = fork.stats();
+    assert_eq!(stats["cache_hits"], 2, "{stats}\n{printed}\n{}", fork.log());
+    let gha = tier(&stats, "gha");
+    assert_eq!(stats["cache_misses"], 0, "{stats}");
+    // Each direct-mode hit reads its manifest and then its entry from the tier.
+    assert!(gha["hits"].as_u64() >= Some(2), "{stats}");
+    assert_eq!(gha["writes"], 0, "{stats}");
+    assert_eq!(gha["read_only"], true, "{stats}");
 }
