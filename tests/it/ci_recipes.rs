@@ -608,7 +608,10 @@ fn container_host_setup_serves_the_shims_from_a_root_server_and_exports_the_moun
     let sandbox = Sandbox::new();
     let job = Job::new(
         &sandbox,
-        &format!("{}:{BARE_PATH}", repo().join("target/debug").display()),
+        &format!(
+            "{}:{BARE_PATH}",
+            Path::new(HOARD).parent().unwrap().display()
+        ),
     );
     let mount = job.path("mount");
     let sock_dir = job.path("sock");
@@ -810,4 +813,35 @@ fn warm_caches_writes_the_actions_cache_and_a_fork_build_reads_it_without_writin
     assert!(gha["hits"].as_u64() >= Some(2), "{stats}");
     assert_eq!(gha["writes"], 0, "{stats}");
     assert_eq!(gha["read_only"], true, "{stats}");
+}
+
+#[test]
+fn container_host_setup_without_hoard_mounts_only_the_pass_through_shims() {
+    let sandbox = Sandbox::new();
+    let job = Job::new(&sandbox, BARE_PATH);
+    let mount = job.path("mount");
+    let out = job
+        .command("bash")
+        .arg(repo().join("docs/ci/container/host-setup.sh"))
+        .env("HOARD_MOUNT", &mount)
+        .env("HOARD_CONTAINER_SOCKET_DIR", job.path("sock"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("run uncached"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!mount.join("bin/hoard").exists());
+    assert!(!job.path("sock").exists(), "no server, no socket directory");
+    let environment = job.var("CIBW_ENVIRONMENT_LINUX").unwrap();
+    assert!(!environment.contains("HOARD_SERVER_UDS"), "{environment}");
+    let engine = job.var("CIBW_CONTAINER_ENGINE").unwrap();
+    assert!(!engine.contains("sock"), "{engine}");
+
+    // Inside the container: the shims find no hoard and run the real compiler.
+    let env = [("HOARD_BIN", "/opt/hoard/bin/hoard".to_owned())];
+    shim_compile(&job.path("src"), &mount.join("shim"), &env, "w");
+    assert!(sandbox.server_pids().is_empty());
 }
