@@ -11,6 +11,7 @@
 mod support;
 
 mod c_tree;
+mod ci_recipes;
 mod cloud_tiers;
 mod compat_matrix;
 mod config_file;
