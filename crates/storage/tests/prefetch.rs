@@ -139,12 +139,14 @@ fn plant(shared: &Path, key: &CacheKey, bytes: &[u8]) {
     std::fs::write(shared.join(&hex[..2]).join(&hex), bytes).unwrap();
 }
 
-/// The index formats, spelled out: a segment is `HRDSEG01`, a u32 LE count and the keys;
+/// The index formats, spelled out: a segment is `HRDSEG02`, a u32 LE count, a u32 LE number
+/// of pack parts and the keys;
 /// the list is `HRDRCT01`, a u32 LE count and (segment key, u64 LE seconds) pairs, under a
 /// fixed key.
 fn segment(keys: &[CacheKey]) -> Vec<u8> {
-    let mut out = b"HRDSEG01".to_vec();
+    let mut out = b"HRDSEG02".to_vec();
     out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
     for key in keys {
         out.extend_from_slice(key.as_bytes());
     }
@@ -228,25 +230,8 @@ async fn on_webdav_a_segment_comes_as_one_pack_and_a_damaged_packed_entry_is_fet
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _server = Daemon::spawn(
-        program.to_str().unwrap(),
-        &[
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--root",
-            root.path().to_str().unwrap(),
-            "--auth",
-            "anonymous",
-            "--no-config",
-        ],
-        port,
-    );
-    let tier = TierConfig::new(TierKind::Webdav {
-        endpoint: format!("http://127.0.0.1:{port}/"),
-    });
+    let _server = wsgidav(&program, root.path());
+    let tier = webdav_tier(&_server);
     let work = tempfile::tempdir().unwrap();
     let a = machine_prefetching(&work.path().join("a"), vec![tier.clone()]);
     for n in 0..ENTRIES {
@@ -300,4 +285,72 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+/// WsgiDAV serving `root` on a free port.
+fn wsgidav(program: &Path, root: &Path) -> Daemon {
+    let port = free_port();
+    Daemon::spawn(
+        program.to_str().unwrap(),
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--root",
+            root.to_str().unwrap(),
+            "--auth",
+            "anonymous",
+            "--no-config",
+        ],
+        port,
+    )
+}
+
+fn webdav_tier(server: &Daemon) -> TierConfig {
+    TierConfig::new(TierKind::Webdav {
+        endpoint: format!("http://127.0.0.1:{}/", server.port),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_larger_than_a_pack_part_comes_in_several_parts() {
+    let Some(program) = find_program("HOARD_TEST_WSGIDAV", "wsgidav") else {
+        require::unavailable(
+            "a_segment_larger_than_a_pack_part_comes_in_several_parts",
+            "no wsgidav (pip install wsgidav cheroot)",
+        );
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let server = wsgidav(&program, root.path());
+    let work = tempfile::tempdir().unwrap();
+    // Five incompressible entries of 3 MiB: more than one 8 MiB part holds.
+    let big = |n: u8| entry(n, 3 << 20);
+    let a = machine_prefetching(&work.path().join("a"), vec![webdav_tier(&server)]);
+    for n in 0..5 {
+        a.put(&key(n), big(n)).await.unwrap();
+    }
+    assert!(a.flush(FLUSH).await);
+    let parts = walk(root.path())
+        .into_iter()
+        .filter(|p| std::fs::read(p).unwrap().starts_with(b"HRDPAK01"))
+        .count();
+    assert!(parts >= 2, "{parts} pack parts");
+    // Only the packs hold entries 1 to 4 now.
+    for n in 1..5 {
+        let hex = key(n).to_hex();
+        std::fs::remove_file(root.path().join(&hex[..2]).join(hex)).unwrap();
+    }
+    let b = machine_prefetching(&work.path().join("b"), vec![webdav_tier(&server)]);
+    b.warm_up();
+    assert!(b.get(&key(0)).await.unwrap().is_some());
+    wait_for_tier(&b, "webdav", |s| s.prefetched == 4).await;
+    for n in 1..5 {
+        assert_eq!(
+            b.local().get(&key(n)).await.unwrap(),
+            Some(big(n)),
+            "entry {n}"
+        );
+    }
 }

@@ -444,11 +444,11 @@ impl Remotes {
     /// A hit is the caller's to count.
     pub(crate) async fn fetch_verified(
         &self,
-        tier: usize,
+        index: usize,
         key: &CacheKey,
         count_miss: bool,
     ) -> Option<Bytes> {
-        let tier = &self.shared.tiers[tier];
+        let tier = &self.shared.tiers[index];
         let entry = if count_miss {
             tier.get(key).await?
         } else {
@@ -458,13 +458,25 @@ impl Remotes {
         // (checksums, declared sizes against the limits, every file's blake3) before they
         // are delivered or copied into any other tier. A bad entry is a miss here; it stays
         // where it is, for the put that follows the compile to replace.
+        self.verify_one(index, key, Bytes::from(entry)).await
+    }
+
+    /// `entry`, from tier `tier` under `key`, if it verifies whole (as
+    /// [`Remotes::fetch_verified`] checks one); if not, counted as the tier's error.
+    pub(crate) async fn verify_one(
+        &self,
+        tier: usize,
+        key: &CacheKey,
+        entry: Bytes,
+    ) -> Option<Bytes> {
         let limits = self.limits;
-        let checked = run_blocking("verify a remote entry", move || {
+        let checked = run_blocking("verify a packed entry", move || {
             Ok((crate::entry::verify(&entry, &limits), entry))
         })
         .await;
+        let tier = &self.shared.tiers[tier];
         match checked {
-            Ok((Ok(()), entry)) => Some(Bytes::from(entry)),
+            Ok((Ok(()), entry)) => Some(entry),
             Ok((Err(why), _)) => {
                 tier.refused("get", key, &why);
                 None
@@ -474,35 +486,6 @@ impl Remotes {
                 None
             }
         }
-    }
-
-    /// The entries of `entries` that verify whole, as [`Remotes::fetch_verified`] checks
-    /// one; each that does not is counted as tier `tier`'s error.
-    pub(crate) async fn verify_all(
-        &self,
-        tier: usize,
-        entries: Vec<(CacheKey, Bytes)>,
-    ) -> std::collections::HashMap<CacheKey, Bytes> {
-        let limits = self.limits;
-        let checked = run_blocking("verify a remote pack", move || {
-            Ok(entries
-                .into_iter()
-                .map(|(key, entry)| (key, crate::entry::verify(&entry, &limits), entry))
-                .collect::<Vec<_>>())
-        })
-        .await
-        .unwrap_or_default();
-        let tier = &self.shared.tiers[tier];
-        let mut sound = std::collections::HashMap::with_capacity(checked.len());
-        for (key, verdict, entry) in checked {
-            match verdict {
-                Ok(()) => {
-                    sound.insert(key, entry);
-                }
-                Err(why) => tier.refused("get", &key, &why),
-            }
-        }
-        sound
     }
 
     /// Writes a verified remote entry to the local disk; whether it was written.

@@ -17,10 +17,15 @@ pub(crate) const MAX_SEGMENT_KEYS: usize = 1024;
 /// The most segments [`Recent`] names: readers load at most this many.
 pub(crate) const MAX_RECENT: usize = 64;
 
-/// The most bytes of entries one pack holds: what a reader downloads for one segment at once.
+/// The most bytes of entries the packs of one segment hold.
 pub(crate) const MAX_PACK_BYTES: u64 = 64 << 20;
+/// The most bytes one pack part holds: a segment's packs come as parts a reader downloads
+/// side by side, so the first entries arrive before the last part does.
+pub(crate) const PACK_PART_BYTES: u64 = 8 << 20;
+/// The most parts a segment's pack has.
+pub(crate) const MAX_PACK_PARTS: u32 = 16;
 
-const SEGMENT_MAGIC: &[u8; 8] = b"HRDSEG01";
+const SEGMENT_MAGIC: &[u8; 8] = b"HRDSEG02";
 const PACK_MAGIC: &[u8; 8] = b"HRDPAK01";
 const RECENT_MAGIC: &[u8; 8] = b"HRDRCT01";
 
@@ -30,11 +35,13 @@ pub(crate) fn recent_key() -> CacheKey {
     CacheKey::from(blake3::hash(b"hoard prefetch index: recent segments, v1"))
 }
 
-/// The key of the pack beside segment `segment`: derived, so a segment needs not name it.
-pub(crate) fn pack_key(segment: &CacheKey) -> CacheKey {
+/// The key of part `part` of the pack beside segment `segment`: derived, so a segment needs
+/// only count them.
+pub(crate) fn pack_key(segment: &CacheKey, part: u32) -> CacheKey {
     let mut hasher = blake3::Hasher::new();
-    hasher.update(b"hoard prefetch pack, v1");
+    hasher.update(b"hoard prefetch pack, v2");
     hasher.update(segment.as_bytes());
+    hasher.update(&part.to_le_bytes());
     CacheKey::from(hasher.finalize())
 }
 
@@ -60,19 +67,22 @@ pub(crate) enum IndexError {
     },
 }
 
-/// The keys one writer stored, in order.
+/// The keys one writer stored, in order, and how many parts their pack has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Segment {
     pub(crate) keys: Vec<CacheKey>,
+    /// Parts of the pack beside it (0: no pack).
+    pub(crate) pack_parts: u32,
 }
 
 impl Segment {
-    /// `magic, u32 LE count, count × 32-byte key`.
+    /// `magic, u32 LE count, u32 LE pack parts, count × 32-byte key`.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let keys = &self.keys[..self.keys.len().min(MAX_SEGMENT_KEYS)];
-        let mut out = Vec::with_capacity(12 + 32 * keys.len());
+        let mut out = Vec::with_capacity(16 + 32 * keys.len());
         out.extend_from_slice(SEGMENT_MAGIC);
         out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.pack_parts.min(MAX_PACK_PARTS).to_le_bytes());
         for key in keys {
             out.extend_from_slice(key.as_bytes());
         }
@@ -81,8 +91,22 @@ impl Segment {
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, IndexError> {
         const WHAT: &str = "prefetch index segment";
-        let count = header(bytes, *SEGMENT_MAGIC, WHAT, MAX_SEGMENT_KEYS, 32)?;
-        let keys = bytes[12..]
+        // The parts count sits between the header and the keys: checked as a 4-byte item.
+        if bytes.len() < 16 {
+            return Err(IndexError::Magic { what: WHAT });
+        }
+        let mut without_parts = bytes[..12].to_vec();
+        without_parts.extend_from_slice(&bytes[16..]);
+        let count = header(&without_parts, *SEGMENT_MAGIC, WHAT, MAX_SEGMENT_KEYS, 32)?;
+        let pack_parts = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+        if pack_parts > MAX_PACK_PARTS {
+            return Err(IndexError::TooMany {
+                what: WHAT,
+                count: pack_parts as usize,
+                max: MAX_PACK_PARTS as usize,
+            });
+        }
+        let keys = bytes[16..]
             .chunks_exact(32)
             .take(count)
             .map(|chunk| {
@@ -91,7 +115,7 @@ impl Segment {
                 CacheKey::from_bytes(key)
             })
             .collect();
-        Ok(Self { keys })
+        Ok(Self { keys, pack_parts })
     }
 }
 
@@ -259,8 +283,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn a_segment_decodes_to_what_was_encoded(keys in prop::collection::vec(key(), 0..64)) {
-            let segment = Segment { keys };
+        fn a_segment_decodes_to_what_was_encoded(
+            keys in prop::collection::vec(key(), 0..64), pack_parts in 0..=MAX_PACK_PARTS
+        ) {
+            let segment = Segment { keys, pack_parts };
             prop_assert_eq!(Segment::decode(&segment.encode()), Ok(segment));
         }
 
@@ -319,7 +345,7 @@ mod tests {
         fn a_truncated_or_extended_segment_is_refused(
             keys in prop::collection::vec(key(), 1..16), cut in 1usize..32
         ) {
-            let bytes = Segment { keys }.encode();
+            let bytes = Segment { keys, pack_parts: 1 }.encode();
             let short = Segment::decode(&bytes[..bytes.len() - cut]);
             prop_assert!(matches!(short, Err(IndexError::Length { .. })), "{short:?}");
             let mut long = bytes.clone();
@@ -332,6 +358,7 @@ mod tests {
     fn a_count_over_the_bound_is_refused_before_anything_is_read() {
         let mut bytes = SEGMENT_MAGIC.to_vec();
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
         assert!(matches!(
             Segment::decode(&bytes),
             Err(IndexError::TooMany { count, .. }) if count == u32::MAX as usize

@@ -31,7 +31,10 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 
 use super::chain::Remotes;
-use super::index::{MAX_PACK_BYTES, MAX_SEGMENT_KEYS, Pack, Recent, Segment, pack_key, recent_key};
+use super::index::{
+    MAX_PACK_BYTES, MAX_PACK_PARTS, MAX_SEGMENT_KEYS, PACK_PART_BYTES, Pack, Recent, Segment,
+    pack_key, recent_key,
+};
 use super::remote::{Counters, IndexWrite, RemoteTier};
 use super::slots;
 use crate::CacheKey;
@@ -122,7 +125,7 @@ struct ReaderState {
     loading: bool,
     /// The segments listed at the last load, by their own key (a pack's key derives from
     /// it). Segments never change, so a reload fetches only new ones.
-    segments: HashMap<CacheKey, Arc<[CacheKey]>>,
+    segments: HashMap<CacheKey, Arc<Segment>>,
     /// Where each key is: (segment, position); the newest segment wins.
     positions: HashMap<CacheKey, (CacheKey, usize)>,
     /// Segments already prefetched (or being prefetched).
@@ -249,9 +252,10 @@ fn schedule(state: &mut ReaderState, remotes: &Remotes, tier: usize, key: &Cache
     let Some(&(segment_key, position)) = state.positions.get(key) else {
         return;
     };
-    let Some(keys) = state.segments.get(&segment_key).map(Arc::clone) else {
+    let Some(segment) = state.segments.get(&segment_key).map(Arc::clone) else {
         return;
     };
+    let keys = &segment.keys;
     if !state.scheduled.insert(segment_key) {
         return;
     }
@@ -263,7 +267,12 @@ fn schedule(state: &mut ReaderState, remotes: &Remotes, tier: usize, key: &Cache
         .chain(&keys[..position])
         .copied()
         .collect();
-    runtime.spawn(prefetch_segment(remotes.clone(), tier, segment_key, order));
+    runtime.spawn(prefetch_segment(
+        remotes.clone(),
+        tier,
+        (segment_key, segment.pack_parts),
+        order,
+    ));
 }
 
 /// Loads tier `tier`'s newest segments (those not already loaded), then prefetches for the
@@ -271,37 +280,75 @@ fn schedule(state: &mut ReaderState, remotes: &Remotes, tier: usize, key: &Cache
 async fn load_index(remotes: Remotes, tier_index: usize) {
     let tier = &remotes.shared.tiers[tier_index];
     let reader = &remotes.shared.prefetch.readers[tier_index];
-    let (listed, fetched) = if tier.rewritable() {
-        from_recent_list(tier, reader).await
-    } else {
-        let found = slots::read_segments(tier).await;
-        let listed = found.iter().map(|(key, _)| *key).collect();
-        (Some(listed), found.into_iter().map(Some).collect())
-    };
+    if tier.rewritable() {
+        let (listed, fetched) = from_recent_list(tier, reader).await;
+        apply_index(&remotes, tier_index, listed, fetched, true);
+        return;
+    }
+    // Day slots: today's first, used as soon as they are read (the build that wants them is
+    // most likely running now), then the week's.
+    let today = slots::read_today(tier).await;
+    let keys = |found: &[(CacheKey, Segment)]| found.iter().map(|(key, _)| *key).collect();
+    let mut listed: Vec<CacheKey> = keys(&today);
+    apply_index(
+        &remotes,
+        tier_index,
+        Some(listed.clone()),
+        today.into_iter().map(Some).collect(),
+        false,
+    );
+    let older = slots::read_past_days(tier).await;
+    listed.extend(keys(&older));
+    apply_index(
+        &remotes,
+        tier_index,
+        Some(listed),
+        older.into_iter().map(Some).collect(),
+        true,
+    );
+}
+
+/// Takes `fetched` segments into tier `tier_index`'s index, keeps those `listed` (newest
+/// first; `None`: the list could not be read, keep the index as it is), and prefetches for
+/// the hits seen meanwhile. `last`: the load is over.
+fn apply_index(
+    remotes: &Remotes,
+    tier_index: usize,
+    listed: Option<Vec<CacheKey>>,
+    fetched: Vec<Option<(CacheKey, Segment)>>,
+    last: bool,
+) {
+    let tier = &remotes.shared.tiers[tier_index];
+    let reader = &remotes.shared.prefetch.readers[tier_index];
     let mut state = lock(&reader.state);
     if let Some(listed) = listed {
         for (key, segment) in fetched.into_iter().flatten() {
-            state.segments.insert(key, segment.keys.into());
+            state.segments.insert(key, Arc::new(segment));
         }
         state.segments.retain(|key, _| listed.contains(key));
         // Newest first, as listed: the newest segment holding a key wins.
         let mut positions = HashMap::new();
         for segment_key in &listed {
-            let Some(keys) = state.segments.get(segment_key) else {
+            let Some(segment) = state.segments.get(segment_key) else {
                 continue;
             };
-            for (position, key) in keys.iter().enumerate() {
+            for (position, key) in segment.keys.iter().enumerate() {
                 positions.entry(*key).or_insert((*segment_key, position));
             }
         }
         state.positions = positions;
     }
     state.loaded_at = Some(Instant::now());
-    state.loading = false;
+    state.loading = !last;
     tracing::debug!(tier = %tier.config.name, segments = state.segments.len(),
-        keys = state.positions.len(), "prefetch index loaded");
-    for key in std::mem::take(&mut state.early) {
-        schedule(&mut state, &remotes, tier_index, &key);
+        keys = state.positions.len(), last, "prefetch index loaded");
+    let early = if last {
+        std::mem::take(&mut state.early)
+    } else {
+        state.early.clone()
+    };
+    for key in early {
+        schedule(&mut state, remotes, tier_index, &key);
     }
 }
 
@@ -366,18 +413,37 @@ async fn load_segment(tier: &RemoteTier, key: CacheKey) -> Option<Segment> {
 async fn prefetch_segment(
     remotes: Remotes,
     tier: usize,
-    segment_key: CacheKey,
+    (segment_key, pack_parts): (CacheKey, u32),
     keys: Vec<CacheKey>,
 ) {
     let prefetch = &remotes.shared.prefetch;
     let reader = &prefetch.readers[tier];
     let local_max = remotes.local.max_size();
-    let pack: Option<SharedPack> = remotes.shared.tiers[tier].packs().then(|| {
-        let wanted: HashSet<CacheKey> = keys.iter().copied().collect();
-        load_pack(remotes.clone(), tier, pack_key(&segment_key), wanted)
-            .boxed()
-            .shared()
-    });
+    let parts = if remotes.shared.tiers[tier].packs() {
+        pack_parts
+    } else {
+        0
+    };
+    let wanted: Arc<HashSet<CacheKey>> = Arc::new(keys.iter().copied().collect());
+    let pack: Arc<Vec<SharedPack>> = Arc::new(
+        (0..parts)
+            .map(|part| {
+                load_pack(
+                    remotes.clone(),
+                    tier,
+                    pack_key(&segment_key, part),
+                    Arc::clone(&wanted),
+                )
+                .boxed()
+                .shared()
+            })
+            .collect(),
+    );
+    // Every part downloads at once, whichever key asks first.
+    if !pack.is_empty() {
+        let parts: Vec<SharedPack> = pack.iter().cloned().collect();
+        tokio::spawn(futures::future::join_all(parts));
+    }
     let mut running = tokio::task::JoinSet::new();
     for key in keys {
         if remotes.local.contains(&key) {
@@ -391,7 +457,7 @@ async fn prefetch_segment(
             if !prefetch.take_budget(local_max) {
                 break;
             }
-            let fetch = fetch_one(remotes.clone(), tier, key, pack.clone());
+            let fetch = fetch_one(remotes.clone(), tier, key, Arc::clone(&pack));
             state.inflight.insert(key, fetch.clone());
             fetch
         };
@@ -425,13 +491,19 @@ fn fetch_one(
     remotes: Remotes,
     tier: usize,
     key: CacheKey,
-    pack: Option<SharedPack>,
+    pack: Arc<Vec<SharedPack>>,
 ) -> SharedFetch {
     async move {
-        if let Some(pack) = pack
-            && let Some(entry) = pack.await.get(&key)
-        {
-            return Some(entry.clone());
+        // Each key verifies its own entry of the pack, so the first compiles wait for the
+        // download of their part and their own entries, not for every entry's check.
+        for part in pack.iter() {
+            let Some(entry) = part.clone().await.get(&key).cloned() else {
+                continue;
+            };
+            if let Some(entry) = remotes.verify_one(tier, &key, entry).await {
+                return Some(entry);
+            }
+            break;
         }
         remotes.fetch_verified(tier, &key, false).await
     }
@@ -439,13 +511,13 @@ fn fetch_one(
     .shared()
 }
 
-/// The pack under `key` in tier `tier`, its entries among `wanted` verified (the others, and
-/// a pack that is missing or malformed, are left out).
+/// The pack under `key` in tier `tier`: its entries among `wanted`, not yet verified (each
+/// is, by the fetch that takes it); a pack that is missing or malformed has none.
 async fn load_pack(
     remotes: Remotes,
     tier: usize,
     key: CacheKey,
-    wanted: HashSet<CacheKey>,
+    wanted: Arc<HashSet<CacheKey>>,
 ) -> Arc<HashMap<CacheKey, Bytes>> {
     let remote = &remotes.shared.tiers[tier];
     let Some(bytes) = remote.get_index(&key).await else {
@@ -458,12 +530,12 @@ async fn load_pack(
             return Arc::default();
         }
     };
-    let entries = pack
-        .entries
-        .into_iter()
-        .filter(|(key, _)| wanted.contains(key))
-        .collect();
-    Arc::new(remotes.verify_all(tier, entries).await)
+    Arc::new(
+        pack.entries
+            .into_iter()
+            .filter(|(key, _)| wanted.contains(key))
+            .collect(),
+    )
 }
 
 /// Writes `job` as a new segment to tier `tier` (with its pack first, on a tier that packs)
@@ -473,10 +545,12 @@ pub(crate) async fn write_segment(tier: &RemoteTier, job: &SegmentJob) {
         return slots::write_segment(tier, job).await;
     }
     let segment_key = new_segment_key();
-    write_pack(tier, &segment_key, job).await;
+    let parts = pack_parts(tier, job).await;
+    write_pack(tier, &segment_key, &parts).await;
     let bytes = Bytes::from(
         Segment {
             keys: job.keys.clone(),
+            pack_parts: parts.len() as u32,
         }
         .encode(),
     );
@@ -499,27 +573,46 @@ pub(crate) async fn write_segment(tier: &RemoteTier, job: &SegmentJob) {
 }
 
 /// Writes the pack of `job`'s entries beside segment `segment_key`, on a tier that packs.
-pub(crate) async fn write_pack(tier: &RemoteTier, segment_key: &CacheKey, job: &SegmentJob) {
-    if tier.packs() && !job.bodies.is_empty() {
-        let limit = MAX_PACK_BYTES.min(tier.max_entry());
-        let mut pack = Pack::default();
-        let mut size = 0u64;
-        for (key, body) in &job.bodies {
-            // What the tier holds for the key: compressed, as any remote put sends it.
-            let Some(body) = super::chain::for_remote(body.clone()).await else {
-                continue;
-            };
-            if size + 40 + body.len() as u64 > limit {
+pub(crate) async fn write_pack(tier: &RemoteTier, segment_key: &CacheKey, parts: &[Pack]) {
+    for (part, pack) in (0u32..).zip(parts) {
+        tier.put_index(&pack_key(segment_key, part), Bytes::from(pack.encode()))
+            .await;
+    }
+}
+
+/// The parts of the pack of `job`'s entries, as tier `tier` holds entries (compressed), at
+/// most [`PACK_PART_BYTES`] each and [`MAX_PACK_BYTES`] in all; none on a tier that does not
+/// pack.
+pub(crate) async fn pack_parts(tier: &RemoteTier, job: &SegmentJob) -> Vec<Pack> {
+    if !tier.packs() {
+        return Vec::new();
+    }
+    let part_limit = PACK_PART_BYTES.min(tier.max_entry());
+    let mut parts = vec![Pack::default()];
+    let (mut total, mut size) = (0u64, 0u64);
+    for (key, body) in &job.bodies {
+        let Some(body) = super::chain::for_remote(body.clone()).await else {
+            continue;
+        };
+        let cost = 40 + body.len() as u64;
+        if cost > part_limit || total + cost > MAX_PACK_BYTES {
+            continue;
+        }
+        if size + cost > part_limit {
+            if parts.len() as u32 == MAX_PACK_PARTS {
                 break;
             }
-            size += 40 + body.len() as u64;
-            pack.entries.push((*key, body));
+            parts.push(Pack::default());
+            size = 0;
         }
-        if !pack.entries.is_empty() {
-            tier.put_index(&pack_key(segment_key), Bytes::from(pack.encode()))
-                .await;
+        size += cost;
+        total += cost;
+        if let Some(part) = parts.last_mut() {
+            part.entries.push((*key, body));
         }
     }
+    parts.retain(|part| !part.entries.is_empty());
+    parts
 }
 
 /// A key no other writer picks: random, not secret.

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::index::Segment;
-use super::prefetch::{MAX_SEGMENT_AGE, SegmentJob, unix_now, write_pack};
+use super::prefetch::{MAX_SEGMENT_AGE, SegmentJob, pack_parts, unix_now, write_pack};
 use super::remote::{IndexWrite, RemoteTier};
 use crate::CacheKey;
 
@@ -31,9 +31,11 @@ pub(crate) fn slot_key(day: u64, slot: u32) -> CacheKey {
 /// Writes `job` as a segment in the first free slot of today, then its pack beside it.
 pub(crate) async fn write_segment(tier: &RemoteTier, job: &SegmentJob) {
     let day = unix_now() / DAY_SECS;
+    let parts = pack_parts(tier, job).await;
     let bytes = Bytes::from(
         Segment {
             keys: job.keys.clone(),
+            pack_parts: parts.len() as u32,
         }
         .encode(),
     );
@@ -41,7 +43,7 @@ pub(crate) async fn write_segment(tier: &RemoteTier, job: &SegmentJob) {
         let key = slot_key(day, slot);
         match tier.put_index(&key, bytes.clone()).await {
             IndexWrite::Written => {
-                write_pack(tier, &key, job).await;
+                write_pack(tier, &key, &parts).await;
                 tracing::debug!(tier = %tier.config.name, day, slot, keys = job.keys.len(),
                     "prefetch index segment written to a slot");
                 return;
@@ -52,12 +54,18 @@ pub(crate) async fn write_segment(tier: &RemoteTier, job: &SegmentJob) {
     }
 }
 
-/// The segments in the slots of the last days, newest first (today's last slot first), each
-/// with its key.
-pub(crate) async fn read_segments(tier: &RemoteTier) -> Vec<(CacheKey, Segment)> {
+/// Today's segments, newest (last slot) first, each with its key.
+pub(crate) async fn read_today(tier: &RemoteTier) -> Vec<(CacheKey, Segment)> {
+    let mut found = read_day(tier, unix_now() / DAY_SECS).await;
+    found.reverse();
+    found
+}
+
+/// The segments of the days before today within the prefetch window, newest first.
+pub(crate) async fn read_past_days(tier: &RemoteTier) -> Vec<(CacheKey, Segment)> {
     let today = unix_now() / DAY_SECS;
-    let days = MAX_SEGMENT_AGE.as_secs() / DAY_SECS + 1;
-    let per_day: Vec<Vec<(CacheKey, Segment)>> = futures::stream::iter(0..days)
+    let days = MAX_SEGMENT_AGE.as_secs() / DAY_SECS;
+    let per_day: Vec<Vec<(CacheKey, Segment)>> = futures::stream::iter(1..=days)
         .map(|back| read_day(tier, today.saturating_sub(back)))
         .buffered(4)
         .collect()
