@@ -230,8 +230,8 @@ async fn on_webdav_a_segment_comes_as_one_pack_and_a_damaged_packed_entry_is_fet
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let _server = wsgidav(&program, root.path());
-    let tier = webdav_tier(&_server);
+    let server = wsgidav(&program, root.path());
+    let tier = webdav_tier(&server);
     let work = tempfile::tempdir().unwrap();
     let a = machine_prefetching(&work.path().join("a"), vec![tier.clone()]);
     for n in 0..ENTRIES {
