@@ -10,7 +10,7 @@ mod tiers_support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hoard_storage::{CacheKey, Storage, TierConfig, TierKind, TieredStorage};
+use hoard_storage::{CacheKey, Storage, TierConfig, TieredStorage};
 use tiers_support::*;
 
 const FLUSH: Duration = Duration::from_secs(10);
@@ -285,32 +285,6 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
-}
-
-/// WsgiDAV serving `root` on a free port.
-fn wsgidav(program: &Path, root: &Path) -> Daemon {
-    let port = free_port();
-    Daemon::spawn(
-        program.to_str().unwrap(),
-        &[
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--root",
-            root.to_str().unwrap(),
-            "--auth",
-            "anonymous",
-            "--no-config",
-        ],
-        port,
-    )
-}
-
-fn webdav_tier(server: &Daemon) -> TierConfig {
-    TierConfig::new(TierKind::Webdav {
-        endpoint: format!("http://127.0.0.1:{}/", server.port),
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

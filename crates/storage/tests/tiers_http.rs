@@ -65,25 +65,8 @@ async fn webdav_shares_entries_between_machines_and_backfills() {
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _server = Daemon::spawn(
-        program.to_str().unwrap(),
-        &[
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--root",
-            root.path().to_str().unwrap(),
-            "--auth",
-            "anonymous",
-            "--no-config",
-        ],
-        port,
-    );
-    let tier = TierConfig::new(TierKind::Webdav {
-        endpoint: format!("http://127.0.0.1:{port}/"),
-    });
+    let server = wsgidav(&program, root.path());
+    let tier = webdav_tier(&server);
     shared_between_two_machines(tier).await;
     let hex = key(1).to_hex();
     let on_disk = std::fs::read(root.path().join(&hex[..2]).join(&hex)).unwrap();

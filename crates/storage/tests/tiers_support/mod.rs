@@ -318,3 +318,29 @@ pub async fn misses_open_the_breaker(
     );
     each
 }
+
+/// WsgiDAV serving `root` on a free port.
+pub fn wsgidav(program: &Path, root: &Path) -> Daemon {
+    let port = free_port();
+    Daemon::spawn(
+        program.to_str().unwrap(),
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--root",
+            root.to_str().unwrap(),
+            "--auth",
+            "anonymous",
+            "--no-config",
+        ],
+        port,
+    )
+}
+
+pub fn webdav_tier(server: &Daemon) -> TierConfig {
+    TierConfig::new(TierKind::Webdav {
+        endpoint: format!("http://127.0.0.1:{}/", server.port),
+    })
+}
