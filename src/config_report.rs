@@ -12,7 +12,11 @@ use crate::config_file::{self, Origin, SETTINGS};
 use crate::path_settings;
 
 /// Settings whose value is a secret: shown as set or unset, never printed.
-const SECRETS: &[&str] = &["HOARD_SERVER_TOKEN"];
+const SECRETS: &[&str] = &[
+    "HOARD_SERVER_TOKEN",
+    "HOARD_AZURE_CONNECTION_STRING",
+    "HOARD_AZURE_ACCOUNT_KEY",
+];
 
 /// Settings whose value is an address that may carry credentials (`user:password@`), and
 /// which of them are secret: an S3 endpoint's user name is the access key id. The user name
@@ -98,6 +102,7 @@ fn default_value(name: &str, settings: &Settings) -> String {
         "HOARD_DIRECT_MODE" => on_off(settings.direct_mode),
         "HOARD_LOCAL_COMPRESSION" => on_off(settings.local_compression),
         "HOARD_HARD_LINK" => on_off(settings.handover == crate::config::Handover::HardLink),
+        "HOARD_PREFETCH" => on_off(settings.prefetch),
         "HOARD_CLIENT_TIMEOUT" => settings.request_timeout.as_secs().to_string(),
         "HOARD_SINGLE_FLIGHT_WAIT" => settings.single_flight_wait.as_secs().to_string(),
         "HOARD_SERVER_BIN" => server_program().display().to_string(),
