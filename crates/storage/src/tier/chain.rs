@@ -21,6 +21,9 @@ use super::remote::{Counters, RemoteTier};
 use crate::entry::EntryLimits;
 use crate::{CacheKey, DiskStore, Located, Storage, StorageError, run_blocking};
 
+/// How long a compile waits on a prefetch of its key before also fetching the key itself.
+const JOIN_PATIENCE: Duration = Duration::from_millis(20);
+
 /// The local disk tier's name, in statistics and in where a hit was found.
 pub const LOCAL_TIER: &str = "local";
 
@@ -549,11 +552,25 @@ impl Storage for TieredStorage {
             // prefetcher writes it to the local disk.
             let (entry, prefetched) = match self.shared.prefetch.joinable(i, key) {
                 Some(fetch) => {
-                    let entry = fetch.await;
+                    // The prefetcher's fetch may be a whole pack part: if it has not
+                    // answered within a moment, this compile also asks for its own entry,
+                    // and whichever brings a sound entry first wins (a miss of its own
+                    // never wins: the pack may still hold it).
+                    let own = async {
+                        tokio::time::sleep(JOIN_PATIENCE).await;
+                        match remotes.fetch_verified(i, key, false).await {
+                            Some(entry) => entry,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    let (entry, prefetched) = tokio::select! {
+                        entry = fetch => (entry, true),
+                        entry = own => (Some(entry), false),
+                    };
                     if entry.is_none() {
                         Counters::bump(&tier.counters.misses);
                     }
-                    (entry, true)
+                    (entry, prefetched)
                 }
                 None => (remotes.fetch_verified(i, key, true).await, false),
             };
