@@ -121,33 +121,11 @@ fn a_second_machine_gets_every_hit_from_the_actions_cache_with_prefetch() {
     two_machines_share_a_tree(&tier.env(), tier.name, true);
 }
 
-/// Builds the tree through `tier` while its server is killed 700 ms in: the build is what
-/// the plain compiler builds, and the faults are counted.
+/// [`killed_mid_build`] with `cloud`'s server.
 fn killed_mid_build(mut cloud: CloudTier) {
-    let sources = c_files(&lua_sources());
-    let mut sandbox = Sandbox::new();
-    for (var, value) in &cloud.env {
-        sandbox.set_env(var, value);
-    }
-    let out = sandbox.dir.path().join("out");
-    let flags = ["-O2", "-g"];
-    let plain = plain_build("gcc", &sources, &out, &flags, &sandbox);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            std::thread::sleep(std::time::Duration::from_millis(700));
-            cloud.server.kill();
-        });
-        plain.again_through(&sandbox, "the build the tier died in");
-    });
-    // Enough lookups after the kill to meet the dead tier.
-    plain.again_through(&sandbox, "after the tier died");
-    let stats = sandbox.stats();
-    let t = tier(&stats, cloud.name);
-    assert!(
-        t["errors"].as_u64().unwrap() + t["timeouts"].as_u64().unwrap() > 0,
-        "faults counted: {stats}"
-    );
-    assert_eq!(stats["local_fallbacks"], 0, "{stats}");
+    let env: Vec<(&str, String)> = cloud.env.clone();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    crate::remote_tiers::killed_mid_build(&env, cloud.name, &mut cloud.server);
 }
 
 #[test]

@@ -126,28 +126,40 @@ fn memcached_dying_mid_build_leaves_a_correct_build_and_counted_faults() {
     if !tools::installed(&["memcached"]) {
         return;
     }
-    let sources = c_files(&lua_sources());
     let mut memcached = Daemon::memcached();
-    let sandbox = machine(
-        "HOARD_MEMCACHED_ENDPOINT",
-        &format!("tcp://127.0.0.1:{}", memcached.port),
+    let endpoint = format!("tcp://127.0.0.1:{}", memcached.port);
+    killed_mid_build(
+        &[("HOARD_MEMCACHED_ENDPOINT", &endpoint)],
+        "memcached",
+        &mut memcached,
     );
+}
+
+/// Builds the tree through the tier `env` names while `server` is killed 700 ms in: the
+/// build is what the plain compiler builds, the faults are counted against `tier_name`, and
+/// nothing fell back to a local compile.
+pub(crate) fn killed_mid_build(env: &[(&str, &str)], tier_name: &str, server: &mut Daemon) {
+    let sources = c_files(&lua_sources());
+    let mut sandbox = Sandbox::new();
+    for (var, value) in env {
+        sandbox.set_env(var, value);
+    }
     let out = sandbox.dir.path().join("out");
     let flags = ["-O2", "-g"];
     let plain = plain_build("gcc", &sources, &out, &flags, &sandbox);
     std::thread::scope(|scope| {
         scope.spawn(|| {
             std::thread::sleep(std::time::Duration::from_millis(700));
-            memcached.kill();
+            server.kill();
         });
-        plain.again_through(&sandbox, "the build memcached died in");
+        plain.again_through(&sandbox, "the build the tier died in");
     });
     // A lookup after the kill meets the dead tier.
     plain.again_through(&sandbox, "warm build");
     let stats = sandbox.stats();
-    let m = tier(&stats, "memcached");
+    let t = tier(&stats, tier_name);
     assert!(
-        m["errors"].as_u64().unwrap() + m["timeouts"].as_u64().unwrap() > 0,
+        t["errors"].as_u64().unwrap() + t["timeouts"].as_u64().unwrap() > 0,
         "faults counted: {stats}"
     );
     assert_eq!(
