@@ -346,18 +346,11 @@ impl TieredStorage {
     /// first build). Counted as pending, so [`TieredStorage::flush`] waits for it; without a
     /// runtime to run it on, it is written here and now.
     fn backfill_local(&self, key: &CacheKey, entry: Bytes) {
-        let local = self.local.clone();
-        let counters = Arc::clone(&self.local_counters);
+        let remotes = self.remotes();
         let key = *key;
         let write = async move {
-            match local.put_shared(&key, entry).await {
-                Ok(()) => Counters::bump(&counters.writes),
-                Err(e) => {
-                    // The hit is still good; only the local copy is missing.
-                    Counters::bump(&counters.errors);
-                    tracing::warn!(%key, error = %e, "cannot backfill the local cache");
-                }
-            }
+            // A failure leaves the hit good; only the local copy is missing.
+            remotes.write_local(&key, entry).await;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return futures::executor::block_on(write);
@@ -500,7 +493,7 @@ impl Remotes {
             }
             Err(e) => {
                 Counters::bump(&self.local_counters.errors);
-                tracing::warn!(%key, error = %e, "cannot write a prefetched entry to the local cache");
+                tracing::warn!(%key, error = %e, "cannot write a remote entry to the local cache");
                 false
             }
         }
