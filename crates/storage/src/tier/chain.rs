@@ -448,7 +448,7 @@ impl Remotes {
         let entry = if count_miss {
             tier.get(key).await?
         } else {
-            tier.get_index(key).await?
+            tier.get_uncounted(key).await?
         };
         // Whoever else writes to the tier is not trusted: its bytes are verified whole
         // (checksums, declared sizes against the limits, every file's blake3) before they

@@ -359,7 +359,7 @@ async fn from_recent_list(
     reader: &TierReader,
 ) -> (Option<Vec<CacheKey>>, Vec<Option<(CacheKey, Segment)>>) {
     let recent = match tier
-        .get_index(&recent_key())
+        .get_uncounted(&recent_key())
         .await
         .map(|b| Recent::decode(&b))
     {
@@ -398,7 +398,7 @@ async fn from_recent_list(
 }
 
 async fn load_segment(tier: &RemoteTier, key: CacheKey) -> Option<Segment> {
-    let bytes = tier.get_index(&key).await?;
+    let bytes = tier.get_uncounted(&key).await?;
     Segment::decode(&bytes)
         .inspect_err(|why| {
             tracing::debug!(tier = %tier.config.name, %key, %why, "prefetch index segment not used");
@@ -520,7 +520,7 @@ async fn load_pack(
     wanted: Arc<HashSet<CacheKey>>,
 ) -> Arc<HashMap<CacheKey, Bytes>> {
     let remote = &remotes.shared.tiers[tier];
-    let Some(bytes) = remote.get_index(&key).await else {
+    let Some(bytes) = remote.get_uncounted(&key).await else {
         return Arc::default();
     };
     let pack = match Pack::decode(&Bytes::from(bytes)) {
@@ -558,7 +558,7 @@ pub(crate) async fn write_segment(tier: &RemoteTier, job: &SegmentJob) {
         return;
     }
     let recent = match tier
-        .get_index(&recent_key())
+        .get_uncounted(&recent_key())
         .await
         .map(|b| Recent::decode(&b))
     {

@@ -258,10 +258,10 @@ impl RemoteTier {
         }
     }
 
-    /// Like [`RemoteTier::get`] for an object of the prefetch index, which is not an entry:
-    /// a missing one is not a miss of the tier (failures still count, and still count
-    /// against the breaker).
-    pub(crate) async fn get_index(&self, key: &CacheKey) -> Option<Vec<u8>> {
+    /// Like [`RemoteTier::get`], for reads that are not a compile's lookup (the prefetch
+    /// index's objects, entries read ahead): a missing object is not a miss of the tier
+    /// (failures still count, and still count against the breaker).
+    pub(crate) async fn get_uncounted(&self, key: &CacheKey) -> Option<Vec<u8>> {
         match self.lookup(key).await {
             Call::Done(Lookup::Found(bytes)) => Some(bytes),
             Call::Done(Lookup::Refused(why)) => {

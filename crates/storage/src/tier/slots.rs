@@ -88,7 +88,7 @@ async fn read_day(tier: &RemoteTier, day: u64) -> Vec<(CacheKey, Segment)> {
             futures::stream::iter(first..(first + PROBE_BATCH).min(SLOTS_PER_DAY))
                 .map(|slot| {
                     let key = slot_key(day, slot);
-                    async move { (key, tier.get_index(&key).await) }
+                    async move { (key, tier.get_uncounted(&key).await) }
                 })
                 .buffered(PROBE_BATCH as usize)
                 .collect()
