@@ -3,7 +3,7 @@
 use opendal::{Operator, services};
 
 use super::config::{TierConfig, TierConfigError, TierKind};
-use super::remote::{http_layer, invalid};
+use super::operators::{http_layer, invalid};
 
 /// Where entries go inside a bucket or container when no prefix is configured.
 const DEFAULT_PREFIX: &str = "/hoard/";

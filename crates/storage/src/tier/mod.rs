@@ -15,8 +15,11 @@ mod cloud;
 pub mod config;
 mod index;
 mod memcached;
+mod operators;
 mod prefetch;
 mod remote;
+mod remotes;
+mod segment_writer;
 mod shared_dir;
 mod slots;
 

@@ -9,8 +9,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::index::Segment;
-use super::prefetch::{MAX_SEGMENT_AGE, SegmentJob, pack_parts, unix_now, write_pack};
+use super::prefetch::{MAX_SEGMENT_AGE, SegmentJob, unix_now};
 use super::remote::{IndexWrite, RemoteTier};
+use super::segment_writer::{pack_parts, write_pack};
 use crate::CacheKey;
 
 /// Slots per day a writer tries; later segments of a busier day are not indexed.
