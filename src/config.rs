@@ -2,12 +2,14 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hoard_client::{ClientConfig, ServerLaunch};
 use hoard_server::ServerConfig;
 #[cfg(test)]
 use hoard_storage::TierKind;
+use hoard_storage::signing::{Trust, trust_from_env};
 use hoard_storage::{TierConfig, parse_size, tiers_from_env};
 
 /// A setting that could not be read; names the variable and the value.
@@ -50,6 +52,10 @@ pub enum ConfigError {
     /// A remote tier is misconfigured.
     #[error(transparent)]
     Tiers(hoard_storage::TierConfigError),
+    /// A signing setting is wrong (`HOARD_SIGNING_KEY`, `HOARD_TRUSTED_KEYS`,
+    /// `HOARD_VERIFY_TIERS`).
+    #[error(transparent)]
+    Trust(hoard_storage::signing::TrustConfigError),
     /// The cache directory could not be created.
     #[error("cannot create the cache directory {path}: {source}")]
     CreateDir {
@@ -100,6 +106,9 @@ pub struct Settings {
     /// Remote tiers (`HOARD_MEMCACHED_ENDPOINT`, `HOARD_REDIS_ENDPOINT`, `HOARD_S3_*`,
     /// `HOARD_WEBDAV_ENDPOINT`, `HOARD_SHARED_DIR`, `HOARD_TIER_ORDER`, `HOARD_READ_ONLY_TIERS`).
     pub tiers: Vec<TierConfig>,
+    /// `HOARD_SIGNING_KEY` and `HOARD_TRUSTED_KEYS` (which tiers are verified,
+    /// `HOARD_VERIFY_TIERS`, is each tier's `verify`). Its `Debug` shows no secret.
+    pub trust: Arc<Trust>,
     /// `HOARD_SERVER_ADDR`: a server to reach over TCP (`host:port`) instead of the socket.
     pub server_addr: Option<String>,
     /// `HOARD_SERVER_TOKEN`: what TCP clients show and a TCP server admits them by.
@@ -177,7 +186,8 @@ impl Settings {
         let idle = seconds("HOARD_IDLE_TIMEOUT", 600)?;
         let request_timeout = seconds("HOARD_CLIENT_TIMEOUT", 60)?;
         let single_flight_wait = seconds("HOARD_SINGLE_FLIGHT_WAIT", 30)?;
-        let tiers = tiers_from_env(var).map_err(ConfigError::Tiers)?;
+        let mut tiers = tiers_from_env(var).map_err(ConfigError::Tiers)?;
+        let trust = Arc::new(trust_from_env(var, &mut tiers).map_err(ConfigError::Trust)?);
         let client_max_protocol = protocol("HOARD_PROTOCOL")?;
         let server_max_protocol = protocol("HOARD_SERVER_MAX_PROTOCOL")?;
         let direct_mode = switch("HOARD_DIRECT_MODE", true)?;
@@ -197,7 +207,7 @@ impl Settings {
         let socket_path = if let Some(path) = var("HOARD_SERVER_UDS") {
             PathBuf::from(path)
         } else {
-            let socket = default_socket(&cache_dir, cache_size, &tiers);
+            let socket = default_socket(&cache_dir, cache_size, &tiers, &trust);
             private_socket_dir(&socket)?;
             socket
         };
@@ -212,6 +222,7 @@ impl Settings {
             client_max_protocol,
             server_max_protocol,
             tiers,
+            trust,
             server_addr,
             token: non_empty("HOARD_SERVER_TOKEN").map(Secret),
             listen: non_empty("HOARD_SERVER_LISTEN"),
@@ -265,6 +276,7 @@ impl Settings {
         config.prefetch = self.prefetch;
         config.single_flight_wait = self.single_flight_wait;
         config.tiers.clone_from(&self.tiers);
+        config.trust = Arc::clone(&self.trust);
         config.listen.clone_from(&self.listen);
         config.token = self.token.as_ref().map(|t| t.expose().to_owned());
         // A gateway serves other machines: it must not go away because this one is quiet.
@@ -359,7 +371,12 @@ fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
 
 /// The default socket: in a per-user 0700 directory, named after the storage configuration so
 /// two configurations never share a server by accident.
-fn default_socket(cache_dir: &Path, cache_size: u64, tiers: &[TierConfig]) -> PathBuf {
+fn default_socket(
+    cache_dir: &Path,
+    cache_size: u64,
+    tiers: &[TierConfig],
+    trust: &Trust,
+) -> PathBuf {
     let mut recipe = blake3::Hasher::new();
     recipe.update(b"hoard-socket-v1\0");
     recipe.update(cache_dir.as_os_str().as_encoded_bytes());
@@ -368,6 +385,13 @@ fn default_socket(cache_dir: &Path, cache_size: u64, tiers: &[TierConfig]) -> Pa
     // The tiers' full identity, credentials included (two configurations that differ only in
     // a password are two configurations), hashed and never shown: their `Debug` is redacted.
     recipe.update(socket_identity::tiers(tiers).as_bytes());
+    // Signing settings only where they are set, so sockets without them keep their names: a
+    // server that does not verify must never answer a client configured to.
+    let trust = socket_identity::trust(tiers, trust);
+    if !trust.is_empty() {
+        recipe.update(b"\0trust\0");
+        recipe.update(trust.as_bytes());
+    }
     let name = format!("server-{}.sock", &recipe.finalize().to_hex()[..16]);
     let base = match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         Some(runtime) => PathBuf::from(runtime).join("hoard"),
@@ -461,6 +485,7 @@ mod tests {
             client_max_protocol: 2,
             server_max_protocol: 2,
             tiers: Vec::new(),
+            trust: Arc::default(),
             server_addr: None,
             token: Some("t".into()),
             listen: listen.map(str::to_owned),
@@ -489,14 +514,48 @@ mod tests {
 
     #[test]
     fn two_storage_configurations_get_two_sockets() {
-        let a = default_socket(Path::new("/a"), 1, &[]);
-        assert_ne!(a, default_socket(Path::new("/b"), 1, &[]));
-        assert_ne!(a, default_socket(Path::new("/a"), 2, &[]));
-        assert_eq!(a, default_socket(Path::new("/a"), 1, &[]));
+        let none = Trust::default();
+        let a = default_socket(Path::new("/a"), 1, &[], &none);
+        assert_ne!(a, default_socket(Path::new("/b"), 1, &[], &none));
+        assert_ne!(a, default_socket(Path::new("/a"), 2, &[], &none));
+        assert_eq!(a, default_socket(Path::new("/a"), 1, &[], &none));
         let shared = TierConfig::new(TierKind::SharedDir {
             path: PathBuf::from("/shared"),
         });
-        assert_ne!(a, default_socket(Path::new("/a"), 1, &[shared]));
+        assert_ne!(a, default_socket(Path::new("/a"), 1, &[shared], &none));
+    }
+
+    #[test]
+    fn a_verifying_or_signing_configuration_never_shares_a_server_with_one_that_is_not() {
+        let shared = || {
+            vec![TierConfig::new(TierKind::SharedDir {
+                path: PathBuf::from("/shared"),
+            })]
+        };
+        let none = Trust::default();
+        let plain = default_socket(Path::new("/a"), 1, &shared(), &none);
+        let ci = hoard_storage::signing::Signer::from_secret_bytes(&[1; 32], "ci");
+        let trusted = hoard_storage::signing::TrustedKeys::parse(&ci.public_line()).unwrap();
+        let mut verified = shared();
+        verified[0].verify = true;
+        let verifying = Trust {
+            signer: None,
+            trusted: trusted.clone(),
+        };
+        let reader = default_socket(Path::new("/a"), 1, &verified, &verifying);
+        // Keys trusted but the tier left unverified (HOARD_VERIFY_TIERS=none) differ too.
+        let keys_only = default_socket(Path::new("/a"), 1, &shared(), &verifying);
+        let signing = Trust {
+            signer: Some(ci),
+            trusted,
+        };
+        let writer = default_socket(Path::new("/a"), 1, &verified, &signing);
+        let all = [&plain, &reader, &keys_only, &writer];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 
     fn redis(endpoint: &str) -> TierConfig {
@@ -511,8 +570,8 @@ mod tests {
         let two = [redis("redis://alice:two@h:1")];
         assert_eq!(format!("{one:?}"), format!("{two:?}"), "Debug hides both");
         assert_ne!(
-            default_socket(Path::new("/a"), 1, &one),
-            default_socket(Path::new("/a"), 1, &two)
+            default_socket(Path::new("/a"), 1, &one, &Trust::default()),
+            default_socket(Path::new("/a"), 1, &two, &Trust::default())
         );
     }
 

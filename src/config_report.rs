@@ -70,7 +70,9 @@ pub fn lines(settings: &Settings) -> Vec<ConfigLine> {
         let origin = config_file::origin(name);
         let value = match (&origin, config_file::setting(name)) {
             (_, Some(_)) if SECRETS.contains(&name) => "(set, not shown)".to_owned(),
-            (Origin::Environment | Origin::File { .. }, Some(value)) => shown(name, value),
+            (Origin::Environment | Origin::File { .. }, Some(value)) => {
+                signing_value(name, &value, settings).unwrap_or_else(|| shown(name, value))
+            }
             _ => default_value(name, settings),
         };
         let error = match name {
@@ -87,6 +89,31 @@ pub fn lines(settings: &Settings) -> Vec<ConfigLine> {
         });
     }
     lines
+}
+
+/// What a signing setting that is set means, in words: the keys by name and fingerprint
+/// rather than a line of base64 (the secret key is never read into the report).
+fn signing_value(name: &str, value: &str, settings: &Settings) -> Option<String> {
+    use hoard_storage::signing::fingerprint;
+    match name {
+        "HOARD_SIGNING_KEY" => settings.trust.signer.as_ref().map(|signer| {
+            format!(
+                "{value} (signs as {}, {})",
+                signer.name(),
+                fingerprint(&signer.public_bytes())
+            )
+        }),
+        "HOARD_TRUSTED_KEYS" => {
+            let keys: Vec<String> = settings
+                .trust
+                .trusted
+                .iter()
+                .map(|k| format!("{} ({})", k.name, fingerprint(&k.public_bytes())))
+                .collect();
+            Some(format!("{} trusted: {}", keys.len(), keys.join(", ")))
+        }
+        _ => None,
+    }
 }
 
 /// What hoard uses for `name` when nothing sets it.
@@ -109,6 +136,19 @@ fn default_value(name: &str, settings: &Settings) -> String {
         "HOARD_PROTOCOL" => settings.client_max_protocol.to_string(),
         "HOARD_SERVER_MAX_PROTOCOL" => settings.server_max_protocol.to_string(),
         "HOARD_PATHS" => "shared".to_owned(),
+        "HOARD_VERIFY_TIERS" => {
+            let verified: Vec<&str> = settings
+                .tiers
+                .iter()
+                .filter(|t| t.verify)
+                .map(|t| t.name.as_str())
+                .collect();
+            if verified.is_empty() {
+                "none".to_owned()
+            } else {
+                verified.join(",")
+            }
+        }
         _ => String::new(),
     }
 }

@@ -68,7 +68,7 @@ fn tiers(out: &mut String, stats: &Stats) {
     }
     let _ = writeln!(
         out,
-        "\n**Tiers**\n\n| tier | hits | misses | hit rate | writes | prefetched | errors | timeouts | skipped | state |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "\n**Tiers**\n\n| tier | hits | misses | hit rate | writes | prefetched | untrusted | errors | timeouts | skipped | state |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for t in &stats.tiers {
         let mut condition = t.state.clone();
@@ -77,13 +77,14 @@ fn tiers(out: &mut String, stats: &Stats) {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} % | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.1} % | {} | {} | {} | {} | {} | {} | {} |",
             cell(&t.name),
             t.hits,
             t.misses,
             percent(t.hits, t.hits + t.misses),
             t.writes,
             t.prefetched,
+            t.untrusted,
             t.errors,
             t.timeouts,
             t.skipped,

@@ -80,6 +80,9 @@ fn tiers(out: &mut String, stats: &Stats) {
         if tier.prefetched > 0 {
             let _ = write!(notes, ", {} prefetched", tier.prefetched);
         }
+        if tier.untrusted > 0 {
+            let _ = write!(notes, ", {} untrusted", tier.untrusted);
+        }
         if tier.read_only {
             notes.push_str(", read-only");
         }

@@ -3,7 +3,8 @@
 //! The first argument decides which: a word that is not a flag (`gcc`, `rustc`,
 //! `/usr/bin/cc`) is a compiler, and everything from it on is that compiler's command line,
 //! never read as hoard's flags; anything else is a control command line, parsed by clap
-//! into [`Control`] and planned into [`Action`]s.
+//! into [`Control`] and planned into [`Action`]s. One word is hoard's own, `keygen`
+//! ([`Keygen`]): no compiler is called that.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -124,6 +125,9 @@ enum ControlError {
     /// the report; compiles run as under `exact`).
     #[error("{0}; compiles run as under HOARD_PATHS=exact")]
     PathMode(#[from] hoard_compiler::PathModeError),
+    /// `hoard keygen` could not write the key.
+    #[error(transparent)]
+    Keygen(#[from] hoard_storage::signing::SigningError),
     /// No action at all.
     #[error("nothing to do: give a compiler command or a control flag (see --help)")]
     NothingToDo,
@@ -134,14 +138,63 @@ fn main() -> ExitCode {
     // Decided by hand, before clap: a compiler's arguments must never be read as hoard's
     // (`hoard gcc --version`), and the hit path should not pay for building a parser.
     match rest.next() {
+        Some(first) if first == "keygen" => report(keygen(&Keygen::parse_from(
+            std::iter::once(OsString::from("hoard keygen")).chain(rest),
+        ))),
         Some(first) if !first.as_encoded_bytes().starts_with(b"-") => wrap(first, rest.collect()),
-        _ => match control(Control::parse()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("hoard: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        _ => report(control(Control::parse())),
+    }
+}
+
+/// `hoard keygen PATH`: a new signing key for `HOARD_SIGNING_KEY`, and the public line
+/// readers put in `HOARD_TRUSTED_KEYS`.
+#[derive(Debug, Parser)]
+#[command(
+    about = "Create a signing key: the secret key at PATH (mode 0600; HOARD_SIGNING_KEY on the \
+             machines that write the shared cache, such as CI), its public line at PATH.pub \
+             (HOARD_TRUSTED_KEYS on every machine that reads it), and print the public line"
+)]
+struct Keygen {
+    /// Where to write the secret key; it must not exist yet.
+    path: PathBuf,
+    /// The key's name, as `--explain`, the journal and logs name a signer (default: the
+    /// file's name and this host's, `ci-key@runner`).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+fn keygen(args: &Keygen) -> Result<(), ControlError> {
+    let name = args.name.clone().unwrap_or_else(|| {
+        let stem = args
+            .path
+            .file_stem()
+            .map_or_else(|| "hoard".into(), |s| s.to_string_lossy().into_owned());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        if host.is_empty() {
+            stem
+        } else {
+            format!("{stem}@{host}")
+        }
+    });
+    let line = hoard_storage::signing::keygen(&args.path, &name)?;
+    println!("{line}");
+    eprintln!(
+        "hoard: signing key written to {path} (secret: HOARD_SIGNING_KEY={path} where the shared \
+         cache is written), its public line to {path}.pub (HOARD_TRUSTED_KEYS on every reader)",
+        path = args.path.display()
+    );
+    Ok(())
+}
+
+fn report(result: Result<(), ControlError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hoard: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -62,6 +62,21 @@ enum TierKind<'a> {
     },
 }
 
+/// The identity text of the signing settings: the public keys (never the secret one) and
+/// the tiers verified; empty when nothing is signed or verified.
+pub(super) fn trust(
+    tiers: &[hoard_storage::TierConfig],
+    trust: &hoard_storage::signing::Trust,
+) -> String {
+    let mut text = trust.identity();
+    for tier in tiers.iter().filter(|t| t.verify) {
+        text.push_str("verify ");
+        text.push_str(&tier.name);
+        text.push('\n');
+    }
+    text
+}
+
 /// The identity text of `tiers`.
 pub(super) fn tiers(tiers: &[hoard_storage::TierConfig]) -> String {
     use hoard_storage::TierKind as Kind;
@@ -77,6 +92,8 @@ pub(super) fn tiers(tiers: &[hoard_storage::TierConfig]) -> String {
                 max_entry_size,
                 connect_timeout,
                 op_timeout,
+                // In `trust`: not part of what names a socket without signing settings.
+                verify: _,
             } = t;
             TierConfig {
                 name,

@@ -15,6 +15,16 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::{ClientConfig, ClientError};
 
+/// Where the server found a hit's entry: the tier, and the trusted key that signed it (on a
+/// verifying tier). Older servers say neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HitSource {
+    /// The tier (`local`, `redis`, ...).
+    pub tier: Option<String>,
+    /// The signer's name.
+    pub signer: Option<String>,
+}
+
 /// A byte stream to a server: the Unix socket, or TCP.
 pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug> Transport for T {}
@@ -311,15 +321,20 @@ impl Connection {
         &mut self,
         key: String,
         language: Option<String>,
-    ) -> Result<Option<(Vec<u8>, Option<String>)>, ClientError> {
+    ) -> Result<Option<(Vec<u8>, HitSource)>, ClientError> {
         const NAME: &str = "CacheGetInline";
         let waited = self.request_timeout;
         let request = Request::CacheGetInline { key, language };
         self.send_within(NAME, waited, encode(&request)?).await?;
         self.welcome_if_pending().await?;
         let receive = async {
-            let (size, first, tier) = match self.receive(NAME).await? {
-                Response::Entry { size, data, tier } => (size, data, tier),
+            let (size, first, source) = match self.receive(NAME).await? {
+                Response::Entry {
+                    size,
+                    data,
+                    tier,
+                    signer,
+                } => (size, data, HitSource { tier, signer }),
                 Response::Miss => return Ok(None),
                 other => return Err(unexpected(NAME, &other)),
             };
@@ -331,7 +346,7 @@ impl Connection {
                     other => return Err(unexpected(NAME, &other)),
                 }
             }
-            Ok(Some((entry.finish().map_err(entry_refused)?, tier)))
+            Ok(Some((entry.finish().map_err(entry_refused)?, source)))
         };
         within(NAME, waited, receive).await
     }

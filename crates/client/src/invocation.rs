@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use hoard_compiler::{CacheStatus, CompileOutcome};
 
+use crate::connection::HitSource;
 use crate::journal::{self, Outcome};
 use crate::v1::ServerCompiled;
 
@@ -25,7 +26,7 @@ pub(crate) struct Invocation<'a> {
 /// How the last hit or put of a pipeline run travelled, and which tier held a hit.
 pub(crate) struct Route {
     pub transfer: Option<&'static str>,
-    pub tier: Option<String>,
+    pub source: HitSource,
 }
 
 impl<'a> Invocation<'a> {
@@ -43,7 +44,7 @@ impl<'a> Invocation<'a> {
 
     /// Writes the journal line of a compile the cache had no part in (`reason` says why).
     pub fn uncached(&self, result: Outcome, reason: &str) {
-        self.record(result, Some(reason), None, None, None);
+        self.record(result, Some(reason), None, None, &HitSource::default());
     }
 
     /// Writes the journal line of a compile a v1 server ran, as its answer says it was
@@ -55,7 +56,7 @@ impl<'a> Invocation<'a> {
             Some("fallback") => (Outcome::Fallback, Some("served_by_v1_server")),
             _ => (Outcome::Miss, Some("served_by_v1_server")),
         };
-        self.record(result, reason, None, Some("v1"), None);
+        self.record(result, reason, None, Some("v1"), &HitSource::default());
     }
 
     /// Writes the journal line of a compile the pipeline ran. `first_fault` is the cause of
@@ -71,8 +72,13 @@ impl<'a> Invocation<'a> {
                 (Outcome::Miss, outcome.paths_kept, transfer)
             }
         };
-        let tier = route.tier.as_deref().filter(|_| result == Outcome::Hit);
-        self.record(result, reason, Some(outcome), transfer, tier);
+        let none = HitSource::default();
+        let source = if result == Outcome::Hit {
+            &route.source
+        } else {
+            &none
+        };
+        self.record(result, reason, Some(outcome), transfer, source);
     }
 
     fn record(
@@ -81,7 +87,7 @@ impl<'a> Invocation<'a> {
         reason: Option<&str>,
         outcome: Option<&CompileOutcome>,
         transfer: Option<&str>,
-        tier: Option<&str>,
+        source: &HitSource,
     ) {
         let Some(path) = self.journal else { return };
         let times = outcome.map(|o| o.times).unwrap_or_default();
@@ -99,7 +105,8 @@ impl<'a> Invocation<'a> {
                 result,
                 reason: reason.map(str::to_owned),
                 direct,
-                tier: tier.map(str::to_owned),
+                tier: source.tier.clone(),
+                signer: source.signer.clone(),
                 transfer: transfer.map(str::to_owned),
                 hashing_ms: journal::ms(times.hashing),
                 lookup_ms: journal::ms(times.lookup),

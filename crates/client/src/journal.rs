@@ -48,6 +48,10 @@ pub struct JournalLine {
     /// The tier that served a hit (`local`, `redis`, ...), when the server says.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub tier: Option<String>,
+    /// The trusted key that signed a hit's entry, when it came from a tier whose entries
+    /// must be signed (`HOARD_TRUSTED_KEYS`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signer: Option<String>,
     /// How a hit's or put's bytes travelled: `shared_fs` or `inline`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub transfer: Option<String>,
@@ -298,6 +302,7 @@ mod tests {
             reason: reason.map(str::to_owned),
             direct: None,
             tier: None,
+            signer: None,
             transfer: None,
             hashing_ms: 1.0,
             lookup_ms: 2.0,

@@ -21,7 +21,7 @@ use hoard_storage::entry::{self, EntryError};
 use hoard_storage::{CacheKey, DiskStore, OutputPath, ReadLimits};
 use tokio::sync::Mutex;
 
-use crate::connection::unexpected;
+use crate::connection::{HitSource, unexpected};
 use crate::not_shared::{NotSharedDirs, identity};
 use crate::{ClientError, Connection};
 
@@ -35,7 +35,7 @@ pub struct RemoteCache {
     predates_v2: AtomicBool,
     /// How the last hit or put's bytes travelled, for the journal.
     last_transfer: std::sync::Mutex<Option<&'static str>>,
-    last_tier: std::sync::Mutex<Option<String>>,
+    last_source: std::sync::Mutex<HitSource>,
 }
 
 /// How one request's bytes will travel.
@@ -54,24 +54,24 @@ impl RemoteCache {
             not_shared: std::sync::Mutex::new(None),
             predates_v2: AtomicBool::new(false),
             last_transfer: std::sync::Mutex::new(None),
-            last_tier: std::sync::Mutex::new(None),
+            last_source: std::sync::Mutex::new(HitSource::default()),
         }
     }
 
-    /// The storage tier that held the last hit (`local`, `redis`, ...), when the server
-    /// said.
-    pub fn last_tier(&self) -> Option<String> {
-        self.last_tier
+    /// The storage tier that held the last hit (`local`, `redis`, ...) and the trusted key
+    /// that signed it, as far as the server said.
+    pub fn last_source(&self) -> HitSource {
+        self.last_source
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
-    fn note_tier(&self, tier: Option<String>) {
+    fn note_source(&self, source: HitSource) {
         *self
-            .last_tier
+            .last_source
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = tier;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = source;
     }
 
     /// How the last hit or stored put's bytes travelled: `shared_fs` or `inline`.
@@ -191,10 +191,11 @@ impl RemoteCache {
                     stderr,
                     exit_status,
                     tier,
+                    signer,
                     digests,
                 } => {
                     self.note_transfer("shared_fs");
-                    self.note_tier(tier);
+                    self.note_source(HitSource { tier, signer });
                     // The compile time stays with the server, which counts the time saved.
                     return Ok(Some(CompileResult {
                         stdout,
@@ -211,7 +212,7 @@ impl RemoteCache {
                 other => return Err(unexpected("CacheGet", &other)),
             }
         }
-        let Some((bytes, tier)) = connection
+        let Some((bytes, source)) = connection
             .get_inline(key.to_hex(), language.map(str::to_owned))
             .await?
         else {
@@ -221,7 +222,7 @@ impl RemoteCache {
         match entry::extract_with_digests(&bytes, outputs) {
             Ok(extracted) => {
                 self.note_transfer("inline");
-                self.note_tier(tier);
+                self.note_source(source);
                 Ok(Some(CompileResult::from_stored(
                     extracted.meta,
                     extracted.digests,
@@ -278,7 +279,10 @@ impl RemoteCache {
             return None;
         }
         self.note_transfer("local");
-        self.note_tier(Some("local".to_owned()));
+        self.note_source(HitSource {
+            tier: Some("local".to_owned()),
+            signer: None,
+        });
         Some(CompileResult::from_stored(
             extracted.meta,
             extracted.digests,

@@ -131,7 +131,7 @@ async fn serve_v2(
     if outcome.status != CacheStatus::Withdrawn {
         let route = Route {
             transfer: cache.last_transfer(),
-            tier: cache.last_tier(),
+            source: cache.last_source(),
         };
         return Ok(Served::Pipeline(outcome, route));
     }

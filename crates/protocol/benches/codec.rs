@@ -125,6 +125,7 @@ fn stats() -> Stats {
                 timeouts: 0,
                 skipped: 0,
                 prefetched: 0,
+                untrusted: 0,
                 read_only: false,
                 state: "closed".to_owned(),
             })
@@ -153,6 +154,7 @@ fn response(name: &str) -> Response {
             stderr: Vec::new(),
             exit_status: 0,
             tier: Some("local".to_owned()),
+            signer: None,
             digests: vec![hoard_protocol::ByteBuf::from(vec![0x5a; 32]); 3],
         },
         "Miss" => Response::Miss,

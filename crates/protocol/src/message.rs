@@ -258,6 +258,10 @@ pub enum Response {
         /// servers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tier: Option<String>,
+        /// The trusted key that signed the entry, when it came from a tier whose entries
+        /// must be signed (`HOARD_TRUSTED_KEYS`). Absent from older servers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signer: Option<String>,
         /// The blake3 of each output written, in the order the request named them, so the
         /// client can memoise them without reading the files back. Absent from older
         /// servers.
@@ -275,6 +279,9 @@ pub enum Response {
         /// The storage tier that held the entry. Absent from older servers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tier: Option<String>,
+        /// The trusted key that signed the entry, as in `Hit`. Absent from older servers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signer: Option<String>,
     },
     /// The next piece of an `Entry`.
     Chunk {

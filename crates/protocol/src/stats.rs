@@ -112,6 +112,9 @@ pub struct TierStats {
     /// Entries read ahead from this tier into the local disk because a compile hit another
     /// entry stored beside them (prefetch); 0 for the local disk and from older servers.
     pub prefetched: u64,
+    /// Entries refused because no trusted key signed them (`HOARD_TRUSTED_KEYS`,
+    /// `HOARD_VERIFY_TIERS`); 0 for the local disk and from older servers.
+    pub untrusted: u64,
     /// Whether the tier is never written: configured so (`HOARD_READ_ONLY_TIERS`), or its
     /// credentials were refused a write (a read-only Actions cache token).
     pub read_only: bool,

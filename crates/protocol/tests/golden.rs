@@ -42,6 +42,17 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
     stats_with_saved_time
         .misses_by_protocol
         .insert("1".into(), 3);
+    let stats_with_untrusted = Stats {
+        tiers: vec![hoard_protocol::TierStats {
+            name: "shared_dir".into(),
+            hits: 4,
+            misses: 1,
+            untrusted: 3,
+            state: "closed".into(),
+            ..hoard_protocol::TierStats::default()
+        }],
+        ..stats.clone()
+    };
     let identified = vec![
         OutputPath::new("object", "/build/out/main.o".as_ref())
             .with_dir(Some(DirIdentity { dev: 2049, ino: 77 })),
@@ -189,6 +200,16 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
                 size: 6,
                 data: vec![1, 2, 3],
                 tier: None,
+                signer: None,
+            }),
+        ),
+        (
+            "v2/response_entry_signer",
+            Err(Response::Entry {
+                size: 3,
+                data: vec![1, 2, 3],
+                tier: Some("s3".into()),
+                signer: Some("ci-2026".into()),
             }),
         ),
         (
@@ -216,6 +237,7 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
                 stderr: b"warning\n".to_vec(),
                 exit_status: 0,
                 tier: None,
+                signer: None,
                 digests: vec![],
             }),
         ),
@@ -226,6 +248,18 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
                 stderr: vec![],
                 exit_status: 0,
                 tier: Some("redis".into()),
+                signer: None,
+                digests: vec![],
+            }),
+        ),
+        (
+            "v2/response_hit_signer",
+            Err(Response::Hit {
+                stdout: vec![],
+                stderr: vec![],
+                exit_status: 0,
+                tier: Some("redis".into()),
+                signer: Some("ci-2026".into()),
                 digests: vec![],
             }),
         ),
@@ -236,7 +270,14 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
                 stderr: vec![],
                 exit_status: 0,
                 tier: Some("local".into()),
+                signer: None,
                 digests: vec![ByteBuf::from(vec![7; 32]), ByteBuf::from(vec![9; 32])],
+            }),
+        ),
+        (
+            "v2/response_stats_untrusted",
+            Err(Response::Stats {
+                stats: Box::new(stats_with_untrusted),
             }),
         ),
         (

@@ -144,6 +144,7 @@ fn stats() -> impl Strategy<Value = Stats> {
                     timeouts: c[4],
                     skipped: c[5],
                     prefetched: c[6],
+                    untrusted: c[5] ^ c[6],
                     read_only: c[6] % 2 == 1,
                     state,
                 })
@@ -196,8 +197,18 @@ fn response() -> impl Strategy<Value = Response> {
                     shared_fs,
                 }
             }),
-        (any::<u64>(), bytes(), proptest::option::of("[a-z_]{1,10}"))
-            .prop_map(|(size, data, tier)| Response::Entry { size, data, tier }),
+        (
+            any::<u64>(),
+            bytes(),
+            proptest::option::of("[a-z_]{1,10}"),
+            proptest::option::of("[a-z@-]{1,10}")
+        )
+            .prop_map(|(size, data, tier, signer)| Response::Entry {
+                size,
+                data,
+                tier,
+                signer
+            }),
         bytes().prop_map(|data| Response::Chunk { data }),
         bytes().prop_map(|directory| Response::NotShared { directory }),
         (
@@ -205,17 +216,19 @@ fn response() -> impl Strategy<Value = Response> {
             bytes(),
             any::<i32>(),
             proptest::option::of("[a-z_]{1,10}"),
+            proptest::option::of("[a-z@-]{1,10}"),
             vec(any::<[u8; 32]>(), 0..3),
         )
-            .prop_map(
-                |(stdout, stderr, exit_status, tier, digests)| Response::Hit {
+            .prop_map(|(stdout, stderr, exit_status, tier, signer, digests)| {
+                Response::Hit {
                     stdout,
                     stderr,
                     exit_status,
                     tier,
+                    signer,
                     digests: digests.iter().map(|d| ByteBuf::from(d.to_vec())).collect(),
                 }
-            ),
+            }),
         Just(Response::Miss),
         Just(Response::Stored),
         bytes().prop_map(|manifest| Response::Manifest { manifest }),

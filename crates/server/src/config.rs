@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub direct_mode: bool,
     /// Remote storage tiers behind the local disk, in lookup order.
     pub tiers: Vec<hoard_storage::TierConfig>,
+    /// What the server signs its remote puts with and whose signatures verifying tiers
+    /// need (see [`hoard_storage::TieredStorage::with_trust`]).
+    pub trust: std::sync::Arc<hoard_storage::signing::Trust>,
     /// Also listen on this TCP address (`host:port`), as a cache gateway for clients on other
     /// machines: inline transfers only, and only after the handshake shows `token`.
     pub listen: Option<String>,
@@ -73,6 +76,7 @@ impl ServerConfig {
             max_protocol: hoard_protocol::MAX_PROTOCOL,
             direct_mode: true,
             tiers: Vec::new(),
+            trust: std::sync::Arc::default(),
             listen: None,
             token: None,
             single_flight_wait: DEFAULT_SINGLE_FLIGHT_WAIT,

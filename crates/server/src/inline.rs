@@ -26,6 +26,7 @@ pub(crate) async fn send_entry<S: AsyncRead + AsyncWrite + Unpin>(
         size: pieces.size(),
         data: pieces.first().to_vec(),
         tier: found.tier,
+        signer: found.signer,
     };
     send(framed, &entry).await?;
     for piece in pieces.rest() {

@@ -53,7 +53,8 @@ impl Shared {
         let tiers = Arc::new(
             TieredStorage::new(disk, config.tiers.clone())?
                 .with_entry_limits(entry_limits(&config))
-                .with_prefetch(config.prefetch),
+                .with_prefetch(config.prefetch)
+                .with_trust(std::sync::Arc::clone(&config.trust)),
         );
         let stats = Arc::new(ServerStats::persistent(
             config.client_events_path(),
@@ -112,6 +113,7 @@ impl Shared {
                 timeouts: t.timeouts,
                 skipped: t.skipped,
                 prefetched: t.prefetched,
+                untrusted: t.untrusted,
                 read_only: t.read_only,
                 state: t.state,
             })

@@ -97,6 +97,7 @@ impl ServerStats {
                 tier.timeouts += old.timeouts;
                 tier.skipped += old.skipped;
                 tier.prefetched += old.prefetched;
+                tier.untrusted += old.untrusted;
             }
         }
         live

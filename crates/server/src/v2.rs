@@ -22,6 +22,8 @@ fn refused(shared: &Shared, message: String) -> Response {
 pub(crate) type Answer = Result<Response, Response>;
 
 /// The key a request names, or the refusal of a malformed one.
+// The refusal is the answer itself, sent as it is; boxing it would only move it.
+#[allow(clippy::result_large_err)]
 fn parse_key(shared: &Shared, key: &str) -> Result<CacheKey, Response> {
     key.parse::<CacheKey>()
         .map_err(|e| refused(shared, e.to_string()))
@@ -115,6 +117,7 @@ pub(crate) async fn cache_get(
         Ok(Some(OutputsHit {
             meta,
             tier,
+            signer,
             digests,
         })) => {
             shared.stats.count(Counted::Hit {
@@ -128,6 +131,7 @@ pub(crate) async fn cache_get(
                 stderr: meta.stderr,
                 exit_status: meta.exit_status,
                 tier,
+                signer,
                 digests: digests.iter().map(|d| ByteBuf::from(d.to_vec())).collect(),
             }
         }
@@ -199,6 +203,7 @@ fn scopeguard<F: FnOnce()>(f: F) -> OnDrop<F> {
 }
 
 /// `CacheGetInline`: the stored entry's bytes, checksum verified, for the client to extract.
+#[allow(clippy::result_large_err)] // as `parse_key`'s
 pub(crate) async fn cache_get_inline(
     shared: &Shared,
     holder: Holder,

@@ -38,6 +38,8 @@ pub struct OutputsHit {
     pub meta: EntryMeta,
     /// The tier that held the entry, when the store has tiers.
     pub tier: Option<String>,
+    /// The trusted key that signed it, when it came from a verifying tier.
+    pub signer: Option<String>,
     /// The blake3 of each output written, in the order asked for.
     pub digests: Vec<[u8; 32]>,
 }
@@ -168,12 +170,18 @@ impl EntryStore {
                 Ok(extracted) => Lookup::Hit(OutputsHit {
                     meta: extracted.meta,
                     tier: delivery.tier,
+                    signer: None,
                     digests: extracted.digests,
                 }),
                 Err(e) => Lookup::Unusable(e, delivery.tier),
             });
         }
-        let Some(Located { entry: bytes, tier }) = self.storage.get_located(key).await? else {
+        let Some(Located {
+            entry: bytes,
+            tier,
+            signer,
+        }) = self.storage.get_located(key).await?
+        else {
             return Ok(Lookup::Miss);
         };
         let outputs = outputs.to_vec();
@@ -186,6 +194,7 @@ impl EntryStore {
             Ok(extracted) => Lookup::Hit(OutputsHit {
                 meta: extracted.meta,
                 tier,
+                signer,
                 digests: extracted.digests,
             }),
             Err(e) => Lookup::Unusable(e, tier),
@@ -245,7 +254,12 @@ impl EntryStore {
     }
 
     async fn try_entry(&self, key: &CacheKey) -> Result<Lookup<Located>, StoreError> {
-        let Some(Located { entry: bytes, tier }) = self.storage.get_located(key).await? else {
+        let Some(Located {
+            entry: bytes,
+            tier,
+            signer,
+        }) = self.storage.get_located(key).await?
+        else {
             return Ok(Lookup::Miss);
         };
         let checked = run_sized("verify entry", bytes.len() as u64, move || {
@@ -257,7 +271,11 @@ impl EntryStore {
         })
         .await?;
         Ok(match checked {
-            Ok(entry) => Lookup::Hit(Located { entry, tier }),
+            Ok(entry) => Lookup::Hit(Located {
+                entry,
+                tier,
+                signer,
+            }),
             Err(e) => Lookup::Unusable(e, tier),
         })
     }
@@ -282,7 +300,10 @@ impl EntryStore {
     }
 
     async fn try_blob(&self, key: &CacheKey) -> Result<Lookup<Vec<u8>>, StoreError> {
-        let Some(Located { entry: bytes, tier }) = self.storage.get_located(key).await? else {
+        let Some(Located {
+            entry: bytes, tier, ..
+        }) = self.storage.get_located(key).await?
+        else {
             return Ok(Lookup::Miss);
         };
         // Blobs are manifests of a few kilobytes: decoding inline costs less than a hop to

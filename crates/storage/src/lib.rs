@@ -15,6 +15,7 @@ pub mod entry;
 pub mod entry_store;
 mod key;
 mod output;
+pub mod signing;
 pub mod tier;
 
 pub use disk::DiskStore;
@@ -38,10 +39,11 @@ pub trait Storage: Send + Sync {
     /// The entry stored under `key` with the name of the tier that held it (`local`,
     /// `redis`, ...), for a store made of tiers; a single store names none.
     async fn get_located(&self, key: &CacheKey) -> Result<Option<Located>, StorageError> {
-        Ok(self
-            .get(key)
-            .await?
-            .map(|entry| Located { entry, tier: None }))
+        Ok(self.get(key).await?.map(|entry| Located {
+            entry,
+            tier: None,
+            signer: None,
+        }))
     }
     /// Writes the outputs of the entry under `key` onto `outputs` from files the store
     /// keeps, when it can do so without handing the entry's bytes over (a local disk: a
@@ -88,6 +90,9 @@ pub struct Located {
     pub entry: Vec<u8>,
     /// The tier that held it, when the store has tiers.
     pub tier: Option<String>,
+    /// The trusted key that signed it, when it came from a tier whose entries must be
+    /// signed ([`signing`]).
+    pub signer: Option<String>,
 }
 
 /// A store could not do what was asked.

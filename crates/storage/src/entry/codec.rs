@@ -84,6 +84,10 @@ pub(super) struct Header {
     /// readers skip it.
     #[serde(default)]
     pub compile_ms: u64,
+    /// Who wrote the entry ([`super::signature`]). Added within format versions 1 and 2:
+    /// absent from unsigned entries, and older readers skip it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<super::signature::EntrySignature>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -132,8 +136,20 @@ pub(super) fn encode(
         stderr: meta.stderr.clone(),
         exit_status: meta.exit_status,
         compile_ms: meta.compile_ms,
+        sig: None,
     };
-    let header_bytes = rmp_serde::to_vec_named(&header).map_err(|e| EntryError::Encode {
+    let data: Vec<&[u8]> = files.iter().map(|f| f.data).collect();
+    encode_header(format, &header, &data)
+}
+
+/// Encodes `header` with its files' bytes (`files[i]` for `header.files[i]`, whose size and
+/// blake3 it must already hold).
+pub(super) fn encode_header(
+    format: EntryFormat,
+    header: &Header,
+    files: &[&[u8]],
+) -> Result<Vec<u8>, EntryError> {
+    let header_bytes = rmp_serde::to_vec_named(header).map_err(|e| EntryError::Encode {
         reason: format!("header: {e}"),
     })?;
     let header_len = u32::try_from(header_bytes.len())
@@ -145,7 +161,7 @@ pub(super) fn encode(
                 header_bytes.len()
             ),
         })?;
-    let content: u64 = files.iter().map(|f| f.data.len() as u64).sum();
+    let content: u64 = files.iter().map(|f| f.len() as u64).sum();
     let body_len = 4 + u64::from(header_len) + content;
 
     let reserve = match format {
@@ -160,7 +176,7 @@ pub(super) fn encode(
         sink.write_all(&header_len.to_le_bytes())?;
         sink.write_all(&header_bytes)?;
         for file in files {
-            sink.write_all(file.data)?;
+            sink.write_all(file)?;
         }
         Ok(())
     };
@@ -194,30 +210,26 @@ pub(super) fn corrupt(reason: impl Into<String>) -> EntryError {
     }
 }
 
-/// Re-encodes a raw entry as a compressed one; a compressed entry comes back as it is. What
-/// leaves the machine (remote tiers) is compressed.
+/// Re-encodes a raw entry as a compressed one, its header (signature included) unchanged; a
+/// compressed entry comes back as it is. What leaves the machine (remote tiers) is
+/// compressed.
 pub(super) fn compressed(entry: &[u8]) -> Result<Cow<'_, [u8]>, EntryError> {
     if checked_frame(entry)?.0 == EntryFormat::Zstd {
         return Ok(Cow::Borrowed(entry));
     }
-    let Decoded { header, files } = super::open::decode(entry, &super::EntryLimits::default())?;
-    let inputs: Vec<FileIn<'_>> = header
-        .files
-        .iter()
-        .zip(&files)
-        .map(|(record, data)| FileIn {
-            role: &record.role,
-            mode: record.mode,
-            data,
-        })
-        .collect();
-    let meta = EntryMeta {
-        stdout: header.stdout,
-        stderr: header.stderr,
-        exit_status: header.exit_status,
-        compile_ms: header.compile_ms,
-    };
-    encode(EntryFormat::Zstd, header.kind, &inputs, &meta).map(Cow::Owned)
+    reencode(entry, |_| ()).map(Cow::Owned)
+}
+
+/// Decodes and verifies `entry` (either format), lets `edit` change its header (not its
+/// files), and encodes it compressed.
+pub(super) fn reencode(
+    entry: &[u8],
+    edit: impl FnOnce(&mut Header),
+) -> Result<Vec<u8>, EntryError> {
+    let Decoded { mut header, files } = super::open::decode(entry, &super::EntryLimits::default())?;
+    edit(&mut header);
+    let data: Vec<&[u8]> = files.iter().map(AsRef::as_ref).collect();
+    encode_header(EntryFormat::Zstd, &header, &data)
 }
 
 /// Checks the preamble (magic, version) and the frame's digest without decompressing, and

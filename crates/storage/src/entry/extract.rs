@@ -123,7 +123,20 @@ pub fn extract_with_limits(
 /// and blake3) without writing or keeping any of its files: what the tiered chain does to
 /// bytes from a remote tier before it delivers them or copies them into another tier.
 pub fn verify(entry: &[u8], limits: &EntryLimits) -> Result<(), EntryError> {
-    open::verify(entry, limits)
+    open::verify(entry, limits).map(|_| ())
+}
+
+/// [`verify`], and then that the entry is signed as the entry under `key` by one of
+/// `trusted`, whose name it returns ([`super::signature`]). An entry that is sound but not
+/// so signed is [`EntryError::Untrusted`].
+pub fn verify_signed(
+    entry: &[u8],
+    limits: &EntryLimits,
+    key: &crate::CacheKey,
+    trusted: &crate::signing::TrustedKeys,
+) -> Result<String, EntryError> {
+    let header = open::verify(entry, limits)?;
+    super::signature::check(&header, key, trusted).map_err(|why| EntryError::Untrusted { why })
 }
 
 /// Refuses an entry whose roles are not exactly those asked for.

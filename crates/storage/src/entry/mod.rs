@@ -9,6 +9,7 @@ mod extract;
 #[doc(hidden)]
 pub mod forge;
 mod open;
+pub mod signature;
 pub mod split;
 
 use std::fs::OpenOptions;
@@ -19,8 +20,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use codec::{EntryFormat, MAX_CONTENT_SIZE, RAW_ENTRY_FORMAT_VERSION};
-pub use extract::{Extracted, extract, extract_with_digests, extract_with_limits, verify};
+pub use extract::{
+    Extracted, extract, extract_with_digests, extract_with_limits, verify, verify_signed,
+};
 pub use open::{EntryLimits, MAX_BLOB_SIZE};
+pub use signature::Untrusted;
 
 use extract::{check_roles, stage};
 
@@ -103,6 +107,13 @@ pub enum EntryError {
         found: u32,
         /// The version this build reads.
         supported: u32,
+    },
+    /// The entry is sound but not signed by a trusted key as the entry under its key, where
+    /// signatures are required. Not damage: the entry is left where it is.
+    #[error("untrusted entry: {why}")]
+    Untrusted {
+        /// What was missing or wrong.
+        why: Untrusted,
     },
     /// The roles asked for are not exactly the roles stored.
     #[error("entry holds outputs {stored:?} but {requested:?} were requested")]
@@ -338,6 +349,22 @@ pub fn is_raw(bytes: &[u8]) -> bool {
 /// A damaged entry is an error.
 pub fn compressed(entry: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, EntryError> {
     codec::compressed(entry)
+}
+
+/// The entry as remote tiers hold it (compressed), signed by `signer` as the entry under
+/// `key` when a signer is given (replacing any signature it had). A damaged entry is an
+/// error.
+pub fn for_remote<'a>(
+    entry: &'a [u8],
+    key: &crate::CacheKey,
+    signer: Option<&crate::signing::Signer>,
+) -> Result<std::borrow::Cow<'a, [u8]>, EntryError> {
+    match signer {
+        None => codec::compressed(entry),
+        Some(signer) => {
+            codec::reencode(entry, |header| signature::sign(header, key, signer)).map(Into::into)
+        }
+    }
 }
 
 /// The compile time recorded in an entry's header, in milliseconds, read without verifying

@@ -280,10 +280,26 @@ pub(super) fn decode<'a>(entry: &'a [u8], limits: &EntryLimits) -> Result<Decode
     open(entry, limits)?.into_decoded()
 }
 
-/// Verifies a whole entry under `limits` without keeping any of its files: what the tiered
-/// chain does to bytes from a remote tier before it delivers them or copies them anywhere.
-pub(super) fn verify(entry: &[u8], limits: &EntryLimits) -> Result<(), EntryError> {
-    open(entry, limits)?.stream(|_, _| Ok(())).map(|_| ())
+/// Verifies a whole entry under `limits` without keeping any of its files, and returns its
+/// header: what the tiered chain does to bytes from a remote tier before it delivers them or
+/// copies them anywhere.
+pub(super) fn verify(entry: &[u8], limits: &EntryLimits) -> Result<Header, EntryError> {
+    let opened = open(entry, limits)?;
+    if !matches!(opened.body, Body::Raw(_)) {
+        return opened.stream(|_, _| Ok(()));
+    }
+    // A raw entry's frame digest is only as good as whoever computed it: from another
+    // writer, each file is checked against its own blake3 too (what a signature covers).
+    let Decoded { header, files } = opened.into_decoded()?;
+    for (record, data) in header.files.iter().zip(&files) {
+        if blake3::hash(data).as_bytes()[..] != record.blake3[..] {
+            return Err(codec::corrupt(format!(
+                "file {:?}: blake3 mismatch",
+                record.role
+            )));
+        }
+    }
+    Ok(header)
 }
 
 #[cfg(test)]
@@ -325,6 +341,7 @@ mod tests {
             stderr: vec![],
             exit_status: 0,
             compile_ms: 0,
+            sig: None,
         }
     }
 

@@ -7,7 +7,7 @@
 //! full the write is dropped and counted: a cache may forget, it must not block.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,6 +20,7 @@ use super::prefetch::{Prefetch, SegmentJob};
 use super::remote::{Counters, RemoteTier};
 pub(crate) use super::remotes::Remotes;
 use crate::entry::EntryLimits;
+use crate::signing::{Signer, Trust};
 use crate::{CacheKey, DiskStore, Located, Storage, StorageError};
 
 /// How long a compile waits on a prefetch of its key before also fetching the key itself.
@@ -80,6 +81,8 @@ pub struct TieredStorage {
 pub(crate) struct Shared {
     pub(crate) tiers: Vec<RemoteTier>,
     pub(crate) prefetch: Prefetch,
+    /// What this chain signs with and whom it trusts ([`TieredStorage::with_trust`]).
+    trust: OnceLock<Arc<Trust>>,
     limits: QueueLimits,
     /// Jobs queued or running, and their bytes; a job's [`Reservation`] gives them back.
     pending: AtomicUsize,
@@ -88,7 +91,13 @@ pub(crate) struct Shared {
 }
 
 enum Work {
-    Put(Bytes),
+    /// An entry to put; `own`: this machine's (signed, when it has a signing key), not a
+    /// backfill of another tier's (which goes as it came: a machine vouches only for what
+    /// it stored itself).
+    Put {
+        entry: Bytes,
+        own: bool,
+    },
     Remove,
     /// A prefetch index segment ([`prefetch`]).
     Segment(Arc<SegmentJob>),
@@ -158,6 +167,7 @@ impl TieredStorage {
                     remotes.iter().any(|t| t.packs() && t.writable()),
                 ),
                 tiers: remotes,
+                trust: OnceLock::new(),
                 limits: QueueLimits {
                     max_jobs: limits.max_jobs.max(1),
                     concurrency: limits.concurrency.max(1),
@@ -177,6 +187,17 @@ impl TieredStorage {
     #[must_use]
     pub fn with_entry_limits(mut self, limits: EntryLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Signs what this machine puts into remote tiers with `trust.signer`, and accepts from
+    /// each tier whose [`TierConfig::verify`] is set only entries signed by one of
+    /// `trust.trusted` ([`crate::signing`]). Set it once, before the chain is used.
+    #[must_use]
+    pub fn with_trust(self, trust: Arc<Trust>) -> Self {
+        if self.shared.trust.set(trust).is_err() {
+            tracing::error!("the chain's signing keys were set twice; the first stay");
+        }
         self
     }
 
@@ -222,6 +243,7 @@ impl TieredStorage {
             timeouts: 0,
             skipped: 0,
             prefetched: 0,
+            untrusted: 0,
             state: "closed".to_owned(),
             read_only: false,
         }];
@@ -234,6 +256,7 @@ impl TieredStorage {
             timeouts: load(&t.counters.timeouts),
             skipped: load(&t.counters.skipped),
             prefetched: load(&t.counters.prefetched),
+            untrusted: load(&t.counters.untrusted),
             state: t.state_name().to_owned(),
             read_only: !t.writable(),
         }));
@@ -270,7 +293,7 @@ impl TieredStorage {
     /// runtime to run it.
     fn enqueue(&self, tier: usize, key: &CacheKey, work: Work) {
         let bytes = match &work {
-            Work::Put(entry) => entry.len() as u64,
+            Work::Put { entry, .. } => entry.len() as u64,
             Work::Remove => 0,
             Work::Segment(job) => job.bytes(),
         };
@@ -323,8 +346,14 @@ impl TieredStorage {
     }
 
     /// Queues `entry` for each writable tier among `tiers` (indices), counting the ones
-    /// it is too large for.
-    fn enqueue_puts(&self, tiers: std::ops::Range<usize>, key: &CacheKey, entry: &Bytes) {
+    /// it is too large for; `own` as [`Work::Put`] says.
+    fn enqueue_puts(
+        &self,
+        tiers: std::ops::Range<usize>,
+        key: &CacheKey,
+        entry: &Bytes,
+        own: bool,
+    ) {
         for i in tiers {
             let tier = &self.shared.tiers[i];
             if !tier.writable() {
@@ -333,7 +362,14 @@ impl TieredStorage {
             // A raw entry travels compressed: whether it fits is known once the writer has
             // compressed it.
             if tier.accepts(entry.len()) || crate::entry::is_raw(entry) {
-                self.enqueue(i, key, Work::Put(entry.clone()));
+                self.enqueue(
+                    i,
+                    key,
+                    Work::Put {
+                        entry: entry.clone(),
+                        own,
+                    },
+                );
             } else {
                 Counters::bump(&tier.counters.skipped);
                 tracing::debug!(tier = %tier.config.name, %key, size = entry.len(),
@@ -405,20 +441,27 @@ async fn write_remotes(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let tier = &shared.tiers[job.tier];
+            let trust = shared.trust();
+            let signer = trust.signer.as_ref();
             match &job.work {
-                Work::Put(entry) => match for_remote(entry.clone()).await {
-                    Some(entry) if tier.accepts(entry.len()) => tier.put(&job.key, entry).await,
-                    Some(entry) => {
-                        Counters::bump(&tier.counters.skipped);
-                        tracing::debug!(tier = %tier.config.name, key = %job.key, size = entry.len(),
-                            "entry larger than the tier accepts, not written");
+                Work::Put { entry, own } => {
+                    let sign = if *own { signer } else { None };
+                    match for_remote(&job.key, entry.clone(), sign).await {
+                        Some(entry) if tier.accepts(entry.len()) => tier.put(&job.key, entry).await,
+                        Some(entry) => {
+                            Counters::bump(&tier.counters.skipped);
+                            tracing::debug!(tier = %tier.config.name, key = %job.key, size = entry.len(),
+                                "entry larger than the tier accepts, not written");
+                        }
+                        None => {
+                            tracing::warn!(key = %job.key, "not sending a damaged entry to a remote tier");
+                        }
                     }
-                    None => {
-                        tracing::warn!(key = %job.key, "not sending a damaged entry to a remote tier");
-                    }
-                },
+                }
                 Work::Remove => tier.remove(&job.key).await,
-                Work::Segment(segment) => super::segment_writer::write_segment(tier, segment).await,
+                Work::Segment(segment) => {
+                    super::segment_writer::write_segment(tier, segment, signer).await;
+                }
             }
             drop(slot);
             drop(job);
@@ -426,18 +469,32 @@ async fn write_remotes(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// The bytes as remote tiers hold them: a raw local entry is re-encoded compressed (off the
-/// async workers), or `None` if it is damaged; anything else goes as it is.
-pub(crate) async fn for_remote(entry: Bytes) -> Option<Bytes> {
-    if !crate::entry::is_raw(&entry) {
+/// The bytes as remote tiers hold them, signed by `signer` as the entry under `key` when
+/// one is given: a raw local entry is re-encoded compressed (off the async workers), or
+/// `None` if it is damaged; an unsigned compressed entry goes as it is.
+pub(crate) async fn for_remote(
+    key: &CacheKey,
+    entry: Bytes,
+    signer: Option<&Signer>,
+) -> Option<Bytes> {
+    if signer.is_none() && !crate::entry::is_raw(&entry) {
         return Some(entry);
     }
-    let recompress = move || match crate::entry::compressed(&entry) {
+    let key = *key;
+    let signer = signer.cloned();
+    let recompress = move || match crate::entry::for_remote(&entry, &key, signer.as_ref()) {
         Ok(std::borrow::Cow::Borrowed(_)) => Some(entry.clone()),
         Ok(std::borrow::Cow::Owned(compressed)) => Some(Bytes::from(compressed)),
         Err(_) => None,
     };
     tokio::task::spawn_blocking(recompress).await.ok().flatten()
+}
+
+impl Shared {
+    /// What the chain signs with and whom it trusts (nothing, unless set).
+    pub(crate) fn trust(&self) -> Arc<Trust> {
+        Arc::clone(self.trust.get_or_init(Arc::default))
+    }
 }
 
 #[async_trait]
@@ -453,6 +510,7 @@ impl Storage for TieredStorage {
                 return Ok(Some(Located {
                     entry,
                     tier: Some(LOCAL_TIER.to_owned()),
+                    signer: None,
                 }));
             }
             Ok(None) => Counters::bump(&self.local_counters.misses),
@@ -500,13 +558,14 @@ impl Storage for TieredStorage {
             self.shared.prefetch.after_hit(&remotes, i, key);
             // Backfill: the next get of this key is a local hit, and remote tiers above this
             // one (faster, by the configured order) get it for other machines.
-            self.enqueue_puts(0..i, key, &entry);
+            self.enqueue_puts(0..i, key, &entry.entry, false);
             if !prefetched {
-                self.backfill_local(key, entry.clone());
+                self.backfill_local(key, entry.entry.clone());
             }
             return Ok(Some(Located {
-                entry: Vec::from(entry),
+                entry: Vec::from(entry.entry),
                 tier: Some(tier.config.name.clone()),
+                signer: entry.signer.map(|name| name.to_string()),
             }));
         }
         Ok(None)
@@ -541,7 +600,7 @@ impl Storage for TieredStorage {
         // from the shared tiers.
         if self.wants_remote_writes() {
             let shared = Bytes::copy_from_slice(&entry);
-            self.enqueue_puts(0..self.shared.tiers.len(), key, &shared);
+            self.enqueue_puts(0..self.shared.tiers.len(), key, &shared, true);
             if let Some(job) = self.shared.prefetch.note_put(key, &shared) {
                 self.enqueue_segment(job);
             }

@@ -239,6 +239,9 @@ pub struct TierConfig {
     pub connect_timeout: Duration,
     /// Time allowed for one operation (get, put, remove) on a tier that is answering.
     pub op_timeout: Duration,
+    /// Entries from this tier are used only when signed by a trusted key
+    /// (`HOARD_VERIFY_TIERS`; see [`crate::signing::trust_from_env`]).
+    pub verify: bool,
 }
 
 impl TierConfig {
@@ -251,6 +254,7 @@ impl TierConfig {
             max_entry_size: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             op_timeout: DEFAULT_OP_TIMEOUT,
+            verify: false,
         }
     }
 

@@ -53,6 +53,10 @@ pub struct TierStats {
     /// entry the same machine stored at the same time (prefetch). Always 0 for the local
     /// disk.
     pub prefetched: u64,
+    /// Entries refused because they were not signed by a trusted key as the entry under
+    /// their key, on a tier whose entries must be ([`crate::signing`]). Always 0 for the
+    /// local disk, which is the user's own.
+    pub untrusted: u64,
     /// The tier's circuit breaker: `closed` (in use), `open` (failing, not called) or
     /// `half_open` (due for, or running, a probe). Always `closed` for the local disk.
     pub state: String,

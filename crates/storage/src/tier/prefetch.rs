@@ -33,6 +33,7 @@ use tokio::sync::Semaphore;
 use super::chain::Remotes;
 use super::index::{MAX_PACK_BYTES, MAX_SEGMENT_KEYS, Pack, Recent, Segment, pack_key, recent_key};
 use super::remote::{Counters, RemoteTier};
+use super::remotes::Verified;
 use super::slots;
 use crate::CacheKey;
 
@@ -52,7 +53,7 @@ const MAX_EARLY_HITS: usize = 256;
 
 /// A fetch that a compile and the prefetcher share: whichever polls it first drives it, and
 /// both get its verified entry.
-pub(crate) type SharedFetch = Shared<BoxFuture<'static, Option<Bytes>>>;
+pub(crate) type SharedFetch = Shared<BoxFuture<'static, Option<Verified>>>;
 
 /// A pack's verified entries, shared by the fetches of its keys.
 type SharedPack = Shared<BoxFuture<'static, Arc<HashMap<CacheKey, Bytes>>>>;
@@ -463,7 +464,7 @@ async fn prefetch_segment(
         };
         let remotes = remotes.clone();
         running.spawn(async move {
-            if let Some(entry) = fetch.await {
+            if let Some(Verified { entry, .. }) = fetch.await {
                 let prefetch = &remotes.shared.prefetch;
                 prefetch
                     .bytes_fetched

@@ -36,6 +36,8 @@ pub(crate) struct Counters {
     pub(crate) skipped: AtomicU64,
     /// Entries read ahead into the local disk ([`super::prefetch`]).
     pub(crate) prefetched: AtomicU64,
+    /// Entries refused because no trusted key signed them ([`crate::signing`]).
+    pub(crate) untrusted: AtomicU64,
 }
 
 impl Counters {
@@ -52,6 +54,7 @@ impl Counters {
             &self.timeouts,
             &self.skipped,
             &self.prefetched,
+            &self.untrusted,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -291,6 +294,12 @@ impl RemoteTier {
     pub(crate) fn refused(&self, op: &'static str, key: &CacheKey, why: &dyn std::fmt::Display) {
         Counters::bump(&self.counters.errors);
         tracing::warn!(tier = %self.config.name, op, %key, %why, "refused what the remote tier holds");
+    }
+
+    /// Counts an entry refused because no trusted key signed it as the entry under `key`.
+    pub(crate) fn untrusted(&self, key: &CacheKey, why: &dyn std::fmt::Display) {
+        Counters::bump(&self.counters.untrusted);
+        tracing::warn!(tier = %self.config.name, %key, %why, "refused an entry no trusted key signed");
     }
 
     /// A read from memcached, whose values are bounded by the server's item size; what is

@@ -9,7 +9,16 @@ use bytes::Bytes;
 use super::chain::Shared;
 use super::remote::Counters;
 use crate::entry::EntryLimits;
-use crate::{CacheKey, DiskStore, run_blocking};
+use crate::{CacheKey, DiskStore, EntryError, run_blocking};
+
+/// A remote entry that passed every check its tier asks for.
+#[derive(Clone)]
+pub(crate) struct Verified {
+    /// The entry's bytes.
+    pub(crate) entry: Bytes,
+    /// The trusted key that signed it, on a verifying tier.
+    pub(crate) signer: Option<Arc<str>>,
+}
 
 /// What a background task (the prefetcher) needs to read remote tiers into the local disk.
 #[derive(Clone)]
@@ -21,15 +30,16 @@ pub(crate) struct Remotes {
 }
 
 impl Remotes {
-    /// The entry under `key` in tier `tier`, verified whole; `None` on a miss, a failure or
-    /// an entry refused (counted as the tier's error). A miss is counted when `count_miss`.
-    /// A hit is the caller's to count.
+    /// The entry under `key` in tier `tier`, verified whole (and, on a verifying tier, its
+    /// signature); `None` on a miss, a failure or an entry refused (counted as the tier's
+    /// error, or as untrusted). A miss is counted when `count_miss`. A hit is the caller's to
+    /// count.
     pub(crate) async fn fetch_verified(
         &self,
         index: usize,
         key: &CacheKey,
         count_miss: bool,
-    ) -> Option<Bytes> {
+    ) -> Option<Verified> {
         let tier = &self.shared.tiers[index];
         let entry = if count_miss {
             tier.get(key).await?
@@ -44,27 +54,42 @@ impl Remotes {
     }
 
     /// `entry`, from tier `tier` under `key`, if it verifies whole (as
-    /// [`Remotes::fetch_verified`] checks one); if not, counted as the tier's error.
+    /// [`Remotes::fetch_verified`] checks one) and, where the tier is verified, carries a
+    /// trusted key's signature as the entry under `key`; if not, counted as the tier's error
+    /// (damage) or as untrusted.
     pub(crate) async fn verify_one(
         &self,
         tier: usize,
         key: &CacheKey,
         entry: Bytes,
-    ) -> Option<Bytes> {
+    ) -> Option<Verified> {
         let limits = self.limits;
-        let checked = run_blocking("verify a packed entry", move || {
-            Ok((crate::entry::verify(&entry, &limits), entry))
+        let remote = &self.shared.tiers[tier];
+        let trust = remote.config.verify.then(|| self.shared.trust());
+        let owned_key = *key;
+        let checked = run_blocking("verify a remote entry", move || {
+            let verdict = match &trust {
+                None => crate::entry::verify(&entry, &limits).map(|()| None),
+                Some(trust) => {
+                    crate::entry::verify_signed(&entry, &limits, &owned_key, &trust.trusted)
+                        .map(|name| Some(Arc::<str>::from(name)))
+                }
+            };
+            Ok((verdict, entry))
         })
         .await;
-        let tier = &self.shared.tiers[tier];
         match checked {
-            Ok((Ok(()), entry)) => Some(entry),
+            Ok((Ok(signer), entry)) => Some(Verified { entry, signer }),
+            Ok((Err(EntryError::Untrusted { why }), _)) => {
+                remote.untrusted(key, &why);
+                None
+            }
             Ok((Err(why), _)) => {
-                tier.refused("get", key, &why);
+                remote.refused("get", key, &why);
                 None
             }
             Err(why) => {
-                tier.refused("get", key, &why);
+                remote.refused("get", key, &why);
                 None
             }
         }

@@ -15,15 +15,16 @@ use super::prefetch::{MAX_SEGMENT_AGE, SegmentJob, unix_now};
 use super::remote::{IndexWrite, RemoteTier};
 use super::slots;
 use crate::CacheKey;
+use crate::signing::Signer;
 
 /// Writes `job` as a new segment to tier `tier` (with its pack first, on a tier that packs)
 /// and puts it at the head of the tier's list.
-pub(crate) async fn write_segment(tier: &RemoteTier, job: &SegmentJob) {
+pub(crate) async fn write_segment(tier: &RemoteTier, job: &SegmentJob, signer: Option<&Signer>) {
     if !tier.rewritable() {
-        return slots::write_segment(tier, job).await;
+        return slots::write_segment(tier, job, signer).await;
     }
     let segment_key = new_segment_key();
-    let parts = pack_parts(tier, job).await;
+    let parts = pack_parts(tier, job, signer).await;
     write_pack(tier, &segment_key, &parts).await;
     let bytes = Bytes::from(
         Segment {
@@ -58,10 +59,14 @@ pub(crate) async fn write_pack(tier: &RemoteTier, segment_key: &CacheKey, parts:
     }
 }
 
-/// The parts of the pack of `job`'s entries, as tier `tier` holds entries (compressed), at
-/// most [`PACK_PART_BYTES`] each and [`MAX_PACK_BYTES`] in all; none on a tier that does not
-/// pack.
-pub(crate) async fn pack_parts(tier: &RemoteTier, job: &SegmentJob) -> Vec<Pack> {
+/// The parts of the pack of `job`'s entries, as tier `tier` holds entries (compressed, and
+/// signed by `signer` when given), at most [`PACK_PART_BYTES`] each and [`MAX_PACK_BYTES`]
+/// in all; none on a tier that does not pack.
+pub(crate) async fn pack_parts(
+    tier: &RemoteTier,
+    job: &SegmentJob,
+    signer: Option<&Signer>,
+) -> Vec<Pack> {
     if !tier.packs() {
         return Vec::new();
     }
@@ -69,7 +74,7 @@ pub(crate) async fn pack_parts(tier: &RemoteTier, job: &SegmentJob) -> Vec<Pack>
     let mut parts = vec![Pack::default()];
     let (mut total, mut size) = (0u64, 0u64);
     for (key, body) in &job.bodies {
-        let Some(body) = super::chain::for_remote(body.clone()).await else {
+        let Some(body) = super::chain::for_remote(key, body.clone(), signer).await else {
             continue;
         };
         let cost = 40 + body.len() as u64;

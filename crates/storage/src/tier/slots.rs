@@ -30,9 +30,13 @@ pub(crate) fn slot_key(day: u64, slot: u32) -> CacheKey {
 }
 
 /// Writes `job` as a segment in the first free slot of today, then its pack beside it.
-pub(crate) async fn write_segment(tier: &RemoteTier, job: &SegmentJob) {
+pub(crate) async fn write_segment(
+    tier: &RemoteTier,
+    job: &SegmentJob,
+    signer: Option<&crate::signing::Signer>,
+) {
     let day = unix_now() / DAY_SECS;
-    let parts = pack_parts(tier, job).await;
+    let parts = pack_parts(tier, job, signer).await;
     let bytes = Bytes::from(
         Segment {
             keys: job.keys.clone(),

@@ -136,6 +136,7 @@ fn forge(
             size: entry.len() as u64,
             data: entry.to_vec(),
             tier: Some("local".into()),
+            signer: None,
         },
         Request::Compile { .. } => Response::Compiled {
             stdout: Vec::new(),
