@@ -28,6 +28,7 @@ mod paths_rust;
 mod remote_tiers;
 mod rust;
 mod server_lifecycle;
+mod signed_entries;
 mod stats;
 mod tcp_gateway;
 mod trust_boundary;

@@ -22,15 +22,26 @@ fn machine(var: &str, endpoint: &str) -> Sandbox {
 /// B first compiles one file, whose hit reads ahead everything else A stored, and then
 /// builds the rest from its own disk; without it, every hit is a lookup in the tier.
 pub(crate) fn two_machines_share_a_tree(env: &[(&str, &str)], tier_name: &str, prefetch: bool) {
+    two_machines_share_a_tree_as(env, env, tier_name, prefetch);
+}
+
+/// [`two_machines_share_a_tree`], with machine A configured by `a_env` and machine B by
+/// `b_env` (a writer that signs and a reader that verifies).
+pub(crate) fn two_machines_share_a_tree_as(
+    a_env: &[(&str, &str)],
+    b_env: &[(&str, &str)],
+    tier_name: &str,
+    prefetch: bool,
+) {
     let sources = c_files(&lua_sources());
-    let on_the_tier = || {
+    let on_the_tier = |env: &[(&str, &str)]| {
         let mut sandbox = Sandbox::new();
         for (var, value) in env {
             sandbox.set_env(var, value);
         }
         sandbox
     };
-    let a = on_the_tier();
+    let a = on_the_tier(a_env);
     let out = a.dir.path().join("out");
     let plain = plain_build("gcc", &sources, &out, FLAGS, &a);
 
@@ -42,7 +53,7 @@ pub(crate) fn two_machines_share_a_tree(env: &[(&str, &str)], tier_name: &str, p
     // Stopping A's server flushes its queued remote writes (and its prefetch index).
     a.stop_server();
 
-    let mut b = on_the_tier();
+    let mut b = on_the_tier(b_env);
     if prefetch {
         assert_all_succeeded(
             &build(Some(&b), "gcc", &sources[..1], &out, FLAGS, 1),

@@ -66,6 +66,8 @@ pub struct Explanation {
     pub inputs: Vec<(String, String)>,
     /// Whether a stored manifest names a result for the current inputs.
     pub in_cache: bool,
+    /// The key of that result, when one is named.
+    pub result_key: Option<CacheKey>,
     /// The entry last stored for the same output, if any.
     pub earlier: Option<EarlierEntry>,
 }
@@ -142,6 +144,7 @@ pub async fn explain(
                 key: None,
                 inputs: Vec::new(),
                 in_cache: false,
+                result_key: None,
                 earlier: None,
             };
         }
@@ -154,14 +157,14 @@ pub async fn explain(
         .as_ref()
         .map(|r| r.inputs.clone())
         .unwrap_or_default();
-    let (key, in_cache, fields) = recording(async {
-        let (key, in_cache) = match &compile.kind {
+    let (key, result_key, fields) = recording(async {
+        let (key, result_key) = match &compile.kind {
             Kind::C(c) => crate::c::explain_inputs(&compile.base, c, &earlier_fields, &manifest),
             Kind::Rust(rust) => {
                 crate::rust::explain_inputs(&compile.base, rust, &earlier_fields, &manifest)
             }
         };
-        (key, in_cache, noted())
+        (key, result_key, noted())
     })
     .await;
     let inputs = grouped(&fields);
@@ -182,7 +185,8 @@ pub async fn explain(
         cacheable: Ok(compile.language()),
         key,
         inputs,
-        in_cache,
+        in_cache: result_key.is_some(),
+        result_key,
         earlier,
     }
 }
@@ -212,6 +216,9 @@ impl std::fmt::Display for Explanation {
             "no (a miss)"
         };
         writeln!(f, "in the cache: {verdict}")?;
+        if let Some(result) = &self.result_key {
+            writeln!(f, "result key: {result}")?;
+        }
         let Some(earlier) = &self.earlier else {
             return writeln!(f, "no earlier entry for this output");
         };

@@ -458,14 +458,24 @@ fn a_second_machine_builds_the_workspace_all_from_azure_gcs_and_the_actions_cach
 /// Machine A builds the workspace with `env` (a remote tier), then machine B, with an empty
 /// disk, builds it all from the tier and its binary prints what A's printed.
 fn second_machine_builds_from(what: &str, env: &[(&str, &str)]) {
-    let on_the_tier = || {
+    second_machine_builds_from_as(what, env, env);
+}
+
+/// [`second_machine_builds_from`], with machine A configured by `a_env` and machine B by
+/// `b_env` (a writer that signs and a reader that verifies); returns B's statistics.
+pub(crate) fn second_machine_builds_from_as(
+    what: &str,
+    a_env: &[(&str, &str)],
+    b_env: &[(&str, &str)],
+) -> serde_json::Value {
+    let on_the_tier = |env: &[(&str, &str)]| {
         let mut sandbox = Sandbox::new();
         for (var, value) in env {
             sandbox.set_env(var, value);
         }
         sandbox
     };
-    let a = on_the_tier();
+    let a = on_the_tier(a_env);
     let ws = workspace(&a, "ws");
     let target = a.dir.path().join("target");
     assert_eq!(
@@ -477,7 +487,7 @@ fn second_machine_builds_from(what: &str, env: &[(&str, &str)]) {
     // Stopping A's server flushes its queued uploads.
     a.stop_server();
 
-    let b = on_the_tier();
+    let b = on_the_tier(b_env);
     let ws_b = workspace(&b, "ws");
     let target_b = b.dir.path().join("target");
     assert_eq!(
@@ -486,4 +496,5 @@ fn second_machine_builds_from(what: &str, env: &[(&str, &str)]) {
         "{what}: machine B, empty disk, all from the remote tier"
     );
     assert_eq!(run_app(&target_b), printed);
+    b.stats()
 }

@@ -1,5 +1,5 @@
 //! Rust builds through hoard: a real cargo workspace built cold and warm ([`cargo`]), and
 //! compiles that fail ([`failures`]).
 
-mod cargo;
+pub(crate) mod cargo;
 mod failures;

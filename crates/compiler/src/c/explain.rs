@@ -26,15 +26,15 @@ pub(crate) fn explain_inputs(
     c: &CCompile,
     earlier: &[Input],
     manifest: &impl Fn(&CacheKey) -> Option<Vec<u8>>,
-) -> (Option<CacheKey>, bool) {
+) -> (Option<CacheKey>, Option<CacheKey>) {
     let common = key::common(compile, c);
     let Ok(source) = std::fs::read(&c.source_path) else {
-        return (None, false);
+        return (None, None);
     };
     let source_digest = *blake3::hash(&source).as_bytes();
     if !compile.language.is_preprocessed() {
         let key = key::unpreprocessed_key(&common, &source_digest);
-        return (Some(key), false);
+        return (Some(key), None);
     }
     let manifest_key = key::manifest_key(&common, c, &source_digest);
     let cwd = &compile.command.cwd;
@@ -49,14 +49,13 @@ pub(crate) fn explain_inputs(
     }
     let system = std::sync::OnceLock::new();
     let system = || system.get_or_init(|| system_dirs(compile, c)).as_deref();
-    let in_cache = manifest(&manifest_key)
+    let hit = manifest(&manifest_key)
         .map(|bytes| Manifest::<Candidate>::decode(&bytes))
         .and_then(|m| {
             m.find(|candidate| candidate.fits(cwd, &c.rebase, &c.search, system, &mut digests))
-                .map(|_| ())
-        })
-        .is_some();
-    (Some(manifest_key), in_cache)
+                .map(crate::manifest::Candidate::result_key)
+        });
+    (Some(manifest_key), hit)
 }
 
 /// The files an earlier record lists under `name` (each followed by its digest), with the

@@ -22,10 +22,10 @@ pub(crate) fn explain_inputs(
     rust: &RustCompile,
     earlier: &[Input],
     manifest: &impl Fn(&CacheKey) -> Option<Vec<u8>>,
-) -> (Option<CacheKey>, bool) {
+) -> (Option<CacheKey>, Option<CacheKey>) {
     let command = &compile.command;
     let Ok(common) = key::common(rust, command, &compile.state_dir) else {
-        return (None, false);
+        return (None, None);
     };
     let mut digests = Digests::memo(&compile.state_dir);
     for file in earlier.iter().filter(|i| i.name == "file") {
@@ -34,12 +34,11 @@ pub(crate) fn explain_inputs(
         note("file", file.value.as_bytes());
         note("digest", &digests.digest(&path).unwrap_or([0; 32]));
     }
-    let in_cache = manifest(&common)
+    let hit = manifest(&common)
         .map(|bytes| Manifest::<Candidate>::decode(&bytes))
         .and_then(|m| {
             m.find(|c| c.fits(&command.cwd, &command.env, &rust.roots, &mut digests))
-                .map(|_| ())
-        })
-        .is_some();
-    (Some(common), in_cache)
+                .map(crate::manifest::Candidate::result_key)
+        });
+    (Some(common), hit)
 }

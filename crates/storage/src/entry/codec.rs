@@ -266,6 +266,12 @@ pub(super) fn checked_frame(entry: &[u8]) -> Result<(EntryFormat, &[u8]), EntryE
 /// only as far as it reaches. `None` when the bytes are not an entry or the header is
 /// unreadable.
 pub(super) fn stored_compile_ms(entry: &[u8]) -> Option<u64> {
+    read_header(entry).map(|header| header.compile_ms)
+}
+
+/// An entry's header, read without verifying the entry (decompressing only as far as the
+/// header reaches); `None` when the bytes are not an entry or the header is unreadable.
+pub(super) fn read_header(entry: &[u8]) -> Option<Header> {
     let version = u32::from_le_bytes(*entry.get(MAGIC.len()..)?.first_chunk::<4>()?);
     if !entry.starts_with(MAGIC) {
         return None;
@@ -288,7 +294,7 @@ pub(super) fn stored_compile_ms(entry: &[u8]) -> Option<u64> {
             parse_header(&bytes).ok()?
         }
     };
-    Some(header.compile_ms)
+    Some(header)
 }
 
 /// The largest file size a raw entry's header declares, read without verifying anything:

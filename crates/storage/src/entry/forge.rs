@@ -69,3 +69,30 @@ pub fn declared_files(entry: &[u8]) -> Result<Vec<(String, u64)>, EntryError> {
         .map(|f| (f.role.clone(), f.size))
         .collect())
 }
+
+/// `content`'s files and output, carrying `donor`'s signature (both any format): what a
+/// writer to a shared tier makes of a validly signed entry to smuggle other bytes under it.
+/// Its checksums hold; only the signature can tell. An error when either does not verify.
+pub fn with_signature_of(content: &[u8], donor: &[u8]) -> Result<Vec<u8>, EntryError> {
+    let donor = super::open::decode(donor, &EntryLimits::default())?
+        .header
+        .sig;
+    codec::reencode(content, |header| header.sig = donor)
+}
+
+/// `entry` without its signature, compressed: what a writer without a signing key (or one
+/// that strips signatures) puts in a tier. An error when it does not verify.
+pub fn unsigned(entry: &[u8]) -> Result<Vec<u8>, EntryError> {
+    codec::reencode(entry, |header| header.sig = None)
+}
+
+/// The public key that signed `entry`, as far as its header says (nothing is verified), or
+/// `None` when it is unsigned or unreadable: for tests that check who signed what a tier
+/// holds.
+pub fn signer_bytes(entry: &[u8]) -> Option<Vec<u8>> {
+    super::open::decode(entry, &EntryLimits::default())
+        .ok()?
+        .header
+        .sig
+        .map(|sig| sig.key)
+}

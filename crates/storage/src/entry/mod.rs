@@ -367,6 +367,19 @@ pub fn for_remote<'a>(
     }
 }
 
+/// Who signed the entry under `key`, as its header says, checked against `trusted` without
+/// reading its files: for reports on an entry verified when it arrived (the local disk's,
+/// in `hoard --explain`), never for accepting one. `None` when the bytes are not an entry
+/// with a readable header (a split local entry's stub).
+pub fn signer_of(
+    entry: &[u8],
+    key: &crate::CacheKey,
+    trusted: &crate::signing::TrustedKeys,
+) -> Option<Result<String, Untrusted>> {
+    let header = codec::read_header(entry)?;
+    Some(signature::check(&header, key, trusted))
+}
+
 /// The compile time recorded in an entry's header, in milliseconds, read without verifying
 /// or unpacking the entry: for counting the time a hit saved when the entry's bytes are
 /// passed on unopened. `None` when the bytes are not a readable entry.
