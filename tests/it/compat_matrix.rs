@@ -103,3 +103,49 @@ fn v1_and_v2_clients_hit_each_others_entries() {
         );
     }
 }
+
+/// Signed entries across the matrix: a signing v2 writer fills a shared tier; a verifying
+/// reader of either protocol version hits all of it (a v1 client's compiles run in the
+/// server, over the same verifying tiers), and names no untrusted entry. An unsigned writer's
+/// entries (a writer from before signatures, or without a key) are refused by the same
+/// readers, counted, and compiled correctly instead.
+#[test]
+fn verifying_readers_of_either_version_hit_a_signing_writer_s_entries_and_refuse_unsigned_ones() {
+    let work = tempfile::tempdir().unwrap();
+    let sources = c_files(&lua_sources());
+    let key = work.path().join("ci.key");
+    let public = hoard_storage::signing::keygen(&key, "ci").unwrap();
+    for signed in [true, false] {
+        let shared = work.path().join(format!("shared-{signed}"));
+        let mut writer = Sandbox::new();
+        writer.set_env("HOARD_SHARED_DIR", shared.to_str().unwrap());
+        if signed {
+            writer.set_env("HOARD_SIGNING_KEY", key.to_str().unwrap());
+        }
+        let out = writer.dir.path().join("out");
+        let plain = plain_build("gcc", &sources, &out, FLAGS, &writer);
+        plain.again_through(&writer, "writer");
+        writer.stop_server();
+        for protocol in [1, 2] {
+            let mut reader = Sandbox::new();
+            reader.set_env("HOARD_SHARED_DIR", shared.to_str().unwrap());
+            reader.set_env("HOARD_TRUSTED_KEYS", &public);
+            reader.set_env("HOARD_PROTOCOL", &protocol.to_string());
+            reader.set_env("HOARD_PREFETCH", "off");
+            reader.set_env("HOARD_READ_ONLY_TIERS", "shared_dir");
+            let cell = format!("v{protocol} reader, signed writer: {signed}");
+            plain.again_through(&reader, &cell);
+            let stats = reader.stats();
+            let untrusted = crate::support::tier(&stats, "shared_dir")["untrusted"]
+                .as_u64()
+                .unwrap();
+            if signed {
+                assert_eq!(stats["cache_hits"], sources.len(), "{cell}: {stats}");
+                assert_eq!(untrusted, 0, "{cell}: {stats}");
+            } else {
+                assert_eq!(stats["cache_hits"], 0, "{cell}: {stats}");
+                assert!(untrusted >= sources.len() as u64, "{cell}: {stats}");
+            }
+        }
+    }
+}

@@ -201,6 +201,43 @@ impl Hoard {
         max_size: u64,
         tiers: Vec<TierConfig>,
     ) -> Result<Hoard, EmbedError> {
+        Self::embedded_with_trust(cache_dir, max_size, tiers, Arc::default())
+    }
+
+    /// As [`Hoard::embedded_with_tiers`], signing what it puts into remote tiers with
+    /// `trust.signer` and accepting from each tier whose `verify` is set only what one of
+    /// `trust.trusted` signed (see `hoard_storage::signing`; `trust_from_env` reads
+    /// `HOARD_SIGNING_KEY`, `HOARD_TRUSTED_KEYS` and `HOARD_VERIFY_TIERS` and marks the tiers).
+    ///
+    /// # Errors
+    ///
+    /// As [`Hoard::embedded_with_tiers`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use hoard_client::Hoard;
+    /// use hoard_storage::signing::{Signer, Trust, TrustedKeys};
+    /// use hoard_storage::{TierConfig, TierKind};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (dir, shared) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    /// let ci = Signer::from_secret_bytes(&[7; 32], "ci");
+    /// let mut tier = TierConfig::new(TierKind::SharedDir { path: shared.path().to_owned() });
+    /// tier.verify = true;
+    /// let trust = Trust { signer: None, trusted: TrustedKeys::parse(&ci.public_line())? };
+    /// let hoard = Hoard::embedded_with_trust(dir.path(), 1 << 30, vec![tier], Arc::new(trust))?;
+    /// # let _ = hoard;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn embedded_with_trust(
+        cache_dir: impl Into<PathBuf>,
+        max_size: u64,
+        tiers: Vec<TierConfig>,
+        trust: Arc<hoard_storage::signing::Trust>,
+    ) -> Result<Hoard, EmbedError> {
         let given = cache_dir.into();
         // The pipeline and the store would otherwise each resolve a relative path against
         // whatever the working directory is when they use it.
@@ -213,13 +250,14 @@ impl Hoard {
             path: store_dir.clone(),
             source,
         })?;
-        let tiered =
-            Arc::new(
-                TieredStorage::new(disk, tiers).map_err(|source| EmbedError::Open {
+        let tiered = Arc::new(
+            TieredStorage::new(disk, tiers)
+                .map_err(|source| EmbedError::Open {
                     path: store_dir.clone(),
                     source,
-                })?,
-            );
+                })?
+                .with_trust(trust),
+        );
         let store = EntryStore::new(tiered.clone());
         Ok(Hoard {
             backend: Backend::Embedded {
