@@ -223,6 +223,14 @@ fn refused_where_verified_served_where_not(env: &[(&str, String)], tier_name: &s
         "each attack refused once: {stats}"
     );
     assert_eq!(from_tier["errors"], 0, "refusals are not errors: {stats}");
+    let table = b.hoard().arg("--show-stats").output().unwrap();
+    let table = text(&table.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.trim_start().starts_with(tier_name) && l.contains("5 untrusted")),
+        "{table}"
+    );
     // The attacked units compiled; the one left alone (unit 3, whose entries were only
     // copied elsewhere) came from the tier, signed by A's key.
     let lines = journal_lines(&journal);
@@ -336,7 +344,7 @@ fn a_verifying_machine_builds_the_cargo_workspace_all_from_a_signing_machine_s_r
 /// signatures, or without a key) compiles everything, correctly, and counts every entry it
 /// was offered as untrusted; with verification off for that tier, the same tier serves it.
 #[test]
-fn an_unsigned_writer_s_entries_are_refused_where_verified_until_its_key_is_trusted() {
+fn an_unsigned_writer_s_entries_are_refused_where_verified_and_served_where_verification_is_off() {
     let work = tempfile::tempdir().unwrap();
     let shared = work.path().join("shared");
     let sources = tree(&work.path().join("src"));
@@ -378,4 +386,52 @@ fn an_unsigned_writer_s_entries_are_refused_where_verified_until_its_key_is_trus
     assert_eq!(objects(Some(&c), &sources, &out), plain);
     let stats = c.stats();
     assert_eq!(stats["cache_hits"], UNITS as u64, "{stats}");
+}
+
+/// A signing setting that cannot be used is an error naming the variable and what is wrong
+/// with it, from `--show-config`; a compile with it still succeeds, uncached, as with any
+/// broken configuration.
+#[test]
+fn a_bad_key_setting_is_named_and_the_compile_still_succeeds() {
+    let work = tempfile::tempdir().unwrap();
+    let sources = tree(&work.path().join("src"));
+    let out = work.path().join("out");
+    let plain = objects(None, &sources[..1], &out);
+    let shared = work.path().join("shared");
+    let cases: [(&str, &str, &str); 4] = [
+        (
+            "HOARD_TRUSTED_KEYS",
+            "ssh-ed25519 not-base64 ci",
+            "HOARD_TRUSTED_KEYS, key 1: not an OpenSSH public key line",
+        ),
+        (
+            "HOARD_TRUSTED_KEYS",
+            "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7 rsa",
+            "HOARD_TRUSTED_KEYS, key 1",
+        ),
+        (
+            "HOARD_SIGNING_KEY",
+            "/nonexistent/ci.key",
+            "HOARD_SIGNING_KEY: read /nonexistent/ci.key",
+        ),
+        (
+            "HOARD_VERIFY_TIERS",
+            "shared_dir",
+            "HOARD_VERIFY_TIERS asks to verify shared_dir, but HOARD_TRUSTED_KEYS is not set",
+        ),
+    ];
+    for (var, value, says) in cases {
+        let mut sandbox = Sandbox::new();
+        sandbox.set_env("HOARD_SHARED_DIR", shared.to_str().unwrap());
+        sandbox.set_env(var, value);
+        let report = sandbox.hoard().arg("--show-config").output().unwrap();
+        assert!(!report.status.success(), "{var}={value}");
+        let stderr = text(&report.stderr);
+        assert!(stderr.contains(says), "{var}={value}: {stderr}");
+        assert_eq!(
+            objects(Some(&sandbox), &sources[..1], &out),
+            plain,
+            "{var}={value}: the compile"
+        );
+    }
 }
