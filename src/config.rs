@@ -107,7 +107,8 @@ pub struct Settings {
     /// `HOARD_WEBDAV_ENDPOINT`, `HOARD_SHARED_DIR`, `HOARD_TIER_ORDER`, `HOARD_READ_ONLY_TIERS`).
     pub tiers: Vec<TierConfig>,
     /// `HOARD_SIGNING_KEY` and `HOARD_TRUSTED_KEYS` (which tiers are verified,
-    /// `HOARD_VERIFY_TIERS`, is each tier's `verify`). Its `Debug` shows no secret.
+    /// `HOARD_VERIFY_TIERS`, is each tier's `verify`); empty in a wrapper
+    /// ([`Settings::for_wrapper`]). Its `Debug` shows no secret.
     pub trust: Arc<Trust>,
     /// `HOARD_SERVER_ADDR`: a server to reach over TCP (`host:port`) instead of the socket.
     pub server_addr: Option<String>,
@@ -166,6 +167,18 @@ fn var(name: &str) -> Option<String> {
 impl Settings {
     /// Reads the settings from the process environment and creates the cache directory.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::read(true)
+    }
+
+    /// [`Settings::from_env`] for a compile's wrapper, which never signs or verifies: the
+    /// signing settings name the server's socket but their keys are not read (the server
+    /// reads them, and refuses to start on a bad one), since parsing a key costs a hit
+    /// a noticeable part of its time. [`Settings::trust`] is empty.
+    pub fn for_wrapper() -> Result<Self, ConfigError> {
+        Self::read(false)
+    }
+
+    fn read(keys: bool) -> Result<Self, ConfigError> {
         crate::config_file::loaded().map_err(ConfigError::File)?;
         let cache_dir = match var("HOARD_DIR") {
             Some(dir) => PathBuf::from(dir),
@@ -187,7 +200,11 @@ impl Settings {
         let request_timeout = seconds("HOARD_CLIENT_TIMEOUT", 60)?;
         let single_flight_wait = seconds("HOARD_SINGLE_FLIGHT_WAIT", 30)?;
         let mut tiers = tiers_from_env(var).map_err(ConfigError::Tiers)?;
-        let trust = Arc::new(trust_from_env(var, &mut tiers).map_err(ConfigError::Trust)?);
+        let trust = if keys {
+            Arc::new(trust_from_env(var, &mut tiers).map_err(ConfigError::Trust)?)
+        } else {
+            Arc::default()
+        };
         let client_max_protocol = protocol("HOARD_PROTOCOL")?;
         let server_max_protocol = protocol("HOARD_SERVER_MAX_PROTOCOL")?;
         let direct_mode = switch("HOARD_DIRECT_MODE", true)?;
@@ -207,7 +224,8 @@ impl Settings {
         let socket_path = if let Some(path) = var("HOARD_SERVER_UDS") {
             PathBuf::from(path)
         } else {
-            let socket = default_socket(&cache_dir, cache_size, &tiers, &trust);
+            let socket =
+                default_socket(&cache_dir, cache_size, &tiers, &socket_identity::trust(var));
             private_socket_dir(&socket)?;
             socket
         };
@@ -371,12 +389,7 @@ fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
 
 /// The default socket: in a per-user 0700 directory, named after the storage configuration so
 /// two configurations never share a server by accident.
-fn default_socket(
-    cache_dir: &Path,
-    cache_size: u64,
-    tiers: &[TierConfig],
-    trust: &Trust,
-) -> PathBuf {
+fn default_socket(cache_dir: &Path, cache_size: u64, tiers: &[TierConfig], trust: &str) -> PathBuf {
     let mut recipe = blake3::Hasher::new();
     recipe.update(b"hoard-socket-v1\0");
     recipe.update(cache_dir.as_os_str().as_encoded_bytes());
@@ -387,7 +400,6 @@ fn default_socket(
     recipe.update(socket_identity::tiers(tiers).as_bytes());
     // Signing settings only where they are set, so sockets without them keep their names: a
     // server that does not verify must never answer a client configured to.
-    let trust = socket_identity::trust(tiers, trust);
     if !trust.is_empty() {
         recipe.update(b"\0trust\0");
         recipe.update(trust.as_bytes());
@@ -514,48 +526,51 @@ mod tests {
 
     #[test]
     fn two_storage_configurations_get_two_sockets() {
-        let none = Trust::default();
-        let a = default_socket(Path::new("/a"), 1, &[], &none);
-        assert_ne!(a, default_socket(Path::new("/b"), 1, &[], &none));
-        assert_ne!(a, default_socket(Path::new("/a"), 2, &[], &none));
-        assert_eq!(a, default_socket(Path::new("/a"), 1, &[], &none));
+        let a = default_socket(Path::new("/a"), 1, &[], "");
+        assert_ne!(a, default_socket(Path::new("/b"), 1, &[], ""));
+        assert_ne!(a, default_socket(Path::new("/a"), 2, &[], ""));
+        assert_eq!(a, default_socket(Path::new("/a"), 1, &[], ""));
         let shared = TierConfig::new(TierKind::SharedDir {
             path: PathBuf::from("/shared"),
         });
-        assert_ne!(a, default_socket(Path::new("/a"), 1, &[shared], &none));
+        assert_ne!(a, default_socket(Path::new("/a"), 1, &[shared], ""));
     }
 
     #[test]
     fn a_verifying_or_signing_configuration_never_shares_a_server_with_one_that_is_not() {
-        let shared = || {
-            vec![TierConfig::new(TierKind::SharedDir {
-                path: PathBuf::from("/shared"),
-            })]
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("ci.key");
+        let public = hoard_storage::signing::keygen(&key, "ci").unwrap();
+        let key = key.display().to_string();
+        let socket = |vars: &[(&str, &str)]| {
+            let identity = socket_identity::trust(|name| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            });
+            default_socket(Path::new("/a"), 1, &[], &identity)
         };
-        let none = Trust::default();
-        let plain = default_socket(Path::new("/a"), 1, &shared(), &none);
-        let ci = hoard_storage::signing::Signer::from_secret_bytes(&[1; 32], "ci");
-        let trusted = hoard_storage::signing::TrustedKeys::parse(&ci.public_line()).unwrap();
-        let mut verified = shared();
-        verified[0].verify = true;
-        let verifying = Trust {
-            signer: None,
-            trusted: trusted.clone(),
-        };
-        let reader = default_socket(Path::new("/a"), 1, &verified, &verifying);
-        // Keys trusted but the tier left unverified (HOARD_VERIFY_TIERS=none) differ too.
-        let keys_only = default_socket(Path::new("/a"), 1, &shared(), &verifying);
-        let signing = Trust {
-            signer: Some(ci),
-            trusted,
-        };
-        let writer = default_socket(Path::new("/a"), 1, &verified, &signing);
-        let all = [&plain, &reader, &keys_only, &writer];
+        let all = [
+            socket(&[]),
+            socket(&[("HOARD_TRUSTED_KEYS", &public)]),
+            socket(&[
+                ("HOARD_TRUSTED_KEYS", &public),
+                ("HOARD_VERIFY_TIERS", "none"),
+            ]),
+            socket(&[("HOARD_SIGNING_KEY", &key)]),
+            socket(&[("HOARD_SIGNING_KEY", &key), ("HOARD_TRUSTED_KEYS", &public)]),
+        ];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 assert_ne!(a, b);
             }
         }
+        // Empty values are unset, as everywhere.
+        assert_eq!(socket(&[("HOARD_TRUSTED_KEYS", " ")]), all[0]);
+        // A key file rewritten in place is a new configuration.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&key, std::fs::read(&key).unwrap()).unwrap();
+        assert_ne!(socket(&[("HOARD_SIGNING_KEY", &key)]), all[3]);
     }
 
     fn redis(endpoint: &str) -> TierConfig {
@@ -570,8 +585,8 @@ mod tests {
         let two = [redis("redis://alice:two@h:1")];
         assert_eq!(format!("{one:?}"), format!("{two:?}"), "Debug hides both");
         assert_ne!(
-            default_socket(Path::new("/a"), 1, &one, &Trust::default()),
-            default_socket(Path::new("/a"), 1, &two, &Trust::default())
+            default_socket(Path::new("/a"), 1, &one, ""),
+            default_socket(Path::new("/a"), 1, &two, "")
         );
     }
 

@@ -201,7 +201,7 @@ fn report(result: Result<(), ControlError>) -> ExitCode {
 /// Wrapper mode. A broken configuration must not break the build: it is logged and the
 /// compiler runs as if hoard were not there.
 fn wrap(program: OsString, args: Vec<OsString>) -> ExitCode {
-    let status = match Settings::from_env() {
+    let status = match Settings::for_wrapper() {
         Ok(settings) => {
             hoard::logging::init(&settings.cache_dir, "hoard.log");
             let env = hoard::path_settings::compile_env(std::env::vars_os().collect());

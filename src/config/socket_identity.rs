@@ -62,16 +62,38 @@ enum TierKind<'a> {
     },
 }
 
-/// The identity text of the signing settings: the public keys (never the secret one) and
-/// the tiers verified; empty when nothing is signed or verified.
-pub(super) fn trust(
-    tiers: &[hoard_storage::TierConfig],
-    trust: &hoard_storage::signing::Trust,
-) -> String {
-    let mut text = trust.identity();
-    for tier in tiers.iter().filter(|t| t.verify) {
-        text.push_str("verify ");
-        text.push_str(&tier.name);
+/// The identity text of the signing settings, from their raw values, so that a wrapper can
+/// name its server's socket without parsing a key: each set variable's value, and for a
+/// key file, its identity (device, inode, size, modification time: a rewritten key file is a
+/// new configuration) rather than its bytes, which are secret. Empty when none is set.
+pub(super) fn trust(vars: impl Fn(&str) -> Option<String>) -> String {
+    use std::fmt::Write as _;
+    use std::os::unix::fs::MetadataExt;
+    let mut text = String::new();
+    for name in [
+        "HOARD_SIGNING_KEY",
+        "HOARD_TRUSTED_KEYS",
+        "HOARD_VERIFY_TIERS",
+    ] {
+        let Some(value) = vars(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+        else {
+            continue;
+        };
+        let _ = write!(text, "{name}={value}");
+        // A key file (or a trusted-keys file) that changes in place is a new configuration.
+        if let Ok(meta) = std::fs::metadata(&value) {
+            let _ = write!(
+                text,
+                " file {}:{}:{}:{}.{}",
+                meta.dev(),
+                meta.ino(),
+                meta.size(),
+                meta.mtime(),
+                meta.mtime_nsec()
+            );
+        }
         text.push('\n');
     }
     text

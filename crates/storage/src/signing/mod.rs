@@ -10,7 +10,7 @@
 
 mod config;
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -287,23 +287,6 @@ pub struct Trust {
     pub signer: Option<Signer>,
     /// Whose signatures a verifying tier's entries must carry.
     pub trusted: TrustedKeys,
-}
-
-impl Trust {
-    /// A stable text of the public parts (the signer's public key, the trusted keys and
-    /// their names), for telling configurations apart; never a secret.
-    pub fn identity(&self) -> String {
-        let mut out = String::new();
-        if let Some(signer) = &self.signer {
-            out.push_str("signer ");
-            out.push_str(&signer.public_line());
-            out.push('\n');
-        }
-        for key in self.trusted.iter() {
-            let _ = writeln!(out, "trusted {key:?}");
-        }
-        out
-    }
 }
 
 /// Creates a new signing key: the OpenSSH private key at `path` (created 0600, never over an
