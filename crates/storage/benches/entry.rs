@@ -1,12 +1,15 @@
 //! The entry format's cost on the hit and miss paths: packing an object file and its
 //! dependency file from disk into an entry (read, blake3, zstd), extracting an entry onto output
 //! paths (verify, decompress, write through a temporary file and rename), and blake3 alone, for
-//! objects of 4 KiB, 256 KiB and 4 MiB. Run with `cargo bench -p hoard-storage --bench entry`.
+//! objects of 4 KiB, 256 KiB and 4 MiB; and what signed entries add: verifying a remote entry
+//! with and without its signature, and re-encoding a raw entry for a remote tier with and
+//! without signing it. Run with `cargo bench -p hoard-storage --bench entry`.
 
 use divan::counter::BytesCount;
 use divan::{Bencher, black_box};
-use hoard_storage::OutputPath;
-use hoard_storage::entry::{self, EntryMeta, ReadLimits};
+use hoard_storage::entry::{self, EntryFormat, EntryLimits, EntryMeta, ReadLimits};
+use hoard_storage::signing::{Signer, TrustedKeys};
+use hoard_storage::{CacheKey, OutputPath};
 
 fn main() {
     divan::main();
@@ -97,4 +100,47 @@ fn blake3_hash(bencher: Bencher, size: usize) {
     bencher
         .counter(BytesCount::new(size))
         .bench(|| blake3::hash(black_box(&data)));
+}
+
+fn signer() -> Signer {
+    Signer::from_secret_bytes(&[7; 32], "bench")
+}
+
+fn key() -> CacheKey {
+    CacheKey::from(blake3::hash(b"bench key"))
+}
+
+/// A remote entry as a verifying reader checks it, without signatures (`signed` false: the
+/// checksums, sizes and every file's blake3) or with them (also the content digest and one
+/// Ed25519 verification).
+#[divan::bench(args = SIZES, consts = [false, true])]
+fn verify_remote<const SIGNED: bool>(bencher: Bencher, size: usize) {
+    let outputs = Outputs::new(size);
+    let packed = entry::pack(&outputs.paths, &meta(), &ReadLimits::default()).unwrap();
+    let signed = entry::for_remote(&packed, &key(), Some(&signer())).unwrap().into_owned();
+    let trusted = TrustedKeys::parse(&signer().public_line()).unwrap();
+    let limits = EntryLimits::default();
+    bencher.counter(BytesCount::new(size)).bench(|| {
+        if SIGNED {
+            entry::verify_signed(black_box(&signed), &limits, &key(), &trusted).unwrap();
+        } else {
+            entry::verify(black_box(&signed), &limits).unwrap();
+        }
+    });
+}
+
+/// A raw local entry re-encoded as remote tiers hold it (compressed), unsigned or signed:
+/// what a writer's background queue does for each put.
+#[divan::bench(args = SIZES, consts = [false, true])]
+fn for_remote<const SIGNED: bool>(bencher: Bencher, size: usize) {
+    let outputs = Outputs::new(size);
+    let raw = entry::read_outputs(&outputs.paths, &ReadLimits::default())
+        .unwrap()
+        .pack_as(&meta(), EntryFormat::Raw)
+        .unwrap();
+    let signer = signer();
+    let signer = SIGNED.then_some(&signer);
+    bencher
+        .counter(BytesCount::new(size))
+        .bench(|| entry::for_remote(black_box(&raw), &key(), signer).unwrap());
 }
