@@ -117,7 +117,9 @@ fn key() -> CacheKey {
 fn verify_remote<const SIGNED: bool>(bencher: Bencher, size: usize) {
     let outputs = Outputs::new(size);
     let packed = entry::pack(&outputs.paths, &meta(), &ReadLimits::default()).unwrap();
-    let signed = entry::for_remote(&packed, &key(), Some(&signer())).unwrap().into_owned();
+    let signed = entry::for_remote(&packed, &key(), Some(&signer()))
+        .unwrap()
+        .into_owned();
     let trusted = TrustedKeys::parse(&signer().public_line()).unwrap();
     let limits = EntryLimits::default();
     bencher.counter(BytesCount::new(size)).bench(|| {
