@@ -170,6 +170,42 @@ kache_stop() {
   unset KACHE_CACHE_DIR
 }
 
+# --- projects and servers of the tier benchmarks -----------------------------------------
+
+# lay_out_projects "c rust" CORPUS: the C corpus in CORPUS with its Makefile at $W/Makefile
+# (outputs in $W/out), and the cargo project at $W/rustapp with its dependencies fetched;
+# only the projects named.
+lay_out_projects() {
+  if [[ " $1 " == *" c "* ]]; then
+    say "laying out the C corpus in $2"
+    "$BENCH/c-corpus.sh" "$2"
+    mkdir -p "$W/out"
+    "$BENCH/c-makefile.sh" "$2" "$W/out" >"$W/Makefile"
+    find "$2" -type f -exec cat {} + >/dev/null
+  fi
+  if [[ " $1 " == *" rust "* ]]; then
+    cp -r "$BENCH/rustapp" "$W/rustapp"
+    rm -rf "$W/rustapp/target"
+    say "fetching the cargo project's dependencies"
+    (cd "$W/rustapp" && cargo fetch --locked --quiet)
+  fi
+}
+
+# A free TCP port on the loopback interface.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Waits until something listens on 127.0.0.1:PORT (at most 10 s).
+wait_port() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # --- timing -----------------------------------------------------------------------------
 
 # timed CMD...: runs CMD with its output discarded and prints the wall time in seconds, or

@@ -46,15 +46,7 @@ stop_all() {
 }
 trap stop_all EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-wait_port() {
-  local i
-  for ((i = 0; i < 100; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+port=$(free_port)
 case $tier in
 redis)
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
@@ -87,20 +79,7 @@ esac
 PUBLIC=$(cat "$W/ci.key.pub")
 
 projects=${BENCH_SIGNING_PROJECTS:-c rust}
-corpus=${corpus_dir:-$W/corpus}
-if [[ " $projects " == *" c "* ]]; then
-  say "laying out the C corpus in $corpus"
-  "$BENCH/c-corpus.sh" "$corpus"
-  mkdir -p "$W/out"
-  "$BENCH/c-makefile.sh" "$corpus" "$W/out" >"$W/Makefile"
-  find "$corpus" -type f -exec cat {} + >/dev/null
-fi
-if [[ " $projects " == *" rust "* ]]; then
-  cp -r "$BENCH/rustapp" "$W/rustapp"
-  rm -rf "$W/rustapp/target"
-  say "fetching the cargo project's dependencies"
-  (cd "$W/rustapp" && cargo fetch --locked --quiet)
-fi
+lay_out_projects "$projects" "${corpus_dir:-$W/corpus}"
 
 # machine NAME MODE ROLE: a fresh machine's environment (its server not started): the tier,
 # and for MODE=signed the signing key (ROLE=writer) or the trusted key (ROLE=reader).

@@ -49,34 +49,7 @@ stop_servers() {
 trap stop_servers EXIT
 
 projects=${BENCH_TIERS_PROJECTS:-c rust}
-corpus=${corpus_dir:-$W/corpus}
-if [[ " $projects " == *" c "* ]]; then
-  say "laying out the C corpus in $corpus"
-  "$BENCH/c-corpus.sh" "$corpus"
-  mkdir -p "$W/out"
-  "$BENCH/c-makefile.sh" "$corpus" "$W/out" >"$W/Makefile"
-  find "$corpus" -type f -exec cat {} + >/dev/null
-fi
-if [[ " $projects " == *" rust "* ]]; then
-  cp -r "$BENCH/rustapp" "$W/rustapp"
-  rm -rf "$W/rustapp/target"
-  say "fetching the cargo project's dependencies"
-  (cd "$W/rustapp" && cargo fetch --locked --quiet)
-fi
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Waits until something listens on 127.0.0.1:PORT (at most 10 s).
-wait_port() {
-  local i
-  for ((i = 0; i < 100; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+lay_out_projects "$projects" "${corpus_dir:-$W/corpus}"
 
 STANDIN=$ROOT/tests/fixtures/gha-cache-standin.py
 # Azurite's well-known development account key (public, from Microsoft's documentation).

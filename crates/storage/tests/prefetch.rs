@@ -8,33 +8,13 @@ mod require;
 mod tiers_support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hoard_storage::{CacheKey, Storage, TierConfig, TieredStorage};
+use hoard_storage::{CacheKey, Storage, TierConfig};
 use tiers_support::*;
 
 const FLUSH: Duration = Duration::from_secs(10);
 const ENTRIES: u8 = 30;
-
-/// Waits (at most 20 s) until `done` holds of tier `name`'s stats.
-async fn wait_for_tier(
-    storage: &TieredStorage,
-    name: &str,
-    done: impl Fn(&hoard_storage::TierStats) -> bool,
-) -> hoard_storage::TierStats {
-    let start = Instant::now();
-    loop {
-        let stats = stats_of(storage, name);
-        if done(&stats) {
-            return stats;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{name} never got there: {stats:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Machine A stores ENTRIES entries (and, flushed, its index); machine B, empty, hits the
 /// first one from the tier, and the other ENTRIES - 1 are prefetched onto its disk, after
@@ -271,20 +251,6 @@ async fn on_webdav_a_segment_comes_as_one_pack_and_a_damaged_packed_entry_is_fet
             "entry {n}"
         );
     }
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for item in std::fs::read_dir(dir).unwrap() {
-        let path = item.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

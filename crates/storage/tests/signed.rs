@@ -8,7 +8,7 @@ mod tiers_support;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hoard_storage::signing::{Signer, Trust, TrustedKeys};
 use hoard_storage::{Storage, TierConfig, TieredStorage, entry};
@@ -34,34 +34,6 @@ fn verifying(dir: &Path, mut tier: TierConfig) -> TieredStorage {
         signer: None,
         trusted: TrustedKeys::parse(&ci().public_line()).unwrap(),
     }))
-}
-
-async fn wait_for(
-    storage: &TieredStorage,
-    done: impl Fn(&hoard_storage::TierStats) -> bool,
-) -> hoard_storage::TierStats {
-    let start = Instant::now();
-    loop {
-        let stats = stats_of(storage, "webdav");
-        if done(&stats) {
-            return stats;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "{stats:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for item in std::fs::read_dir(dir).unwrap() {
-        let path = item.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> usize {
@@ -101,7 +73,7 @@ async fn a_verifying_reader_prefetches_a_signed_pack_and_refuses_packed_entries_
             Some(ci().public_bytes().to_vec())
         );
     }
-    let packs: Vec<_> = files(root.path())
+    let packs: Vec<_> = walk(root.path())
         .into_iter()
         .filter(|p| std::fs::read(p).unwrap().starts_with(b"HRDPAK01"))
         .collect();
@@ -119,7 +91,7 @@ async fn a_verifying_reader_prefetches_a_signed_pack_and_refuses_packed_entries_
     b.warm_up();
     let hit = b.get_located(&key(0)).await.unwrap().unwrap();
     assert_eq!(hit.signer.as_deref(), Some("ci"));
-    let stats = wait_for(&b, |s| s.prefetched == u64::from(ENTRIES) - 1).await;
+    let stats = wait_for_tier(&b, "webdav", |s| s.prefetched == u64::from(ENTRIES) - 1).await;
     assert_eq!(
         stats.untrusted, 2,
         "the two moved packed entries: {stats:?}"

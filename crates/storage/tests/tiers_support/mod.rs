@@ -344,3 +344,37 @@ pub fn webdav_tier(server: &Daemon) -> TierConfig {
         endpoint: format!("http://127.0.0.1:{}/", server.port),
     })
 }
+
+/// Waits (at most 20 s) until `done` holds of tier `name`'s stats.
+pub async fn wait_for_tier(
+    storage: &TieredStorage,
+    name: &str,
+    done: impl Fn(&hoard_storage::TierStats) -> bool,
+) -> hoard_storage::TierStats {
+    let start = Instant::now();
+    loop {
+        let stats = stats_of(storage, name);
+        if done(&stats) {
+            return stats;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{name} never got there: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every file under `dir`.
+pub fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for item in std::fs::read_dir(dir).unwrap() {
+        let path = item.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
