@@ -76,7 +76,7 @@ impl Signer {
     /// `ssh-keygen -t ed25519 -N ''` writes). A file others can read is used, with a warning:
     /// the key is still this user's, and refusing it would only leave the build unsigned.
     pub fn from_file(path: &Path) -> Result<Self, SigningError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SigningError::Io {
+        let text = read_bounded(path, MAX_KEY_FILE).map_err(|source| SigningError::Io {
             op: "read",
             path: path.to_owned(),
             source,
@@ -151,6 +151,26 @@ impl Signer {
     }
 }
 
+/// The most a key file may hold: a private key is under 500 bytes and a public line under 200,
+/// so a megabyte is thousands of keys. More (a path to `/dev/zero`, a log file named by
+/// mistake) is refused before it is read into memory.
+const MAX_KEY_FILE: u64 = 1 << 20;
+
+/// The text of `path`, refused when it holds more than `limit` bytes.
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "more than {limit} bytes: not a key file"
+        )));
+    }
+    Ok(text)
+}
+
 fn public_line(key: &SigningKey, name: &str) -> String {
     let pair = ssh_key::private::Ed25519Keypair::from(key);
     let public = PublicKey::new(ssh_key::public::KeyData::Ed25519(pair.public), name);
@@ -212,7 +232,7 @@ impl TrustedKeys {
             return Self::from_lines(value, "HOARD_TRUSTED_KEYS", true);
         }
         let path = Path::new(value);
-        let text = std::fs::read_to_string(path).map_err(|source| SigningError::Io {
+        let text = read_bounded(path, MAX_KEY_FILE).map_err(|source| SigningError::Io {
             op: "read trusted keys (neither `ssh-ed25519 ...` lines nor a file) from",
             path: path.to_owned(),
             source,
