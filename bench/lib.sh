@@ -206,6 +206,169 @@ wait_port() {
   return 1
 }
 
+# project_build c|rust: one build of that project (as lay_out_projects laid it out) through
+# hoard, from no outputs; prints its time (see timed).
+project_build() {
+  if [ "$1" = c ]; then
+    make -s -f "$W/Makefile" clean >/dev/null
+    timed make -s -j2 -f "$W/Makefile" "L=$HOARD"
+  else
+    rm -rf "$W/rust-target"
+    (cd "$W/rustapp" && CARGO_TARGET_DIR=$W/rust-target CARGO_INCREMENTAL=0 RUSTC_WRAPPER=$HOARD \
+      timed cargo build --offline --locked --quiet)
+  fi
+}
+
+# stat_fields TIER FIELD...: fields of the current machine's `hoard --show-stats --json`, on
+# one line: a top-level field (cache_hits, ...) as it is, or `tier.F`, field F of TIER's item
+# in `tiers`; 0 for a field that is absent, "?" for each when the stats cannot be read.
+stat_fields() {
+  local tier=$1 out
+  shift
+  if ! out=$("$HOARD" --show-stats --json 2>/dev/null | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+t = next((t for t in s.get("tiers", []) if t.get("name") == sys.argv[1]), {})
+print(" ".join(str(t.get(f[5:], 0) if f.startswith("tier.") else s.get(f, 0)) for f in sys.argv[2:]))' "$tier" "$@" 2>/dev/null); then
+    out=$(printf '? %.0s' "$@")
+  fi
+  echo "${out% }"
+}
+
+# wait_tier_writes TIER: waits (at most 60 s) until TIER's writes counter, on the current
+# machine's server, is above 0 and has not moved for a second (its writes are
+# asynchronous); prints the count.
+wait_tier_writes() {
+  local last=-1 now=0 i
+  for ((i = 0; i < 60; i++)); do
+    now=$(stat_fields "$1" tier.writes)
+    [ "$now" != "?" ] && [ "$now" -gt 0 ] && [ "$now" = "$last" ] && break
+    last=$now
+    sleep 1
+  done
+  echo "$now"
+}
+
+# journal_tier FILE TIER: "HITS LOOKUPS MEAN_MS FIRST_MS REST_MS" of a HOARD_JOURNAL: its
+# hits; the invocations that looked their entry up in TIER (their `tier` field), the mean of
+# their lookup_ms, the first one's (in journal order) and the median of the others' ("-"
+# where there are none).
+journal_tier() {
+  python3 - "$1" "$2" <<'PY'
+import json, statistics, sys
+hits, ms = 0, []
+try:
+    lines = open(sys.argv[1]).read().splitlines()
+except OSError:
+    lines = []
+for line in lines:
+    j = json.loads(line)
+    hits += j.get("result") == "hit"
+    if j.get("tier") == sys.argv[2]:
+        ms.append(j.get("lookup_ms", 0.0))
+f = lambda x: f"{x:.2f}"
+print(hits, len(ms), f(sum(ms) / len(ms)) if ms else "-", f(ms[0]) if ms else "-",
+      f(statistics.median(ms[1:])) if len(ms) > 1 else "-")
+PY
+}
+
+# --- BuildGrid, a REAPI server for the benchmarks ------------------------------------------
+
+# The version tested here (the newest that runs on Python 3.11).
+BUILDGRID_VERSION=0.4.4
+
+# find_bgd: sets BGD to BuildGrid's `bgd`: BGD_BIN, else the one on PATH, else the one in
+# target/test-venv (the tests' venv), else target/bench-venv/bin/bgd, installed there with pip
+# (buildgrid==$BUILDGRID_VERSION, said on stderr) when missing; that venv is kept between
+# runs, as target/ is. Fails when none can be had.
+find_bgd() {
+  local target=${CARGO_TARGET_DIR:-$ROOT/target} c
+  case $target in /*) ;; *) target=$PWD/$target ;; esac
+  for c in "${BGD_BIN:-}" "$(command -v bgd || true)" "$ROOT/target/test-venv/bin/bgd" "$target/bench-venv/bin/bgd"; do
+    if installed "$c"; then
+      BGD=$c
+      return 0
+    fi
+  done
+  say "bgd not found: installing buildgrid==$BUILDGRID_VERSION into $target/bench-venv with pip"
+  { python3 -m venv "$target/bench-venv" &&
+    "$target/bench-venv/bin/pip" install -q "buildgrid==$BUILDGRID_VERSION"; } </dev/null >&2 || return 1
+  BGD=$target/bench-venv/bin/bgd
+  installed "$BGD"
+}
+
+# The version of the buildgrid package beside $BGD.
+bgd_version() {
+  "$(dirname "$BGD")/python" -c 'from importlib.metadata import version; print(version("buildgrid"))' 2>/dev/null || echo '?'
+}
+
+# start_buildgrid DIR [BGD_FLAGS...]: a BuildGrid server in DIR (its config, log, pid file
+# and disk CAS) serving the action cache, the CAS and ByteStream for the instance "" on a
+# free loopback port, authorization off, in a process group of its own; waits (at most 60 s)
+# for its port. Sets BGD_PORT and BGD_PGID. (`-vv` logs every request, for counting them.)
+start_buildgrid() {
+  local dir=$1 i
+  shift
+  mkdir -p "$dir/cas"
+  BGD_PORT=$(free_port)
+  cat >"$dir/config.yml" <<EOF
+server:
+  - !channel
+    address: "127.0.0.1:$BGD_PORT"
+    insecure-mode: true
+authorization:
+  method: none
+monitoring:
+  enabled: false
+storages:
+  - !disk-storage &cas
+    path: $dir/cas
+caches:
+  - !lru-action-cache &ac
+    storage: *cas
+    max-cached-refs: 100000
+    allow-updates: true
+    cache-failed-actions: true
+instances:
+  - name: ""
+    services:
+      - !action-cache
+        cache: *ac
+      - !cas
+        storage: *cas
+      - !bytestream
+        storage: *cas
+thread-pool-size: 10
+EOF
+  # A script's background child is no process-group leader, so setsid makes it one and execs
+  # bgd: its pid is the group's id.
+  setsid "$BGD" server start "$@" --pid-file "$dir/pid" "$dir/config.yml" >"$dir/log" 2>&1 &
+  BGD_PGID=$!
+  for ((i = 0; i < 6; i++)); do
+    wait_port "$BGD_PORT" && return 0
+    kill -0 "$BGD_PGID" 2>/dev/null || break
+  done
+  say "BuildGrid did not start; the end of $dir/log:"
+  tail -5 "$dir/log" >&2
+  stop_buildgrid
+  return 1
+}
+
+# stop_buildgrid: the server start_buildgrid started gone, with its whole process group
+# (SIGTERM, then SIGKILL after 10 s).
+stop_buildgrid() {
+  local i
+  [ -n "${BGD_PGID:-}" ] || return 0
+  kill -TERM -- "-$BGD_PGID" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 -- "-$BGD_PGID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL -- "-$BGD_PGID" 2>/dev/null || true
+  wait "$BGD_PGID" 2>/dev/null || true
+  BGD_PGID=
+}
+
 # --- timing -----------------------------------------------------------------------------
 
 # timed CMD...: runs CMD with its output discarded and prints the wall time in seconds, or
