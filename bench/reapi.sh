@@ -54,6 +54,7 @@ PROBE=${BENCH_REAPI_PROBE:-200}
 projects=${BENCH_REAPI_PROJECTS:-c rust}
 
 corpus_dir=${BENCH_C_CORPUS:-}
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 bench_init reapi
 build_hoard
 cd "$W"
@@ -83,12 +84,13 @@ NOT_MEASURED=()
 REDIS_PORT=$(free_port)
 if command -v redis-server >/dev/null; then
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
-  PIDS+=($!)
+  REDIS_PID=$!
+  PIDS+=("$REDIS_PID")
   if wait_port "$REDIS_PORT"; then
     echo "HOARD_REDIS_ENDPOINT=redis://127.0.0.1:$REDIS_PORT" >"$W/env-redis"
     TIERS+=(redis)
     STATNAME[redis]=redis
-    ROWLABEL[redis]="redis (redis-server $(version_of redis-server), C)"
+    ROWLABEL[redis]="redis $(version_of redis-server)"
   fi
 fi
 [ -e "$W/env-redis" ] || NOT_MEASURED+=("redis: redis-server is not installed or did not start")
@@ -150,6 +152,33 @@ empty_tier() {
   esac
 }
 
+# The CPU seconds (user and system) the tier KEY's server has used so far: every process of
+# BuildGrid's group, redis's or bazel-remote's own.
+server_cpu() { # KEY
+  local pids
+  case $1 in
+  redis) pids=$REDIS_PID ;;
+  buildgrid) pids=$(pgrep -g "$BGD_PGID" | paste -sd' ' -) ;;
+  bazel_remote) pids=$BAZEL_REMOTE_PID ;;
+  esac
+  # shellcheck disable=SC2086 # a list of pids
+  python3 -c '
+import os, sys
+ticks = 0
+for pid in sys.argv[1:]:
+    try:
+        fields = open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    ticks += int(fields[11]) + int(fields[12])
+print("%.2f" % (ticks / os.sysconf("SC_CLK_TCK")))' $pids
+}
+
+# The CPU seconds KEY's server used since server_cpu printed START.
+cpu_since() { # KEY START
+  awk -v a="$2" -v b="$(server_cpu "$1")" 'BEGIN { printf "%.2f", b - a }'
+}
+
 # The directory of the current BuildGrid's disk CAS.
 bgd_cas() { echo "$W/buildgrid-$SERVER_GEN/cas"; }
 
@@ -158,7 +187,7 @@ bgd_cas() { echo "$W/buildgrid-$SERVER_GEN/cas"; }
 machine() {
   export HOARD_DIR=$W/machine-$1 HOARD_SERVER_UDS=$W/machine-$1.sock HOARD_IDLE_TIMEOUT=0
   export HOARD_JOURNAL=$W/journal-$1
-  unset HOARD_PREFETCH HOARD_REDIS_ENDPOINT HOARD_REAPI_ENDPOINT
+  unset HOARD_PREFETCH HOARD_LOG HOARD_REDIS_ENDPOINT HOARD_REAPI_ENDPOINT
   "$HOARD" --stop-server >/dev/null 2>&1 || true
   rm -rf "$HOARD_DIR" "$HOARD_JOURNAL"
   local line
@@ -166,6 +195,17 @@ machine() {
 }
 
 machine_stop() { "$HOARD" --stop-server >/dev/null 2>&1 || true; }
+
+# What the current machine's failed tier operations were told, from its server.log (which
+# names them at debug: B's machines log the remote tiers' module at that level, nothing
+# else): "Code×n+..." by the status or error word after the call's name, or "-".
+error_causes() {
+  local causes
+  causes=$(grep -h 'remote tier operation failed' "$HOARD_DIR"/server.log* 2>/dev/null |
+    sed -nE 's/.* error=[^:]*: ([A-Za-z]+).*/\1/p' | sort | uniq -c |
+    awk '{ printf "%s%s×%s", (NR > 1 ? "+" : ""), $2, $1 }')
+  echo "${causes:--}"
+}
 
 projects_to_lay=$projects
 [ "$MICRO" -gt 0 ] && [[ " $projects " != *" c "* ]] && projects_to_lay+=" c"
@@ -181,11 +221,13 @@ machine_done() {
 
 # One round of KEY on PROJECT, on a tier empty_tier has just emptied (in this shell: a
 # server it restarts must be known to stop_all): "COLD WARM NOPF HITS MISSES THITS TMISSES
-# PREFETCHED ERRORS LOOKUPS LOOKUP_MS NOPF_LOOKUPS NOPF_LOOKUP_MS".
+# PREFETCHED ERRORS LOOKUPS LOOKUP_MS NOPF_LOOKUPS NOPF_LOOKUP_MS CPU NOPF_CPU CAUSES", CPU
+# the seconds the tier's server spent during B's build, CAUSES what B's failed tier
+# operations were told (error_causes).
 round_of() { # KEY PROJECT ROUND
   local key=$1 project=$2 round=$3 name=${STATNAME[$1]}
   (
-    local cold warm nopf counts j jn written j_lookups j_mean jn_lookups jn_mean
+    local cold warm nopf counts j jn written j_lookups j_mean jn_lookups jn_mean cpu cpu_nopf c0 causes
     machine "A-$project-$key-$round" "$key"
     "$HOARD" --start-server >/dev/null 2>&1 || true
     cold=$(project_build "$project")
@@ -195,9 +237,14 @@ round_of() { # KEY PROJECT ROUND
 
     # B's server is started first, so that the build does not pay for its start.
     machine "B-$project-$key-$round" "$key"
+    export HOARD_LOG=warn,hoard_storage::tier::remote=debug
     "$HOARD" --start-server >/dev/null 2>&1 || true
+    c0=$(server_cpu "$key")
     warm=$(project_build "$project")
+    cpu=$(cpu_since "$key" "$c0")
     counts=$(stat_fields "$name" cache_hits cache_misses tier.hits tier.misses tier.prefetched tier.errors)
+    machine_stop
+    causes=$(error_causes)
     machine_done
     j=$(journal_tier "$HOARD_JOURNAL" "$name")
 
@@ -205,13 +252,15 @@ round_of() { # KEY PROJECT ROUND
     # shellcheck disable=SC2030 # this machine's setting, in this subshell only
     export HOARD_PREFETCH=off
     "$HOARD" --start-server >/dev/null 2>&1 || true
+    c0=$(server_cpu "$key")
     nopf=$(project_build "$project")
+    cpu_nopf=$(cpu_since "$key" "$c0")
     machine_done
     jn=$(journal_tier "$HOARD_JOURNAL" "$name")
     # journal_tier: HITS LOOKUPS MEAN FIRST REST; the rounds keep LOOKUPS and MEAN.
     read -r _ j_lookups j_mean _ <<<"$j"
     read -r _ jn_lookups jn_mean _ <<<"$jn"
-    echo "$cold $warm $nopf $counts $j_lookups $j_mean $jn_lookups $jn_mean"
+    echo "$cold $warm $nopf $counts $j_lookups $j_mean $jn_lookups $jn_mean $cpu $cpu_nopf $causes"
   )
 }
 
@@ -223,8 +272,8 @@ div() { if is_number "$1" && is_number "$2"; then awk -v n="$1" -v d="$2" 'BEGIN
 
 run_project() {
   local project=$1 round key order out
-  local cold warm nopf hits misses thits tmisses pf errs lk lkms nlkms
-  local -A COLD=() WARM=() NOPF=() HITS=() TIER=() LOOKUP=() NOPFLOOKUP=()
+  local cold warm nopf hits misses thits tmisses pf errs lk lkms nlkms cpu ncpu causes
+  local -A COLD=() WARM=() NOPF=() HITS=() TIER=() LOOKUP=() NOPFLOOKUP=() CPU=() NCPU=()
   for ((round = 1; round <= reps; round++)); do
     order=("${TIERS[@]}")
     if ((round % 2 == 0)); then
@@ -237,9 +286,10 @@ run_project() {
       if empty_tier "$key"; then
         out=$(round_of "$key" "$project" "$round")
       else
-        out="failed failed failed ? ? ? ? ? ? ? - ? -"
+        out="failed failed failed ? ? ? ? ? ? ? - ? - - - -"
       fi
-      read -r cold warm nopf hits misses thits tmisses pf errs lk lkms _ nlkms <<<"$out"
+      read -r cold warm nopf hits misses thits tmisses pf errs lk lkms _ nlkms cpu ncpu causes <<<"$out"
+      [ "$causes" = - ] || errs+=" ($causes)"
       COLD[$key]+="$cold"$'\n'
       WARM[$key]+="$warm"$'\n'
       NOPF[$key]+="$nopf"$'\n'
@@ -247,6 +297,8 @@ run_project() {
       TIER[$key]+="$thits / $tmisses / $pf / $errs"$'\n'
       LOOKUP[$key]+="$lk × $lkms"$'\n'
       NOPFLOOKUP[$key]+="$nlkms"$'\n'
+      CPU[$key]+="$cpu"$'\n'
+      NCPU[$key]+="$ncpu"$'\n'
     done
   done
 
@@ -258,24 +310,24 @@ run_project() {
     echo "## The REAPI tier beside redis, cargo project (bench/rustapp, cargo build, hoard as RUSTC_WRAPPER); seconds, median of $reps"
   fi
   echo
-  echo "$(date -u +%Y-%m-%d), $(nproc) cores, hoard $(version_of "$HOARD") at $HOARD; command: bench/reapi.sh $reps"
+  echo "$(date -u +%Y-%m-%d), $(nproc) cores (load average at the start $LOAD_AT_START, now $(cut -d' ' -f1-3 /proc/loadavg)), hoard $(version_of "$HOARD") at $HOARD; command: bench/reapi.sh $reps"
   echo
-  echo "| tier | A's cold build (fills the tier) | B's warm build, empty disk | B's warm build, HOARD_PREFETCH=off | B's hits / misses, each round | B's tier: hits / misses / prefetched / errors, each round | B's tier lookups × mean lookup_ms, each round | lookup_ms per hit, HOARD_PREFETCH=off |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| tier | A's cold build (fills the tier) | B's warm build, empty disk | B's warm build, HOARD_PREFETCH=off | B's hits / misses, each round | B's tier: hits / misses / prefetched / errors, each round | B's tier lookups × mean lookup_ms, each round | lookup_ms per hit, HOARD_PREFETCH=off | the tier server's CPU s in B's warm build / with HOARD_PREFETCH=off |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   local -A MW=() MN=()
   for key in "${TIERS[@]}"; do
     MW[$key]=$(median <<<"${WARM[$key]}")
     MN[$key]=$(median <<<"${NOPF[$key]}")
-    echo "| ${ROWLABEL[$key]} | $(median <<<"${COLD[$key]}") | ${MW[$key]} | ${MN[$key]} | $(list <<<"${HITS[$key]}") | $(list <<<"${TIER[$key]}") | $(list <<<"${LOOKUP[$key]}") | $(median <<<"$(grep -v -- '^-$' <<<"${NOPFLOOKUP[$key]}" || true)") |"
+    echo "| ${ROWLABEL[$key]} | $(median <<<"${COLD[$key]}") | ${MW[$key]} | ${MN[$key]} | $(list <<<"${HITS[$key]}") | $(list <<<"${TIER[$key]}") | $(list <<<"${LOOKUP[$key]}") | $(median <<<"$(grep -v -- '^-$' <<<"${NOPFLOOKUP[$key]}" || true)") | $(median <<<"${CPU[$key]}") / $(median <<<"${NCPU[$key]}") |"
   done
   local reason
   for reason in "${NOT_MEASURED[@]}"; do
-    echo "| ${reason%%:*} | not measured | | | | | | |"
+    echo "| ${reason%%:*} | not measured | | | | | | | |"
   done
   echo
   [ "$project" = c ] && echo "Every C compile is cacheable: $compiles hits and no miss is a build entirely from the tier. "
   [ "$project" = rust ] && echo "In the cargo project, build scripts' runs and the final link are not cacheable and are not counted as misses. "
-  echo "A compile that found its entry already on B's disk (prefetched) is a local hit and not a tier lookup."
+  echo "A compile that found its entry already on B's disk (prefetched) is a local hit and not a tier lookup. A tier error's cause, when B's server.log names it, follows its count (e.g. ResourceExhausted: BuildGrid refuses RPCs past its thread-pool-size, 10 here, at once; what hoard does with such an error, a fetch of its own or the entry compiled, shows in B's hits)."
   echo
   if [ -n "${MW[redis]:-}" ]; then
     for key in buildgrid bazel_remote; do
@@ -297,14 +349,14 @@ done
 
 cat >"$W/probe.py" <<'PY'
 """Times single requests, one at a time on a warm connection, against a redis or a REAPI
-server. Prints lines "NAME COUNT MEDIAN_MS P90_MS MEDIAN_BYTES"."""
+server. Prints lines "NAME COUNT MEDIAN_MS P90_MS MEDIAN_BYTES", tab-separated."""
 import os, random, socket, statistics, sys, time
 
 def report(name, times, sizes):
     times = sorted(times)
     print(name, len(times), f"{statistics.median(times) * 1000:.3f}",
           f"{times[min(len(times) - 1, int(len(times) * 0.9))] * 1000:.3f}",
-          int(statistics.median(sizes)) if sizes else "-")
+          int(statistics.median(sizes)) if sizes else "-", sep="\t")
 
 def timed(n, items, call):
     times = []
@@ -447,7 +499,7 @@ if [ "$MICRO" -gt 0 ]; then
   echo
   echo "| tier | hits | requests to the server per hit | lookup_ms, the first compile (opens the connection) | lookup_ms per hit, the others (median) | the server alone: ms per request, median (p90), one at a time on a warm connection |"
   echo "|---|---|---|---|---|---|"
-  declare -A REST=()
+  declare -A REST=() PERHIT=() PROBED=()
   for key in "${TIERS[@]}"; do
     say "where the time goes: $key"
     first=- rest=- hits=0 requests=- probed=""
@@ -464,14 +516,34 @@ if [ "$MICRO" -gt 0 ]; then
         read -r _ _ hits_for requests <<<"$(micro_pass "$key" count)"
       fi
     fi
-    server=$(awk '{ printf "%s%s %s (%s)%s", (NR > 1 ? "; " : ""), $1, $3, $4, ($5 != "-" ? ", " $5 " B median" : "") }' <<<"$probed")
-    echo "| ${ROWLABEL[$key]} | $hits | $(per_hit "$requests" "$hits_for") | $first | $rest | ${server:--} |"
+    PERHIT[$key]=$(per_hit "$requests" "$hits_for")
+    PROBED[$key]=$probed
+    server=$(awk -F'\t' '{ printf "%s%s %s (%s)%s", (NR > 1 ? "; " : ""), $1, $3, $4, ($5 != "-" ? ", " $5 " B median" : "") }' <<<"$probed")
+    echo "| ${ROWLABEL[$key]} | $hits | ${PERHIT[$key]} | $first | $rest | ${server:--} |"
   done
   echo
-  echo "- Requests per hit: a direct-mode hit looks up two entries, the manifest and then the result. redis answers each with one GET; a REAPI entry is an ActionResult (GetActionResult) whose contents are CAS blobs (BatchReadBlobs, or ByteStream Read over the gRPC message limit), so each entry is two round trips where redis has one unless the blobs come inlined in the ActionResult. Counted on the server: redis's INFO commandstats; BuildGrid's request log on a second pass with -vv, whose times are not reported."
-  echo "- The server alone: Python clients (a raw socket for redis; grpcio for REAPI), so the client's own share is in each figure. A GetActionResult of an absent digest is the floor of a REAPI request."
+  echo "- Requests per hit, counted by the server (redis: INFO commandstats; BuildGrid: its request log, on a second pass with -vv whose times are not used). A direct-mode hit looks up two entries, the manifest and then the result, one after the other. A REAPI entry is an ActionResult (GetActionResult) whose outputs are CAS blobs, read in one BatchReadBlobs (ByteStream Read for a blob over the batch limit): two round trips an entry. A redis entry is one GET, but hoard's redis client (OpenDAL's connection pool) sends a PING to check a pooled connection before each reuse: also two round trips an entry. GetCapabilities is asked once per server process."
+  echo "- The server alone: Python clients, one request at a time (a raw socket for redis; grpcio, the client BuildGrid ships, for REAPI), so the client's own share is in each figure. A GetActionResult of an absent digest is the floor of a REAPI request."
+  for key in "${TIERS[@]}"; do
+    if [ "${PERHIT[$key]:--}" = - ] || [ -z "${PROBED[$key]:-}" ]; then continue; fi
+    # Each request per hit times the server-alone median of its kind (a redis PING as a GET).
+    echo "- ${ROWLABEL[$key]}: the server's share of a hit, requests per hit × the server alone's median: $(awk -F'\t' -v key="$key" -v perhit="${PERHIT[$key]}" -v rest="${REST[$key]}" '
+      { split($1, n, "("); ms[n[1]] = $3 }
+      END {
+        k = split(perhit, parts, ", ")
+        for (i = 1; i <= k; i++) {
+          split(parts[i], mc, " "); m = mc[1]; c = mc[2]
+          lat = (key == "redis") ? ms["GET"] : ms[m]
+          if (m == "GetCapabilities" || lat == "") continue
+          sum += c * lat
+          text = text (text == "" ? "" : " + ") sprintf("%s %s × %.3f", c, m, lat)
+        }
+        printf "%s = %.2f ms", text, sum
+        if (rest ~ /^[0-9.]+$/) printf " of the %.2f ms a hit costs in hoard (the rest is hoard'"'"'s own: the wrapper and its server, the local miss, the client library, checking the bytes read (for REAPI, the SHA-256 of every blob), verifying the entry, writing the outputs)", rest
+      }' <<<"${PROBED[$key]}")."
+  done
   if is_number "${REST[redis]:-}" && is_number "${REST[buildgrid]:-}"; then
-    echo "- Per hit, reapi on BuildGrid costs $(awk -v a="${REST[buildgrid]}" -v b="${REST[redis]}" 'BEGIN { printf "%.2f", a - b }') ms more than redis in hoard (lookup_ms, the others' medians above)."
+    echo "- Per hit, reapi on BuildGrid costs $(awk -v a="${REST[buildgrid]}" -v b="${REST[redis]}" 'BEGIN { printf "%.2f", a - b }') ms more than redis in hoard (lookup_ms per hit, the others' medians)."
   fi
   echo
 fi
