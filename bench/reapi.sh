@@ -237,6 +237,7 @@ round_of() { # KEY PROJECT ROUND
 
     # B's server is started first, so that the build does not pay for its start.
     machine "B-$project-$key-$round" "$key"
+    # shellcheck disable=SC2030 # this machine's setting, in this subshell only
     export HOARD_LOG=warn,hoard_storage::tier::remote=debug
     "$HOARD" --start-server >/dev/null 2>&1 || true
     c0=$(server_cpu "$key")
@@ -349,8 +350,9 @@ done
 
 cat >"$W/probe.py" <<'PY'
 """Times single requests, one at a time on a warm connection, against a redis or a REAPI
-server. Prints lines "NAME COUNT MEDIAN_MS P90_MS MEDIAN_BYTES", tab-separated."""
-import os, random, socket, statistics, sys, time
+server holding what hoard stored. Prints lines "NAME COUNT MEDIAN_MS P90_MS MEDIAN_BYTES",
+tab-separated."""
+import hashlib, os, random, socket, statistics, sys, time
 
 def report(name, times, sizes):
     times = sorted(times)
@@ -371,16 +373,16 @@ def redis(port, n):
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     f = s.makefile("rb")
-    sizes = []
-    def get(key):
-        k = key.encode()
-        s.sendall(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(k), k))
+    def call(*words):
+        s.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words))
         head = f.readline()
-        assert head[:1] == b"$", head
+        if head[:1] != b"$":
+            return head
         size = int(head[1:])
         if size >= 0:
             f.read(size + 2)
         return size
+    get = lambda key: call(b"GET", key.encode())
     keys = [k for k in keys if get(k) > 0]
     if not keys:
         return
@@ -388,6 +390,7 @@ def redis(port, n):
     sizes = [get(k) for k in keys]
     for _ in range(20):
         get(keys[0])
+    report("PING", timed(n, None, lambda _: call(b"PING")), [])
     report("GET(stored)", timed(n, keys, get), sizes)
 
 def reapi(port, n, cas):
@@ -397,27 +400,59 @@ def reapi(port, n, cas):
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     ac = rg.ActionCacheStub(channel)
     cs = rg.ContentAddressableStorageStub(channel)
-    def absent(_):
-        digest = re.Digest(hash=os.urandom(32).hex(), size_bytes=140)
-        try:
-            ac.GetActionResult(re.GetActionResultRequest(instance_name="", action_digest=digest))
-        except grpc.RpcError as e:
-            assert e.code() == grpc.StatusCode.NOT_FOUND, e
-    def read(blob):
-        r = cs.BatchReadBlobs(re.BatchReadBlobsRequest(
-            instance_name="", digests=[re.Digest(hash=blob[0], size_bytes=blob[1])]))
-        assert r.responses[0].status.code == 0, r.responses[0].status
-    blobs = []
+    # hoard's Actions, found in the CAS where hoard uploads them beside each result: a
+    # Command ["hoard", "entry", KEY] and the Action naming it; the ActionCache key is the
+    # Action's digest.
+    blobs = {}
     for root, _, files in os.walk(cas):
         for name in files:
             if len(name) == 62 and len(os.path.basename(root)) == 2:
-                blobs.append((os.path.basename(root) + name, os.path.getsize(os.path.join(root, name))))
-    random.shuffle(blobs)
+                with open(os.path.join(root, name), "rb") as fh:
+                    blobs[os.path.basename(root) + name] = fh.read()
+    commands = set()
+    for h, data in blobs.items():
+        try:
+            c = re.Command.FromString(data)
+        except Exception:
+            continue
+        if list(c.arguments[:2]) == ["hoard", "entry"]:
+            commands.add(h)
+    actions = []
+    for h, data in blobs.items():
+        try:
+            a = re.Action.FromString(data)
+        except Exception:
+            continue
+        if a.command_digest.hash in commands and hashlib.sha256(data).hexdigest() == h:
+            actions.append(re.Digest(hash=h, size_bytes=len(data)))
+    random.shuffle(actions)
+    def result(digest):
+        return ac.GetActionResult(re.GetActionResultRequest(instance_name="", action_digest=digest))
+    def absent(_):
+        try:
+            result(re.Digest(hash=os.urandom(32).hex(), size_bytes=140))
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.NOT_FOUND, e
     for _ in range(20):
         absent(None)
     report("GetActionResult(absent)", timed(n, None, absent), [])
-    if blobs:
-        report("BatchReadBlobs(1 stored blob)", timed(n, blobs, read), [b[1] for b in blobs])
+    if not actions:
+        return
+    results = [result(a) for a in actions]
+    report("GetActionResult(stored)", timed(n, actions, result), [a.size_bytes for a in actions])
+    # What hoard reads for one entry: every output file (and stdout, stderr) in one batch.
+    entries = []
+    for r in results:
+        digests = [o.digest for o in r.output_files]
+        digests += [d for d in (r.stdout_digest, r.stderr_digest) if d.size_bytes > 0]
+        if digests:
+            entries.append(digests)
+    def read(digests):
+        r = cs.BatchReadBlobs(re.BatchReadBlobsRequest(instance_name="", digests=digests))
+        assert all(x.status.code == 0 for x in r.responses), r
+    if entries:
+        report("BatchReadBlobs(an entry's blobs)", timed(n, entries, read),
+               [sum(d.size_bytes for d in e) for e in entries])
 
 if sys.argv[1] == "redis":
     redis(int(sys.argv[2]), int(sys.argv[3]))
@@ -436,7 +471,7 @@ micro_objs() { grep -E '^/[^:]+\.o: ' "$W/Makefile" | cut -d: -f1 | head -n "$MI
 micro_pass() {
   local key=$1 pass=$2 name=${STATNAME[$1]}
   (
-    local objs j before requests=- hits first rest
+    local objs j before requests=- hits mean first rest grpc=-
     mapfile -t objs < <(micro_objs)
     machine "A-micro-$key-$pass" "$key"
     "$HOARD" --start-server >/dev/null 2>&1 || true
@@ -448,12 +483,18 @@ micro_pass() {
     machine "M-micro-$key-$pass" "$key"
     # shellcheck disable=SC2031 # this machine's setting, in this subshell only
     export HOARD_PREFETCH=off
+    # On BuildGrid's counting pass, h2's frames are logged too: each gRPC call's time as
+    # hoard's client sees it.
+    # shellcheck disable=SC2031 # this machine's setting, in this subshell only
+    [ "$key" = buildgrid ] && [ "$pass" = count ] && export HOARD_LOG=warn,h2=debug
     "$HOARD" --start-server >/dev/null 2>&1 || true
     rm -f "${objs[@]}"
     [ "$key" = redis ] && redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
     before=0
     [ "$key" = buildgrid ] && before=$(wc -l <"$W/buildgrid-$SERVER_GEN/log")
     make -s -j1 -f "$W/Makefile" "L=$HOARD" "${objs[@]}" >/dev/null
+    machine_stop
+    [ "${HOARD_LOG:-}" = warn,h2=debug ] && grpc=$(grpc_calls "$HOARD_DIR"/server.log*)
     machine_done
     case $key in
     redis)
@@ -468,9 +509,29 @@ micro_pass() {
       ;;
     esac
     j=$(journal_tier "$HOARD_JOURNAL" "$name")
-    read -r hits _ _ first rest <<<"$j"
-    echo "$first $rest $hits ${requests:--}"
+    read -r hits _ mean first rest <<<"$j"
+    echo "$first $rest $hits ${requests:--} $mean $grpc"
   )
+}
+
+# "CALLS TOTAL_MS MEDIAN_MS" of the gRPC calls in a server.log with h2's frames: each call
+# from its request's headers sent to its trailers (END_STREAM) received, as hoard sees it.
+grpc_calls() { # LOG...
+  cat "$@" | python3 -c '
+import re, statistics, sys
+from datetime import datetime
+sent, took = {}, []
+pat = re.compile(r"^(\S+)Z .*(send|received) frame=Headers \{ stream_id: StreamId\((\d+)\), flags: \((0x[0-9a-f]+)")
+for line in sys.stdin:
+    m = pat.match(line)
+    if not m:
+        continue
+    at = datetime.fromisoformat(m[1]).timestamp()
+    if m[2] == "send":
+        sent.setdefault(m[3], at)
+    elif int(m[4], 16) & 1 and m[3] in sent:
+        took.append((at - sent.pop(m[3])) * 1000)
+print(len(took), f"{sum(took):.2f}", f"{statistics.median(took):.3f}" if took else "-")'
 }
 
 # The probe's lines for KEY, on the tier as micro_pass left it.
@@ -499,7 +560,7 @@ if [ "$MICRO" -gt 0 ]; then
   echo
   echo "| tier | hits | requests to the server per hit | lookup_ms, the first compile (opens the connection) | lookup_ms per hit, the others (median) | the server alone: ms per request, median (p90), one at a time on a warm connection |"
   echo "|---|---|---|---|---|---|"
-  declare -A REST=() PERHIT=() PROBED=()
+  declare -A REST=() PERHIT=() PROBED=() GRPC=()
   for key in "${TIERS[@]}"; do
     say "where the time goes: $key"
     first=- rest=- hits=0 requests=- probed=""
@@ -513,7 +574,8 @@ if [ "$MICRO" -gt 0 ]; then
       # BuildGrid counts requests only in its log, at -vv: a second pass, its times unused.
       requests=- hits_for=0
       if empty_tier "$key" -vv; then
-        read -r _ _ hits_for requests <<<"$(micro_pass "$key" count)"
+        read -r _ _ hits_for requests cmean calls callms callmed <<<"$(micro_pass "$key" count)"
+        GRPC[$key]="$hits_for $cmean $calls $callms $callmed"
       fi
     fi
     PERHIT[$key]=$(per_hit "$requests" "$hits_for")
@@ -523,17 +585,18 @@ if [ "$MICRO" -gt 0 ]; then
   done
   echo
   echo "- Requests per hit, counted by the server (redis: INFO commandstats; BuildGrid: its request log, on a second pass with -vv whose times are not used). A direct-mode hit looks up two entries, the manifest and then the result, one after the other. A REAPI entry is an ActionResult (GetActionResult) whose outputs are CAS blobs, read in one BatchReadBlobs (ByteStream Read for a blob over the batch limit): two round trips an entry. A redis entry is one GET, but hoard's redis client (OpenDAL's connection pool) sends a PING to check a pooled connection before each reuse: also two round trips an entry. GetCapabilities is asked once per server process."
-  echo "- The server alone: Python clients, one request at a time (a raw socket for redis; grpcio, the client BuildGrid ships, for REAPI), so the client's own share is in each figure. A GetActionResult of an absent digest is the floor of a REAPI request."
+  echo "- The server alone: Python clients, one request at a time on what A stored (a raw socket for redis; grpcio, the client BuildGrid ships, for REAPI; hoard's Actions found in the CAS, where hoard uploads them beside each result), so the client's own share is in each figure. A GetActionResult of an absent digest is the floor of a REAPI request; a stored one is also read from BuildGrid's CAS and its blobs checked there."
   for key in "${TIERS[@]}"; do
     if [ "${PERHIT[$key]:--}" = - ] || [ -z "${PROBED[$key]:-}" ]; then continue; fi
-    # Each request per hit times the server-alone median of its kind (a redis PING as a GET).
+    # Each request per hit times the server-alone median of its kind (a stored entry's
+    # figure where there is one, else an absent one's).
     echo "- ${ROWLABEL[$key]}: the server's share of a hit, requests per hit × the server alone's median: $(awk -F'\t' -v key="$key" -v perhit="${PERHIT[$key]}" -v rest="${REST[$key]}" '
-      { split($1, n, "("); ms[n[1]] = $3 }
+      { split($1, n, "("); if ($1 !~ /absent/ || !(n[1] in ms)) ms[n[1]] = $3 }
       END {
         k = split(perhit, parts, ", ")
         for (i = 1; i <= k; i++) {
           split(parts[i], mc, " "); m = mc[1]; c = mc[2]
-          lat = (key == "redis") ? ms["GET"] : ms[m]
+          lat = ms[toupper(key) == "REDIS" ? toupper(m) : m]
           if (m == "GetCapabilities" || lat == "") continue
           sum += c * lat
           text = text (text == "" ? "" : " + ") sprintf("%s %s × %.3f", c, m, lat)
@@ -542,6 +605,12 @@ if [ "$MICRO" -gt 0 ]; then
         if (rest ~ /^[0-9.]+$/) printf " of the %.2f ms a hit costs in hoard (the rest is hoard'"'"'s own: the wrapper and its server, the local miss, the client library, checking the bytes read (for REAPI, the SHA-256 of every blob), verifying the entry, writing the outputs)", rest
       }' <<<"${PROBED[$key]}")."
   done
+  if [ -n "${GRPC[buildgrid]:-}" ]; then
+    read -r chits cmean calls callms callmed <<<"${GRPC[buildgrid]}"
+    if is_number "$cmean" && is_number "$callms" && [ "$chits" -gt 0 ]; then
+      echo "- ${ROWLABEL[buildgrid]}, as hoard's client sees it (the counting pass, with BuildGrid logging every request and hoard logging h2's frames; each call from its request's headers sent to its trailers received): $calls gRPC calls for $chits hits, median $callmed ms a call; $(awk -v t="$callms" -v h="$chits" -v m="$cmean" 'BEGIN { printf "%.2f ms a hit in calls, of the %.2f ms mean lookup_ms a hit of that pass: %.2f ms a hit is hoard'"'"'s own", t / h, m, m - t / h }')."
+    fi
+  fi
   if is_number "${REST[redis]:-}" && is_number "${REST[buildgrid]:-}"; then
     echo "- Per hit, reapi on BuildGrid costs $(awk -v a="${REST[buildgrid]}" -v b="${REST[redis]}" 'BEGIN { printf "%.2f", a - b }') ms more than redis in hoard (lookup_ms per hit, the others' medians)."
   fi
