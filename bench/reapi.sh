@@ -12,26 +12,33 @@
 #          the tier on the compile's path: the per-hit cost of the tier, undiluted.
 #
 # Medians of REPEATS rounds, and the ratio reapi / redis of each (no target yet). Printed
-# beside them: B's hits and misses and B's tier counters (hits, misses, prefetched, errors),
-# each round's, so that a reader sees the warm builds were all hits; and from HOARD_JOURNAL
-# the compiles that looked their entry up in the tier, with their mean lookup_ms.
+# beside them: B's hits and misses and B's tier counters (hits, misses, prefetched, errors,
+# with the status the server gave for each error, from B's server.log), each round's, so that
+# a reader sees the warm builds were all hits; from HOARD_JOURNAL the compiles that looked
+# their entry up in the tier, with their mean lookup_ms; and the CPU seconds the tier's server
+# spent during B's builds (it shares the 2 cores with the build here).
 #
 # Where the time goes, measured after the rounds on the C corpus's first MICRO files:
 #   - one machine with an empty disk and HOARD_PREFETCH=off compiles them one at a time
-#     (make -j1), every compile a remote hit; the server's own request counters give the
-#     requests per hit (redis: INFO commandstats; BuildGrid: its request log, on a second,
-#     verbose run whose times are not used), the journal gives lookup_ms per hit (the first
-#     compile, which opens the connection, apart from the median of the others);
-#   - the server alone: a Python client times PROBE single requests, one at a time, on a
-#     warm connection: a redis GET of a stored entry; a REAPI GetActionResult (of an absent
-#     digest: the request's floor) and a BatchReadBlobs of one stored blob.
+#     (make -j1), every compile a remote hit: the journal gives lookup_ms per hit (the first
+#     compile, which opens the connection, apart from the median of the others), the server's
+#     own counters the requests per hit (redis: INFO commandstats; BuildGrid: its request log,
+#     on a second, verbose pass whose lookup times are not those reported);
+#   - on that second pass hoard's server also logs h2's frames: each gRPC call's time as
+#     hoard's client sees it, so a hit splits into time in calls and hoard's own time;
+#   - the server alone: a Python client times PROBE single requests, one at a time on a warm
+#     connection, on what A stored: a redis PING and GET; a REAPI GetActionResult of an
+#     absent digest (the floor) and of a stored one (hoard's Actions are found in the CAS),
+#     and a BatchReadBlobs of one entry's blobs, as hoard reads them. Requests per hit times
+#     these medians is the server's share of a hit.
 #
 # The REAPI server is BuildGrid (Python; `bgd` from BGD_BIN, PATH or target/test-venv, else
 # pip-installed into target/bench-venv), with the configuration the tests use: action cache,
 # CAS and ByteStream on disk, instance "". bazel-remote (Go), the production choice with
 # Buildbarn, is measured as a third column when BAZEL_REMOTE_BIN (or bazel-remote on PATH)
-# names its binary (started with --dir, --max_size, --grpc_address, --http_address); else its
-# row says it was not measured.
+# names its binary (started with --dir, --max_size, --grpc_address, --http_address; not yet
+# run: no bazel-remote binary could be had where this was written); else its row says it was
+# not measured.
 #
 # The projects: the C corpus (as bench/c.sh builds it) and the cargo project bench/rustapp (as
 # bench/rust.sh builds it, hoard as RUSTC_WRAPPER), one table each.
