@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use crate::remote_tiers::{killed_mid_build, two_machines_share_a_tree};
-use crate::support::tiers::reapi::{BuildGrid, NO_BGD, output_file, output_files};
+use crate::support::tiers::reapi::{BuildGrid, NO_BGD, Options, output_file, output_files, pki};
 use crate::support::{
     Sandbox, assert_all_succeeded, build, c_files, compile_args, lua_sources, plain_build, text,
     tier, tools,
@@ -129,6 +129,70 @@ fn a_named_instance_shares_a_tree_and_keeps_it_from_the_default_instance() {
         tier(&stats, "reapi")["hits"].as_u64() >= Some(sources.len() as u64),
         "{stats}"
     );
+}
+
+#[test]
+fn every_setting_from_the_environment_shares_a_tree_over_mtls_with_a_token_and_leaks_no_secret() {
+    if !tools::installed(&["openssl"]) {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let pki = pki(certs.path()).unwrap();
+    let secret = "hoard-e2e-secret";
+    let Some(server) = BuildGrid::with(Options {
+        instances: vec!["team-a".into()],
+        jwt_secret: Some(secret.into()),
+        tls: Some(pki.clone()),
+        client_certs: true,
+    }) else {
+        return tools::unavailable(NO_BGD);
+    };
+    let token = server.token(secret, 3600);
+    let endpoint = server.endpoint();
+    let headers = format!("x-hoard-test=e2e\nauthorization=Bearer {token}");
+    let (ca, cert, key) = (
+        pki.ca.display().to_string(),
+        pki.client_cert.display().to_string(),
+        pki.client_key.display().to_string(),
+    );
+    let env = [
+        ("HOARD_REAPI_ENDPOINT", endpoint.as_str()),
+        ("HOARD_REAPI_INSTANCE", "team-a"),
+        ("HOARD_REAPI_HEADERS", headers.as_str()),
+        ("HOARD_REAPI_TLS_CA", ca.as_str()),
+        ("HOARD_REAPI_TLS_CLIENT_CERT", cert.as_str()),
+        ("HOARD_REAPI_TLS_CLIENT_KEY", key.as_str()),
+    ];
+    two_machines_share_a_tree(&env, "reapi", true);
+
+    // The token is a secret: no report and no log shows it.
+    let mut sandbox = Sandbox::new();
+    for (var, value) in env {
+        sandbox.set_env(var, value);
+    }
+    let sources = &c_files(&lua_sources())[..2];
+    let out = sandbox.dir.path().join("out");
+    assert_all_succeeded(
+        &build(Some(&sandbox), "gcc", sources, &out, &["-O1"], 2),
+        "a build",
+        &sandbox,
+    );
+    let mut shown = String::new();
+    for args in [
+        &["--show-config"][..],
+        &["--show-config", "--json"],
+        &["--show-stats"],
+        &["--show-stats", "--json"],
+    ] {
+        let report = sandbox.hoard().args(args).output().unwrap();
+        shown += &text(&report.stdout);
+        shown += &text(&report.stderr);
+    }
+    sandbox.stop_server();
+    shown += &sandbox.log();
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!shown.contains(signature), "the token is shown: {shown}");
+    assert!(shown.contains("reapi"), "{shown}");
 }
 
 #[test]
