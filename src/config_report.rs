@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use hoard_storage::tier::config::{Userinfo, redact_url};
+use hoard_storage::tier::config::{Userinfo, redact_url, shown_headers};
 
 use crate::config::{Settings, server_program};
 use crate::config_file::{self, Origin, SETTINGS};
@@ -26,12 +26,17 @@ pub const CREDENTIAL_URLS: &[(&str, Userinfo)] = &[
     ("HOARD_REDIS_ENDPOINT", Userinfo::Password),
     ("HOARD_WEBDAV_ENDPOINT", Userinfo::Password),
     ("HOARD_S3_ENDPOINT", Userinfo::All),
+    ("HOARD_REAPI_ENDPOINT", Userinfo::Password),
     ("HOARD_SERVER_ADDR", Userinfo::Password),
     ("HOARD_SERVER_LISTEN", Userinfo::Password),
 ];
 
 /// `value` of `name` as the report may show it.
 fn shown(name: &str, value: String) -> String {
+    // Header values are tokens; their names say what is sent.
+    if name == "HOARD_REAPI_HEADERS" {
+        return shown_headers(&value);
+    }
     match CREDENTIAL_URLS.iter().find(|(n, _)| *n == name) {
         Some((_, secret)) => redact_url(&value, *secret),
         None => value,

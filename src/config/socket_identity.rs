@@ -55,6 +55,15 @@ enum TierKind<'a> {
         key_path: Option<&'a PathBuf>,
         prefix: Option<&'a String>,
     },
+    /// Headers included (hashed, never shown): a new token is a new configuration.
+    Reapi {
+        endpoint: &'a String,
+        instance: Option<&'a String>,
+        headers: &'a [(String, String)],
+        tls_ca: Option<&'a PathBuf>,
+        tls_client_cert: Option<&'a PathBuf>,
+        tls_client_key: Option<&'a PathBuf>,
+    },
     /// The job's token is left out: it changes with every job, the cache it reaches does not.
     Gha {
         version: &'a String,
@@ -160,6 +169,21 @@ pub(super) fn tiers(tiers: &[hoard_storage::TierConfig]) -> String {
                         endpoint: endpoint.as_ref(),
                         key_path: key_path.as_ref(),
                         prefix: prefix.as_ref(),
+                    },
+                    Kind::Reapi {
+                        endpoint,
+                        instance,
+                        headers,
+                        tls_ca,
+                        tls_client_cert,
+                        tls_client_key,
+                    } => TierKind::Reapi {
+                        endpoint,
+                        instance: instance.as_ref(),
+                        headers,
+                        tls_ca: tls_ca.as_ref(),
+                        tls_client_cert: tls_client_cert.as_ref(),
+                        tls_client_key: tls_client_key.as_ref(),
                     },
                     Kind::Gha {
                         version,

@@ -9,6 +9,7 @@ mod extract;
 #[doc(hidden)]
 pub mod forge;
 mod open;
+pub(crate) mod parts;
 pub mod signature;
 pub mod split;
 

@@ -9,9 +9,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod cloud;
+mod reapi;
 pub mod redact;
 mod size;
 
+pub use reapi::{parse_headers, shown_headers};
 pub use redact::{MASK, MIN_SCRUBBED_LEN, Scrubber, Userinfo, redact_url, scrub, url_secrets};
 pub use size::{SizeError, parse_size};
 
@@ -27,9 +29,10 @@ pub const MEMCACHED_DEFAULT_MAX_ENTRY: u64 = 1024 * 1024 - 1024;
 
 /// The names tiers are known by in `HOARD_TIER_ORDER`, `HOARD_READ_ONLY_TIERS` and stats, in the
 /// default order of the chain: the fastest (in-memory) stores first.
-pub const TIER_NAMES: [&str; 8] = [
+pub const TIER_NAMES: [&str; 9] = [
     "memcached",
     "redis",
+    "reapi",
     "s3",
     "gcs",
     "azure",
@@ -114,6 +117,24 @@ pub enum TierKind {
         /// `ACTIONS_RUNTIME_TOKEN`, the job's token (secret).
         token: Option<String>,
     },
+    /// A Bazel Remote Execution API cache (bazel-remote, Buildbarn, BuildGrid, ...): its
+    /// ActionCache, CAS and ByteStream services over gRPC. Its `Debug` masks header values.
+    Reapi {
+        /// `grpc://host:port`, or `grpcs://host:port` for TLS.
+        endpoint: String,
+        /// The instance name sent with every call; empty when `None`.
+        instance: Option<String>,
+        /// gRPC metadata sent with every call (`authorization`, API keys): the values are
+        /// secrets.
+        headers: Vec<(String, String)>,
+        /// A PEM bundle of the CAs that sign the server's certificate; the system's roots
+        /// when `None`.
+        tls_ca: Option<std::path::PathBuf>,
+        /// The client certificate (PEM) for mTLS, with [`TierKind::Reapi::tls_client_key`].
+        tls_client_cert: Option<std::path::PathBuf>,
+        /// The client certificate's private key (PEM).
+        tls_client_key: Option<std::path::PathBuf>,
+    },
 }
 
 impl std::fmt::Debug for TierKind {
@@ -146,6 +167,7 @@ impl std::fmt::Debug for TierKind {
             TierKind::SharedDir { path } => {
                 f.debug_struct("SharedDir").field("path", path).finish()
             }
+            TierKind::Reapi { .. } => reapi::debug(self, f),
             other => cloud::debug(other, f),
         }
     }
@@ -171,7 +193,8 @@ impl TierKind {
         match self {
             TierKind::Memcached { endpoint }
             | TierKind::Redis { endpoint }
-            | TierKind::Webdav { endpoint } => Some(endpoint),
+            | TierKind::Webdav { endpoint }
+            | TierKind::Reapi { endpoint, .. } => Some(endpoint),
             TierKind::S3 { endpoint, .. }
             | TierKind::Azure { endpoint, .. }
             | TierKind::Gcs { endpoint, .. } => endpoint.as_deref(),
@@ -189,6 +212,7 @@ impl TierKind {
             .map(|e| url_secrets(e, self.userinfo_secret()))
             .unwrap_or_default();
         secrets.extend(cloud::secrets(self));
+        secrets.extend(reapi::secrets(self));
         secrets
     }
 
@@ -198,14 +222,14 @@ impl TierKind {
         if let Some(endpoint) = self.endpoint() {
             scrubber.add_endpoint(endpoint, self.userinfo_secret());
         }
-        for secret in cloud::secrets(self) {
+        for secret in cloud::secrets(self).into_iter().chain(reapi::secrets(self)) {
             scrubber.add_secret(&secret);
         }
         scrubber
     }
 
-    /// The kind's name: `memcached`, `redis`, `s3`, `gcs`, `azure`, `webdav`, `gha` or
-    /// `shared_dir`.
+    /// The kind's name: `memcached`, `redis`, `reapi`, `s3`, `gcs`, `azure`, `webdav`, `gha`
+    /// or `shared_dir`.
     pub fn name(&self) -> &'static str {
         match self {
             TierKind::Memcached { .. } => "memcached",
@@ -216,6 +240,7 @@ impl TierKind {
             TierKind::Azure { .. } => "azure",
             TierKind::Gcs { .. } => "gcs",
             TierKind::Gha { .. } => "gha",
+            TierKind::Reapi { .. } => "reapi",
         }
     }
 }
@@ -330,6 +355,8 @@ impl TierConfig {
                     ));
                 }
             }
+            TierKind::Reapi { .. } => reapi::validate(&self.kind)
+                .map_err(|(field, value, reason)| invalid(field, &value, &reason))?,
             other => cloud::validate(other)
                 .map_err(|(field, value, reason)| invalid(field, &value, &reason))?,
         }
@@ -455,14 +482,17 @@ impl TierConfigError {
 /// * `HOARD_MEMCACHED_ENDPOINT`, `HOARD_REDIS_ENDPOINT`, `HOARD_WEBDAV_ENDPOINT`,
 ///   `HOARD_SHARED_DIR`, and `HOARD_S3_BUCKET` with `HOARD_S3_ENDPOINT`, `HOARD_S3_REGION`,
 ///   `HOARD_S3_PREFIX`, each making a tier named after its kind;
+/// * `HOARD_REAPI_ENDPOINT` (`grpc://` or `grpcs://`) with `HOARD_REAPI_INSTANCE`,
+///   `HOARD_REAPI_HEADERS` (`Name=Value` pairs) and `HOARD_REAPI_TLS_CA`,
+///   `HOARD_REAPI_TLS_CLIENT_CERT`, `HOARD_REAPI_TLS_CLIENT_KEY`: a Bazel remote cache;
 /// * `HOARD_MEMCACHED_MAX_ENTRY`: memcached's item size limit (`-I`), e.g. `16M`
 ///   (default 1 MiB);
 /// * `HOARD_REMOTE_MAX_ENTRY`: the largest compressed entry sent to or read from every other
 ///   tier (default [`super::DEFAULT_MAX_REMOTE_ENTRY`], 128 MiB): what a tier returns beyond
 ///   it is refused unread;
 /// * `HOARD_TIER_ORDER`: comma list of those names, the order of the chain after the local
-///   disk (default `memcached,redis,s3,webdav,shared_dir`); configured tiers it leaves out
-///   follow in the default order;
+///   disk (default `memcached,redis,reapi,s3,gcs,azure,webdav,gha,shared_dir`); configured
+///   tiers it leaves out follow in the default order;
 /// * `HOARD_READ_ONLY_TIERS`: comma list of names never written.
 ///
 /// A variable that is set but empty (CI systems export those) means "no such tier", never an
@@ -505,6 +535,7 @@ pub fn tiers_from_env(
             path: PathBuf::from(path),
         }));
     }
+    tiers.extend(reapi::tier_from_env(&var)?.map(TierConfig::new));
     tiers.extend(
         cloud::tiers_from_env(&var)?
             .into_iter()

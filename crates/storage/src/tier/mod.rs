@@ -1,6 +1,7 @@
 //! Remote storage tiers and the tiered chain: the local disk LRU first, then shared stores
 //! (redis, S3 and WebDAV, reached through Apache OpenDAL; memcached, through hoard's pooled
-//! client (module `memcached`); and a shared directory, whose files are opened here without
+//! client (module `memcached`); a Bazel remote cache, through REAPI's gRPC services (module
+//! `reapi`); and a shared directory, whose files are opened here without
 //! following links).
 //!
 //! * [`config`]: what a tier is ([`TierConfig`], [`TierKind`]) and the `HOARD_*` variables
@@ -17,6 +18,7 @@ mod index;
 mod memcached;
 mod operators;
 mod prefetch;
+mod reapi;
 mod remote;
 mod remotes;
 mod segment_writer;

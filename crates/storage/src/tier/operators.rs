@@ -19,6 +19,12 @@ pub(super) fn build_operator(config: &TierConfig) -> Result<Operator, TierConfig
             endpoint,
             &"memcached is not reached through OpenDAL",
         )),
+        // A REAPI server is reached through hoard's gRPC client ([`super::reapi`]).
+        TierKind::Reapi { endpoint, .. } => Err(invalid(
+            "endpoint",
+            endpoint,
+            &"a REAPI server is not reached through OpenDAL",
+        )),
         TierKind::Redis { endpoint } => build_redis(config, endpoint),
         TierKind::S3 {
             bucket,

@@ -1,6 +1,6 @@
 //! One remote tier: an OpenDAL operator for the configured service (or, for memcached, the
 //! pooled client of [`super::memcached`]; for a shared directory, the link-refusing file work
-//! of [`shared_dir`]), wrapped in deadlines, a circuit breaker, a size limit on what is read
+//! of [`shared_dir`]; for a REAPI server, the gRPC client of [`super::reapi`]), wrapped in deadlines, a circuit breaker, a size limit on what is read
 //! and counters. No wire protocol is written here; this module only decides when to call,
 //! for how long, how much to accept and what a failure means (never an error for the
 //! caller).
@@ -18,6 +18,7 @@ use super::breaker::{Admit, Breaker};
 use super::config::{TierConfig, TierConfigError, TierKind};
 use super::memcached::{Memcached, MemcachedError};
 use super::operators::{build_operator, invalid};
+use super::reapi::{Reapi, ReapiError, Written};
 use super::shared_dir::{self, Lookup, Refusal, SharedDirError};
 use crate::CacheKey;
 
@@ -82,6 +83,9 @@ enum TierError {
     /// The shared directory's file work failed.
     #[error(transparent)]
     SharedDir(#[from] SharedDirError),
+    /// The REAPI server failed a call, or returned what cannot be used.
+    #[error(transparent)]
+    Reapi(#[from] ReapiError),
     /// The blocking task doing the file work did not finish.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -104,6 +108,8 @@ pub(crate) struct RemoteTier {
     operator: OnceCell<Operator>,
     /// memcached's client (that tier only): its connections are pooled and kept open.
     memcached: Option<Memcached>,
+    /// A REAPI server's client (that tier only).
+    reapi: Option<Reapi>,
     /// Entries larger than this are neither written to the tier nor read from it.
     max_entry: u64,
     /// Whether the last operation succeeded, i.e. a connection has been seen to work and
@@ -176,7 +182,7 @@ impl RemoteTier {
         // An operator whose builder needs no I/O is built now, so OpenDAL's own checks
         // (an S3 region it cannot find, ...) fail at startup, naming the tier.
         let (operator, memcached) = match &config.kind {
-            TierKind::SharedDir { .. } => (OnceCell::new(), None),
+            TierKind::SharedDir { .. } | TierKind::Reapi { .. } => (OnceCell::new(), None),
             TierKind::Memcached { endpoint } => {
                 let client = Memcached::new(endpoint).map_err(|reason| {
                     invalid(&config, "endpoint", endpoint, &reason).scrubbed(&config.kind)
@@ -195,6 +201,7 @@ impl RemoteTier {
             counters: Counters::default(),
             operator,
             memcached,
+            reapi: Reapi::of(&config),
             answering: AtomicBool::new(false),
             writes_refused: AtomicBool::new(false),
             config,
@@ -285,6 +292,12 @@ impl RemoteTier {
         } else if let Some(memcached) = &self.memcached {
             self.guarded("get", key, self.memcached_get(memcached, key))
                 .await
+        } else if let Some(reapi) = &self.reapi {
+            if reapi.unusable() {
+                return Call::Rejected;
+            }
+            let read = async { Ok(reapi.get(key, self.max_entry).await?) };
+            self.guarded("get", key, read).await
         } else {
             self.guarded("get", key, self.dal_get(key)).await
         }
@@ -413,6 +426,20 @@ impl RemoteTier {
                 Ok(Stored::Written)
             };
             self.guarded("put", key, write).await
+        } else if let Some(reapi) = &self.reapi {
+            if reapi.unusable() {
+                return Call::Rejected;
+            }
+            let write = async {
+                match reapi.put(key, entry).await {
+                    Ok(Written::Stored) => Ok(Stored::Written),
+                    Ok(Written::ReadOnly) => Ok(Stored::Declined(Decline::NotAllowed)),
+                    Err(e) if e.is_permission_denied() => Ok(Stored::Declined(Decline::NotAllowed)),
+                    Err(e) if e.is_rate_limited() => Ok(Stored::Declined(Decline::RateLimited)),
+                    Err(e) => Err(e.into()),
+                }
+            };
+            self.guarded("put", key, write).await
         } else {
             let path = entry_path(key);
             let write = async {
@@ -436,6 +463,11 @@ impl RemoteTier {
             let path = memcached_key(&entry_path(key));
             let remove = async { Ok(memcached.delete(&path).await?) };
             self.guarded("remove", key, remove).await;
+        } else if let Some(reapi) = &self.reapi {
+            if !reapi.unusable() {
+                let remove = async { Ok(reapi.remove(key).await?) };
+                self.guarded("remove", key, remove).await;
+            }
         } else {
             let path = entry_path(key);
             let remove = async {

@@ -71,6 +71,15 @@ pub(crate) enum Refusal {
         /// What it is.
         kind: &'static str,
     },
+    /// Something a tier holds under an entry's key that hoard never wrote (a REAPI action
+    /// result naming no entry, or one whose parts do not fit together).
+    #[error("{path}: not a hoard entry: {why}")]
+    NotAnEntry {
+        /// Where it is.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A regular file larger than the tier's entry limit.
     #[error("{path}: {size} bytes, over the tier's {limit}-byte entry limit")]
     TooLarge {
