@@ -43,6 +43,18 @@ fn reapi_tier(server: &BuildGrid) -> TierConfig {
     reapi_tier_at(server.endpoint(), None)
 }
 
+/// The payload of a blob entry a tier returned. The reapi tier rebuilds an entry from its
+/// files (as a raw entry), so its bytes need not be the compressed ones that were put: what
+/// must be the same is what it holds.
+fn payload(got: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    got.map(|e| entry::unpack_blob(&e).unwrap_or_else(|err| panic!("not a blob entry: {err}")))
+}
+
+/// The payload of [`entry`]`(n, len)`.
+fn blob(n: u8, len: usize) -> Vec<u8> {
+    entry::unpack_blob(&entry(n, len)).unwrap()
+}
+
 /// A compile's entry, as a server packs it from the files a compile left: an object of
 /// `object_len` incompressible bytes and a dependency file, with what the compiler printed.
 struct Compiled {
@@ -64,7 +76,7 @@ fn compiled(n: u8, object_len: usize) -> Compiled {
     std::fs::write(work.path().join("x.o"), &object).unwrap();
     std::fs::write(work.path().join("x.d"), &dep).unwrap();
     let meta = EntryMeta {
-        stdout: if n % 2 == 0 {
+        stdout: if n.is_multiple_of(2) {
             Vec::new()
         } else {
             format!("note {n}\n").into_bytes()
@@ -112,7 +124,51 @@ async fn buildgrid_shares_entries_between_machines_and_backfills() {
     let Some(server) = buildgrid("buildgrid_shares_entries", &[""]) else {
         return;
     };
-    shared_between_two_machines(reapi_tier(&server)).await;
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = machine(a_dir.path(), vec![reapi_tier(&server)]);
+    let b = machine(b_dir.path(), vec![reapi_tier(&server)]);
+    a.put(&key(1), entry(1, 200_000)).await.unwrap();
+    assert!(a.flush(FLUSH).await, "remote writes did not drain");
+    assert_eq!(stats_of(&a, "reapi").writes, 1, "{:?}", a.tier_stats());
+
+    assert_eq!(b.local().get(&key(1)).await.unwrap(), None);
+    let hit = b.get(&key(1)).await.unwrap();
+    assert_eq!(
+        payload(hit.clone()),
+        Some(blob(1, 200_000)),
+        "no remote hit"
+    );
+    let remote = stats_of(&b, "reapi");
+    assert_eq!(
+        (remote.hits, remote.errors, remote.timeouts),
+        (1, 0, 0),
+        "{remote:?}"
+    );
+    // Backfilled into B's local tier after the hit was answered: the next get is local.
+    assert!(b.flush(FLUSH).await);
+    assert_eq!(b.local().get(&key(1)).await.unwrap(), hit);
+    assert_eq!(b.get(&key(1)).await.unwrap(), hit);
+    let local = stats_of(&b, "local");
+    assert_eq!(
+        (local.hits, local.misses, local.writes),
+        (1, 1, 1),
+        "{local:?}"
+    );
+    assert_eq!(stats_of(&b, "reapi").hits, 1);
+
+    // A miss everywhere is a miss, counted as one by the tier.
+    assert_eq!(b.get(&key(2)).await.unwrap(), None);
+    assert_eq!(stats_of(&b, "reapi").misses, 1);
+
+    // A third machine whose limit is under the entry's size refuses it: the tier's error,
+    // never a hit.
+    let tight_dir = tempfile::tempdir().unwrap();
+    let mut tight = reapi_tier(&server);
+    tight.max_entry_size = Some(100_000);
+    let third = machine(tight_dir.path(), vec![tight]);
+    assert_eq!(third.get(&key(1)).await.unwrap(), None, "over the limit");
+    let refused = stats_of(&third, "reapi");
+    assert_eq!((refused.hits, refused.errors), (0, 1), "{refused:?}");
 }
 
 #[tokio::test]
@@ -177,6 +233,8 @@ async fn a_file_over_buildgrids_4_mib_message_limit_round_trips_byte_for_byte_th
     let Some(server) = buildgrid("a_file_over_the_message_limit", &[""]) else {
         return;
     };
+    // BuildGrid refuses any gRPC message over 4 MiB, so no batch call can carry this object
+    // either way: only ByteStream's chunked writes and reads can.
     let big = compiled(1, 6 << 20);
     assert!(big.object.len() > GRPC_MESSAGE_LIMIT);
     assert!(big.entry.len() > GRPC_MESSAGE_LIMIT, "incompressible");
@@ -228,13 +286,13 @@ async fn a_named_instance_keeps_its_entries_apart_from_the_default_instance() {
 
     let (team_reader, default_reader) = (team(dirs[2].path()), default(dirs[3].path()));
     assert_eq!(
-        team_reader.get(&key(1)).await.unwrap(),
-        Some(entry(1, 5000))
+        payload(team_reader.get(&key(1)).await.unwrap()),
+        Some(blob(1, 5000))
     );
     assert_eq!(team_reader.get(&key(2)).await.unwrap(), None);
     assert_eq!(
-        default_reader.get(&key(2)).await.unwrap(),
-        Some(entry(2, 5000))
+        payload(default_reader.get(&key(2)).await.unwrap()),
+        Some(blob(2, 5000))
     );
     assert_eq!(default_reader.get(&key(1)).await.unwrap(), None);
     for reader in [&team_reader, &default_reader] {
@@ -398,7 +456,10 @@ async fn a_read_only_reapi_tier_is_never_written() {
     let writer = machine(writer_dir.path(), vec![reapi_tier(&server)]);
     writer.put(&key(7), entry(7, 1000)).await.unwrap();
     assert!(writer.flush(FLUSH).await);
-    assert_eq!(storage.get(&key(7)).await.unwrap(), Some(entry(7, 1000)));
+    assert_eq!(
+        payload(storage.get(&key(7)).await.unwrap()),
+        Some(blob(7, 1000))
+    );
     assert_eq!(stats_of(&storage, "reapi").hits, 1);
 
     // A hit in the lower tier is not backfilled into the read-only one above it.
@@ -406,7 +467,10 @@ async fn a_read_only_reapi_tier_is_never_written() {
     let seed = machine(seed_dir.path(), vec![shared_dir_tier(shared.path())]);
     seed.put(&key(8), entry(8, 1000)).await.unwrap();
     assert!(seed.flush(FLUSH).await);
-    assert_eq!(storage.get(&key(8)).await.unwrap(), Some(entry(8, 1000)));
+    assert_eq!(
+        payload(storage.get(&key(8)).await.unwrap()),
+        Some(blob(8, 1000))
+    );
     assert!(storage.flush(FLUSH).await);
     assert_eq!(stats_of(&storage, "reapi").writes, 0);
 
@@ -427,14 +491,17 @@ async fn buildgrid_killed_then_restarted_on_the_same_port_hits_resume_without_a_
         return;
     };
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let tier = reapi_tier(&server);
-    let (a, b) = a_puts_b_reads(a_dir.path(), b_dir.path(), &tier, 5000).await;
+    let a = machine(a_dir.path(), vec![reapi_tier(&server)]);
+    let b = machine(b_dir.path(), vec![reapi_tier(&server)]);
+    a.put(&key(1), entry(1, 5000)).await.unwrap();
+    assert!(a.flush(FLUSH).await);
+    assert_eq!(payload(b.get(&key(1)).await.unwrap()), Some(blob(1, 5000)));
 
     server.kill();
     let each = misses_open_the_breaker(&b, "reapi", 10..20).await;
     println!("BuildGrid down: gets took {each:?} (the breaker opens after 3)");
     // B keeps working from its own disk.
-    assert_eq!(b.get(&key(1)).await.unwrap(), Some(entry(1, 5000)));
+    assert_eq!(payload(b.get(&key(1)).await.unwrap()), Some(blob(1, 5000)));
 
     // Back on the same port, with the same CAS directory (its action cache is in memory and
     // starts empty): after the cool-down a probe finds it and hits resume.
@@ -459,11 +526,12 @@ async fn buildgrid_killed_then_restarted_on_the_same_port_hits_resume_without_a_
     assert_eq!(s.state, "closed", "{s:?}");
 }
 
-/// A result whose blobs the server no longer has (its CAS evicted them) is a miss, never a
-/// hit with missing files and never an error for the caller.
+/// A blob whose bytes changed on the server (a disk fault, a bad cache node) is refused: the
+/// entry is neither delivered nor copied into the local disk. And once the blob is gone,
+/// the key is a plain miss (BuildGrid drops a result whose blobs it lost).
 #[tokio::test]
-async fn an_action_result_whose_blobs_are_gone_is_a_miss() {
-    let Some(server) = buildgrid("an_action_result_whose_blobs_are_gone", &[""]) else {
+async fn a_blob_changed_on_the_server_is_refused_never_delivered_nor_backfilled() {
+    let Some(server) = buildgrid("a_blob_changed_on_the_server", &[""]) else {
         return;
     };
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -472,25 +540,33 @@ async fn an_action_result_whose_blobs_are_gone_is_a_miss() {
     a.put(&key(1), c.entry.clone()).await.unwrap();
     assert!(a.flush(FLUSH).await);
     assert_eq!(stats_of(&a, "reapi").writes, 1);
-    // The ActionResult stays in the (in-memory) action cache; the blobs on disk go.
     let action = server.action_digest(&key(1).to_hex());
-    assert!(server.action_result("", &action).is_some());
-    let object = output_file(&server.action_result("", &action).unwrap(), "object");
-    let hash = object.split('/').next().unwrap().to_owned();
-    let removed: Vec<_> = walk(&server.cas_dir())
+    let result = server.action_result("", &action).expect("an ActionResult");
+    let object = output_file(&result, "object");
+    let hash = object.split('/').next().unwrap();
+    let on_disk: Vec<_> = walk(&server.cas_dir())
         .into_iter()
-        .filter(|p| p.to_string_lossy().contains(&hash[2..]))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy() == hash[2..])
+        })
         .collect();
-    assert!(!removed.is_empty(), "the object's blob is not on disk");
-    for path in &removed {
-        std::fs::remove_file(path).unwrap();
-    }
+    assert_eq!(on_disk.len(), 1, "the object's blob on BuildGrid's disk");
+    let mut bytes = std::fs::read(&on_disk[0]).unwrap();
+    bytes[50_000] ^= 0x55;
+    std::fs::write(&on_disk[0], &bytes).unwrap();
 
     let b = machine(b_dir.path(), vec![reapi_tier(&server)]);
     assert_eq!(b.get(&key(1)).await.unwrap(), None);
+    assert!(b.flush(FLUSH).await);
     let s = stats_of(&b, "reapi");
-    assert_eq!(s.hits, 0, "{s:?}");
-    assert_eq!(b.local().get(&key(1)).await.unwrap(), None);
+    assert_eq!((s.hits, s.errors), (0, 1), "{s:?}");
+    assert_eq!(b.local().get(&key(1)).await.unwrap(), None, "backfilled");
+
+    std::fs::remove_file(&on_disk[0]).unwrap();
+    assert_eq!(b.get(&key(1)).await.unwrap(), None);
+    let s = stats_of(&b, "reapi");
+    assert_eq!((s.hits, s.errors, s.misses), (0, 1, 1), "{s:?}");
 }
 
 /// `tier` with these headers on every call.
@@ -557,7 +633,14 @@ async fn refused(tier: TierConfig, what: &str) {
     assert!(storage.flush(FLUSH).await);
     let s = stats_of(&storage, "reapi");
     assert_eq!((s.hits, s.writes), (0, 0), "{what}: {s:?}");
-    assert_eq!(s.errors + s.timeouts, 2, "{what}: {s:?}");
+    // The get failed; the put failed too, or (a server that says "not allowed") was
+    // declined, which makes the tier read-only from then on.
+    assert_eq!(
+        s.errors + s.timeouts,
+        1 + u64::from(!s.read_only),
+        "{what}: {s:?}"
+    );
+    assert_eq!(s.skipped, u64::from(s.read_only), "{what}: {s:?}");
     assert_eq!(storage.get(&key(3)).await.unwrap(), Some(entry(3, 1000)));
 }
 
