@@ -51,17 +51,10 @@ fn a_second_machine_builds_the_cargo_workspace_all_from_buildgrid() {
     let endpoint = server.endpoint();
     // Linked outputs (the bin, the build script, the proc-macro) are megabytes: over
     // BuildGrid's 4 MiB message limit some travel by ByteStream.
-    let stats = crate::rust::cargo::second_machine_builds_from_as(
+    crate::rust::cargo::second_machine_builds_from_as(
         "reapi",
         &[("HOARD_REAPI_ENDPOINT", &endpoint)],
         &[("HOARD_REAPI_ENDPOINT", &endpoint)],
-    );
-    let reapi = tier(&stats, "reapi");
-    assert_eq!(
-        (reapi["errors"].as_u64(), reapi["timeouts"].as_u64()),
-        (Some(0), Some(0)),
-        "{stats}\nserver log:\n{}",
-        server.log()
     );
 }
 
@@ -144,6 +137,7 @@ fn every_setting_from_the_environment_shares_a_tree_over_mtls_with_a_token_and_l
         jwt_secret: Some(secret.into()),
         tls: Some(pki.clone()),
         client_certs: true,
+        ..Options::default()
     }) else {
         return tools::unavailable(NO_BGD);
     };

@@ -569,6 +569,47 @@ async fn a_blob_changed_on_the_server_is_refused_never_delivered_nor_backfilled(
     assert_eq!((s.hits, s.errors, s.misses), (0, 1, 1), "{s:?}");
 }
 
+/// REAPI servers bound the RPCs they serve at once and answer more with RESOURCE_EXHAUSTED,
+/// which the API calls retryable ("the client may retry after a delay"): BuildGrid's bound
+/// is its thread pool, 5 per core by default. A burst of lookups over the bound (parallel
+/// compiles and prefetch's read-ahead make one) must still find what the server holds.
+#[tokio::test]
+async fn a_burst_of_lookups_over_the_servers_concurrent_rpc_limit_still_hits_everything() {
+    let Some(server) = BuildGrid::with(Options {
+        thread_pool_size: Some(5),
+        ..Options::default()
+    }) else {
+        return require::unavailable("a_burst_of_lookups", NO_BGD);
+    };
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = machine(a_dir.path(), vec![reapi_tier(&server)]);
+    // One at a time: the writer stays under the limit.
+    for n in 0..16 {
+        a.put(&key(n), entry(n, 3000)).await.unwrap();
+        assert!(a.flush(FLUSH).await);
+    }
+    let s = stats_of(&a, "reapi");
+    assert_eq!((s.writes, s.errors, s.timeouts), (16, 0, 0), "{s:?}");
+
+    let b = machine(b_dir.path(), vec![reapi_tier(&server)]);
+    let keys: Vec<_> = (0..16).map(key).collect();
+    let got = futures::future::join_all(keys.iter().map(|k| b.get(k))).await;
+    let missed: Vec<usize> = got
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| !matches!(g, Ok(Some(_))))
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "entries {missed:?} missed: {:?}",
+        stats_of(&b, "reapi")
+    );
+    for (n, got) in (0u8..).zip(got) {
+        assert_eq!(payload(got.unwrap()), Some(blob(n, 3000)), "entry {n}");
+    }
+}
+
 /// `tier` with these headers on every call.
 fn with_headers(mut tier: TierConfig, with: &[(&str, &str)]) -> TierConfig {
     if let TierKind::Reapi { headers, .. } = &mut tier.kind {

@@ -45,6 +45,10 @@ pub struct Options {
     pub tls: Option<Pki>,
     /// With [`Options::tls`]: every client must present a certificate the CA signed.
     pub client_certs: bool,
+    /// BuildGrid's `thread-pool-size`, which is also the most RPCs it serves at once (it
+    /// answers more with RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded!"); `None`: 10,
+    /// what BuildGrid itself takes on a 2-core machine (5 per core).
+    pub thread_pool_size: Option<u32>,
 }
 
 /// A throwaway CA and what it signed, for TLS tests (PEM files, made by `openssl`): a
@@ -493,7 +497,12 @@ fn config(port: u16, dir: &Path, options: &Options) -> String {
         )
         .unwrap();
     }
-    yaml.push_str("thread-pool-size: 10\n");
+    writeln!(
+        yaml,
+        "thread-pool-size: {}",
+        options.thread_pool_size.unwrap_or(10)
+    )
+    .unwrap();
     yaml
 }
 
