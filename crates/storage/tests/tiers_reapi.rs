@@ -8,6 +8,7 @@
 mod require;
 mod tiers_support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -27,16 +28,20 @@ fn buildgrid(test: &str, instances: &[&str]) -> Option<BuildGrid> {
     server
 }
 
-/// The reapi tier at `endpoint`, in `instance` (`None`: the default one).
+/// The reapi tier at `endpoint`, in `instance` (`None`: the default one). These tests are
+/// about what is stored and read, never about how fast: one operation may take 30 s (the
+/// default, 1 s, bounds a whole multi-MiB transfer, which a busy machine can exceed).
 fn reapi_tier_at(endpoint: String, instance: Option<&str>) -> TierConfig {
-    TierConfig::new(TierKind::Reapi {
+    let mut tier = TierConfig::new(TierKind::Reapi {
         endpoint,
         instance: instance.map(str::to_owned),
         headers: Vec::new(),
         tls_ca: None,
         tls_client_cert: None,
         tls_client_key: None,
-    })
+    });
+    tier.op_timeout = Duration::from_secs(30);
+    tier
 }
 
 fn reapi_tier(server: &BuildGrid) -> TierConfig {
@@ -56,7 +61,8 @@ fn blob(n: u8, len: usize) -> Vec<u8> {
 }
 
 /// A compile's entry, as a server packs it from the files a compile left: an object of
-/// `object_len` incompressible bytes and a dependency file, with what the compiler printed.
+/// `object_len` incompressible bytes (executable, as a linked output is) and a dependency
+/// file, with what the compiler printed.
 struct Compiled {
     object: Vec<u8>,
     dep: Vec<u8>,
@@ -74,6 +80,11 @@ fn compiled(n: u8, object_len: usize) -> Compiled {
         .fill(&mut object);
     let dep = format!("out/{n}.o: src/{n}.c include/{n}.h\n").into_bytes();
     std::fs::write(work.path().join("x.o"), &object).unwrap();
+    std::fs::set_permissions(
+        work.path().join("x.o"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::write(work.path().join("x.d"), &dep).unwrap();
     let meta = EntryMeta {
         stdout: if n.is_multiple_of(2) {
@@ -112,6 +123,11 @@ fn assert_delivers(got: &[u8], want: &Compiled, what: &str) {
         std::fs::read(&outputs[0].path).unwrap() == want.object,
         "{what}: the object differs"
     );
+    let mode = std::fs::metadata(&outputs[0].path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755, "{what}: the object's mode");
     assert_eq!(
         std::fs::read(&outputs[1].path).unwrap(),
         want.dep,
