@@ -54,9 +54,10 @@ pub(crate) enum ReapiError {
         code: tonic::Code,
         message: String,
     },
-    /// The channel could not be set up (TLS configuration, endpoint).
+    /// The channel could not be set up (TLS configuration, endpoint): what tonic said, with
+    /// its causes (its own text is only "transport error").
     #[error("setting up the channel: {0}")]
-    Channel(#[from] tonic::transport::Error),
+    Channel(String),
     /// A TLS file could not be read.
     #[error("{path}: {why}")]
     TlsFile { path: PathBuf, why: String },
@@ -68,12 +69,37 @@ pub(crate) enum ReapiError {
     Unusable(String),
 }
 
+impl From<tonic::transport::Error> for ReapiError {
+    fn from(e: tonic::transport::Error) -> Self {
+        ReapiError::Channel(with_causes(&e))
+    }
+}
+
+/// `e` and every error under it, as one line.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 impl ReapiError {
+    /// A call's failure, with what lies under the status (a connection refused, a TLS
+    /// handshake refused): tonic's message alone says only "operation was canceled".
     fn status(call: &'static str, status: &tonic::Status) -> Self {
+        let mut message = status.message().to_owned();
+        if let Some(cause) = std::error::Error::source(status) {
+            message.push_str(": ");
+            message.push_str(&with_causes(cause));
+        }
         ReapiError::Status {
             call,
             code: status.code(),
-            message: status.message().to_owned(),
+            message,
         }
     }
 
