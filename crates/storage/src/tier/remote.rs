@@ -535,6 +535,12 @@ impl RemoteTier {
     /// connection (startup, after a failure, a probe) an operation gets only the connect
     /// timeout: a dead server then costs that, not a full operation timeout.
     fn deadline(&self) -> Duration {
+        // A REAPI operation is several calls, each with a deadline of its own that grows
+        // with the bytes it moves (a 20 MiB output is more than a second's work for some
+        // servers): the whole gets their sum.
+        if let Some(reapi) = &self.reapi {
+            return reapi.deadline(self.max_entry);
+        }
         let connects_in_op = matches!(
             self.config.kind,
             TierKind::Memcached { .. } | TierKind::Redis { .. }

@@ -98,6 +98,7 @@ async fn update_batch(
     clients: &Clients,
     batch: Vec<(re::Digest, Bytes)>,
 ) -> Result<(), ReapiError> {
+    let bytes = batch.iter().map(|(_, b)| b.len() as u64).sum();
     let request = re::BatchUpdateBlobsRequest {
         instance_name: clients.instance.clone(),
         requests: batch
@@ -111,7 +112,7 @@ async fn update_batch(
         digest_function: re::digest_function::Value::Sha256 as i32,
     };
     let responses = patiently(|| {
-        let (mut cas, request) = (clients.cas(), clients.request(request.clone()));
+        let (mut cas, request) = (clients.cas(), clients.transfer(request.clone(), bytes));
         async move { cas.batch_update_blobs(request).await }
     })
     .await
@@ -163,7 +164,7 @@ async fn write_stream(
         }
     }
     let committed = patiently(|| {
-        let stream = clients.request(futures::stream::iter(requests.clone()));
+        let stream = clients.transfer(futures::stream::iter(requests.clone()), size as u64);
         let mut bytestream = clients.bytestream();
         async move { bytestream.write(stream).await }
     })
@@ -233,6 +234,7 @@ enum Got {
 }
 
 async fn read_batch(clients: &Clients, batch: Vec<re::Digest>) -> Result<Vec<Got>, ReapiError> {
+    let bytes = batch.iter().map(declared).sum();
     let request = re::BatchReadBlobsRequest {
         instance_name: clients.instance.clone(),
         digests: batch.clone(),
@@ -240,7 +242,7 @@ async fn read_batch(clients: &Clients, batch: Vec<re::Digest>) -> Result<Vec<Got
         ..Default::default()
     };
     let responses = patiently(|| {
-        let (mut cas, request) = (clients.cas(), clients.request(request.clone()));
+        let (mut cas, request) = (clients.cas(), clients.transfer(request.clone(), bytes));
         async move { cas.batch_read_blobs(request).await }
     })
     .await
@@ -300,7 +302,19 @@ async fn read_stream(clients: &Clients, digest: re::Digest) -> Result<Got, Reapi
     };
     let expected = declared(&digest) as usize;
     let mut bytes = BytesMut::with_capacity(expected.min(64 << 20));
-    while let Some(message) = stream.next().await {
+    // tonic bounds a call until its first answer; each further chunk gets a call's deadline
+    // of its own, so a server that stalls mid-stream is given up on.
+    loop {
+        let message = match tokio::time::timeout(clients.op_timeout, stream.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ReapiError::Blob {
+                    digest: shown(&digest),
+                    why: format!("the server sent nothing for {:?}", clients.op_timeout),
+                });
+            }
+        };
         let chunk = match message {
             Ok(m) => m.data,
             Err(status) if status.code() == tonic::Code::NotFound => {

@@ -41,6 +41,21 @@ const DEFAULT_MAX_BATCH: usize = 4 << 20;
 /// chunks, so a server's own chunking never trips it.
 const MAX_MESSAGE: usize = 64 << 20;
 
+/// The slowest transfer a call is allowed, in bytes per second: a call moving blobs gets the
+/// time its bytes take at this rate on top of the tier's operation timeout. Well below what
+/// a loaded BuildGrid (a Python server) managed here (15-20 MiB/s), so only a stalled server
+/// runs into it.
+const MIN_TRANSFER_RATE: u64 = 4 << 20;
+
+/// The calls one operation makes one after another at most: capabilities, the action
+/// result (or the missing blobs), the blobs, the action result's update.
+const CALLS_PER_OPERATION: u32 = 4;
+
+/// How long `bytes` take at [`MIN_TRANSFER_RATE`].
+fn transfer_time(bytes: u64) -> Duration {
+    Duration::from_millis(bytes.saturating_mul(1000) / MIN_TRANSFER_RATE)
+}
+
 /// A PEM file (CA bundle, certificate, key) larger than this is refused unread.
 const MAX_PEM_FILE: u64 = 1 << 20;
 
@@ -215,11 +230,18 @@ impl Clients {
             .max_decoding_message_size(MAX_MESSAGE)
     }
 
-    /// A request carrying the tier's deadline to the server (`grpc-timeout`), so it can stop
-    /// work hoard has stopped waiting for.
+    /// A request carrying the tier's deadline for one call (`grpc-timeout`: tonic enforces
+    /// it, and the server can stop work hoard has stopped waiting for).
     fn request<T>(&self, message: T) -> tonic::Request<T> {
+        self.transfer(message, 0)
+    }
+
+    /// A request moving `bytes` of blobs: the deadline of one call, plus the time those
+    /// bytes take at [`MIN_TRANSFER_RATE`], so a large output is not cut off by a deadline
+    /// meant for a round trip while a server that stops answering is still given up on.
+    fn transfer<T>(&self, message: T, bytes: u64) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        request.set_timeout(self.op_timeout);
+        request.set_timeout(self.op_timeout + transfer_time(bytes));
         request
     }
 
@@ -293,6 +315,13 @@ impl Reapi {
             capabilities: OnceCell::new(),
             reported_unusable: AtomicBool::new(false),
         })
+    }
+
+    /// The most one operation may take in all when nothing it moves is over `max_entry`
+    /// bytes: each call is bounded on its own (see [`Clients::transfer`]); this only bounds
+    /// their sum.
+    pub(crate) fn deadline(&self, max_entry: u64) -> Duration {
+        self.op_timeout * CALLS_PER_OPERATION + transfer_time(max_entry)
     }
 
     /// Whether the server was found unable to serve hoard (reported once, when found).
@@ -636,6 +665,28 @@ mod tests {
             capabilities_of(&caps(vec![], 1 << 30, None)).max_batch,
             DEFAULT_MAX_BATCH
         );
+    }
+
+    #[test]
+    fn a_call_moving_more_bytes_gets_longer_and_an_operation_bounds_its_calls() {
+        assert_eq!(transfer_time(0), Duration::ZERO);
+        assert_eq!(transfer_time(MIN_TRANSFER_RATE * 5), Duration::from_secs(5));
+        assert_eq!(
+            transfer_time(u64::MAX),
+            Duration::from_millis(u64::MAX / MIN_TRANSFER_RATE)
+        );
+        let tier = TierConfig::new(TierKind::Reapi {
+            endpoint: "grpc://h:1".into(),
+            instance: None,
+            headers: Vec::new(),
+            tls_ca: None,
+            tls_client_cert: None,
+            tls_client_key: None,
+        });
+        let reapi = Reapi::of(&tier).unwrap();
+        let small = reapi.deadline(1 << 20);
+        assert!(small >= tier.op_timeout * CALLS_PER_OPERATION);
+        assert!(reapi.deadline(128 << 20) > small + Duration::from_secs(30));
     }
 
     #[tokio::test]
