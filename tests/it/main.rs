@@ -25,6 +25,7 @@ mod load;
 mod paths_c;
 mod paths_cc_crate;
 mod paths_rust;
+mod reapi_tier;
 mod remote_tiers;
 mod rust;
 mod server_lifecycle;

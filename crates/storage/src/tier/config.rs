@@ -491,8 +491,8 @@ impl TierConfigError {
 ///   tier (default [`super::DEFAULT_MAX_REMOTE_ENTRY`], 128 MiB): what a tier returns beyond
 ///   it is refused unread;
 /// * `HOARD_TIER_ORDER`: comma list of those names, the order of the chain after the local
-///   disk (default `memcached,redis,s3,webdav,shared_dir`); configured tiers it leaves out
-///   follow in the default order;
+///   disk (default `memcached,redis,reapi,s3,gcs,azure,webdav,gha,shared_dir`); configured
+///   tiers it leaves out follow in the default order;
 /// * `HOARD_READ_ONLY_TIERS`: comma list of names never written.
 ///
 /// A variable that is set but empty (CI systems export those) means "no such tier", never an

@@ -296,7 +296,7 @@ impl RemoteTier {
             if reapi.unusable() {
                 return Call::Rejected;
             }
-            let read = async { Ok(reapi.get(key, self.max_entry).await?) };
+            let read = async { Ok(Box::pin(reapi.get(key, self.max_entry)).await?) };
             self.guarded("get", key, read).await
         } else {
             self.guarded("get", key, self.dal_get(key)).await
@@ -431,7 +431,8 @@ impl RemoteTier {
                 return Call::Rejected;
             }
             let write = async {
-                match reapi.put(key, entry).await {
+                // Boxed: the upload's future is large, and every tier's put would carry it.
+                match Box::pin(reapi.put(key, entry)).await {
                     Ok(Written::Stored) => Ok(Stored::Written),
                     Ok(Written::ReadOnly) => Ok(Stored::Declined(Decline::NotAllowed)),
                     Err(e) if e.is_permission_denied() => Ok(Stored::Declined(Decline::NotAllowed)),
@@ -465,7 +466,7 @@ impl RemoteTier {
             self.guarded("remove", key, remove).await;
         } else if let Some(reapi) = &self.reapi {
             if !reapi.unusable() {
-                let remove = async { Ok(reapi.remove(key).await?) };
+                let remove = async { Ok(Box::pin(reapi.remove(key)).await?) };
                 self.guarded("remove", key, remove).await;
             }
         } else {
@@ -534,6 +535,12 @@ impl RemoteTier {
     /// connection (startup, after a failure, a probe) an operation gets only the connect
     /// timeout: a dead server then costs that, not a full operation timeout.
     fn deadline(&self) -> Duration {
+        // A REAPI operation is several calls, each with a deadline of its own that grows
+        // with the bytes it moves (a 20 MiB output is more than a second's work for some
+        // servers): the whole gets their sum.
+        if let Some(reapi) = &self.reapi {
+            return reapi.deadline(self.max_entry);
+        }
         let connects_in_op = matches!(
             self.config.kind,
             TierKind::Memcached { .. } | TierKind::Redis { .. }

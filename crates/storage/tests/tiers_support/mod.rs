@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cloud;
+pub mod reapi;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -33,6 +34,9 @@ pub fn wait_for_port(port: u16, within: Duration) {
 pub struct Daemon {
     child: Option<Child>,
     pub port: u16,
+    /// The server leads its own process group (it may fork workers): killing it kills the
+    /// whole group, so no worker outlives it.
+    process_group: bool,
 }
 
 impl Daemon {
@@ -48,6 +52,7 @@ impl Daemon {
         Daemon {
             child: Some(child),
             port,
+            process_group: false,
         }
     }
 
@@ -91,6 +96,13 @@ impl Daemon {
     /// Kills the server now (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if self.process_group {
+                let group = format!("-{}", child.id());
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &group])
+                    .stderr(Stdio::null())
+                    .status();
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -12,7 +12,7 @@ use futures::{StreamExt, future};
 use re::batch_update_blobs_request::Request as UpdateRequest;
 
 use super::mapping::{declared, digest_of, hex, shown, wire_size};
-use super::{Clients, ReapiError};
+use super::{Clients, ReapiError, patiently};
 
 /// What one message may carry around its blobs' bytes (digests, framing), counted against the
 /// batch limit per blob.
@@ -63,17 +63,19 @@ pub(super) async fn upload(
     max_batch: usize,
     blobs: Vec<(re::Digest, Bytes)>,
 ) -> Result<(), ReapiError> {
-    let missing = clients
-        .cas()
-        .find_missing_blobs(clients.request(re::FindMissingBlobsRequest {
-            instance_name: clients.instance.clone(),
-            blob_digests: blobs.iter().map(|(d, _)| d.clone()).collect(),
-            digest_function: re::digest_function::Value::Sha256 as i32,
-        }))
-        .await
-        .map_err(|status| ReapiError::status("FindMissingBlobs", &status))?
-        .into_inner()
-        .missing_blob_digests;
+    let request = re::FindMissingBlobsRequest {
+        instance_name: clients.instance.clone(),
+        blob_digests: blobs.iter().map(|(d, _)| d.clone()).collect(),
+        digest_function: re::digest_function::Value::Sha256 as i32,
+    };
+    let missing = patiently(|| {
+        let (mut cas, request) = (clients.cas(), clients.request(request.clone()));
+        async move { cas.find_missing_blobs(request).await }
+    })
+    .await
+    .map_err(|status| ReapiError::status("FindMissingBlobs", &status))?
+    .into_inner()
+    .missing_blob_digests;
     let wanted: std::collections::HashSet<String> = missing.into_iter().map(|d| d.hash).collect();
     let blobs: Vec<_> = blobs
         .into_iter()
@@ -96,26 +98,27 @@ async fn update_batch(
     clients: &Clients,
     batch: Vec<(re::Digest, Bytes)>,
 ) -> Result<(), ReapiError> {
-    let responses = clients
-        .cas()
-        .batch_update_blobs(
-            clients.request(re::BatchUpdateBlobsRequest {
-                instance_name: clients.instance.clone(),
-                requests: batch
-                    .into_iter()
-                    .map(|(digest, data)| UpdateRequest {
-                        digest: Some(digest),
-                        data: data.to_vec(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                digest_function: re::digest_function::Value::Sha256 as i32,
-            }),
-        )
-        .await
-        .map_err(|status| ReapiError::status("BatchUpdateBlobs", &status))?
-        .into_inner()
-        .responses;
+    let bytes = batch.iter().map(|(_, b)| b.len() as u64).sum();
+    let request = re::BatchUpdateBlobsRequest {
+        instance_name: clients.instance.clone(),
+        requests: batch
+            .into_iter()
+            .map(|(digest, data)| UpdateRequest {
+                digest: Some(digest),
+                data: data.to_vec(),
+                ..Default::default()
+            })
+            .collect(),
+        digest_function: re::digest_function::Value::Sha256 as i32,
+    };
+    let responses = patiently(|| {
+        let (mut cas, request) = (clients.cas(), clients.transfer(request.clone(), bytes));
+        async move { cas.batch_update_blobs(request).await }
+    })
+    .await
+    .map_err(|status| ReapiError::status("BatchUpdateBlobs", &status))?
+    .into_inner()
+    .responses;
     for response in responses {
         if let Some(status) = response.status.filter(|s| s.code != 0) {
             let digest = response.digest.as_ref().map(shown).unwrap_or_default();
@@ -160,13 +163,15 @@ async fn write_stream(
             break;
         }
     }
-    let committed = clients
-        .bytestream()
-        .write(clients.request(futures::stream::iter(requests)))
-        .await
-        .map_err(|status| ReapiError::status("ByteStream.Write", &status))?
-        .into_inner()
-        .committed_size;
+    let committed = patiently(|| {
+        let stream = clients.transfer(futures::stream::iter(requests.clone()), size as u64);
+        let mut bytestream = clients.bytestream();
+        async move { bytestream.write(stream).await }
+    })
+    .await
+    .map_err(|status| ReapiError::status("ByteStream.Write", &status))?
+    .into_inner()
+    .committed_size;
     // A server that has the blob already may answer early with its size (or -1).
     if committed != wire_size(size) && committed != -1 {
         return Err(ReapiError::Blob {
@@ -229,18 +234,21 @@ enum Got {
 }
 
 async fn read_batch(clients: &Clients, batch: Vec<re::Digest>) -> Result<Vec<Got>, ReapiError> {
-    let responses = clients
-        .cas()
-        .batch_read_blobs(clients.request(re::BatchReadBlobsRequest {
-            instance_name: clients.instance.clone(),
-            digests: batch.clone(),
-            digest_function: re::digest_function::Value::Sha256 as i32,
-            ..Default::default()
-        }))
-        .await
-        .map_err(|status| ReapiError::status("BatchReadBlobs", &status))?
-        .into_inner()
-        .responses;
+    let bytes = batch.iter().map(declared).sum();
+    let request = re::BatchReadBlobsRequest {
+        instance_name: clients.instance.clone(),
+        digests: batch.clone(),
+        digest_function: re::digest_function::Value::Sha256 as i32,
+        ..Default::default()
+    };
+    let responses = patiently(|| {
+        let (mut cas, request) = (clients.cas(), clients.transfer(request.clone(), bytes));
+        async move { cas.batch_read_blobs(request).await }
+    })
+    .await
+    .map_err(|status| ReapiError::status("BatchReadBlobs", &status))?
+    .into_inner()
+    .responses;
     let mut by_hash: HashMap<String, re::batch_read_blobs_response::Response> = responses
         .into_iter()
         .filter_map(|r| Some((r.digest.as_ref()?.hash.clone(), r)))
@@ -283,14 +291,30 @@ async fn read_stream(clients: &Clients, digest: re::Digest) -> Result<Got, Reapi
         read_offset: 0,
         read_limit: 0,
     };
-    let mut stream = match clients.bytestream().read(clients.request(request)).await {
+    let read = patiently(|| {
+        let (mut bytestream, request) = (clients.bytestream(), clients.request(request.clone()));
+        async move { bytestream.read(request).await }
+    });
+    let mut stream = match read.await {
         Ok(response) => response.into_inner(),
         Err(status) if status.code() == tonic::Code::NotFound => return Ok(Got::Missing(digest)),
         Err(status) => return Err(ReapiError::status("ByteStream.Read", &status)),
     };
     let expected = declared(&digest) as usize;
     let mut bytes = BytesMut::with_capacity(expected.min(64 << 20));
-    while let Some(message) = stream.next().await {
+    // tonic bounds a call until its first answer; each further chunk gets a call's deadline
+    // of its own, so a server that stalls mid-stream is given up on.
+    loop {
+        let message = match tokio::time::timeout(clients.op_timeout, stream.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ReapiError::Blob {
+                    digest: shown(&digest),
+                    why: format!("the server sent nothing for {:?}", clients.op_timeout),
+                });
+            }
+        };
         let chunk = match message {
             Ok(m) => m.data,
             Err(status) if status.code() == tonic::Code::NotFound => {

@@ -41,6 +41,21 @@ const DEFAULT_MAX_BATCH: usize = 4 << 20;
 /// chunks, so a server's own chunking never trips it.
 const MAX_MESSAGE: usize = 64 << 20;
 
+/// The slowest transfer a call is allowed, in bytes per second: a call moving blobs gets the
+/// time its bytes take at this rate on top of the tier's operation timeout. Well below what
+/// a loaded BuildGrid (a Python server) managed here (15-20 MiB/s), so only a stalled server
+/// runs into it.
+const MIN_TRANSFER_RATE: u64 = 4 << 20;
+
+/// The calls one operation makes one after another at most: capabilities, the action
+/// result (or the missing blobs), the blobs, the action result's update.
+const CALLS_PER_OPERATION: u32 = 4;
+
+/// How long `bytes` take at [`MIN_TRANSFER_RATE`].
+fn transfer_time(bytes: u64) -> Duration {
+    Duration::from_millis(bytes.saturating_mul(1000) / MIN_TRANSFER_RATE)
+}
+
 /// A PEM file (CA bundle, certificate, key) larger than this is refused unread.
 const MAX_PEM_FILE: u64 = 1 << 20;
 
@@ -54,9 +69,10 @@ pub(crate) enum ReapiError {
         code: tonic::Code,
         message: String,
     },
-    /// The channel could not be set up (TLS configuration, endpoint).
+    /// The channel could not be set up (TLS configuration, endpoint): what tonic said, with
+    /// its causes (its own text is only "transport error").
     #[error("setting up the channel: {0}")]
-    Channel(#[from] tonic::transport::Error),
+    Channel(String),
     /// A TLS file could not be read.
     #[error("{path}: {why}")]
     TlsFile { path: PathBuf, why: String },
@@ -68,12 +84,37 @@ pub(crate) enum ReapiError {
     Unusable(String),
 }
 
+impl From<tonic::transport::Error> for ReapiError {
+    fn from(e: tonic::transport::Error) -> Self {
+        ReapiError::Channel(with_causes(&e))
+    }
+}
+
+/// `e` and every error under it, as one line.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 impl ReapiError {
+    /// A call's failure, with what lies under the status (a connection refused, a TLS
+    /// handshake refused): tonic's message alone says only "operation was canceled".
     fn status(call: &'static str, status: &tonic::Status) -> Self {
+        let mut message = status.message().to_owned();
+        if let Some(cause) = std::error::Error::source(status) {
+            message.push_str(": ");
+            message.push_str(&with_causes(cause));
+        }
         ReapiError::Status {
             call,
             code: status.code(),
-            message: status.message().to_owned(),
+            message,
         }
     }
 
@@ -98,6 +139,39 @@ impl ReapiError {
             }
         )
     }
+}
+
+/// How many times a call the server refuses as busy is made again.
+const BUSY_RETRIES: u32 = 6;
+
+/// Makes `call` again while the server answers RESOURCE_EXHAUSTED (BuildGrid refuses calls
+/// over its thread pool; Bazel retries these too), after a pause doubling from about 5 ms
+/// (about 0.6 s in all, jittered so a burst does not come back at once). The tier's deadline
+/// bounds the whole; any other answer is returned as it is.
+pub(super) async fn patiently<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let mut pause = Duration::from_millis(5);
+    for _ in 0..BUSY_RETRIES {
+        match call().await {
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                tokio::time::sleep(pause + jitter(pause)).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+    call().await
+}
+
+/// Up to `pause` more, from the clock's nanoseconds: only spread matters, not quality.
+fn jitter(pause: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    pause.mul_f64(f64::from(nanos % 1000) / 1000.0)
 }
 
 /// What the server said it can do, asked once.
@@ -156,11 +230,18 @@ impl Clients {
             .max_decoding_message_size(MAX_MESSAGE)
     }
 
-    /// A request carrying the tier's deadline to the server (`grpc-timeout`), so it can stop
-    /// work hoard has stopped waiting for.
+    /// A request carrying the tier's deadline for one call (`grpc-timeout`: tonic enforces
+    /// it, and the server can stop work hoard has stopped waiting for).
     fn request<T>(&self, message: T) -> tonic::Request<T> {
+        self.transfer(message, 0)
+    }
+
+    /// A request moving `bytes` of blobs: the deadline of one call, plus the time those
+    /// bytes take at [`MIN_TRANSFER_RATE`], so a large output is not cut off by a deadline
+    /// meant for a round trip while a server that stops answering is still given up on.
+    fn transfer<T>(&self, message: T, bytes: u64) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        request.set_timeout(self.op_timeout);
+        request.set_timeout(self.op_timeout + transfer_time(bytes));
         request
     }
 
@@ -236,6 +317,13 @@ impl Reapi {
         })
     }
 
+    /// The most one operation may take in all when nothing it moves is over `max_entry`
+    /// bytes: each call is bounded on its own (see [`Clients::transfer`]); this only bounds
+    /// their sum.
+    pub(crate) fn deadline(&self, max_entry: u64) -> Duration {
+        self.op_timeout * CALLS_PER_OPERATION + transfer_time(max_entry)
+    }
+
     /// Whether the server was found unable to serve hoard (reported once, when found).
     pub(crate) fn unusable(&self) -> bool {
         self.capabilities
@@ -258,11 +346,11 @@ impl Reapi {
             digest_function: re::digest_function::Value::Sha256 as i32,
             ..Default::default()
         };
-        let result = match clients
-            .action_cache()
-            .get_action_result(clients.request(request))
-            .await
-        {
+        let call = || {
+            let (mut cache, request) = (clients.action_cache(), clients.request(request.clone()));
+            async move { cache.get_action_result(request).await }
+        };
+        let result = match patiently(call).await {
             Ok(result) => result.into_inner(),
             Err(status) if status.code() == tonic::Code::NotFound => return Ok(Lookup::Missing),
             Err(status) => return Err(ReapiError::status("GetActionResult", &status)),
@@ -373,9 +461,11 @@ impl Reapi {
             digest_function: re::digest_function::Value::Sha256 as i32,
             ..Default::default()
         };
-        clients
-            .action_cache()
-            .update_action_result(clients.request(request))
+        let call = || {
+            let (mut cache, request) = (clients.action_cache(), clients.request(request.clone()));
+            async move { cache.update_action_result(request).await }
+        };
+        patiently(call)
             .await
             .map_err(|status| ReapiError::status("UpdateActionResult", &status))?;
         Ok(())
@@ -430,11 +520,11 @@ impl Reapi {
                     clients.channel.clone(),
                     clients.headers.clone(),
                 );
-                match client
-                    .clone()
-                    .get_capabilities(clients.request(request))
-                    .await
-                {
+                let call = || {
+                    let (mut client, request) = (client.clone(), clients.request(request.clone()));
+                    async move { client.get_capabilities(request).await }
+                };
+                match patiently(call).await {
                     Ok(response) => Ok(capabilities_of(&response.into_inner())),
                     Err(status) if status.code() == tonic::Code::Unimplemented => {
                         Ok(Capabilities {
@@ -575,6 +665,67 @@ mod tests {
             capabilities_of(&caps(vec![], 1 << 30, None)).max_batch,
             DEFAULT_MAX_BATCH
         );
+    }
+
+    #[test]
+    fn a_call_moving_more_bytes_gets_longer_and_an_operation_bounds_its_calls() {
+        assert_eq!(transfer_time(0), Duration::ZERO);
+        assert_eq!(transfer_time(MIN_TRANSFER_RATE * 5), Duration::from_secs(5));
+        assert_eq!(
+            transfer_time(u64::MAX),
+            Duration::from_millis(u64::MAX / MIN_TRANSFER_RATE)
+        );
+        let tier = TierConfig::new(TierKind::Reapi {
+            endpoint: "grpc://h:1".into(),
+            instance: None,
+            headers: Vec::new(),
+            tls_ca: None,
+            tls_client_cert: None,
+            tls_client_key: None,
+        });
+        let reapi = Reapi::of(&tier).unwrap();
+        let small = reapi.deadline(1 << 20);
+        assert!(small >= tier.op_timeout * CALLS_PER_OPERATION);
+        assert!(reapi.deadline(128 << 20) > small + Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn a_busy_server_is_asked_again_and_other_answers_are_taken_at_once() {
+        use std::sync::atomic::AtomicU32;
+        let calls = AtomicU32::new(0);
+        let busy_twice = patiently(|| {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            async move {
+                if n < 2 {
+                    Err(tonic::Status::resource_exhausted("busy"))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(busy_twice.unwrap(), 2);
+
+        calls.store(0, Ordering::Relaxed);
+        let down = patiently(|| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async { Err::<(), _>(tonic::Status::unavailable("down")) }
+        })
+        .await;
+        assert_eq!(down.unwrap_err().code(), tonic::Code::Unavailable);
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+
+        calls.store(0, Ordering::Relaxed);
+        let always_busy = patiently(|| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async { Err::<(), _>(tonic::Status::resource_exhausted("busy")) }
+        })
+        .await;
+        assert_eq!(
+            always_busy.unwrap_err().code(),
+            tonic::Code::ResourceExhausted
+        );
+        assert_eq!(calls.load(Ordering::Relaxed), BUSY_RETRIES + 1);
     }
 
     #[test]
