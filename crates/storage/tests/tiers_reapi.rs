@@ -515,6 +515,8 @@ async fn buildgrid_killed_then_restarted_on_the_same_port_hits_resume_without_a_
     a.put(&key(1), entry(1, 5000)).await.unwrap();
     assert!(a.flush(FLUSH).await);
     assert_eq!(payload(b.get(&key(1)).await.unwrap()), Some(blob(1, 5000)));
+    // The hit reaches B's disk in the background: wait for it.
+    assert!(b.flush(FLUSH).await);
 
     server.kill();
     let each = misses_open_the_breaker(&b, "reapi", 10..20).await;
