@@ -142,16 +142,7 @@ machine() {
 machine_stop() { "$HOARD" --stop-server >/dev/null 2>&1 || true; }
 
 # One build of $PROJECT through hoard, from no outputs; prints its time.
-pbuild() {
-  if [ "$PROJECT" = c ]; then
-    make -s -f "$W/Makefile" clean >/dev/null
-    timed make -s -j2 -f "$W/Makefile" "L=$HOARD"
-  else
-    rm -rf "$W/rust-target"
-    (cd "$W/rustapp" && CARGO_TARGET_DIR=$W/rust-target CARGO_INCREMENTAL=0 RUSTC_WRAPPER=$HOARD \
-      timed cargo build --offline --locked --quiet)
-  fi
-}
+pbuild() { project_build "$PROJECT"; }
 
 # The tier's writes counter, from the stats of the current machine's server.
 tier_writes() {
