@@ -225,9 +225,10 @@ impl Clients {
             .max_decoding_message_size(MAX_MESSAGE)
     }
 
+    /// An action result names blobs and carries no content of hoard's (it asks for none
+    /// inlined), so gRPC's default 4 MiB bounds what a server can make it allocate.
     fn action_cache(&self) -> ActionCacheClient<Intercepted> {
         ActionCacheClient::with_interceptor(self.channel.clone(), self.headers.clone())
-            .max_decoding_message_size(MAX_MESSAGE)
     }
 
     /// A request carrying the tier's deadline for one call (`grpc-timeout`: tonic enforces
