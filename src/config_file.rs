@@ -200,17 +200,25 @@ pub fn setting(name: &str) -> Option<String> {
     loaded().ok()?.values.get(name).cloned()
 }
 
+/// The config file read (or that would be read, when it does not exist): `HOARD_CONFIG`,
+/// else `$XDG_CONFIG_HOME/hoard/config.toml`, else `~/.config/hoard/config.toml`; `None`
+/// with neither `XDG_CONFIG_HOME` nor `HOME` set.
+pub fn path() -> Option<PathBuf> {
+    if let Some(explicit) = std::env::var_os("HOARD_CONFIG").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(explicit));
+    }
+    match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        Some(xdg) => Some(PathBuf::from(xdg).join("hoard/config.toml")),
+        None => std::env::var_os("HOME")
+            .filter(|v| !v.is_empty())
+            .map(|home| PathBuf::from(home).join(".config/hoard/config.toml")),
+    }
+}
+
 fn load() -> Result<ConfigFile, ConfigFileError> {
     let explicit = std::env::var_os("HOARD_CONFIG").filter(|v| !v.is_empty());
-    let path = match &explicit {
-        Some(p) => PathBuf::from(p),
-        None => match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-            Some(xdg) => PathBuf::from(xdg).join("hoard/config.toml"),
-            None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-                Some(home) => PathBuf::from(home).join(".config/hoard/config.toml"),
-                None => return Ok(ConfigFile::default()),
-            },
-        },
+    let Some(path) = path() else {
+        return Ok(ConfigFile::default());
     };
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,

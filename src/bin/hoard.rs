@@ -9,52 +9,99 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use hoard::config::{ConfigError, Settings};
 use hoard_client::ClientConfig;
 
-/// A compile cache for C/C++ and Rust. Use as `hoard <compiler> args...`, or with one of the
-/// control flags below.
+/// The usage line clap cannot derive: a compiler's command line is not hoard's.
+const USAGE: &str = "hoard <COMPILER> [ARGS]...       (wrap one compile: hoard gcc -c a.c)
+       RUSTC_WRAPPER=hoard cargo build  (every rustc cargo runs)
+       hoard [OPTIONS]                  (the control commands below)";
+
+/// A compile cache for C/C++ and Rust builds.
+///
+/// Put hoard in front of the compiler: `CC="hoard gcc"`, `CXX="hoard g++"`,
+/// `RUSTC_WRAPPER=hoard`, `CMAKE_<LANG>_COMPILER_LAUNCHER=hoard`, or a link named like the
+/// compiler first on PATH (`ln -s $(which hoard) ~/bin/gcc`). A server starts on demand and
+/// holds the cache; a cache fault never fails the build, the real compiler runs instead.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "hoard", about, long_about, override_usage = USAGE)]
 // Each flag is an independent action, as in ccache's command line; `Control::plan` turns
 // them into the `Action`s to run.
 #[allow(clippy::struct_excessive_bools)]
 struct Control {
     /// Print the statistics.
-    #[arg(long, short = 's')]
+    #[arg(long, short = 's', help_heading = "Statistics and reports")]
     show_stats: bool,
     /// With --show-stats: summarise one build from its journal (`HOARD_JOURNAL`) instead
     /// of the server's totals.
-    #[arg(long, requires = "show_stats", value_name = "JOURNAL")]
+    #[arg(
+        long,
+        requires = "show_stats",
+        value_name = "JOURNAL",
+        help_heading = "Statistics and reports"
+    )]
     since_journal: Option<PathBuf>,
     /// With --show-stats or --show-config: one JSON object (same as `--format json`).
-    #[arg(long)]
+    #[arg(long, help_heading = "Statistics and reports")]
     json: bool,
     /// With --show-stats: `text` (the default), `json`, or `markdown` (tables for a CI job
     /// summary: `hoard --show-stats --format markdown >> "$GITHUB_STEP_SUMMARY"`). With
     /// --show-config: `text` or `json`.
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        help_heading = "Statistics and reports"
+    )]
     format: Option<Format>,
-    /// Print every setting, its effective value, and where it came from (environment,
-    /// config file, default).
-    #[arg(long)]
-    show_config: bool,
     /// Reset the statistics.
-    #[arg(long, short = 'z')]
+    #[arg(long, short = 'z', help_heading = "Statistics and reports")]
     zero_stats: bool,
+    /// Set the local cache's size limit (`20G`, `1.5GiB`, `500MB`) in the config file, as
+    /// ccache's -M does; the running server is stopped so the next compile starts one with
+    /// the new limit. HOARD_CACHE_SIZE in the environment still wins over the file.
+    #[arg(
+        long,
+        short = 'M',
+        value_name = "SIZE",
+        help_heading = "Cache management"
+    )]
+    max_size: Option<String>,
+    /// Remove every entry from the local cache (remote tiers are left alone).
+    #[arg(long, short = 'C', help_heading = "Cache management")]
+    clear: bool,
+    /// Bring the local cache within its size limit now, and remove temporary files that
+    /// writers which died left behind.
+    #[arg(long, short = 'c', help_heading = "Cache management")]
+    cleanup: bool,
+    /// Remove local entries not used (stored or hit) for AGE: `3600s`, `90m`, `12h`, `7d`.
+    #[arg(long, value_name = "AGE", help_heading = "Cache management")]
+    evict_older_than: Option<String>,
     /// Start the server (if none is running) and return.
-    #[arg(long)]
+    #[arg(long, help_heading = "Server")]
     start_server: bool,
     /// Stop the running server.
-    #[arg(long)]
+    #[arg(long, help_heading = "Server")]
     stop_server: bool,
+    /// Print every setting, its effective value, and where it came from (environment,
+    /// config file, default).
+    #[arg(long, help_heading = "Diagnostics")]
+    show_config: bool,
     /// Explain a compile without running it: `hoard --explain -- gcc -c a.c -o a.o`. Says
     /// whether it is cacheable (or why not), its key and inputs, whether the cache holds it,
     /// and which inputs differ from the entry last stored for the same output.
-    #[arg(long, requires = "command")]
+    #[arg(long, requires = "command", help_heading = "Diagnostics")]
     explain: bool,
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell); see the
+    /// README for where to install it.
+    #[arg(long, value_name = "SHELL", help_heading = "Shell integration")]
+    completions: Option<clap_complete::Shell>,
+    /// Print the manual page (roff): `hoard --man-page > ~/.local/share/man/man1/hoard.1`.
+    #[arg(long, help_heading = "Shell integration")]
+    man_page: bool,
     /// The compiler command, after `--` (with --explain).
     #[arg(last = true)]
     command: Vec<OsString>,
@@ -81,6 +128,14 @@ enum Action {
     StartServer,
     /// `--zero-stats`.
     ZeroStats,
+    /// `--max-size SIZE`: the text as given (kept in the file) and its bytes.
+    MaxSize(String, u64),
+    /// `--clear`.
+    Clear,
+    /// `--evict-older-than AGE`.
+    EvictOlderThan(Duration),
+    /// `--cleanup`.
+    Cleanup,
     /// `--show-stats [--format F]`: the server's totals.
     ShowStats { format: Format },
     /// `--show-stats --since-journal JOURNAL`: one build's summary, from its journal.
@@ -128,22 +183,91 @@ enum ControlError {
     /// `hoard keygen` could not write the key.
     #[error(transparent)]
     Keygen(#[from] hoard_storage::signing::SigningError),
+    /// A cache-management command failed.
+    #[error(transparent)]
+    Management(#[from] hoard::cache_management::ManagementError),
+    /// `--evict-older-than` was given something that is not an age.
+    #[error("--evict-older-than {value:?}: {message} (want e.g. 3600s, 90m, 12h or 7d)")]
+    BadAge {
+        /// What was given.
+        value: String,
+        /// Why it is not an age.
+        message: String,
+    },
+    /// The manual page could not be written.
+    #[error("cannot write the manual page: {0}")]
+    ManPage(#[source] std::io::Error),
+    /// Called as a compiler hoard cannot find past its own links.
+    #[error(transparent)]
+    Masquerade(#[from] hoard::masquerade::MasqueradeError),
+    /// The command line could not be read.
+    #[error("{0}")]
+    Usage(String),
     /// No action at all.
     #[error("nothing to do: give a compiler command or a control flag (see --help)")]
     NothingToDo,
 }
 
 fn main() -> ExitCode {
-    let mut rest = std::env::args_os().skip(1);
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_default();
+    if let Some(name) = hoard::masquerade::masqueraded_name(&argv0) {
+        // Called through a link named like a compiler: everything is that compiler's.
+        return match next_compiler(name, true) {
+            Ok(compiler) => wrap(compiler, argv.collect()),
+            Err(e) => report(Err(e)),
+        };
+    }
+    let mut rest = argv;
     // Decided by hand, before clap: a compiler's arguments must never be read as hoard's
     // (`hoard gcc --version`), and the hit path should not pay for building a parser.
     match rest.next() {
         Some(first) if first == "keygen" => report(keygen(&Keygen::parse_from(
             std::iter::once(OsString::from("hoard keygen")).chain(rest),
         ))),
-        Some(first) if !first.as_encoded_bytes().starts_with(b"-") => wrap(first, rest.collect()),
-        _ => report(control(Control::parse())),
+        Some(first) if !first.as_encoded_bytes().starts_with(b"-") => {
+            match next_compiler(&first, false) {
+                Ok(compiler) => wrap(compiler, rest.collect()),
+                Err(e) => report(Err(e)),
+            }
+        }
+        _ => report(parse_control().and_then(control)),
     }
+}
+
+/// The compiler to run for `name`: past every link to hoard on `PATH`, so that neither a
+/// masquerade link (`masqueraded`) nor `hoard gcc` with such a link on `PATH` calls hoard
+/// again; a `name` whose first match is a real compiler is run as named.
+fn next_compiler(name: &std::ffi::OsStr, masqueraded: bool) -> Result<OsString, ControlError> {
+    use hoard::masquerade::{next_compiler, past_links};
+    // The kernel's link to the running executable: its file is hoard's, however it was
+    // reached (symlink, hard link, another path).
+    let myself = std::path::Path::new("/proc/self/exe");
+    let search_path = std::env::var_os("PATH");
+    let found = if masqueraded {
+        Some(next_compiler(name, search_path.as_deref(), myself))
+    } else {
+        past_links(name, search_path.as_deref(), myself)
+    };
+    match found {
+        None => Ok(name.to_owned()),
+        Some(Ok(path)) => Ok(path.into_os_string()),
+        Some(Err(e)) => Err(e.into()),
+    }
+}
+
+/// The control command line, parsed with the help text clap cannot derive: the version
+/// with the protocols it speaks, and the most used variables with this user's config file.
+fn parse_control() -> Result<Control, ControlError> {
+    let matches = control_command().get_matches();
+    // Unreachable in practice: the matches come from the same definition.
+    Control::from_arg_matches(&matches).map_err(|e| ControlError::Usage(e.to_string()))
+}
+
+fn control_command() -> clap::Command {
+    Control::command()
+        .version(hoard::help_text::version())
+        .after_help(hoard::help_text::after_help())
 }
 
 /// `hoard keygen PATH`: a new signing key for `HOARD_SIGNING_KEY`, and the public line
@@ -201,18 +325,39 @@ fn report(result: Result<(), ControlError>) -> ExitCode {
 /// Wrapper mode. A broken configuration must not break the build: it is logged and the
 /// compiler runs as if hoard were not there.
 fn wrap(program: OsString, args: Vec<OsString>) -> ExitCode {
+    if switched_on("HOARD_DISABLE") {
+        // ccache's CCACHE_DISABLE: the compiler alone, no configuration read, no server.
+        return exit_code(hoard_client::run_wrapper_uncached(&program, &args));
+    }
     let status = match Settings::for_wrapper() {
         Ok(settings) => {
             hoard::logging::init(&settings.cache_dir, "hoard.log");
             let env = hoard::path_settings::compile_env(std::env::vars_os().collect());
-            hoard_client::run_wrapper_in(&settings.client(), program, args, env)
+            let mut client = settings.client();
+            client.recache = switched_on("HOARD_RECACHE");
+            hoard_client::run_wrapper_in(&client, program, args, env)
         }
         Err(e) => {
             eprintln_to_log(&e);
             hoard_client::run_wrapper_uncached(&program, &args)
         }
     };
+    exit_code(status)
+}
+
+fn exit_code(status: i32) -> ExitCode {
     ExitCode::from(u8::try_from(status.clamp(0, 255)).unwrap_or(1))
+}
+
+/// A yes/no variable as ccache reads its own: set means on, unless it says `0`, `false`,
+/// `no`, `off` or `disable` (any case).
+fn switched_on(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| {
+        !matches!(
+            v.to_string_lossy().trim().to_ascii_lowercase().as_str(),
+            "" | "0" | "false" | "no" | "off" | "disable"
+        )
+    })
 }
 
 fn eprintln_to_log(e: &ConfigError) {
@@ -245,6 +390,25 @@ impl Control {
         }
         if self.zero_stats {
             actions.push(Action::ZeroStats);
+        }
+        if let Some(size) = self.max_size {
+            match hoard::cache_management::parse_max_size(&size) {
+                Ok(bytes) => actions.push(Action::MaxSize(size, bytes)),
+                // Nothing runs: a bad value must not half-apply a command line.
+                Err(e) => return (Vec::new(), Some(e.into())),
+            }
+        }
+        if self.clear {
+            actions.push(Action::Clear);
+        }
+        if let Some(age) = self.evict_older_than {
+            match parse_age(&age) {
+                Ok(age) => actions.push(Action::EvictOlderThan(age)),
+                Err(e) => return (Vec::new(), Some(e)),
+            }
+        }
+        if self.cleanup {
+            actions.push(Action::Cleanup);
         }
         let format = match (self.json, self.format) {
             (true, _) => Format::Json,
@@ -284,6 +448,21 @@ impl Control {
 /// Runs a control command line: reads the settings, then each action in turn, stopping at
 /// the first that fails.
 fn control(control: Control) -> Result<(), ControlError> {
+    // Shell integration needs no configuration: it works where the config is broken.
+    if let Some(shell) = control.completions {
+        clap_complete::generate(
+            shell,
+            &mut control_command(),
+            "hoard",
+            &mut std::io::stdout(),
+        );
+        return Ok(());
+    }
+    if control.man_page {
+        return clap_mangen::Man::new(control_command())
+            .render(&mut std::io::stdout())
+            .map_err(ControlError::ManPage);
+    }
     let settings = Settings::from_env()?;
     hoard::logging::init(&settings.cache_dir, "hoard.log");
     let client = settings.client();
@@ -318,6 +497,30 @@ async fn run(
             hoard_client::zero_stats(client).await?;
             println!("statistics zeroed");
         }
+        Action::MaxSize(text, bytes) => set_max_size(&text, bytes, client).await?,
+        Action::Clear => {
+            let removed = hoard::cache_management::clear(settings).await?;
+            println!(
+                "local cache cleared: {}",
+                hoard::cache_management::describe(&removed)
+            );
+        }
+        Action::EvictOlderThan(age) => {
+            let removed = hoard::cache_management::evict_older_than(settings, age).await?;
+            println!(
+                "entries unused for {}: {}",
+                humantime::format_duration(age),
+                hoard::cache_management::describe(&removed)
+            );
+        }
+        Action::Cleanup => {
+            let removed = hoard::cache_management::cleanup(settings, settings.cache_size).await?;
+            println!(
+                "local cache cleaned up to its limit of {}: {}",
+                hoard::cache_management::human_bytes(settings.cache_size),
+                hoard::cache_management::describe(&removed)
+            );
+        }
         Action::SummariseJournal(journal) => {
             emit(&hoard_client::journal::summarise(&journal)?.to_string());
         }
@@ -341,6 +544,46 @@ async fn run(
         }
     }
     Ok(())
+}
+
+/// `--max-size`: kept in the config file; the server serving the old limit is stopped, so
+/// the next compile starts one that keeps the new one.
+async fn set_max_size(text: &str, bytes: u64, client: &ClientConfig) -> Result<(), ControlError> {
+    use hoard::cache_management::{ManagementError, human_bytes, persist_max_size};
+    let path = hoard::config_file::path().ok_or(ManagementError::NoConfigFile)?;
+    persist_max_size(&path, text)?;
+    println!(
+        "maximum cache size set to {} ({text:?} in {})",
+        human_bytes(bytes),
+        path.display()
+    );
+    if std::env::var_os("HOARD_CACHE_SIZE").is_some_and(|v| !v.is_empty()) {
+        eprintln!(
+            "hoard: warning: HOARD_CACHE_SIZE is set in the environment and wins over the \
+             config file; unset it for the new limit to apply"
+        );
+    }
+    // A gateway on another machine keeps its own limit.
+    if client.server_addr.is_none() {
+        let stopped = hoard_client::stop_server(client).await?;
+        if stopped != hoard_client::Stopped::NotRunning {
+            println!("{stopped}; the next compile starts one with the new limit");
+        }
+    }
+    Ok(())
+}
+
+/// `--evict-older-than`'s AGE: humantime's spellings (`90m`, `7d`, `1h 30m`), or a bare
+/// number of seconds.
+fn parse_age(text: &str) -> Result<Duration, ControlError> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text).map_err(|e| ControlError::BadAge {
+        value: text.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// `hoard --explain -- <command>`: the report, read from this machine's cache directory.

@@ -11,6 +11,7 @@
 mod support;
 
 mod c_tree;
+mod cache_management;
 mod ci_recipes;
 mod cloud_tiers;
 mod compat_matrix;
@@ -22,6 +23,7 @@ mod has_include;
 mod hostile_input;
 mod journal;
 mod load;
+mod masquerade;
 mod paths_c;
 mod paths_cc_crate;
 mod paths_rust;

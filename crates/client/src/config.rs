@@ -56,6 +56,9 @@ pub struct ClientConfig {
     pub max_protocol: u32,
     /// `HOARD_JOURNAL`: append one JSON line per invocation here (see [`crate::journal`]).
     pub journal: Option<PathBuf>,
+    /// `HOARD_RECACHE`: compile every cacheable command and store its result over the
+    /// cached one, never serving a hit (ccache's `CCACHE_RECACHE`).
+    pub recache: bool,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -76,6 +79,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("direct_mode", &self.direct_mode)
             .field("max_protocol", &self.max_protocol)
             .field("journal", &self.journal)
+            .field("recache", &self.recache)
             .finish()
     }
 }
@@ -98,6 +102,7 @@ impl ClientConfig {
             direct_mode: true,
             max_protocol: hoard_protocol::MAX_PROTOCOL,
             journal: None,
+            recache: false,
         }
     }
 }

@@ -131,7 +131,9 @@ impl Hoard {
             });
         }
         Ok(Hoard {
-            backend: Backend::Connected(Box::new(RemoteCache::new(connection))),
+            backend: Backend::Connected(Box::new(
+                RemoteCache::new(connection).recaching(config.recache),
+            )),
             pipeline: PipelineConfig {
                 state_dir: config.cache_dir.clone(),
                 direct_mode: config.direct_mode,

@@ -36,6 +36,9 @@ pub struct RemoteCache {
     /// How the last hit or put's bytes travelled, for the journal.
     last_transfer: std::sync::Mutex<Option<&'static str>>,
     last_source: std::sync::Mutex<HitSource>,
+    /// `HOARD_RECACHE`: every lookup misses, and what is compiled is stored over what the
+    /// cache held.
+    recache: bool,
 }
 
 /// How one request's bytes will travel.
@@ -55,7 +58,17 @@ impl RemoteCache {
             predates_v2: AtomicBool::new(false),
             last_transfer: std::sync::Mutex::new(None),
             last_source: std::sync::Mutex::new(HitSource::default()),
+            recache: false,
         }
+    }
+
+    /// Makes every lookup a miss, so each compile runs and its result replaces the stored
+    /// one (`HOARD_RECACHE`, ccache's `CCACHE_RECACHE`). Manifests are still read, so a
+    /// recompiled result joins the candidates a later lookup may find.
+    #[must_use]
+    pub fn recaching(mut self, recache: bool) -> Self {
+        self.recache = recache;
+        self
     }
 
     /// The storage tier that held the last hit (`local`, `redis`, ...) and the trusted key
@@ -176,6 +189,16 @@ impl RemoteCache {
         language: Option<&str>,
     ) -> Result<Option<CompileResult>, ClientError> {
         let mut connection = self.connection.lock().await;
+        if self.recache {
+            // Counted as the miss it is, as a local-store miss counts, without asking.
+            if let Some(language) = language {
+                let event = ClientEvent::LocalMiss {
+                    language: language.to_owned(),
+                };
+                let _ = crate::events::try_record_event(connection.state_dir(), &event);
+            }
+            return Ok(None);
+        }
         if let Some(result) = self.local_hit(&connection, key, outputs, language) {
             return Ok(Some(result));
         }

@@ -49,6 +49,11 @@ pub fn run_wrapper_in(
         cwd,
         env,
     };
+    if config.max_protocol < PROTOCOL_V2 && config.recache {
+        // A v1 server compiles and serves as it sees fit: it cannot be told to recompile.
+        invocation.uncached(Outcome::Fallback, "recache_needs_v2");
+        return exec_compiler(&command.program, &command.args);
+    }
     if config.max_protocol < PROTOCOL_V2 {
         // A v1 client hands every command to the server, which classifies it itself.
         return ask_server(config, &command, &invocation, |runtime| {
@@ -126,7 +131,7 @@ async fn serve_v2(
 ) -> Result<Served, ClientError> {
     // The Hello leaves with the first request: one round trip fewer per compile.
     let connection = Connection::open_pipelined(config).await?;
-    let cache = RemoteCache::new(connection);
+    let cache = RemoteCache::new(connection).recaching(config.recache);
     let outcome = cached_compile(compile, &cache).await;
     if outcome.status != CacheStatus::Withdrawn {
         let route = Route {

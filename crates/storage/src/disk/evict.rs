@@ -144,7 +144,7 @@ impl Inner {
 
     /// The eviction lock, held until the file is dropped; `None` where it cannot be had (a
     /// read-only directory), and evictions then go unserialised, as before.
-    fn eviction_lock(&self) -> Option<File> {
+    pub(super) fn eviction_lock(&self) -> Option<File> {
         let path = self.dir.join(EVICTION_LOCK);
         let file = ledger::open_shared(&path).ok()?;
         file.lock()

@@ -16,7 +16,10 @@
 mod beside;
 mod evict;
 mod ledger;
+mod maintenance;
 mod scan;
+
+pub use maintenance::Removed;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
