@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod config_file;
+pub mod config_notice;
 pub mod config_report;
 pub mod logging;
 pub mod path_settings;

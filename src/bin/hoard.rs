@@ -198,8 +198,8 @@ fn report(result: Result<(), ControlError>) -> ExitCode {
     }
 }
 
-/// Wrapper mode. A broken configuration must not break the build: it is logged and the
-/// compiler runs as if hoard were not there.
+/// Wrapper mode. A broken configuration must not break the build: it is told (once per
+/// build) and logged, and the compiler runs as if hoard were not there.
 fn wrap(program: OsString, args: Vec<OsString>) -> ExitCode {
     let status = match Settings::for_wrapper() {
         Ok(settings) => {
@@ -208,18 +208,11 @@ fn wrap(program: OsString, args: Vec<OsString>) -> ExitCode {
             hoard_client::run_wrapper_in(&settings.client(), program, args, env)
         }
         Err(e) => {
-            eprintln_to_log(&e);
+            hoard::config_notice::config_error(&e);
             hoard_client::run_wrapper_uncached(&program, &args)
         }
     };
     ExitCode::from(u8::try_from(status.clamp(0, 255)).unwrap_or(1))
-}
-
-fn eprintln_to_log(e: &ConfigError) {
-    if let Some(dir) = std::env::var_os("HOARD_DIR") {
-        hoard::logging::init(std::path::Path::new(&dir), "hoard.log");
-    }
-    tracing::error!("configuration error, compiling without the cache: {e}");
 }
 
 impl Format {
