@@ -330,7 +330,10 @@ fn a_bad_value_from_the_environment_names_the_variable() {
         "{}",
         lines[0]
     );
-    assert_eq!(std::fs::read(sandbox.dir.path().join("one.o")).unwrap(), plain);
+    assert_eq!(
+        std::fs::read(sandbox.dir.path().join("one.o")).unwrap(),
+        plain
+    );
     assert_uncached(&sandbox);
 }
 
@@ -344,7 +347,10 @@ fn a_changed_mistake_or_a_new_build_is_told_again() {
     std::fs::write(&file, "cache_size = \"1G\"\ndirect_mod = true\n").unwrap();
     let lines = hoard_lines(&wrapped_compile(&sandbox, "one"));
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains(":2:1: unknown key \"direct_mod\""), "{lines:?}");
+    assert!(
+        lines[0].contains(":2:1: unknown key \"direct_mod\""),
+        "{lines:?}"
+    );
 
     // The marker says the last compile was long ago: a new build, told again.
     let marker = sandbox.cache_dir().join(hoard::config_notice::MARKER);
@@ -383,7 +389,10 @@ fn of_parallel_wrappers_exactly_one_tells_the_mistake() {
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(told[0].contains(&file), "{told:?}");
     for name in &names {
-        assert!(sandbox.dir.path().join(format!("{name}.o")).exists(), "{name}");
+        assert!(
+            sandbox.dir.path().join(format!("{name}.o")).exists(),
+            "{name}"
+        );
     }
 }
 
@@ -415,7 +424,14 @@ fn a_setting_set_in_vain_is_a_warning_and_the_compile_is_cached() {
         .map(|w| w["setting"].as_str().unwrap())
         .collect();
     assert_eq!(warnings, ["HOARD_S3_REGION", "HOARD_MEMCACHED_MAX_ENTRY"]);
-    let table = text(&sandbox.hoard().arg("--show-config").output().unwrap().stdout);
+    let table = text(
+        &sandbox
+            .hoard()
+            .arg("--show-config")
+            .output()
+            .unwrap()
+            .stdout,
+    );
     assert!(
         table.contains("warning: HOARD_MEMCACHED_MAX_ENTRY is set but has no effect"),
         "{table}"
