@@ -12,18 +12,27 @@ use hoard_storage::TierKind;
 use hoard_storage::signing::{Trust, trust_from_env};
 use hoard_storage::{TierConfig, parse_size, tiers_from_env};
 
-/// A setting that could not be read; names the variable and the value.
+mod duration;
+mod ineffective;
+
+pub use duration::{DURATION_FORMS, DurationError, DurationProblem, parse_duration};
+pub use ineffective::ConfigWarning;
+
+/// A setting that could not be read; names the variable (or the file, line and column) and
+/// the value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The value does not parse.
-    #[error("{var}={value:?} (from {origin}): {why}")]
+    /// The value does not parse: `HOARD_CACHE_SIZE="x": ...` from the environment,
+    /// `file:line:column: cache_size = "x": ...` from the config file.
+    #[error("{}: {why}", .origin.quote(.var, .value))]
     Invalid {
         /// The variable.
         var: &'static str,
         /// Its value.
         value: String,
-        /// Where the value came from: the environment, or the config file and key.
-        origin: crate::config_file::Origin,
+        /// Where the value came from: the environment, or the config file and key (boxed: a
+        /// `Result` carrying this error stays small).
+        origin: Box<crate::config_file::Origin>,
         /// What is wrong with it.
         why: String,
     },
@@ -49,9 +58,15 @@ pub enum ConfigError {
     /// The config file is unreadable or has a bad key or value.
     #[error(transparent)]
     File(crate::config_file::ConfigFileError),
-    /// A remote tier is misconfigured.
-    #[error(transparent)]
-    Tiers(hoard_storage::TierConfigError),
+    /// A remote tier is misconfigured; `at` is the config file's place of the setting at
+    /// fault, when the file sets it.
+    #[error("{}{source}", .at.as_ref().map(|at| format!("{at}: ")).unwrap_or_default())]
+    Tiers {
+        /// What is wrong.
+        source: hoard_storage::TierConfigError,
+        /// `file:line:column: key` of the setting, when it comes from the file.
+        at: Option<String>,
+    },
     /// A signing setting is wrong (`HOARD_SIGNING_KEY`, `HOARD_TRUSTED_KEYS`,
     /// `HOARD_VERIFY_TIERS`).
     #[error(transparent)]
@@ -65,6 +80,20 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl ConfigError {
+    /// Whether what is wrong is in the config file (as opposed to the environment or the
+    /// machine): the fix is an edit of the file.
+    pub fn in_file(&self) -> bool {
+        match self {
+            ConfigError::File(_) | ConfigError::Tiers { at: Some(_), .. } => true,
+            ConfigError::Invalid { origin, .. } => {
+                matches!(**origin, crate::config_file::Origin::File { .. })
+            }
+            _ => false,
+        }
+    }
 }
 
 /// How a hit hands a large output over from the local store (`HOARD_HARD_LINK`).
@@ -174,8 +203,36 @@ impl Settings {
     /// signing settings name the server's socket but their keys are not read (the server
     /// reads them, and refuses to start on a bad one), since parsing a key costs a hit
     /// a noticeable part of its time. [`Settings::trust`] is empty.
+    ///
+    /// Settings that are set in vain ([`Settings::warnings`]) are told on stderr, at most
+    /// once per build ([`crate::config_notice`]), and logged.
     pub fn for_wrapper() -> Result<Self, ConfigError> {
-        Self::read(false)
+        let settings = Self::read(false)?;
+        let warnings = settings.warnings();
+        if !warnings.is_empty() {
+            crate::config_notice::warnings(&settings.cache_dir, &warnings);
+        }
+        Ok(settings)
+    }
+
+    /// The settings that are set but have no effect, or are partly ignored (a `HOARD_LOG`
+    /// directive that does not parse): warnings, never errors.
+    pub fn warnings(&self) -> Vec<ConfigWarning> {
+        let origin = crate::config_file::origin;
+        let mut found = ineffective::warnings(&var, &self.tiers, &origin);
+        if let Some(filter) = var("HOARD_LOG") {
+            for (directive, why) in crate::logging::bad_directives(&filter) {
+                found.push(ConfigWarning {
+                    setting: "HOARD_LOG",
+                    origin: origin("HOARD_LOG"),
+                    message: format!(
+                        "has a directive tracing cannot read, {directive:?} ({why}); it is \
+                         left out"
+                    ),
+                });
+            }
+        }
+        found
     }
 
     fn read(keys: bool) -> Result<Self, ConfigError> {
@@ -191,15 +248,14 @@ impl Settings {
                 source,
             })?;
         let cache_size = match var("HOARD_CACHE_SIZE") {
-            Some(v) => {
-                parse_size(&v).map_err(|why| invalid("HOARD_CACHE_SIZE", &v, why.to_string()))?
-            }
+            Some(v) => parse_size(&v)
+                .map_err(|e| invalid("HOARD_CACHE_SIZE", &v, e.problem.to_string()))?,
             None => DEFAULT_CACHE_SIZE,
         };
-        let idle = seconds("HOARD_IDLE_TIMEOUT", 600)?;
-        let request_timeout = seconds("HOARD_CLIENT_TIMEOUT", 60)?;
-        let single_flight_wait = seconds("HOARD_SINGLE_FLIGHT_WAIT", 30)?;
-        let mut tiers = tiers_from_env(var).map_err(ConfigError::Tiers)?;
+        let idle = duration("HOARD_IDLE_TIMEOUT", 600)?;
+        let request_timeout = duration("HOARD_CLIENT_TIMEOUT", 60)?;
+        let single_flight_wait = duration("HOARD_SINGLE_FLIGHT_WAIT", 30)?;
+        let mut tiers = tiers_from_env(var).map_err(tier_error)?;
         let trust = if keys {
             Arc::new(trust_from_env(var, &mut tiers).map_err(ConfigError::Trust)?)
         } else {
@@ -312,7 +368,7 @@ fn invalid(var: &'static str, value: &str, why: impl Into<String>) -> ConfigErro
     ConfigError::Invalid {
         var,
         value: redact_url(value, Userinfo::Password),
-        origin: crate::config_file::origin(var),
+        origin: Box::new(crate::config_file::origin(var)),
         why: why.into(),
     }
 }
@@ -321,15 +377,33 @@ fn non_empty(var_name: &str) -> Option<String> {
     var(var_name).filter(|v| !v.trim().is_empty())
 }
 
-fn seconds(var_name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+/// A duration setting ([`parse_duration`]: seconds, or `30s`, `10m`, `2h`, `7d`, `1h30m`);
+/// `default` seconds when unset.
+fn duration(var_name: &'static str, default: u64) -> Result<Duration, ConfigError> {
     match var(var_name) {
         None => Ok(Duration::from_secs(default)),
-        Some(v) => v
-            .trim()
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|e| invalid(var_name, &v, format!("want whole seconds: {e}"))),
+        Some(v) => parse_duration(&v).map_err(|e| invalid(var_name, &v, e.problem.to_string())),
     }
+}
+
+/// A tier's error, placed in the config file when the setting at fault comes from there.
+fn tier_error(source: hoard_storage::TierConfigError) -> ConfigError {
+    use hoard_storage::TierConfigError;
+    let name = match &source {
+        TierConfigError::Invalid { field, .. } if field.starts_with("HOARD_") => {
+            Some((*field).to_owned())
+        }
+        TierConfigError::Invalid { tier, field, .. } => {
+            Some(format!("HOARD_{tier}_{field}").to_ascii_uppercase())
+        }
+        TierConfigError::UnknownTier { var, .. } => Some((*var).to_owned()),
+        TierConfigError::Duplicate(_) => None,
+    };
+    let at = name.and_then(|name| match crate::config_file::origin(&name) {
+        origin @ crate::config_file::Origin::File { .. } => Some(origin.place(&name)),
+        _ => None,
+    });
+    ConfigError::Tiers { source, at }
 }
 
 fn protocol(var_name: &'static str) -> Result<u32, ConfigError> {
@@ -364,7 +438,7 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-fn default_cache_dir() -> Option<PathBuf> {
+pub(crate) fn default_cache_dir() -> Option<PathBuf> {
     if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(xdg).join("hoard"));
     }
@@ -375,7 +449,7 @@ fn default_cache_dir() -> Option<PathBuf> {
 /// Creates `dir` (and any missing parents) with mode 0700: the cache directory holds logs,
 /// statistics and cache entries whose modes are the outputs' (a hard-linked hit shares the
 /// inode), so it is what keeps them from other users. An existing directory is left as it is.
-fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -387,68 +461,10 @@ fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
         })
 }
 
-/// The default socket: in a per-user 0700 directory, named after the storage configuration so
-/// two configurations never share a server by accident.
-fn default_socket(cache_dir: &Path, cache_size: u64, tiers: &[TierConfig], trust: &str) -> PathBuf {
-    let mut recipe = blake3::Hasher::new();
-    recipe.update(b"hoard-socket-v1\0");
-    recipe.update(cache_dir.as_os_str().as_encoded_bytes());
-    recipe.update(b"\0");
-    recipe.update(&cache_size.to_le_bytes());
-    // The tiers' full identity, credentials included (two configurations that differ only in
-    // a password are two configurations), hashed and never shown: their `Debug` is redacted.
-    recipe.update(socket_identity::tiers(tiers).as_bytes());
-    // Signing settings only where they are set, so sockets without them keep their names: a
-    // server that does not verify must never answer a client configured to.
-    if !trust.is_empty() {
-        recipe.update(b"\0trust\0");
-        recipe.update(trust.as_bytes());
-    }
-    let name = format!("server-{}.sock", &recipe.finalize().to_hex()[..16]);
-    let base = match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        Some(runtime) => PathBuf::from(runtime).join("hoard"),
-        None => std::env::temp_dir().join(format!("hoard-{}", effective_uid())),
-    };
-    base.join(name)
-}
-
+mod default_socket;
 mod socket_identity;
 
-/// Creates the default socket's directory (0700) and checks that it is ours and private: in
-/// a shared `/tmp`, another user could have created it first and put a server of theirs in it.
-fn private_socket_dir(socket: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let Some(dir) = socket.parent() else {
-        return Ok(());
-    };
-    let created = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir);
-    let meta = created
-        .and_then(|()| std::fs::symlink_metadata(dir))
-        .map_err(|source| ConfigError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })?;
-    let uid = effective_uid();
-    let mode = meta.mode() & 0o7777;
-    if meta.file_type().is_symlink() || meta.uid() != uid || mode & 0o077 != 0 {
-        return Err(ConfigError::SocketDirNotPrivate {
-            path: dir.to_owned(),
-            owner: meta.uid(),
-            mode,
-            uid,
-        });
-    }
-    Ok(())
-}
-
-#[allow(unsafe_code)]
-fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
+use default_socket::{default_socket, private_socket_dir};
 
 /// `hoard-server` beside the running `hoard`, else whatever `PATH` finds.
 pub fn server_program() -> PathBuf {
@@ -465,18 +481,6 @@ pub fn server_program() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("1024"), Ok(1024));
-        assert_eq!(parse_size("10G"), Ok(10 << 30));
-        assert_eq!(parse_size("500M"), Ok(500 << 20));
-        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
-        assert_eq!(parse_size("2 GB"), Ok(2 << 30));
-        assert!(parse_size("ten").is_err());
-        assert!(parse_size("10X").is_err());
-        assert!(parse_size("99999999999T").is_err());
-    }
 
     #[test]
     fn booleans_parse_in_the_usual_spellings() {
@@ -524,70 +528,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn two_storage_configurations_get_two_sockets() {
-        let a = default_socket(Path::new("/a"), 1, &[], "");
-        assert_ne!(a, default_socket(Path::new("/b"), 1, &[], ""));
-        assert_ne!(a, default_socket(Path::new("/a"), 2, &[], ""));
-        assert_eq!(a, default_socket(Path::new("/a"), 1, &[], ""));
-        let shared = TierConfig::new(TierKind::SharedDir {
-            path: PathBuf::from("/shared"),
-        });
-        assert_ne!(a, default_socket(Path::new("/a"), 1, &[shared], ""));
-    }
-
-    #[test]
-    fn a_verifying_or_signing_configuration_never_shares_a_server_with_one_that_is_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("ci.key");
-        let public = hoard_storage::signing::keygen(&key, "ci").unwrap();
-        let key = key.display().to_string();
-        let socket = |vars: &[(&str, &str)]| {
-            let identity = socket_identity::trust(|name| {
-                vars.iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| (*v).to_owned())
-            });
-            default_socket(Path::new("/a"), 1, &[], &identity)
-        };
-        let all = [
-            socket(&[]),
-            socket(&[("HOARD_TRUSTED_KEYS", &public)]),
-            socket(&[
-                ("HOARD_TRUSTED_KEYS", &public),
-                ("HOARD_VERIFY_TIERS", "none"),
-            ]),
-            socket(&[("HOARD_SIGNING_KEY", &key)]),
-            socket(&[("HOARD_SIGNING_KEY", &key), ("HOARD_TRUSTED_KEYS", &public)]),
-        ];
-        for (i, a) in all.iter().enumerate() {
-            for b in &all[i + 1..] {
-                assert_ne!(a, b);
-            }
-        }
-        // Empty values are unset, as everywhere.
-        assert_eq!(socket(&[("HOARD_TRUSTED_KEYS", " ")]), all[0]);
-        // A key file rewritten in place is a new configuration.
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        std::fs::write(&key, std::fs::read(&key).unwrap()).unwrap();
-        assert_ne!(socket(&[("HOARD_SIGNING_KEY", &key)]), all[3]);
-    }
-
     fn redis(endpoint: &str) -> TierConfig {
         TierConfig::new(TierKind::Redis {
             endpoint: endpoint.to_owned(),
         })
-    }
-
-    #[test]
-    fn the_socket_depends_on_the_password_that_debug_hides() {
-        let one = [redis("redis://alice:one@h:1")];
-        let two = [redis("redis://alice:two@h:1")];
-        assert_eq!(format!("{one:?}"), format!("{two:?}"), "Debug hides both");
-        assert_ne!(
-            default_socket(Path::new("/a"), 1, &one, ""),
-            default_socket(Path::new("/a"), 1, &two, "")
-        );
     }
 
     #[test]
@@ -608,49 +552,5 @@ mod tests {
         let err = invalid("HOARD_SERVER_ADDR", "x://u:hunter2@h", "no");
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
-    }
-}
-
-#[cfg(test)]
-mod socket_dir_tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn a_private_directory_is_created_with_mode_0700() {
-        let tmp = tempfile::tempdir().unwrap();
-        let socket = tmp.path().join("hoard-x/server.sock");
-        private_socket_dir(&socket).unwrap();
-        let mode = std::fs::metadata(tmp.path().join("hoard-x"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o700);
-    }
-
-    #[test]
-    fn a_directory_others_can_write_is_refused() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("hoard-x");
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = private_socket_dir(&dir.join("server.sock")).unwrap_err();
-        assert!(
-            matches!(err, ConfigError::SocketDirNotPrivate { .. }),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_directory_owned_by_another_user_is_refused() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("hoard-x");
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-        if std::os::unix::fs::chown(&dir, Some(65534), None).is_err() {
-            eprintln!("cannot chown without root: skipped");
-            return;
-        }
-        assert!(private_socket_dir(&dir.join("server.sock")).is_err());
     }
 }

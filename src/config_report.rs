@@ -127,7 +127,7 @@ fn default_value(name: &str, settings: &Settings) -> String {
     let on_off = |b: bool| if b { "on" } else { "off" }.to_owned();
     match name {
         "HOARD_DIR" => settings.cache_dir.display().to_string(),
-        "HOARD_CACHE_SIZE" => settings.cache_size.to_string(),
+        "HOARD_CACHE_SIZE" => hoard_storage::tier::config::format_size(settings.cache_size),
         "HOARD_SERVER_UDS" => settings.socket_path.display().to_string(),
         "HOARD_IDLE_TIMEOUT" => seconds(settings.idle_timeout),
         "HOARD_LOG" => "warn".to_owned(),
@@ -177,8 +177,15 @@ pub fn render(settings: &Settings) -> String {
         };
         let _ = writeln!(out, "{:<26} {value:<width$}  {}", line.name, line.origin);
     }
-    // An error goes to stderr with `--show-config`'s failure; a note says what a setting
-    // means for a build.
+    // An error goes to stderr with `--show-config`'s failure; a warning names a setting that
+    // is set in vain; a note says what a setting means for a build.
+    let warnings = settings.warnings();
+    if !warnings.is_empty() {
+        out.push('\n');
+    }
+    for warning in warnings {
+        let _ = write!(out, "{}", wrapped(&format!("warning: {warning}"), 92));
+    }
     for (_, note) in path_settings::notes() {
         let _ = write!(out, "\n{}", wrapped(&format!("note: {note}"), 92));
     }
@@ -207,18 +214,31 @@ fn wrapped(text: &str, width: usize) -> String {
 
 /// The report as one JSON object: `{ "HOARD_DIR": { "value": ..., "from": ... }, ... }`,
 /// with `"error"` beside a value that has one and `"note"` beside one the path policy's
-/// notes are about.
+/// notes are about, and `"warnings"`: an array of `{ "setting", "message" }` for settings
+/// set in vain (`message` is the whole sentence, place included).
 pub fn to_json(settings: &Settings) -> serde_json::Value {
     let notes = path_settings::notes();
-    let map = lines(settings)
+    let warnings: Vec<serde_json::Value> = settings
+        .warnings()
+        .iter()
+        .map(|w| serde_json::json!({ "setting": w.setting, "message": w.to_string() }))
+        .collect();
+    let mut map: serde_json::Map<String, serde_json::Value> = lines(settings)
         .into_iter()
         .map(|line| {
             let from = match &line.origin {
                 Origin::Environment => serde_json::json!("environment"),
                 Origin::Default => serde_json::json!("default"),
-                Origin::File { path, key } => {
-                    serde_json::json!({ "file": path.display().to_string(), "key": key })
-                }
+                Origin::File {
+                    path,
+                    key,
+                    position,
+                } => serde_json::json!({
+                    "file": path.display().to_string(),
+                    "key": key,
+                    "line": position.line,
+                    "column": position.column,
+                }),
             };
             let value = (!line.value.is_empty()).then_some(line.value);
             let mut entry = serde_json::json!({ "value": value, "from": from });
@@ -231,6 +251,7 @@ pub fn to_json(settings: &Settings) -> serde_json::Value {
             (line.name.to_owned(), entry)
         })
         .collect();
+    map.insert("warnings".to_owned(), serde_json::Value::Array(warnings));
     serde_json::Value::Object(map)
 }
 

@@ -6,6 +6,7 @@
 pub mod cache_management;
 pub mod config;
 pub mod config_file;
+pub mod config_notice;
 pub mod config_report;
 pub mod help_text;
 pub mod logging;

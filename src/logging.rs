@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hoard_storage::tier::config::Scrubber;
-use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::filter::{Directive, LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, fmt};
 
@@ -35,13 +35,15 @@ pub const DEPENDENCY_CAPS: &[(&str, LevelFilter)] = &[
 /// (OpenDAL's S3 client reads them).
 const SECRET_ENV: &[&str] = &["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
 
+/// The wrapper's log, in the cache directory (the server's is `server.log`).
+pub const WRAPPER_LOG: &str = "hoard.log";
+
 /// Sends `tracing` events at the `HOARD_LOG` filter (environment or config file; default
 /// `warn`) to `dir/file`. The file is opened per event, so a wrapper that logs nothing never
-/// touches it.
+/// touches it. A directive the filter cannot read is left out (the configuration's warnings
+/// name it: [`bad_directives`]); the rest still apply. A second call does nothing.
 pub fn init(dir: &Path, file: &str) {
-    let filter = crate::config_file::setting("HOARD_LOG")
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new("warn"));
+    let filter = filter(crate::config_file::setting("HOARD_LOG").as_deref());
     let path = dir.join(file);
     let scrubber = Arc::new(configured_scrubber());
     let writer = move || -> Box<dyn Write> {
@@ -63,6 +65,35 @@ pub fn init(dir: &Path, file: &str) {
         .with(caps())
         .with(layer)
         .try_init();
+}
+
+/// The filter of the directives in `setting` that parse, `warn` when there are none. Written
+/// here rather than with `EnvFilter`'s lossy parser, which prints what it drops to stderr:
+/// the build's.
+fn filter(setting: Option<&str>) -> EnvFilter {
+    let good: Vec<&str> = setting
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && d.parse::<Directive>().is_ok())
+        .collect();
+    if good.is_empty() {
+        return EnvFilter::new("warn");
+    }
+    EnvFilter::try_new(good.join(",")).unwrap_or_else(|_| EnvFilter::new("warn"))
+}
+
+/// The directives of a `HOARD_LOG` filter that `tracing` cannot read, each with the reason.
+pub fn bad_directives(setting: &str) -> Vec<(String, String)> {
+    setting
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter_map(|d| match d.parse::<Directive>() {
+            Ok(_) => None,
+            Err(e) => Some((d.to_owned(), e.to_string())),
+        })
+        .collect()
 }
 
 /// [`DEPENDENCY_CAPS`] as a filter that lets everything else through.
@@ -143,6 +174,19 @@ mod tests {
         assert!(caps.would_enable("reqsign_core::api", &Level::ERROR));
         assert!(!caps.would_enable("reqsign_aws_core::provide_credential", &Level::DEBUG));
         assert!(caps.would_enable("hoard_storage::tier::remote", &Level::TRACE));
+    }
+
+    #[test]
+    fn a_bad_directive_is_named_and_the_good_ones_still_apply() {
+        assert_eq!(bad_directives("debug,hoard=trace"), Vec::new());
+        let bad = bad_directives("hoard=trace, foo=bar=baz,warn");
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].0, "foo=bar=baz");
+        assert!(!bad[0].1.is_empty());
+        let shown = filter(Some("hoard=trace,foo=bar=baz")).to_string();
+        assert!(shown.contains("hoard=trace"), "{shown}");
+        assert_eq!(filter(Some("=,=")).to_string(), "warn");
+        assert_eq!(filter(None).to_string(), "warn");
     }
 
     #[test]

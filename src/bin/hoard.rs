@@ -187,7 +187,7 @@ enum ControlError {
     #[error(transparent)]
     Management(#[from] hoard::cache_management::ManagementError),
     /// `--evict-older-than` was given something that is not an age.
-    #[error("--evict-older-than {value:?}: {message} (want e.g. 3600s, 90m, 12h or 7d)")]
+    #[error("--evict-older-than: {message}")]
     BadAge {
         /// What was given.
         value: String,
@@ -322,8 +322,8 @@ fn report(result: Result<(), ControlError>) -> ExitCode {
     }
 }
 
-/// Wrapper mode. A broken configuration must not break the build: it is logged and the
-/// compiler runs as if hoard were not there.
+/// Wrapper mode. A broken configuration must not break the build: it is told (once per
+/// build) and logged, and the compiler runs as if hoard were not there.
 fn wrap(program: OsString, args: Vec<OsString>) -> ExitCode {
     if switched_on("HOARD_DISABLE") {
         // ccache's CCACHE_DISABLE: the compiler alone, no configuration read, no server.
@@ -338,7 +338,7 @@ fn wrap(program: OsString, args: Vec<OsString>) -> ExitCode {
             hoard_client::run_wrapper_in(&client, program, args, env)
         }
         Err(e) => {
-            eprintln_to_log(&e);
+            hoard::config_notice::config_error(&e);
             hoard_client::run_wrapper_uncached(&program, &args)
         }
     };
@@ -358,13 +358,6 @@ fn switched_on(name: &str) -> bool {
             "" | "0" | "false" | "no" | "off" | "disable"
         )
     })
-}
-
-fn eprintln_to_log(e: &ConfigError) {
-    if let Some(dir) = std::env::var_os("HOARD_DIR") {
-        hoard::logging::init(std::path::Path::new(&dir), "hoard.log");
-    }
-    tracing::error!("configuration error, compiling without the cache: {e}");
 }
 
 impl Format {
@@ -573,15 +566,10 @@ async fn set_max_size(text: &str, bytes: u64, client: &ClientConfig) -> Result<(
     Ok(())
 }
 
-/// `--evict-older-than`'s AGE: humantime's spellings (`90m`, `7d`, `1h 30m`), or a bare
-/// number of seconds.
+/// `--evict-older-than`'s AGE, read as every duration setting is (`90m`, `7d`, seconds).
 fn parse_age(text: &str) -> Result<Duration, ControlError> {
-    let text = text.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
-    }
-    humantime::parse_duration(text).map_err(|e| ControlError::BadAge {
-        value: text.to_owned(),
+    hoard::config::parse_duration(text).map_err(|e| ControlError::BadAge {
+        value: text.trim().to_owned(),
         message: e.to_string(),
     })
 }

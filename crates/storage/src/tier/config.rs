@@ -15,7 +15,7 @@ mod size;
 
 pub use reapi::{parse_headers, shown_headers};
 pub use redact::{MASK, MIN_SCRUBBED_LEN, Scrubber, Userinfo, redact_url, scrub, url_secrets};
-pub use size::{SizeError, parse_size};
+pub use size::{SIZE_UNITS, SizeError, SizeProblem, format_size, parse_size};
 
 /// Default time allowed to establish a connection to a tier (see [`TierConfig::connect_timeout`]).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
@@ -577,7 +577,7 @@ fn size_var(tier: &str, var: &'static str, value: &str) -> Result<u64, TierConfi
         tier: tier.into(),
         field: var,
         value: value.to_owned(),
-        reason: reason.to_string(),
+        reason: reason.problem.to_string(),
     })
 }
 
