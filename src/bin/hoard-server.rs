@@ -19,6 +19,17 @@ struct Args {
     /// that show HOARD_SERVER_TOKEN (which must then be set). Same as HOARD_SERVER_LISTEN.
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics and a JSON status page at
+    /// /status (read-only, no authentication: bind it where only your monitoring reaches).
+    /// Off by default. Same as HOARD_SERVER_METRICS.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<String>,
+}
+
+/// Where to serve metrics: the flag, else `HOARD_SERVER_METRICS` (empty is unset).
+fn metrics_addr(flag: Option<String>) -> Option<String> {
+    flag.or_else(|| std::env::var("HOARD_SERVER_METRICS").ok())
+        .filter(|addr| !addr.trim().is_empty())
 }
 
 /// OpenDAL's Actions cache service speaks the v2 protocol (the only one github.com still
@@ -63,7 +74,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(hoard_server::serve(settings.server())) {
+    let mut config = settings.server();
+    config.metrics = metrics_addr(args.metrics);
+    match runtime.block_on(hoard_server::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         // Losing the race to start is not a failure: the other server serves.
         Err(ServerError::AlreadyRunning(socket)) => {

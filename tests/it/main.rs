@@ -22,6 +22,7 @@ mod has_include;
 mod hostile_input;
 mod journal;
 mod load;
+mod metrics;
 mod paths_c;
 mod paths_cc_crate;
 mod paths_rust;
