@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{FromArgMatches, Parser};
 use hoard::config::Settings;
 use hoard_server::ServerError;
 
@@ -13,12 +13,33 @@ use hoard_server::ServerError;
 /// its lock or pid file could be tampered with by another user, or when another user holds
 /// its lock; losing the race to another server of the same user exits 0.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "hoard-server", about, long_about)]
 struct Args {
     /// Also serve TCP clients at this address (`0.0.0.0:PORT`), entries inline, to clients
     /// that show HOARD_SERVER_TOKEN (which must then be set). Same as HOARD_SERVER_LISTEN.
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics and a JSON status page at
+    /// /status (read-only, no authentication: bind it where only your monitoring reaches).
+    /// Off by default. Same as HOARD_SERVER_METRICS.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<String>,
+    /// Print the manual page (roff) and exit:
+    /// `hoard-server --man-page > ~/.local/share/man/man1/hoard-server.1`.
+    #[arg(long)]
+    man_page: bool,
+}
+
+/// The command line's definition, with the version and protocols `hoard --version` shows.
+fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Args::command().version(hoard::help_text::version())
+}
+
+/// Where to serve metrics: the flag, else `HOARD_SERVER_METRICS` (empty is unset).
+fn metrics_addr(flag: Option<String>) -> Option<String> {
+    flag.or_else(|| std::env::var("HOARD_SERVER_METRICS").ok())
+        .filter(|addr| !addr.trim().is_empty())
 }
 
 /// OpenDAL's Actions cache service speaks the v2 protocol (the only one github.com still
@@ -40,7 +61,19 @@ fn actions_cache_v2(settings: &Settings) {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::from_arg_matches(&command().get_matches()) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    if args.man_page {
+        return match clap_mangen::Man::new(command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hoard-server: cannot write the manual page: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
@@ -63,7 +96,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(hoard_server::serve(settings.server())) {
+    let mut config = settings.server();
+    config.metrics = metrics_addr(args.metrics);
+    match runtime.block_on(hoard_server::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         // Losing the race to start is not a failure: the other server serves.
         Err(ServerError::AlreadyRunning(socket)) => {

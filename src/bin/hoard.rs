@@ -103,7 +103,7 @@ struct Control {
     #[arg(long, help_heading = "Shell integration")]
     man_page: bool,
     /// The compiler command, after `--` (with --explain).
-    #[arg(last = true)]
+    #[arg(last = true, hide = true)]
     command: Vec<OsString>,
 }
 

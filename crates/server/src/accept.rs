@@ -84,6 +84,8 @@ pub(crate) async fn tcp(listener: TcpListener, shared: Arc<Shared>, gate: Arc<Ga
                     // Closed at once: the connection cap is reached.
                     tracing::debug!(%addr, "TCP connection refused: too many connections");
                     drop(stream);
+                    let refused = crate::stats::PeerRefusal::ConnectionCap;
+                    shared.stats.connections.refused(refused);
                     continue;
                 };
                 // Requests are small and latency-bound: never wait to fill a packet.

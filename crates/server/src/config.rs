@@ -43,6 +43,10 @@ pub struct ServerConfig {
     pub listen: Option<String>,
     /// The token TCP clients must show in `Hello`. Serving TCP without one is refused at start.
     pub token: Option<String>,
+    /// Serve Prometheus metrics (`GET /metrics`) and a JSON status page (`GET /status`) over
+    /// HTTP at this address (`host:port`). Read-only, unauthenticated, no entry bytes and no
+    /// credentials; off when `None`. See docs/Metrics.md.
+    pub metrics: Option<String>,
     /// Single flight: how long a lookup that misses while another connection compiles the
     /// same key waits for that compile to be stored before answering. Keep it well under the
     /// clients' answer timeout (`HOARD_CLIENT_TIMEOUT`, 60 s by default), or a waiting client
@@ -79,6 +83,7 @@ impl ServerConfig {
             trust: std::sync::Arc::default(),
             listen: None,
             token: None,
+            metrics: None,
             single_flight_wait: DEFAULT_SINGLE_FLIGHT_WAIT,
             local_compression: false,
             hard_links: false,

@@ -18,6 +18,7 @@ use crate::peer::{Conn, Peer};
 use crate::probe::ProvenDir;
 use crate::reply::{Frames, Reply, error, send};
 use crate::shared::Shared;
+use crate::stats::{Listener, PeerRefusal};
 
 /// What one connection has established so far.
 struct ConnState {
@@ -46,15 +47,19 @@ enum Unreadable {
 async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
     framed: &mut Frames<S>,
     state: &ConnState,
+    shared: &Shared,
 ) -> Option<std::io::Result<bytes::BytesMut>> {
+    let refused = |why| shared.stats.connections.refused(why);
     match &state.ticket {
         Some((ticket, deadline)) if !state.authenticated => tokio::select! {
             () = ticket.evicted() => {
                 tracing::debug!("unauthenticated TCP connection pushed out by a newer one");
+                refused(PeerRefusal::PushedOut);
                 None
             }
             next = tokio::time::timeout_at(*deadline, framed.next()) => next.unwrap_or_else(|_| {
                 tracing::debug!("TCP peer did not show the token in time; disconnected");
+                refused(PeerRefusal::HandshakeTimeout);
                 None
             }),
         },
@@ -72,6 +77,12 @@ pub(crate) async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let listener = if peer.is_remote() {
+        Listener::Tcp
+    } else {
+        Listener::Unix
+    };
+    let _open = shared.stats.connections.opened(listener);
     // Until a peer is admitted its frames are small: a TCP client without the token, or a
     // local process of another uid, must not make the server buffer 16 MiB per connection.
     let max_frame = if peer.is_local_with_uid(shared.own_uid) {
@@ -95,7 +106,7 @@ pub(crate) async fn serve_connection<S>(
         peer,
         holder: flights.holder,
     };
-    while let Some(frame) = next_frame(&mut framed, &state).await {
+    while let Some(frame) = next_frame(&mut framed, &state, shared).await {
         let reply = match request(frame) {
             // Oversize frames and I/O errors leave the stream out of step: say why, then close.
             Err(e) => Reply::Close(error(e.to_string())),
@@ -124,6 +135,9 @@ async fn serve_request<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Reply {
     let peer = conn.peer;
     if let Some(refusal) = admission::refusal(&request, peer, state.authenticated, shared.own_uid) {
+        if matches!(refusal, Reply::Close(_)) {
+            shared.stats.connections.refused(refused_peer(peer));
+        }
         return refusal;
     }
     if let Request::Hello { token, .. } = &request
@@ -131,6 +145,7 @@ async fn serve_request<S: AsyncRead + AsyncWrite + Unpin>(
     {
         let ours = shared.config.token.as_deref();
         if let Some(refusal) = admission::wrong_token(peer, ours, token.as_deref()) {
+            shared.stats.connections.refused(PeerRefusal::WrongToken);
             return refusal;
         }
         state.authenticated = true;
@@ -169,6 +184,16 @@ async fn serve_request<S: AsyncRead + AsyncWrite + Unpin>(
     // The bytes are stored and gone: their share of the budget is free.
     drop(reserved);
     reply
+}
+
+/// Why `admission` closes the door on `peer`: a local peer is refused for who it is, a
+/// TCP peer (when refused outright) for speaking before its `Hello`.
+fn refused_peer(peer: Peer) -> PeerRefusal {
+    match peer {
+        Peer::Local { uid: Some(_) } => PeerRefusal::ForeignUid,
+        Peer::Local { uid: None } => PeerRefusal::UnknownCredentials,
+        Peer::Remote { .. } => PeerRefusal::NoHello,
+    }
 }
 
 /// Sends what a request earned; `false` when the connection is over.

@@ -66,6 +66,15 @@ pub enum ServerError {
         "refusing to listen on {0} without a token: set HOARD_SERVER_TOKEN (TCP clients must show it)"
     )]
     NoToken(String),
+    /// The metrics address could not be bound.
+    #[error("cannot serve metrics on {addr}: {source}")]
+    MetricsListen {
+        /// The address asked for.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The TCP address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

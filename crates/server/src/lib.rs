@@ -13,14 +13,17 @@
 //! that uid's alone: nothing another user plants beside the socket changes whom it serves. A
 //! TCP gateway holds under hostile peers: a handshake deadline, connection caps under the
 //! descriptor limit, accept back-off, and one byte budget for all inline puts
-//! ([`GatewayLimits`]). SIGTERM and SIGINT stop it as `Shutdown` does.
+//! ([`GatewayLimits`]). SIGTERM and SIGINT stop it as `Shutdown` does. With
+//! [`ServerConfig::metrics`] it also serves Prometheus metrics and a JSON status page over
+//! HTTP, gathered from its counters when asked (module `metrics`).
 //!
 //! Inside, each layer imports only the ones below it: `server` (lock, listeners, stop) →
 //! `accept` → `connection` (framing, `admission`, inline receipt) → `dispatch` (the one place
 //! a request is counted and routed; `inline` beside it moves entry frames) → `v1`, `v2` (the
 //! handlers) → `shared` (what every connection shares), with `peer`, `reply`, `flight`,
 //! `gateway`, `stats`, `probe`, `output_paths`, `state_files` and `error` below. No handler
-//! imports the connection or the server.
+//! imports the connection or the server. `metrics`, started by `server` beside `accept`,
+//! only reads `shared`.
 
 mod accept;
 mod admission;
@@ -32,6 +35,7 @@ mod flight;
 mod gateway;
 mod inline;
 mod lock_holder;
+mod metrics;
 mod output_paths;
 mod peer;
 mod probe;

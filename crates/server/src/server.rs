@@ -50,10 +50,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
 struct Listeners {
     unix: UnixListener,
     tcp: Option<TcpListener>,
+    /// The metrics endpoint's (`--metrics`).
+    metrics: Option<TcpListener>,
 }
 
-/// Binds the TCP address (if any) and the socket, which replaces a dead server's, and writes
-/// the pid file.
+/// Binds the TCP and metrics addresses (if any) and the socket, which replaces a dead
+/// server's, and writes the pid file.
 async fn listen(config: &ServerConfig, files: &mut StateFiles) -> Result<Listeners, ServerError> {
     let tcp = match &config.listen {
         None => None,
@@ -68,6 +70,10 @@ async fn listen(config: &ServerConfig, files: &mut StateFiles) -> Result<Listene
             )
         }
     };
+    let metrics = match &config.metrics {
+        None => None,
+        Some(addr) => Some(crate::metrics::bind(addr).await?),
+    };
     files.remove_stale_socket()?;
     let socket = &config.socket_path;
     let unix = UnixListener::bind(socket).map_err(|source| ServerError::Io {
@@ -77,7 +83,7 @@ async fn listen(config: &ServerConfig, files: &mut StateFiles) -> Result<Listene
     })?;
     files.restrict_socket()?;
     files.write_pid()?;
-    Ok(Listeners { unix, tcp })
+    Ok(Listeners { unix, tcp, metrics })
 }
 
 /// Everything after the lock is ours: listen, serve, and stop cleanly.
@@ -108,9 +114,13 @@ async fn serve_locked(
         let gate = Arc::new(Gate::new(limits));
         accepting.push(tokio::spawn(crate::accept::tcp(tcp, shared.clone(), gate)));
     }
+    if let Some(metrics) = listeners.metrics {
+        tracing::info!(addr = ?metrics.local_addr().ok(), "serving /metrics and /status");
+        accepting.push(tokio::spawn(crate::metrics::serve(metrics, shared.clone())));
+    }
     let saver = tokio::spawn(save_stats_every(shared.clone(), STATS_SAVE_INTERVAL));
     wait_for_stop(&shared, terminate, interrupt).await;
-    // No new connections from here on.
+    // No new connections from here on; scrapes in progress end with their listener.
     for task in accepting {
         task.abort();
     }

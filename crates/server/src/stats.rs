@@ -8,7 +8,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
 
 use hoard_protocol::{Stats, TierStats};
 
@@ -60,6 +61,139 @@ pub struct ServerStats {
     tier_baseline: Mutex<Vec<TierStats>>,
     /// Set by every change, cleared by a save.
     dirty: AtomicBool,
+    /// Connections and refused peers since this server started (not saved, not zeroed).
+    pub connections: ConnectionCounters,
+    /// When this server started, for its uptime.
+    pub started: (Instant, SystemTime),
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The Unix socket.
+    Unix,
+    /// The TCP gateway (`--listen`).
+    Tcp,
+}
+
+impl Listener {
+    /// Both, in the order figures list them.
+    pub const ALL: [Listener; 2] = [Listener::Unix, Listener::Tcp];
+
+    /// Its name in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Unix => "unix",
+            Listener::Tcp => "tcp",
+        }
+    }
+}
+
+/// Why a peer was sent away before any request of its was served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRefusal {
+    /// A TCP connection past the gateway's connection cap, closed at once.
+    ConnectionCap,
+    /// A TCP peer that sent something else before a `Hello` with the token.
+    NoHello,
+    /// A TCP peer whose `Hello` showed a wrong token, or none.
+    WrongToken,
+    /// A TCP peer that showed no token within the handshake deadline.
+    HandshakeTimeout,
+    /// A TCP peer still to show the token, pushed out by a newer connection.
+    PushedOut,
+    /// A local peer of another uid.
+    ForeignUid,
+    /// A local peer whose uid the kernel did not tell.
+    UnknownCredentials,
+}
+
+impl PeerRefusal {
+    /// Every reason, in the order figures list them.
+    pub const ALL: [PeerRefusal; 7] = [
+        PeerRefusal::ConnectionCap,
+        PeerRefusal::NoHello,
+        PeerRefusal::WrongToken,
+        PeerRefusal::HandshakeTimeout,
+        PeerRefusal::PushedOut,
+        PeerRefusal::ForeignUid,
+        PeerRefusal::UnknownCredentials,
+    ];
+
+    /// Its name in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerRefusal::ConnectionCap => "connection_cap",
+            PeerRefusal::NoHello => "no_hello",
+            PeerRefusal::WrongToken => "wrong_token",
+            PeerRefusal::HandshakeTimeout => "handshake_timeout",
+            PeerRefusal::PushedOut => "pushed_out",
+            PeerRefusal::ForeignUid => "foreign_uid",
+            PeerRefusal::UnknownCredentials => "unknown_credentials",
+        }
+    }
+}
+
+/// Connections accepted and open per listener, and peers refused per reason: relaxed
+/// atomics, bumped once per connection, never on a request.
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    accepted: [AtomicU64; Listener::ALL.len()],
+    open: [AtomicU64; Listener::ALL.len()],
+    refused: [AtomicU64; PeerRefusal::ALL.len()],
+}
+
+/// A connection being served; counted open until dropped.
+#[derive(Debug)]
+pub struct OpenConnection<'a> {
+    counters: &'a ConnectionCounters,
+    listener: Listener,
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.counters.open[self.listener as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// [`ConnectionCounters`] at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionFigures {
+    /// Connections taken into service, per listener, in [`Listener::ALL`]'s order.
+    pub accepted: [u64; Listener::ALL.len()],
+    /// Connections being served now, likewise.
+    pub open: [u64; Listener::ALL.len()],
+    /// Peers refused, per reason, in [`PeerRefusal::ALL`]'s order.
+    pub refused: [u64; PeerRefusal::ALL.len()],
+}
+
+impl ConnectionCounters {
+    /// Counts a connection taken into service on `listener`, open until the guard drops.
+    pub fn opened(&self, listener: Listener) -> OpenConnection<'_> {
+        self.accepted[listener as usize].fetch_add(1, Ordering::Relaxed);
+        self.open[listener as usize].fetch_add(1, Ordering::Relaxed);
+        OpenConnection {
+            counters: self,
+            listener,
+        }
+    }
+
+    /// Counts a peer refused for `why`.
+    pub fn refused(&self, why: PeerRefusal) {
+        self.refused[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The figures now.
+    pub fn figures(&self) -> ConnectionFigures {
+        let load = |counters: &[AtomicU64]| -> Vec<u64> {
+            counters.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+        };
+        let mut figures = ConnectionFigures::default();
+        figures.accepted.copy_from_slice(&load(&self.accepted));
+        figures.open.copy_from_slice(&load(&self.open));
+        figures.refused.copy_from_slice(&load(&self.refused));
+        figures
+    }
 }
 
 impl ServerStats {
@@ -78,6 +212,8 @@ impl ServerStats {
             saved,
             tier_baseline: Mutex::new(baseline),
             dirty: AtomicBool::new(false),
+            connections: ConnectionCounters::default(),
+            started: (Instant::now(), SystemTime::now()),
         }
     }
 
@@ -302,6 +438,24 @@ mod tests {
             std::fs::read(dir.path().join("stats.json.unreadable")).unwrap(),
             b"{ not json"
         );
+    }
+
+    #[test]
+    fn a_connection_counts_open_until_its_guard_drops_and_refusals_by_reason() {
+        let counters = ConnectionCounters::default();
+        let first = counters.opened(Listener::Tcp);
+        let second = counters.opened(Listener::Tcp);
+        drop(counters.opened(Listener::Unix));
+        counters.refused(PeerRefusal::WrongToken);
+        counters.refused(PeerRefusal::WrongToken);
+        counters.refused(PeerRefusal::ConnectionCap);
+        drop(first);
+        let figures = counters.figures();
+        assert_eq!(figures.accepted, [1, 2]);
+        assert_eq!(figures.open, [0, 1]);
+        assert_eq!(figures.refused, [1, 0, 2, 0, 0, 0, 0]);
+        drop(second);
+        assert_eq!(counters.figures().open, [0, 0]);
     }
 
     #[test]

@@ -138,6 +138,17 @@ impl Breaker {
         }
     }
 
+    /// How long until an open breaker lets the next probe through: `None` unless it is open
+    /// and still cooling down.
+    pub(crate) fn retry_in(&self) -> Option<Duration> {
+        match *self.lock() {
+            State::Open { until, .. } => {
+                Some(until.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero())
+            }
+            _ => None,
+        }
+    }
+
     /// `closed`, `open` or `half_open`, for stats.
     pub(crate) fn state_name(&self) -> &'static str {
         match *self.lock() {
@@ -197,6 +208,25 @@ mod tests {
         // Capped at 50 ms, not 80.
         std::thread::sleep(Duration::from_millis(55));
         assert_eq!(b.admit(), Admit::Probe);
+    }
+
+    #[test]
+    fn only_an_open_breaker_has_a_time_to_retry_within_its_cooldown() {
+        let b = Breaker::with_timing(
+            1,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            Duration::from_secs(120),
+        );
+        assert_eq!(b.retry_in(), None);
+        b.failure();
+        let wait = b.retry_in().expect("open: a time to retry");
+        assert!(
+            wait <= Duration::from_secs(60) && !wait.is_zero(),
+            "{wait:?}"
+        );
+        b.success();
+        assert_eq!(b.retry_in(), None);
     }
 
     #[test]

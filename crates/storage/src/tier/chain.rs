@@ -14,11 +14,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
-use super::TierStats;
 use super::config::{TierConfig, TierConfigError};
 use super::prefetch::{Prefetch, SegmentJob};
 use super::remote::{Counters, RemoteTier};
 pub(crate) use super::remotes::Remotes;
+use super::{TierLatency, TierStats};
 use crate::entry::EntryLimits;
 use crate::signing::{Signer, Trust};
 use crate::{CacheKey, DiskStore, Located, Storage, StorageError};
@@ -245,22 +245,45 @@ impl TieredStorage {
             prefetched: 0,
             untrusted: 0,
             state: "closed".to_owned(),
+            retry_in_secs: None,
             read_only: false,
         }];
-        stats.extend(self.shared.tiers.iter().map(|t| TierStats {
-            name: t.config.name.clone(),
-            hits: load(&t.counters.hits),
-            misses: load(&t.counters.misses),
-            writes: load(&t.counters.writes),
-            errors: load(&t.counters.errors),
-            timeouts: load(&t.counters.timeouts),
-            skipped: load(&t.counters.skipped),
-            prefetched: load(&t.counters.prefetched),
-            untrusted: load(&t.counters.untrusted),
-            state: t.state_name().to_owned(),
-            read_only: !t.writable(),
+        stats.extend(self.shared.tiers.iter().map(|t| {
+            TierStats {
+                name: t.config.name.clone(),
+                hits: load(&t.counters.hits),
+                misses: load(&t.counters.misses),
+                writes: load(&t.counters.writes),
+                errors: load(&t.counters.errors),
+                timeouts: load(&t.counters.timeouts),
+                skipped: load(&t.counters.skipped),
+                prefetched: load(&t.counters.prefetched),
+                untrusted: load(&t.counters.untrusted),
+                state: t.state_name().to_owned(),
+                retry_in_secs: t
+                    .retry_in()
+                    .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+                read_only: !t.writable(),
+            }
         }));
         stats
+    }
+
+    /// How long each remote tier's gets and puts have taken since the chain was built (the
+    /// local disk is not timed: its hits are the hot path). Not reset by
+    /// [`TieredStorage::zero_tier_stats`].
+    pub fn tier_latencies(&self) -> Vec<TierLatency> {
+        let mut latencies = Vec::with_capacity(2 * self.shared.tiers.len());
+        for tier in &self.shared.tiers {
+            for (op, histogram) in [("get", &tier.get_latency), ("put", &tier.put_latency)] {
+                latencies.push(TierLatency {
+                    tier: tier.config.name.clone(),
+                    op,
+                    latency: histogram.snapshot(),
+                });
+            }
+        }
+        latencies
     }
 
     /// Sets every tier's counters to zero (breaker states are left as they are).

@@ -7,7 +7,8 @@
 //! * [`config`]: what a tier is ([`TierConfig`], [`TierKind`]) and the `HOARD_*` variables
 //!   that describe a chain ([`tiers_from_env`]);
 //! * [`TieredStorage`]: the chain as one [`crate::Storage`], with backfill, an asynchronous
-//!   bounded write queue, per-tier deadlines and circuit breakers, and [`TierStats`].
+//!   bounded write queue, per-tier deadlines and circuit breakers, and [`TierStats`];
+//! * [`TierLatency`]: how long each remote tier's gets and puts take, for a watcher.
 
 mod bounded_read;
 mod breaker;
@@ -15,6 +16,7 @@ mod chain;
 mod cloud;
 pub mod config;
 mod index;
+mod latency;
 mod memcached;
 mod operators;
 mod prefetch;
@@ -29,6 +31,7 @@ pub use remote::DEFAULT_MAX_REMOTE_ENTRY;
 
 pub use chain::{LOCAL_TIER, QueueLimits, TieredStorage};
 pub use config::{SizeError, TierConfig, TierConfigError, TierKind, parse_size, tiers_from_env};
+pub use latency::{LATENCY_BOUNDS_SECONDS, LatencySnapshot, TierLatency};
 
 /// Figures for one tier of a [`TieredStorage`], as the stats report them (serialises to the
 /// stats JSON's `tiers` array items).
@@ -62,6 +65,10 @@ pub struct TierStats {
     /// The tier's circuit breaker: `closed` (in use), `open` (failing, not called) or
     /// `half_open` (due for, or running, a probe). Always `closed` for the local disk.
     pub state: String,
+    /// How long until an `open` breaker lets the next probe through, in whole seconds
+    /// rounded up; `None` unless the breaker is open and cooling down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_in_secs: Option<u64>,
     /// Whether the tier is never written.
     pub read_only: bool,
 }

@@ -16,6 +16,7 @@ use tokio::sync::OnceCell;
 use super::bounded_read::{self, Bounded};
 use super::breaker::{Admit, Breaker};
 use super::config::{TierConfig, TierConfigError, TierKind};
+use super::latency::LatencyHistogram;
 use super::memcached::{Memcached, MemcachedError};
 use super::operators::{build_operator, invalid};
 use super::reapi::{Reapi, ReapiError, Written};
@@ -104,6 +105,10 @@ pub const DEFAULT_MAX_REMOTE_ENTRY: u64 = 128 << 20;
 pub(crate) struct RemoteTier {
     pub(crate) config: TierConfig,
     pub(crate) counters: Counters,
+    /// How long gets took (lookups, prefetch and index reads).
+    pub(crate) get_latency: LatencyHistogram,
+    /// How long puts took (entries and index objects).
+    pub(crate) put_latency: LatencyHistogram,
     breaker: Breaker,
     operator: OnceCell<Operator>,
     /// memcached's client (that tier only): its connections are pooled and kept open.
@@ -199,6 +204,8 @@ impl RemoteTier {
                 .unwrap_or(DEFAULT_MAX_REMOTE_ENTRY),
             breaker: Breaker::new(probe_deadline),
             counters: Counters::default(),
+            get_latency: LatencyHistogram::default(),
+            put_latency: LatencyHistogram::default(),
             operator,
             memcached,
             reapi: Reapi::of(&config),
@@ -211,6 +218,11 @@ impl RemoteTier {
     /// Breaker state for stats.
     pub(crate) fn state_name(&self) -> &'static str {
         self.breaker.state_name()
+    }
+
+    /// How long until an open breaker lets a probe through.
+    pub(crate) fn retry_in(&self) -> Option<Duration> {
+        self.breaker.retry_in()
     }
 
     /// Whether a request costs this tier more than the bytes it carries (an HTTP object
@@ -503,7 +515,16 @@ impl RemoteTier {
             return Call::Rejected;
         }
         let deadline = self.deadline();
+        let started = std::time::Instant::now();
         let result = tokio::time::timeout(deadline, work).await;
+        let latency = match what {
+            "get" => Some(&self.get_latency),
+            "put" => Some(&self.put_latency),
+            _ => None,
+        };
+        if let Some(latency) = latency {
+            latency.record(started.elapsed());
+        }
         let failure = match result {
             Ok(Ok(value)) => {
                 self.breaker.success();
