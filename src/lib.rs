@@ -8,5 +8,6 @@ pub mod config_file;
 pub mod config_report;
 pub mod logging;
 pub mod path_settings;
+pub mod report;
 pub mod stats_markdown;
 pub mod stats_table;

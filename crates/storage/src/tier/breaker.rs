@@ -138,6 +138,15 @@ impl Breaker {
         }
     }
 
+    /// How long until an open breaker lets a probe through; `None` unless it is open and
+    /// still cooling down.
+    pub(crate) fn retry_in(&self) -> Option<Duration> {
+        match *self.lock() {
+            State::Open { until, .. } => until.checked_duration_since(Instant::now()),
+            State::Closed { .. } | State::HalfOpen { .. } => None,
+        }
+    }
+
     /// `closed`, `open` or `half_open`, for stats.
     pub(crate) fn state_name(&self) -> &'static str {
         match *self.lock() {
@@ -222,5 +231,21 @@ mod tests {
         assert_eq!(b.admit(), Admit::Reject);
         std::thread::sleep(Duration::from_millis(12));
         assert_eq!(b.admit(), Admit::Probe);
+    }
+
+    #[test]
+    fn only_an_open_breaker_says_when_it_retries() {
+        let b = Breaker::with_timing(
+            1,
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        );
+        assert_eq!(b.retry_in(), None);
+        b.failure();
+        let wait = b.retry_in().expect("open for 30 s");
+        assert!(wait <= Duration::from_secs(30), "{wait:?}");
+        b.success();
+        assert_eq!(b.retry_in(), None);
     }
 }

@@ -245,20 +245,26 @@ impl TieredStorage {
             prefetched: 0,
             untrusted: 0,
             state: "closed".to_owned(),
+            retry_in_ms: None,
             read_only: false,
         }];
-        stats.extend(self.shared.tiers.iter().map(|t| TierStats {
-            name: t.config.name.clone(),
-            hits: load(&t.counters.hits),
-            misses: load(&t.counters.misses),
-            writes: load(&t.counters.writes),
-            errors: load(&t.counters.errors),
-            timeouts: load(&t.counters.timeouts),
-            skipped: load(&t.counters.skipped),
-            prefetched: load(&t.counters.prefetched),
-            untrusted: load(&t.counters.untrusted),
-            state: t.state_name().to_owned(),
-            read_only: !t.writable(),
+        stats.extend(self.shared.tiers.iter().map(|t| {
+            TierStats {
+                name: t.config.name.clone(),
+                hits: load(&t.counters.hits),
+                misses: load(&t.counters.misses),
+                writes: load(&t.counters.writes),
+                errors: load(&t.counters.errors),
+                timeouts: load(&t.counters.timeouts),
+                skipped: load(&t.counters.skipped),
+                prefetched: load(&t.counters.prefetched),
+                untrusted: load(&t.counters.untrusted),
+                state: t.state_name().to_owned(),
+                retry_in_ms: t
+                    .retry_in()
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                read_only: !t.writable(),
+            }
         }));
         stats
     }

@@ -62,6 +62,8 @@ pub struct TierStats {
     /// The tier's circuit breaker: `closed` (in use), `open` (failing, not called) or
     /// `half_open` (due for, or running, a probe). Always `closed` for the local disk.
     pub state: String,
+    /// While the breaker is `open`: milliseconds until it lets a probe through.
+    pub retry_in_ms: Option<u64>,
     /// Whether the tier is never written.
     pub read_only: bool,
 }

@@ -213,6 +213,11 @@ impl RemoteTier {
         self.breaker.state_name()
     }
 
+    /// How long until the open breaker probes the tier again, for stats.
+    pub(crate) fn retry_in(&self) -> Option<std::time::Duration> {
+        self.breaker.retry_in()
+    }
+
     /// Whether a request costs this tier more than the bytes it carries (an HTTP object
     /// store: S3, GCS, Azure, WebDAV, the Actions cache), so prefetch sends a segment's entries
     /// as one pack.
