@@ -46,7 +46,8 @@ td.num,th.num{text-align:right;white-space:nowrap}
 ul.legend{list-style:none;padding:0;display:flex;gap:1.2rem;flex-wrap:wrap}
 .swatch{display:inline-block;width:.9rem;height:.9rem;border-radius:2px;margin-right:.35rem;vertical-align:-.1rem}
 svg.chart{width:100%;height:auto;border:1px solid var(--line);border-radius:6px}
-svg.chart .tick line{stroke:var(--line)}svg.chart .tick text{fill:var(--muted);font-size:10px}
+svg.chart .tick line{stroke:var(--line)}svg.chart rect.bar{stroke:#fff;stroke-width:.6}
+svg.chart rect.bar:hover{opacity:.7}svg.chart .tick text{fill:var(--muted);font-size:10px}
 .hit{fill:var(--hit);background:var(--hit)}.miss{fill:var(--miss);background:var(--miss)}
 .non_cacheable{fill:var(--non_cacheable);background:var(--non_cacheable)}
 .fallback{fill:var(--fallback);background:var(--fallback)}

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use crate::record::{Input, InputRecord};
 
-/// How many differing inputs a miss reason names before it only counts the rest.
+/// How many distinct differing inputs a miss reason names before it only counts the rest.
 const NAMED_IN_REASON: usize = 3;
 /// The longest value a changed input is shown with in a miss reason, in characters.
 const SHORT_VALUE: usize = 24;
@@ -121,36 +121,69 @@ pub(crate) fn miss_reason(earlier: Option<&InputRecord>, now: &[Input]) -> Strin
         return "same inputs as the entry last stored for this output (evicted or removed since)"
             .to_owned();
     }
-    let mut parts: Vec<(&str, Vec<String>)> = vec![
+    // Per kind of difference, each input named once with how often it differs.
+    let mut parts: [(&str, Vec<(String, usize)>); 3] = [
         ("changed", Vec::new()),
         ("added", Vec::new()),
         ("removed", Vec::new()),
     ];
-    for difference in found.iter().take(NAMED_IN_REASON) {
-        let (slot, named) = match difference {
+    let mut named = 0;
+    for difference in &found {
+        let (slot, label) = match difference {
             // A short value (an argument, a variable) says more than its name; a digest
             // does not.
             Difference::Changed { input, was, now }
                 if was.chars().count() <= SHORT_VALUE && now.chars().count() <= SHORT_VALUE =>
             {
-                (0, format!("{input} ({} -> {})", shown(was), shown(now)))
+                (
+                    0,
+                    format!("{} ({} -> {})", label(input), shown(was), shown(now)),
+                )
             }
-            Difference::Changed { input, .. } => (0, shown(input)),
-            Difference::Added { input } => (1, shown(input)),
-            Difference::Removed { input } => (2, shown(input)),
+            Difference::Changed { input, .. } => (0, label(input)),
+            Difference::Added { input } => (1, label(input)),
+            Difference::Removed { input } => (2, label(input)),
         };
-        parts[slot].1.push(clipped(&named));
+        let labels = &mut parts[slot].1;
+        if let Some(seen) = labels.iter_mut().find(|(l, _)| *l == label) {
+            seen.1 += 1;
+        } else if named < NAMED_IN_REASON {
+            labels.push((label, 1));
+            named += 1;
+        }
     }
+    let shown_count: usize = parts
+        .iter()
+        .flat_map(|(_, l)| l.iter().map(|(_, n)| n))
+        .sum();
     let mut reason = parts
-        .into_iter()
-        .filter(|(_, inputs)| !inputs.is_empty())
-        .map(|(what, inputs)| format!("{what}: {}", inputs.join(", ")))
+        .iter()
+        .filter(|(_, labels)| !labels.is_empty())
+        .map(|(what, labels)| {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(label, n)| match n {
+                    1 => label.clone(),
+                    n => format!("{label} \u{d7}{n}"),
+                })
+                .collect();
+            format!("{what}: {}", labels.join(", "))
+        })
         .collect::<Vec<_>>()
         .join("; ");
-    if found.len() > NAMED_IN_REASON {
-        let _ = write!(reason, " (and {} more)", found.len() - NAMED_IN_REASON);
+    if found.len() > shown_count {
+        let _ = write!(reason, " (and {} more)", found.len() - shown_count);
     }
     reason
+}
+
+/// An input as a miss reason names it: as shown, clipped; an input named by an opaque value
+/// (`extern-path 49 bytes, blake3 ...`, a path with placeholders) only by its field.
+fn label(input: &str) -> String {
+    match input.split_once(' ') {
+        Some((field, value)) if value.contains(" bytes, blake3 ") => field.to_owned(),
+        _ => clipped(&shown(input)),
+    }
 }
 
 /// `text` cut to [`SHOWN_IN_REASON`] characters, with an ellipsis when it was longer.
@@ -276,5 +309,21 @@ mod tests {
         assert!(reason.starts_with("added: "), "{reason}");
         assert!(reason.ends_with(" (and 7 more)"), "{reason}");
         assert!(reason.contains('…'), "long inputs are clipped: {reason}");
+    }
+
+    #[test]
+    fn a_miss_reason_names_opaque_inputs_by_their_field_and_counts_them() {
+        let was = record(&[
+            ("extern-path", b"\x01cwd\x02/a"),
+            ("extern-path", b"\x01cwd\x02/b"),
+        ]);
+        let now = record(&[
+            ("extern-path", b"\x01cwd\x02/c"),
+            ("extern-path", b"\x01cwd\x02/d"),
+        ]);
+        assert_eq!(
+            miss_reason(Some(&was), &now.inputs),
+            "added: extern-path \u{d7}2; removed: extern-path \u{d7}2"
+        );
     }
 }
