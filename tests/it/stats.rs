@@ -211,9 +211,9 @@ fn the_stats_table_names_tier_states_in_words_with_writes_timeouts_and_skips() {
     let memcached = tier(&stats, "memcached");
     let failed = memcached["errors"].as_u64().unwrap() + memcached["timeouts"].as_u64().unwrap();
     assert!(failed > 0, "{stats}");
-    let state = memcached["state"].as_str().unwrap();
-    assert!(matches!(state, "open" | "half_open"), "{stats}");
-    if state == "open" {
+    let breaker = memcached["state"].as_str().unwrap();
+    assert!(matches!(breaker, "open" | "half_open"), "{stats}");
+    if breaker == "open" {
         let retry = memcached["retry_in_ms"].as_u64().unwrap();
         assert!(retry <= 60_000, "{stats}");
     }
