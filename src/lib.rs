@@ -12,5 +12,6 @@ pub mod help_text;
 pub mod logging;
 pub mod masquerade;
 pub mod path_settings;
+pub mod report;
 pub mod stats_markdown;
 pub mod stats_table;

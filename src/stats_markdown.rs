@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use hoard_protocol::Stats;
 
-use crate::stats_table::{duration, human, percent};
+use crate::stats_table::{duration, human, percent, tier_state};
 
 /// Renders the statistics as a Markdown section: a summary table, then one table per
 /// breakdown that has anything in it (misses by language, non-cacheable reasons, local
@@ -71,10 +71,7 @@ fn tiers(out: &mut String, stats: &Stats) {
         "\n**Tiers**\n\n| tier | hits | misses | hit rate | writes | prefetched | untrusted | errors | timeouts | skipped | state |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for t in &stats.tiers {
-        let mut condition = t.state.clone();
-        if t.read_only {
-            condition.push_str(", read-only");
-        }
+        let condition = tier_state(t);
         let _ = writeln!(
             out,
             "| {} | {} | {} | {:.1} % | {} | {} | {} | {} | {} | {} | {} |",
@@ -93,7 +90,58 @@ fn tiers(out: &mut String, stats: &Stats) {
     }
 }
 
-/// A table cell's text: a `|` or a line break would end the cell or the row.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+/// A table cell's text: a `|` or a line break would end the cell or the row, and `<`, `>`,
+/// `&` would be read as HTML (a path is the user's to name).
+pub(crate) fn cell(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hoard_protocol::TierStats;
+
+    #[test]
+    fn the_tier_table_names_states_in_words_with_timeouts_and_skips() {
+        let stats = Stats {
+            tiers: vec![
+                TierStats {
+                    name: "local".into(),
+                    state: "closed".into(),
+                    ..TierStats::default()
+                },
+                TierStats {
+                    name: "redis".into(),
+                    writes: 7,
+                    timeouts: 2,
+                    skipped: 9,
+                    state: "open".into(),
+                    retry_in_ms: Some(12_000),
+                    ..TierStats::default()
+                },
+            ],
+            ..Stats::default()
+        };
+        let table = render(&stats);
+        assert!(
+            table.contains("| local | 0 | 0 | 0.0 % | 0 | 0 | 0 | 0 | 0 | 0 | healthy |"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| redis | 0 | 0 | 0.0 % | 7 | 0 | 0 | 0 | 2 | 9 | failing, retry in 12 s |"
+            ),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_cell_keeps_its_text_out_of_the_table_and_out_of_html() {
+        assert_eq!(cell("a|b\nc"), "a\\|b c");
+        assert_eq!(cell("<b>&"), "&lt;b&gt;&amp;");
+    }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use hoard_protocol::Stats;
+use hoard_protocol::{Stats, TierStats};
 
 use crate::config::Settings;
 
@@ -68,7 +68,7 @@ pub fn render(stats: &Stats, settings: &Settings) -> String {
     out
 }
 
-/// Each tier's hit rate and counters, local disk first.
+/// Each tier's hit rate, counters and state, local disk first.
 fn tiers(out: &mut String, stats: &Stats) {
     if stats.tiers.is_empty() {
         return;
@@ -76,21 +76,43 @@ fn tiers(out: &mut String, stats: &Stats) {
     let _ = writeln!(out, "Tiers:");
     for tier in &stats.tiers {
         let rate = percent(tier.hits, tier.hits + tier.misses);
-        let mut notes = tier.state.clone();
+        let mut notes = tier_state(tier);
         if tier.prefetched > 0 {
             let _ = write!(notes, ", {} prefetched", tier.prefetched);
         }
         if tier.untrusted > 0 {
             let _ = write!(notes, ", {} untrusted", tier.untrusted);
         }
-        if tier.read_only {
-            notes.push_str(", read-only");
-        }
         let _ = writeln!(
             out,
-            "  {:<12} {:>8} hits ({rate:.1} %) {:>8} misses {:>8} writes {:>6} errors  {notes}",
-            tier.name, tier.hits, tier.misses, tier.writes, tier.errors
+            "  {:<12} {:>8} hits ({rate:.1} %) {:>8} misses {:>8} writes {:>6} errors {:>6} timeouts {:>6} skipped  {notes}",
+            tier.name,
+            tier.hits,
+            tier.misses,
+            tier.writes,
+            tier.errors,
+            tier.timeouts,
+            tier.skipped
         );
+    }
+}
+
+/// A tier's state in words: `healthy`, `read-only`, `failing, retry in 12 s` (its circuit
+/// breaker is open: the tier is not called until then), `failing, probing` (one call is
+/// trying it again). A state this client does not know is shown as the server named it.
+pub(crate) fn tier_state(tier: &TierStats) -> String {
+    let failing = match (tier.state.as_str(), tier.retry_in_ms) {
+        ("closed", _) => None,
+        ("open", Some(ms)) => Some(format!("failing, retry in {} s", ms.div_ceil(1000))),
+        ("open", None) => Some("failing".to_owned()),
+        ("half_open", _) => Some("failing, probing".to_owned()),
+        (other, _) => Some(other.to_owned()),
+    };
+    match (failing, tier.read_only) {
+        (None, false) => "healthy".to_owned(),
+        (None, true) => "read-only".to_owned(),
+        (Some(failing), false) => failing,
+        (Some(failing), true) => format!("{failing}; read-only"),
     }
 }
 
@@ -146,15 +168,9 @@ fn section(out: &mut String, title: &str, map: &BTreeMap<String, u64>) {
     }
 }
 
+/// A size as a person reads it, in binary units: `512 B`, `7.0 GiB`.
 pub(crate) fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes;
-    let mut unit = 0;
-    while value >= 10 * 1024 && unit < UNITS.len() - 1 {
-        value /= 1024;
-        unit += 1;
-    }
-    format!("{value} {}", UNITS[unit])
+    bytesize::ByteSize(bytes).display().iec().to_string()
 }
 
 #[cfg(test)]
@@ -167,6 +183,66 @@ mod tests {
         assert_eq!(duration(3_250), "3.2 s");
         assert_eq!(duration(252_000), "4 min 12 s");
         assert_eq!(duration(7_500_000), "2 h 5 min");
+    }
+
+    fn tier(state: &str, retry_in_ms: Option<u64>, read_only: bool) -> TierStats {
+        TierStats {
+            name: "redis".into(),
+            state: state.into(),
+            retry_in_ms,
+            read_only,
+            ..TierStats::default()
+        }
+    }
+
+    #[test]
+    fn tier_states_read_as_words() {
+        assert_eq!(tier_state(&tier("closed", None, false)), "healthy");
+        assert_eq!(tier_state(&tier("closed", None, true)), "read-only");
+        assert_eq!(
+            tier_state(&tier("open", Some(11_200), false)),
+            "failing, retry in 12 s"
+        );
+        assert_eq!(
+            tier_state(&tier("open", Some(4_000), true)),
+            "failing, retry in 4 s; read-only"
+        );
+        assert_eq!(tier_state(&tier("open", None, false)), "failing");
+        assert_eq!(
+            tier_state(&tier("half_open", None, false)),
+            "failing, probing"
+        );
+    }
+
+    #[test]
+    fn a_tier_row_shows_writes_timeouts_and_skips() {
+        let stats = Stats {
+            tiers: vec![TierStats {
+                writes: 41,
+                timeouts: 3,
+                skipped: 5,
+                ..tier("open", Some(9_000), false)
+            }],
+            ..Stats::default()
+        };
+        let mut out = String::new();
+        tiers(&mut out, &stats);
+        let row = out.lines().nth(1).unwrap();
+        for needle in [
+            " 41 writes",
+            " 3 timeouts",
+            " 5 skipped",
+            "failing, retry in 9 s",
+        ] {
+            assert!(row.contains(needle), "{needle:?} not in {row:?}");
+        }
+        assert!(!row.contains("open"), "{row}");
+    }
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(7 * 1024 * 1024 * 1024), "7.0 GiB");
     }
 
     #[test]

@@ -35,8 +35,7 @@ struct Control {
     /// Print the statistics.
     #[arg(long, short = 's', help_heading = "Statistics and reports")]
     show_stats: bool,
-    /// With --show-stats: summarise one build from its journal (`HOARD_JOURNAL`) instead
-    /// of the server's totals.
+    /// With --show-stats: the same as `--report JOURNAL` (its older name).
     #[arg(
         long,
         requires = "show_stats",
@@ -44,12 +43,18 @@ struct Control {
         help_heading = "Statistics and reports"
     )]
     since_journal: Option<PathBuf>,
-    /// With --show-stats or --show-config: one JSON object (same as `--format json`).
+    /// Report one build from its journal (`HOARD_JOURNAL`): hit rate, time saved and the
+    /// slowest misses with why they missed, per crate and per directory. `--format html`
+    /// writes one self-contained page with a timeline of the build's compiles.
+    #[arg(long, value_name = "JOURNAL", help_heading = "Statistics and reports")]
+    report: Option<PathBuf>,
+    /// With --show-stats, --report or --show-config: one JSON object (same as `--format
+    /// json`).
     #[arg(long, help_heading = "Statistics and reports")]
     json: bool,
     /// With --show-stats: `text` (the default), `json`, or `markdown` (tables for a CI job
     /// summary: `hoard --show-stats --format markdown >> "$GITHUB_STEP_SUMMARY"`). With
-    /// --show-config: `text` or `json`.
+    /// --report: those or `html`. With --show-config: `text` or `json`.
     #[arg(
         long,
         value_enum,
@@ -114,8 +119,10 @@ enum Format {
     Text,
     /// One JSON object.
     Json,
-    /// Markdown tables (statistics only).
+    /// Markdown tables (statistics and reports).
     Markdown,
+    /// One self-contained HTML page (reports only).
+    Html,
 }
 
 /// One control command. The flags combine (`--stop-server --start-server` restarts the
@@ -138,8 +145,9 @@ enum Action {
     Cleanup,
     /// `--show-stats [--format F]`: the server's totals.
     ShowStats { format: Format },
-    /// `--show-stats --since-journal JOURNAL`: one build's summary, from its journal.
-    SummariseJournal(PathBuf),
+    /// `--report JOURNAL [--format F]` (or `--show-stats --since-journal JOURNAL`): one
+    /// build's report, from its journal.
+    Report { journal: PathBuf, format: Format },
     /// `--explain -- COMMAND`.
     Explain(Vec<OsString>),
     /// `--show-config [--json]`.
@@ -158,7 +166,7 @@ enum ControlError {
     /// The server could not be reached, started, stopped or asked.
     #[error(transparent)]
     Server(#[from] hoard_client::ClientError),
-    /// The journal given to `--since-journal` could not be read.
+    /// The journal given to `--report` could not be read.
     #[error(transparent)]
     Journal(#[from] hoard_client::journal::JournalError),
     /// A report could not be written as JSON.
@@ -170,8 +178,8 @@ enum ControlError {
     /// `--explain` with nothing after `--`.
     #[error("--explain wants a compiler command after --")]
     NoCommand,
-    /// `--json` with neither report it formats.
-    #[error("--json goes with --show-stats or --show-config")]
+    /// `--json` with no report it formats.
+    #[error("--json goes with --show-stats, --report or --show-config")]
     JsonAlone,
     /// `--format` with no report, or a format the report does not have.
     #[error("--format {0} goes with {1}")]
@@ -366,6 +374,7 @@ impl Format {
             Format::Text => "text",
             Format::Json => "json",
             Format::Markdown => "markdown",
+            Format::Html => "html",
         }
     }
 }
@@ -407,10 +416,20 @@ impl Control {
             (true, _) => Format::Json,
             (false, format) => format.unwrap_or(Format::Text),
         };
-        match (self.show_stats, self.since_journal) {
-            (true, Some(journal)) => actions.push(Action::SummariseJournal(journal)),
-            (true, None) => actions.push(Action::ShowStats { format }),
-            (false, _) => {}
+        let journal = self.report.or(self.since_journal);
+        let reports = self.show_stats || journal.is_some() || self.show_config;
+        if format == Format::Html && journal.is_none() {
+            // Nothing runs: only a build's report has a page.
+            return (
+                Vec::new(),
+                Some(ControlError::FormatMisplaced("html", "--report")),
+            );
+        }
+        let reporting = journal.is_some();
+        match journal {
+            Some(journal) => actions.push(Action::Report { journal, format }),
+            None if self.show_stats => actions.push(Action::ShowStats { format }),
+            None => {}
         }
         if self.explain {
             actions.push(Action::Explain(self.command));
@@ -420,15 +439,18 @@ impl Control {
                 json: format == Format::Json,
             });
         }
-        let misuse = if self.json && !(self.show_stats || self.show_config) {
+        let misuse = if self.json && !reports {
             Some(ControlError::JsonAlone)
-        } else if self.format.is_some() && !(self.show_stats || self.show_config) {
+        } else if self.format.is_some() && !reports {
             Some(ControlError::FormatMisplaced(
                 format.name(),
-                "--show-stats or --show-config",
+                "--show-stats, --report or --show-config",
             ))
-        } else if format == Format::Markdown && !self.show_stats {
-            Some(ControlError::FormatMisplaced("markdown", "--show-stats"))
+        } else if format == Format::Markdown && !(self.show_stats || reporting) {
+            Some(ControlError::FormatMisplaced(
+                "markdown",
+                "--show-stats or --report",
+            ))
         } else if actions.is_empty() {
             Some(ControlError::NothingToDo)
         } else {
@@ -514,14 +536,25 @@ async fn run(
                 hoard::cache_management::describe(&removed)
             );
         }
-        Action::SummariseJournal(journal) => {
-            emit(&hoard_client::journal::summarise(&journal)?.to_string());
+        Action::Report { journal, format } => {
+            use hoard::report::ReportFormat;
+            let summary = hoard_client::journal::summarise(&journal)?;
+            let format = match format {
+                Format::Text => ReportFormat::Text,
+                Format::Json => ReportFormat::Json,
+                Format::Markdown => ReportFormat::Markdown,
+                Format::Html => ReportFormat::Html,
+            };
+            emit(&hoard::report::render(&summary, &journal, format)?);
         }
         Action::ShowStats { format } => {
             let stats = hoard_client::stats(client).await?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&stats)?),
-                Format::Text => print!("{}", hoard::stats_table::render(&stats, settings)),
+                // `plan` never asks for a page of the server's totals.
+                Format::Text | Format::Html => {
+                    print!("{}", hoard::stats_table::render(&stats, settings));
+                }
                 Format::Markdown => print!("{}", hoard::stats_markdown::render(&stats)),
             }
         }
@@ -672,16 +705,43 @@ mod tests {
                 format: Format::Json
             }]
         );
-        assert_eq!(
-            plan(&["-s", "--since-journal", "j"]).0,
-            [Action::SummariseJournal(PathBuf::from("j"))]
-        );
         let (actions, misuse) = plan(&["--zero-stats", "--json"]);
         assert_eq!(actions, [Action::ZeroStats]);
         assert_eq!(
             misuse.as_deref(),
-            Some("--json goes with --show-stats or --show-config")
+            Some("--json goes with --show-stats, --report or --show-config")
         );
+    }
+
+    #[test]
+    fn a_report_takes_a_format_and_since_journal_is_its_alias() {
+        let report = |format| {
+            [Action::Report {
+                journal: PathBuf::from("j"),
+                format,
+            }]
+        };
+        let (actions, misuse) = plan(&["--report", "j"]);
+        assert_eq!((actions, misuse), (Vec::from(report(Format::Text)), None));
+        assert_eq!(
+            plan(&["--report", "j", "--format", "html"]).0,
+            report(Format::Html)
+        );
+        assert_eq!(
+            plan(&["--report", "j", "--format", "markdown"]).0,
+            report(Format::Markdown)
+        );
+        assert_eq!(
+            plan(&["-s", "--since-journal", "j"]).0,
+            report(Format::Text)
+        );
+        assert_eq!(
+            plan(&["-s", "--since-journal", "j", "--json"]).0,
+            report(Format::Json)
+        );
+        let (actions, misuse) = plan(&["-s", "--format", "html"]);
+        assert!(actions.is_empty());
+        assert_eq!(misuse.as_deref(), Some("--format html goes with --report"));
     }
 
     #[test]

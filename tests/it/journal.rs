@@ -1,5 +1,6 @@
 //! The journal (`HOARD_JOURNAL`): one JSON line per invocation of a real build, and a summary
-//! of it (`hoard --show-stats --since-journal`) that agrees with the server's own stats.
+//! of it (`hoard --show-stats --since-journal`, the alias of `hoard --report`) that agrees with
+//! the server's own stats.
 
 use crate::support::{Sandbox, build, c_files, journal_lines, lua_sources, text};
 

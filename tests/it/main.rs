@@ -31,6 +31,7 @@ mod paths_cc_crate;
 mod paths_rust;
 mod reapi_tier;
 mod remote_tiers;
+mod report;
 mod rust;
 mod server_lifecycle;
 mod signed_entries;

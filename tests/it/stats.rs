@@ -1,7 +1,7 @@
 //! `hoard --show-stats` across server restarts: the counters live in `HOARD_DIR`, time saved
 //! is the stored compile time of every hit, and hits are told apart by protocol version.
 
-use crate::support::{Sandbox, build, c_files, clean, lua_sources, text};
+use crate::support::{Sandbox, build, c_files, clean, free_port, lua_sources, text, tier};
 
 fn counter(stats: &serde_json::Value, path: &[&str]) -> u64 {
     let mut value = stats;
@@ -162,6 +162,7 @@ fn show_stats_format_markdown_renders_tables_a_markdown_parser_reads() {
         .find(|t| t[0][0] == "tier")
         .unwrap_or_else(|| panic!("no tiers table: {markdown}"));
     assert_eq!(tiers[1][0], "local", "{markdown}");
+    assert_eq!(tiers[1].last().unwrap(), "healthy", "{markdown}");
     assert!(
         tiers.iter().all(|row| row.len() == tiers[0].len()),
         "every row has every column: {markdown}"
@@ -187,4 +188,70 @@ fn show_stats_format_markdown_renders_tables_a_markdown_parser_reads() {
         "{}",
         text(&misplaced.stderr)
     );
+}
+
+#[test]
+fn the_stats_table_names_tier_states_in_words_with_writes_timeouts_and_skips() {
+    let mut sandbox = Sandbox::new();
+    // Nothing listens there: every call fails, and the tier's breaker opens.
+    sandbox.set_env(
+        "HOARD_MEMCACHED_ENDPOINT",
+        &format!("tcp://127.0.0.1:{}", free_port()),
+    );
+    let shared = sandbox.dir.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    sandbox.set_env("HOARD_SHARED_DIR", &shared.display().to_string());
+    sandbox.set_env("HOARD_READ_ONLY_TIERS", "shared_dir");
+    let sources: Vec<_> = c_files(&lua_sources()).into_iter().take(6).collect();
+    let out = sandbox.dir.path().join("out");
+    for output in build(Some(&sandbox), "gcc", &sources, &out, &["-O1"], 2) {
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    let stats = sandbox.stats();
+    let memcached = tier(&stats, "memcached");
+    let failed = memcached["errors"].as_u64().unwrap() + memcached["timeouts"].as_u64().unwrap();
+    assert!(failed > 0, "{stats}");
+    let breaker = memcached["state"].as_str().unwrap();
+    assert!(matches!(breaker, "open" | "half_open"), "{stats}");
+    if breaker == "open" {
+        let retry = memcached["retry_in_ms"].as_u64().unwrap();
+        assert!(retry <= 60_000, "{stats}");
+    }
+
+    let table = sandbox.hoard().arg("--show-stats").output().unwrap();
+    assert!(table.status.success(), "{}", text(&table.stderr));
+    let table = text(&table.stdout);
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} row in\n{table}"))
+            .to_owned()
+    };
+    let local = row("local");
+    assert!(local.ends_with("healthy"), "{local}");
+    assert!(
+        local.contains(&format!(" {} writes", tier(&stats, "local")["writes"])),
+        "{local}"
+    );
+    let memcached_row = row("memcached");
+    for needle in [
+        format!(" {} errors", memcached["errors"]),
+        format!(" {} timeouts", memcached["timeouts"]),
+        format!(" {} skipped", memcached["skipped"]),
+        "failing".to_owned(),
+    ] {
+        assert!(
+            memcached_row.contains(&needle),
+            "{needle:?} not in {memcached_row:?}"
+        );
+    }
+    assert!(row("shared_dir").ends_with("read-only"), "{table}");
+    let tiers_section = &table[table.find("Tiers:").unwrap()..];
+    for jargon in ["closed", "half_open", " open"] {
+        assert!(
+            !tiers_section.contains(jargon),
+            "{jargon:?} in\n{tiers_section}"
+        );
+    }
 }

@@ -19,6 +19,8 @@ pub(crate) struct Invocation<'a> {
     cwd: PathBuf,
     /// The compile's first output, once classified.
     pub output: Option<PathBuf>,
+    /// The crate a rustc compile builds, once classified.
+    pub crate_name: Option<String>,
     /// The compile's language, once classified.
     pub language: Option<String>,
 }
@@ -38,6 +40,7 @@ impl<'a> Invocation<'a> {
             clock: Instant::now(),
             cwd,
             output: None,
+            crate_name: None,
             language: None,
         }
     }
@@ -95,15 +98,25 @@ impl<'a> Invocation<'a> {
             CacheStatus::Hit { direct } => Some(direct),
             _ => None,
         });
+        let miss_reason = outcome
+            .filter(|_| result == Outcome::Miss)
+            .and_then(|o| o.miss_reason.clone());
+        // A hit's result carries the compile time its entry recorded (zero when unknown).
+        let saved_ms = outcome
+            .filter(|o| result == Outcome::Hit && !o.result.compile_time.is_zero())
+            .map(|o| journal::ms(o.result.compile_time));
         journal::append(
             path,
             &journal::JournalLine {
                 time: journal::unix_time(self.started),
                 cwd: self.cwd.clone(),
                 output: self.output.clone(),
+                crate_name: self.crate_name.clone(),
                 language: self.language.clone(),
                 result,
                 reason: reason.map(str::to_owned),
+                miss_reason,
+                saved_ms,
                 direct,
                 tier: source.tier.clone(),
                 signer: source.signer.clone(),

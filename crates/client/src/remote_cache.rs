@@ -216,15 +216,16 @@ impl RemoteCache {
                     tier,
                     signer,
                     digests,
+                    compile_ms,
                 } => {
                     self.note_transfer("shared_fs");
                     self.note_source(HitSource { tier, signer });
-                    // The compile time stays with the server, which counts the time saved.
+                    // The server counts the time saved; the journal shows it per compile.
                     return Ok(Some(CompileResult {
                         stdout,
                         stderr,
                         exit_status,
-                        compile_time: std::time::Duration::ZERO,
+                        compile_time: std::time::Duration::from_millis(compile_ms.unwrap_or(0)),
                         output_digests: output_digests(&digests, outputs.len()),
                     }));
                 }

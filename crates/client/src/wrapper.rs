@@ -83,6 +83,7 @@ pub fn run_wrapper_in(
     };
     invocation.output = compile.outputs().first().map(|o| o.path.clone());
     invocation.language = Some(compile.language().name().to_owned());
+    invocation.crate_name = compile.crate_name().map(str::to_owned);
     ask_server(config, &command, &invocation, |runtime| {
         // A miss copies rustc's stderr through as it is written: cargo starts dependents on
         // the metadata notification, long before the compile ends.
@@ -138,7 +139,7 @@ async fn serve_v2(
             transfer: cache.last_transfer(),
             source: cache.last_source(),
         };
-        return Ok(Served::Pipeline(outcome, route));
+        return Ok(Served::Pipeline(Box::new(outcome), route));
     }
     let mut connection = cache.into_connection();
     compile_on_server_with_status(&mut connection, command, config.compile_timeout)
@@ -196,7 +197,7 @@ fn record_faults(config: &ClientConfig, outcome: &CompileOutcome) {
 /// Where a cacheable compile was served.
 enum Served {
     /// The pipeline ran here, over v2 (with how the last hit or put travelled).
-    Pipeline(CompileOutcome, Route),
+    Pipeline(Box<CompileOutcome>, Route),
     /// A v1 server ran it.
     ByServer(ServerCompiled),
 }

@@ -47,6 +47,14 @@ impl CacheableCompile {
         &self.base.command
     }
 
+    /// The crate a rustc compile builds (`--crate-name`); `None` for C and C++.
+    pub fn crate_name(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::C(_) => None,
+            Kind::Rust(rust) => rust.args.crate_name.as_deref(),
+        }
+    }
+
     /// Which compiler family runs the compile.
     pub fn compiler_kind(&self) -> CompilerKind {
         match &self.kind {

@@ -8,39 +8,11 @@ use hoard_storage::CacheKey;
 use crate::classify::{Kind, classify};
 use crate::command::{CommandLine, PipelineConfig};
 use crate::explain_moved::{MovedDirectory, moved_directory};
+pub use crate::input_diff::Difference;
+use crate::input_diff::{differences, grouped, shown};
 use crate::language::Language;
 use crate::reason::NonCacheable;
-use crate::record::{Input, InputRecord, noted, read_record, recording};
-
-/// Names of fields that belong to the field before them (a file's digest, a variable's
-/// value): they are shown and compared as one input.
-fn attaches_to_previous(name: &str) -> bool {
-    name.ends_with("digest") || matches!(name, "env-value" | "set" | "unset")
-}
-
-/// How one input differs from the earlier entry's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Difference {
-    /// The same input with another value (a file's digest, a variable, the compiler).
-    Changed {
-        /// The input (`include k.h`, `identity`, `LANG`).
-        input: String,
-        /// Its value then.
-        was: String,
-        /// Its value now.
-        now: String,
-    },
-    /// An input only this command has.
-    Added {
-        /// The input.
-        input: String,
-    },
-    /// An input only the earlier entry had.
-    Removed {
-        /// The input.
-        input: String,
-    },
-}
+use crate::record::{InputRecord, noted, read_record, recording};
 
 /// The entry last stored for the same output, and how this command's inputs differ from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,62 +42,6 @@ pub struct Explanation {
     pub result_key: Option<CacheKey>,
     /// The entry last stored for the same output, if any.
     pub earlier: Option<EarlierEntry>,
-}
-
-/// Inputs grouped: a field with the fields attached to it become one `(input, value)`.
-fn grouped(fields: &[Input]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    let mut attachable = false;
-    for field in fields {
-        if attaches_to_previous(&field.name)
-            && attachable
-            && let Some(last) = out.last_mut()
-        {
-            last.0 = format!("{} {}", last.0, last.1);
-            last.1.clone_from(&field.value);
-            attachable = false;
-            continue;
-        }
-        out.push((field.name.clone(), field.value.clone()));
-        attachable = true;
-    }
-    out
-}
-
-/// Compares grouped inputs: an input whose name occurs once on each side is compared by
-/// value; the rest (repeated fields such as `arg`) as multisets.
-fn differences(earlier: &[(String, String)], now: &[(String, String)]) -> Vec<Difference> {
-    let count = |list: &[(String, String)], name: &str| list.iter().filter(|i| i.0 == name).count();
-    let mut out = Vec::new();
-    let mut unmatched_now: Vec<&(String, String)> = now.iter().collect();
-    for was in earlier {
-        if let Some(i) = unmatched_now.iter().position(|n| *n == was) {
-            unmatched_now.remove(i);
-            continue;
-        }
-        let single = count(earlier, &was.0) == 1 && count(now, &was.0) == 1;
-        match unmatched_now
-            .iter()
-            .position(|n| n.0 == was.0)
-            .filter(|_| single)
-        {
-            Some(i) => {
-                let now = unmatched_now.remove(i);
-                out.push(Difference::Changed {
-                    input: was.0.clone(),
-                    was: was.1.clone(),
-                    now: now.1.clone(),
-                });
-            }
-            None => out.push(Difference::Removed {
-                input: format!("{} {}", was.0, was.1),
-            }),
-        }
-    }
-    out.extend(unmatched_now.into_iter().map(|n| Difference::Added {
-        input: format!("{} {}", n.0, n.1),
-    }));
-    out
 }
 
 /// Explains `command` without running it: whether it is cacheable, its key and inputs,
@@ -191,12 +107,6 @@ pub async fn explain(
     }
 }
 
-/// A noted value as a user reads it: a C base directory's placeholder (a path under the
-/// n-th base, hashed so another checkout shares the key) shows as `<base n>`.
-fn shown(value: &str) -> String {
-    value.replace('\u{1}', "<base ").replace('\u{2}', ">")
-}
-
 impl std::fmt::Display for Explanation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.cacheable {
@@ -260,67 +170,5 @@ impl std::fmt::Display for Explanation {
             )?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn inputs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn a_file_and_its_digest_group_into_one_input() {
-        let fields = vec![
-            Input::new("arg", b"-O2"),
-            Input::new("include", b"k.h"),
-            Input::new("include-digest", &[1; 32]),
-            Input::new("env", b"CARGO_PKG_NAME"),
-            Input::new("env-value", b"app"),
-        ];
-        let grouped = grouped(&fields);
-        assert_eq!(grouped[0], ("arg".to_owned(), "-O2".to_owned()));
-        assert_eq!(grouped[1], ("include k.h".to_owned(), "01".repeat(32)));
-        assert_eq!(
-            grouped[2],
-            ("env CARGO_PKG_NAME".to_owned(), "app".to_owned())
-        );
-    }
-
-    #[test]
-    fn a_changed_define_is_one_removed_and_one_added_argument() {
-        let was = inputs(&[("arg", "-O2"), ("arg", "-DV=1"), ("identity", "aa")]);
-        let now = inputs(&[("arg", "-O2"), ("arg", "-DV=2"), ("identity", "aa")]);
-        assert_eq!(
-            differences(&was, &now),
-            vec![
-                Difference::Removed {
-                    input: "arg -DV=1".into()
-                },
-                Difference::Added {
-                    input: "arg -DV=2".into()
-                }
-            ]
-        );
-    }
-
-    #[test]
-    fn a_single_input_with_another_value_is_changed() {
-        let was = inputs(&[("include k.h", "aa"), ("identity", "x")]);
-        let now = inputs(&[("include k.h", "bb"), ("identity", "x")]);
-        assert_eq!(
-            differences(&was, &now),
-            vec![Difference::Changed {
-                input: "include k.h".into(),
-                was: "aa".into(),
-                now: "bb".into()
-            }]
-        );
-        assert!(differences(&now, &now).is_empty());
     }
 }

@@ -30,6 +30,7 @@ mod explain_moved;
 mod family;
 mod flags;
 mod input;
+mod input_diff;
 mod language;
 mod manifest;
 mod outcome;

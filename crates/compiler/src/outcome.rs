@@ -64,4 +64,8 @@ pub struct CompileOutcome {
     /// build directory (`paths_in_debug_info`, `paths_exact`, ...): the journal counts a
     /// miss under it. `None` when the key is path-independent or the family does not say.
     pub paths_kept: Option<&'static str>,
+    /// On a miss that stored an entry, why it missed: `first compile of this output`, or
+    /// which inputs differ from the entry last stored for the same output (`changed:
+    /// include k.h`), as `hoard --explain` would name them. `None` otherwise.
+    pub miss_reason: Option<String>,
 }

@@ -72,6 +72,7 @@ pub async fn compile_command(
         stderr_streamed: false,
         times: PhaseTimes::default(),
         paths_kept: None,
+        miss_reason: None,
     }
 }
 

@@ -141,12 +141,16 @@ fn relative_record_path(state_dir: &Path, cwd: &Path, output: &Path) -> Option<P
 }
 
 /// Keeps the inputs noted so far as the record of the entry just stored under `key` for
-/// `outputs` (the first one names it). Best effort: explaining is never worth a failed
-/// compile, so a write that fails is only logged.
-pub(crate) fn remember(state_dir: &Path, cwd: &Path, outputs: &[OutputPath], key: &CacheKey) {
-    let Some(output) = outputs.first() else {
-        return;
-    };
+/// `outputs` (the first one names it), and returns that record (`None` with no outputs).
+/// Best effort: explaining is never worth a failed compile, so a write that fails is only
+/// logged.
+pub(crate) fn remember(
+    state_dir: &Path,
+    cwd: &Path,
+    outputs: &[OutputPath],
+    key: &CacheKey,
+) -> Option<InputRecord> {
+    let output = outputs.first()?;
     let record = InputRecord {
         key: key.to_string(),
         output: output.path.clone(),
@@ -156,7 +160,7 @@ pub(crate) fn remember(state_dir: &Path, cwd: &Path, outputs: &[OutputPath], key
         inputs: noted(),
     };
     let Ok(bytes) = serde_json::to_vec(&record) else {
-        return;
+        return Some(record);
     };
     let paths = std::iter::once(record_path(state_dir, &output.path)).chain(relative_record_path(
         state_dir,
@@ -176,6 +180,7 @@ pub(crate) fn remember(state_dir: &Path, cwd: &Path, outputs: &[OutputPath], key
             tracing::debug!(path = %path.display(), error = %e, "input record not kept");
         }
     }
+    Some(record)
 }
 
 /// The record last kept for `output`, if any; else the record last kept for the output at

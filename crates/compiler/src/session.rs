@@ -31,6 +31,8 @@ pub(crate) struct Session<'a> {
     clock: PhaseClock,
     /// Why the compile's key keeps its paths, as the family says.
     pub paths_kept: Option<&'static str>,
+    /// Why it missed, once a miss has stored its entry (see [`CompileOutcome::miss_reason`]).
+    miss_reason: Option<String>,
 }
 
 impl<'a> Session<'a> {
@@ -45,6 +47,7 @@ impl<'a> Session<'a> {
             streamed: false,
             clock: PhaseClock::start(),
             paths_kept: None,
+            miss_reason: None,
         }
     }
 
@@ -92,13 +95,7 @@ impl<'a> Session<'a> {
         match stored {
             Ok(()) => {
                 if remember {
-                    let compile = self.compile;
-                    crate::record::remember(
-                        &compile.state_dir,
-                        &compile.command.cwd,
-                        &compile.outputs,
-                        key,
-                    );
+                    self.remember(key);
                 }
                 true
             }
@@ -106,6 +103,24 @@ impl<'a> Session<'a> {
                 self.errors.push(e);
                 false
             }
+        }
+    }
+
+    /// Keeps the inputs noted so far as the explain record of the entry just stored under
+    /// `key`, and the miss reason: how they differ from the record it replaces. Only a miss
+    /// stores, so a hit never reads a record.
+    fn remember(&mut self, key: &CacheKey) {
+        let compile = self.compile;
+        let (dir, cwd) = (&compile.state_dir, &compile.command.cwd);
+        let earlier = compile
+            .outputs
+            .first()
+            .and_then(|output| crate::record::read_record(dir, cwd, &output.path));
+        if let Some(kept) = crate::record::remember(dir, cwd, &compile.outputs, key) {
+            self.miss_reason = Some(crate::input_diff::miss_reason(
+                earlier.as_ref(),
+                &kept.inputs,
+            ));
         }
     }
 
@@ -178,6 +193,10 @@ impl<'a> Session<'a> {
 
     /// The outcome: `result`, served as `status`.
     pub(crate) fn finish(self, result: CompileResult, status: CacheStatus) -> CompileOutcome {
+        let miss_reason = match status {
+            CacheStatus::Miss => self.miss_reason,
+            _ => None,
+        };
         CompileOutcome {
             result,
             status,
@@ -186,6 +205,7 @@ impl<'a> Session<'a> {
             stderr_streamed: self.streamed,
             times: self.clock.times(),
             paths_kept: self.paths_kept,
+            miss_reason,
         }
     }
 }

@@ -128,6 +128,7 @@ fn stats() -> Stats {
                 untrusted: 0,
                 read_only: false,
                 state: "closed".to_owned(),
+                retry_in_ms: None,
             })
             .collect(),
         transfers: TransferStats {
@@ -156,6 +157,7 @@ fn response(name: &str) -> Response {
             tier: Some("local".to_owned()),
             signer: None,
             digests: vec![hoard_protocol::ByteBuf::from(vec![0x5a; 32]); 3],
+            compile_ms: Some(2_500),
         },
         "Miss" => Response::Miss,
         // A direct-mode manifest of a source with a few dozen headers.

@@ -267,6 +267,11 @@ pub enum Response {
         /// servers.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         digests: Vec<ByteBuf>,
+        /// How long the compile that stored the entry took, in milliseconds: the time this
+        /// hit saved (the client's journal says so). Absent from older servers and for
+        /// entries that did not record it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compile_ms: Option<u64>,
     },
     /// `CacheGetInline` hit: the entry's `size` bytes, the first of them here and the rest
     /// in `Chunk` responses that follow at once.

@@ -121,4 +121,8 @@ pub struct TierStats {
     /// The tier's state (`closed` = healthy, `open` = not called for a while after failures,
     /// `half_open` = being probed).
     pub state: String,
+    /// While `state` is `open`: milliseconds until the tier is probed again. Added after v2
+    /// shipped: omitted from the wire when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<u64>,
 }

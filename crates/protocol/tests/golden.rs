@@ -239,6 +239,7 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
                 tier: None,
                 signer: None,
                 digests: vec![],
+                compile_ms: None,
             }),
         ),
         (
@@ -250,6 +251,7 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
                 tier: Some("redis".into()),
                 signer: None,
                 digests: vec![],
+                compile_ms: None,
             }),
         ),
         (
@@ -261,6 +263,7 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
                 tier: Some("redis".into()),
                 signer: Some("ci-2026".into()),
                 digests: vec![],
+                compile_ms: None,
             }),
         ),
         (
@@ -272,6 +275,19 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Result<Request, Response>)> {
                 tier: Some("local".into()),
                 signer: None,
                 digests: vec![ByteBuf::from(vec![7; 32]), ByteBuf::from(vec![9; 32])],
+                compile_ms: None,
+            }),
+        ),
+        (
+            "v2/response_hit_compile_ms",
+            Err(Response::Hit {
+                stdout: vec![],
+                stderr: vec![],
+                exit_status: 0,
+                tier: Some("local".into()),
+                signer: None,
+                digests: vec![],
+                compile_ms: Some(1234),
             }),
         ),
         (

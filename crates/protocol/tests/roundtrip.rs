@@ -146,6 +146,7 @@ fn stats() -> impl Strategy<Value = Stats> {
                     prefetched: c[6],
                     untrusted: c[5] ^ c[6],
                     read_only: c[6] % 2 == 1,
+                    retry_in_ms: (state == "open").then_some(c[0] % 60_000),
                     state,
                 })
                 .collect(),
@@ -218,17 +219,21 @@ fn response() -> impl Strategy<Value = Response> {
             proptest::option::of("[a-z_]{1,10}"),
             proptest::option::of("[a-z@-]{1,10}"),
             vec(any::<[u8; 32]>(), 0..3),
+            proptest::option::of(any::<u64>()),
         )
-            .prop_map(|(stdout, stderr, exit_status, tier, signer, digests)| {
-                Response::Hit {
-                    stdout,
-                    stderr,
-                    exit_status,
-                    tier,
-                    signer,
-                    digests: digests.iter().map(|d| ByteBuf::from(d.to_vec())).collect(),
+            .prop_map(
+                |(stdout, stderr, exit_status, tier, signer, digests, compile_ms)| {
+                    Response::Hit {
+                        stdout,
+                        stderr,
+                        exit_status,
+                        tier,
+                        signer,
+                        digests: digests.iter().map(|d| ByteBuf::from(d.to_vec())).collect(),
+                        compile_ms,
+                    }
                 }
-            }),
+            ),
         Just(Response::Miss),
         Just(Response::Stored),
         bytes().prop_map(|manifest| Response::Manifest { manifest }),

@@ -116,6 +116,7 @@ impl Shared {
                 untrusted: t.untrusted,
                 read_only: t.read_only,
                 state: t.state,
+                retry_in_ms: t.retry_in_ms,
             })
             .collect()
     }

@@ -127,6 +127,7 @@ pub(crate) async fn cache_get(
             });
             shared.stats.count(Counted::Transfer(Transfer::SharedFs));
             Response::Hit {
+                compile_ms: (meta.compile_ms > 0).then_some(meta.compile_ms),
                 stdout: meta.stdout,
                 stderr: meta.stderr,
                 exit_status: meta.exit_status,

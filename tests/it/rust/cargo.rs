@@ -15,7 +15,7 @@ use crate::support::{self, HOARD, Sandbox, text, tools};
 const UNITS: u64 = 6;
 
 /// The fixture copied into `dir/name`, so tests can edit it.
-fn workspace(sandbox: &Sandbox, name: &str) -> PathBuf {
+pub(crate) fn workspace(sandbox: &Sandbox, name: &str) -> PathBuf {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rust-workspace");
     let to = sandbox.dir.path().join(name);
     copy_dir(&from, &to);

@@ -105,7 +105,8 @@ pub(crate) fn gather(shared: &Shared) -> Gathered {
             let retry_in_secs = live
                 .iter()
                 .find(|t| t.name == counters.name)
-                .and_then(|t| t.retry_in_secs);
+                .and_then(|t| t.retry_in_ms)
+                .map(|ms| ms.div_ceil(1000));
             TierWatch {
                 counters,
                 kind,

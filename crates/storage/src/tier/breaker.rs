@@ -253,4 +253,20 @@ mod tests {
         std::thread::sleep(Duration::from_millis(12));
         assert_eq!(b.admit(), Admit::Probe);
     }
+
+    #[test]
+    fn only_an_open_breaker_says_when_it_retries() {
+        let b = Breaker::with_timing(
+            1,
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        );
+        assert_eq!(b.retry_in(), None);
+        b.failure();
+        let wait = b.retry_in().expect("open for 30 s");
+        assert!(wait <= Duration::from_secs(30), "{wait:?}");
+        b.success();
+        assert_eq!(b.retry_in(), None);
+    }
 }

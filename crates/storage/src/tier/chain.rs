@@ -245,7 +245,7 @@ impl TieredStorage {
             prefetched: 0,
             untrusted: 0,
             state: "closed".to_owned(),
-            retry_in_secs: None,
+            retry_in_ms: None,
             read_only: false,
         }];
         stats.extend(self.shared.tiers.iter().map(|t| {
@@ -260,9 +260,9 @@ impl TieredStorage {
                 prefetched: load(&t.counters.prefetched),
                 untrusted: load(&t.counters.untrusted),
                 state: t.state_name().to_owned(),
-                retry_in_secs: t
+                retry_in_ms: t
                     .retry_in()
-                    .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 read_only: !t.writable(),
             }
         }));

@@ -65,10 +65,10 @@ pub struct TierStats {
     /// The tier's circuit breaker: `closed` (in use), `open` (failing, not called) or
     /// `half_open` (due for, or running, a probe). Always `closed` for the local disk.
     pub state: String,
-    /// How long until an `open` breaker lets the next probe through, in whole seconds
-    /// rounded up; `None` unless the breaker is open and cooling down.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_in_secs: Option<u64>,
+    /// While the breaker is `open`: milliseconds until it lets a probe through. Left out of
+    /// the JSON otherwise, and absent from servers that predate it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub retry_in_ms: Option<u64>,
     /// Whether the tier is never written.
     pub read_only: bool,
 }
