@@ -135,6 +135,7 @@ fn default_value(name: &str, settings: &Settings) -> String {
         "HOARD_LOCAL_COMPRESSION" => on_off(settings.local_compression),
         "HOARD_HARD_LINK" => on_off(settings.handover == crate::config::Handover::HardLink),
         "HOARD_PREFETCH" => on_off(settings.prefetch),
+        "HOARD_RECACHE" | "HOARD_DISABLE" => on_off(false),
         "HOARD_CLIENT_TIMEOUT" => settings.request_timeout.as_secs().to_string(),
         "HOARD_SINGLE_FLIGHT_WAIT" => settings.single_flight_wait.as_secs().to_string(),
         "HOARD_SERVER_BIN" => server_program().display().to_string(),

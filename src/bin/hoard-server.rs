@@ -38,7 +38,7 @@ fn command() -> clap::Command {
 
 /// Where to serve metrics: the flag, else `HOARD_SERVER_METRICS` (empty is unset).
 fn metrics_addr(flag: Option<String>) -> Option<String> {
-    flag.or_else(|| std::env::var("HOARD_SERVER_METRICS").ok())
+    flag.or_else(|| hoard::config_file::setting("HOARD_SERVER_METRICS"))
         .filter(|addr| !addr.trim().is_empty())
 }
 

@@ -357,12 +357,12 @@ fn exit_code(status: i32) -> ExitCode {
     ExitCode::from(u8::try_from(status.clamp(0, 255)).unwrap_or(1))
 }
 
-/// A yes/no variable as ccache reads its own: set means on, unless it says `0`, `false`,
-/// `no`, `off` or `disable` (any case).
+/// A yes/no setting as ccache reads its own: set (in the environment, else the config
+/// file) means on, unless it says `0`, `false`, `no`, `off` or `disable` (any case).
 fn switched_on(name: &str) -> bool {
-    std::env::var_os(name).is_some_and(|v| {
+    hoard::config_file::setting(name).is_some_and(|v| {
         !matches!(
-            v.to_string_lossy().trim().to_ascii_lowercase().as_str(),
+            v.trim().to_ascii_lowercase().as_str(),
             "" | "0" | "false" | "no" | "off" | "disable"
         )
     })
