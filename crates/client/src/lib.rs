@@ -17,6 +17,8 @@ mod embed;
 mod error;
 mod events;
 mod invocation;
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
 pub mod journal;
 mod not_shared;
 mod probe;
@@ -29,20 +31,33 @@ mod wedged;
 mod wrapper;
 
 pub use config::{ClientConfig, ServerLaunch};
-pub use connection::Connection;
-pub use control::{Stopped, stats, stop_server, zero_stats};
 pub use embed::{EmbedError, Hoard};
 pub use error::ClientError;
-pub use events::record_event;
 pub use hoard_compiler::{
     CacheError, CacheStatus, CommandLine, CompileOutcome, CompileResult, Language, NonCacheable,
 };
 pub use hoard_storage::{CacheKey, OutputPath};
-pub use not_shared::NOT_SHARED_FILE;
-pub use probe::PROBE_FILE;
-pub use remote_cache::RemoteCache;
 pub use server_process::StopError;
 pub use trust::StateFileError;
-pub use v1::{ServerCompiled, compile_on_server, compile_on_server_with_status};
+
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
+pub use connection::Connection;
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
+pub use control::{Stopped, stats, stop_server, zero_stats};
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
+pub use not_shared::NOT_SHARED_FILE;
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
+pub use probe::PROBE_FILE;
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
 pub use wedged::UNRESPONSIVE_FILE;
-pub use wrapper::{run_wrapper, run_wrapper_in, run_wrapper_uncached};
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
+pub use wrapper::{run_wrapper_in, run_wrapper_uncached};
+
+pub(crate) use events::record_event;
+pub(crate) use remote_cache::RemoteCache;
