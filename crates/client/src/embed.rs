@@ -91,6 +91,11 @@ impl Hoard {
     /// compiler identities under `config.cache_dir`, with the server as its store and
     /// `config.direct_mode` deciding whether manifests are used.
     ///
+    /// To reach the server the `hoard` wrapper of this environment uses, pass the configuration
+    /// `hoard` itself builds, `hoard::config::Settings::from_env()?.client()` (see [the crate
+    /// documentation](crate#the-cache-the-hoard-wrapper-uses)); the example below names a
+    /// socket by hand.
+    ///
     /// # Errors
     ///
     /// Whatever connecting meets: no server at `config.socket_path` and none could
