@@ -156,7 +156,7 @@ pub struct Settings {
     idle_timeout_set: bool,
 }
 
-/// A value whose `Debug` is [`MASK`](hoard_storage::tier::config::MASK): a secret field of
+/// A value whose `Debug` is hoard_storage's `MASK`: a secret field of
 /// [`Settings`] has this type, so the derived `Debug` of the whole never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
