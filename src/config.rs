@@ -1,6 +1,5 @@
 //! The effective configuration, read from `HOARD_*` environment variables.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,7 +156,7 @@ pub struct Settings {
     idle_timeout_set: bool,
 }
 
-/// A value whose `Debug` is [`MASK`](hoard_storage::tier::config::MASK): a secret field of
+/// A value whose `Debug` is hoard_storage's `MASK`: a secret field of
 /// [`Settings`] has this type, so the derived `Debug` of the whole never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -321,20 +320,12 @@ impl Settings {
         config.server_addr.clone_from(&self.server_addr);
         config.token = self.token.as_ref().map(|t| t.expose().to_owned());
         config.journal = non_empty("HOARD_JOURNAL").map(PathBuf::from);
-        config.launch = Some(ServerLaunch {
-            program: server_program(),
-            env: vec![
-                (OsString::from("HOARD_DIR"), self.cache_dir.clone().into()),
-                (
-                    OsString::from("HOARD_SERVER_UDS"),
-                    self.socket_path.clone().into(),
-                ),
-                (
-                    OsString::from("HOARD_CACHE_SIZE"),
-                    self.cache_size.to_string().into(),
-                ),
-            ],
-        });
+        config.launch = Some(
+            ServerLaunch::new(server_program())
+                .with_env("HOARD_DIR", &self.cache_dir)
+                .with_env("HOARD_SERVER_UDS", &self.socket_path)
+                .with_env("HOARD_CACHE_SIZE", self.cache_size.to_string()),
+        );
         config
     }
 
@@ -397,7 +388,8 @@ fn tier_error(source: hoard_storage::TierConfigError) -> ConfigError {
             Some(format!("HOARD_{tier}_{field}").to_ascii_uppercase())
         }
         TierConfigError::UnknownTier { var, .. } => Some((*var).to_owned()),
-        TierConfigError::Duplicate(_) => None,
+        // `Duplicate`, and any error added later (the enum is non-exhaustive): no one setting.
+        _ => None,
     };
     let at = name.and_then(|name| match crate::config_file::origin(&name) {
         origin @ crate::config_file::Origin::File { .. } => Some(origin.place(&name)),

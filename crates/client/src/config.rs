@@ -6,7 +6,10 @@ use std::time::Duration;
 
 /// How to start a server when none is listening. The environment is passed so the server
 /// serves the same storage configuration the client derived its socket name from.
+///
+/// Build it with [`ServerLaunch::new`]; more settings may be added.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerLaunch {
     /// The `hoard-server` executable.
     pub program: PathBuf,
@@ -14,9 +17,15 @@ pub struct ServerLaunch {
     pub env: Vec<(OsString, OsString)>,
 }
 
-/// A client's configuration. The `hoard` binary fills it from the environment and config
-/// file; embedders build it directly. Its `Debug` never shows the token.
+/// A client's configuration. Its `Debug` never shows the token.
+///
+/// The `hoard` binary fills it from the environment and the config file; an embedder gets
+/// exactly that configuration from the `hoard` library (`hoard::config::Settings::from_env()`,
+/// then `.client()`; see the crate documentation), or builds its own with
+/// [`ClientConfig::new`] and sets the fields it needs. Fields may be added in any release, so
+/// it cannot be written as a struct literal outside this crate.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// The cache directory (`HOARD_DIR`): the compiler-identity cache and the client events
     /// log live here.
@@ -54,7 +63,8 @@ pub struct ClientConfig {
     /// The newest protocol version to speak (`HOARD_PROTOCOL`). At 1 the client behaves exactly
     /// like a client from before v2: no `Hello`, every compile sent as `Compile`.
     pub max_protocol: u32,
-    /// `HOARD_JOURNAL`: append one JSON line per invocation here (see [`crate::journal`]).
+    /// `HOARD_JOURNAL`: the `hoard` wrapper appends one JSON line per invocation here (read by
+    /// `hoard --report`).
     pub journal: Option<PathBuf>,
     /// `HOARD_RECACHE`: compile every cacheable command and store its result over the
     /// cached one, never serving a hit (ccache's `CCACHE_RECACHE`).
@@ -81,6 +91,24 @@ impl std::fmt::Debug for ClientConfig {
             .field("journal", &self.journal)
             .field("recache", &self.recache)
             .finish()
+    }
+}
+
+impl ServerLaunch {
+    /// Starts `program` (a `hoard-server` executable) with no environment of its own beyond
+    /// the client's.
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Adds `name=value` to the server's environment, on top of the client's own.
+    #[must_use]
+    pub fn with_env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
     }
 }
 

@@ -91,9 +91,14 @@ impl Hoard {
     /// compiler identities under `config.cache_dir`, with the server as its store and
     /// `config.direct_mode` deciding whether manifests are used.
     ///
+    /// To reach the server the `hoard` wrapper of this environment uses, pass the configuration
+    /// `hoard` itself builds, `hoard::config::Settings::from_env()?.client()` (see [the crate
+    /// documentation](crate#the-cache-the-hoard-wrapper-uses)); the example below names a
+    /// socket by hand.
+    ///
     /// # Errors
     ///
-    /// Whatever [`Connection::open`] meets: no server at `config.socket_path` and none could
+    /// Whatever connecting meets: no server at `config.socket_path` and none could
     /// be started ([`ClientError::Connect`], [`ClientError::Spawn`],
     /// [`ClientError::StartTimeout`]), or a failed handshake. A server that runs as another
     /// uid than this process's effective uid is refused before anything is sent to it
@@ -130,14 +135,13 @@ impl Hoard {
                 ),
             });
         }
+        let mut pipeline = PipelineConfig::new(config.cache_dir.clone());
+        pipeline.direct_mode = config.direct_mode;
         Ok(Hoard {
             backend: Backend::Connected(Box::new(
                 RemoteCache::new(connection).recaching(config.recache),
             )),
-            pipeline: PipelineConfig {
-                state_dir: config.cache_dir.clone(),
-                direct_mode: config.direct_mode,
-            },
+            pipeline,
         })
     }
 
@@ -228,7 +232,7 @@ impl Hoard {
     /// let ci = Signer::from_secret_bytes(&[7; 32], "ci");
     /// let mut tier = TierConfig::new(TierKind::SharedDir { path: shared.path().to_owned() });
     /// tier.verify = true;
-    /// let trust = Trust { signer: None, trusted: TrustedKeys::parse(&ci.public_line())? };
+    /// let trust = Trust::new(None, TrustedKeys::parse(&ci.public_line())?);
     /// let hoard = Hoard::embedded_with_trust(dir.path(), 1 << 30, vec![tier], Arc::new(trust))?;
     /// # let _ = hoard;
     /// # Ok(())
@@ -382,13 +386,7 @@ impl Hoard {
         stderr: &[u8],
         exit_status: i32,
     ) -> Result<(), CacheError> {
-        let result = CompileResult {
-            stdout: stdout.to_vec(),
-            stderr: stderr.to_vec(),
-            exit_status,
-            compile_time: std::time::Duration::ZERO,
-            output_digests: Vec::new(),
-        };
+        let result = CompileResult::new(stdout.to_vec(), stderr.to_vec(), exit_status);
         match &self.backend {
             Backend::Embedded { store, .. } => store
                 .put_outputs(key, outputs, &result.entry_meta(), &ReadLimits::default())

@@ -6,6 +6,7 @@ use std::time::Duration;
 /// A fault on the cache path. Each names what failed and on what; [`ClientError::cause`] gives
 /// the short name the statistics count it under.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The socket could not be reached.
     #[error("cannot connect to the hoard server at {socket}: {source}")]

@@ -68,12 +68,14 @@ impl<'a> Invocation<'a> {
         let transfer = route.transfer;
         let (result, reason, transfer) = match &outcome.status {
             CacheStatus::Hit { .. } => (Outcome::Hit, None, transfer),
-            CacheStatus::Fallback => (Outcome::Fallback, first_fault, None),
             CacheStatus::NotCacheable(reason) => (Outcome::NonCacheable, Some(reason.name()), None),
             // A miss whose key keeps its paths says why: another checkout cannot share it.
             CacheStatus::Miss | CacheStatus::Withdrawn => {
                 (Outcome::Miss, outcome.paths_kept, transfer)
             }
+            // `Fallback`, and any status added later (the enum is non-exhaustive): the one
+            // outcome that claims nothing of the cache.
+            _ => (Outcome::Fallback, first_fault, None),
         };
         let none = HitSource::default();
         let source = if result == Outcome::Hit {

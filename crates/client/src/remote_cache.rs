@@ -221,13 +221,10 @@ impl RemoteCache {
                     self.note_transfer("shared_fs");
                     self.note_source(HitSource { tier, signer });
                     // The server counts the time saved; the journal shows it per compile.
-                    return Ok(Some(CompileResult {
-                        stdout,
-                        stderr,
-                        exit_status,
-                        compile_time: std::time::Duration::from_millis(compile_ms.unwrap_or(0)),
-                        output_digests: output_digests(&digests, outputs.len()),
-                    }));
+                    let mut result = CompileResult::new(stdout, stderr, exit_status);
+                    result.compile_time = std::time::Duration::from_millis(compile_ms.unwrap_or(0));
+                    result.output_digests = output_digests(&digests, outputs.len());
+                    return Ok(Some(result));
                 }
                 Response::Miss => return Ok(None),
                 Response::NotShared { directory } => {

@@ -229,6 +229,7 @@ impl ServerProcess {
 
 /// Why a server process could not be stopped.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StopError {
     /// Nothing shows which process the server is: no pid file, or its pid does not hold the
     /// server's lock (or that cannot be seen from here), or the pid file or lock file is not

@@ -71,6 +71,7 @@ pub(crate) fn verify_server(stream: &UnixStream, socket: &Path) -> Result<Peer, 
 
 /// A file beside the socket that is not this user's own.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateFileError {
     /// It could not be opened or examined.
     #[error("cannot open {path}: {source}")]

@@ -9,17 +9,6 @@ use hoard_protocol::{ByteBuf, Request, Response};
 use crate::connection::unexpected;
 use crate::{ClientError, Connection};
 
-/// Has the server run `command` through its cache (`Compile`), waiting up to `timeout`.
-pub async fn compile_on_server(
-    connection: &mut Connection,
-    command: &CommandLine,
-    timeout: std::time::Duration,
-) -> Result<CompileResult, ClientError> {
-    Ok(compile_on_server_with_status(connection, command, timeout)
-        .await?
-        .result)
-}
-
 /// What a v1 server answered to `Compile`.
 #[derive(Debug, Clone)]
 pub struct ServerCompiled {
@@ -30,7 +19,8 @@ pub struct ServerCompiled {
     pub cache: Option<String>,
 }
 
-/// [`compile_on_server`], also returning how the server's cache served the compile.
+/// Has the server run `command` through its cache (`Compile`), waiting up to `timeout`, and
+/// says how the server's cache served it.
 pub async fn compile_on_server_with_status(
     connection: &mut Connection,
     command: &CommandLine,
@@ -54,13 +44,7 @@ pub async fn compile_on_server_with_status(
             exit_status,
             cache,
         } => Ok(ServerCompiled {
-            result: CompileResult {
-                stdout,
-                stderr,
-                exit_status,
-                compile_time: std::time::Duration::ZERO,
-                output_digests: Vec::new(),
-            },
+            result: CompileResult::new(stdout, stderr, exit_status),
             cache,
         }),
         other => Err(unexpected("Compile", &other)),

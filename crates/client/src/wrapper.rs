@@ -24,15 +24,12 @@ use crate::{ClientConfig, ClientError, Connection, RemoteCache, record_event};
 /// Runs one compiler invocation through the cache and returns the exit status the build must
 /// see. Whatever fails on the cache path, the real compiler runs and its result is returned
 /// unchanged; the fault is counted in the client events log.
-pub fn run_wrapper(config: &ClientConfig, program: OsString, args: Vec<OsString>) -> i32 {
-    run_wrapper_in(config, program, args, std::env::vars_os().collect())
-}
-
-/// [`run_wrapper`] with `env` as the compile's environment instead of the process's: the
-/// pipeline reads some settings from there (`HOARD_PATHS`, `HOARD_BASEDIRS`), so a caller
-/// that takes them from elsewhere (a config file) adds them to `env`, and the same command
-/// sent to a v1 server carries them. The compiler runs in `env` too (and in the process's
-/// own when the cache is bypassed): the variables mean nothing to it.
+///
+/// `env` is the compile's environment: the pipeline reads some settings from there
+/// (`HOARD_PATHS`, `HOARD_BASEDIRS`), so a caller that takes them from elsewhere (a config
+/// file) adds them to `env`, and the same command sent to a v1 server carries them. The
+/// compiler runs in `env` too (and in the process's own when the cache is bypassed): the
+/// variables mean nothing to it.
 pub fn run_wrapper_in(
     config: &ClientConfig,
     program: OsString,
@@ -65,10 +62,8 @@ pub fn run_wrapper_in(
             })
         });
     }
-    let pipeline = PipelineConfig {
-        state_dir: config.cache_dir.clone(),
-        direct_mode: config.direct_mode,
-    };
+    let mut pipeline = PipelineConfig::new(config.cache_dir.clone());
+    pipeline.direct_mode = config.direct_mode;
     let mut compile = match classify(&command, &pipeline) {
         Ok(compile) => compile,
         Err(reason) => {

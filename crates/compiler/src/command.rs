@@ -18,8 +18,10 @@ pub struct CommandLine {
     pub env: Vec<(OsString, OsString)>,
 }
 
-/// Settings of the pipeline that are not part of the command.
+/// Settings of the pipeline that are not part of the command. Build it with
+/// [`PipelineConfig::new`]; more settings may be added.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PipelineConfig {
     /// Where hoard keeps its own state, e.g. `HOARD_DIR`; compiler identities are cached under
     /// `compilers/` there.

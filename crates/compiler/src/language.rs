@@ -3,6 +3,7 @@
 
 /// The language a compile's single source is compiled as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Language {
     /// `c`
     C,

@@ -11,6 +11,7 @@ use crate::result::CompileResult;
 
 /// How the cache served a compile.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CacheStatus {
     /// Served from the cache; `direct` when found through a manifest, with no preprocessor run.
     Hit {
@@ -33,6 +34,7 @@ pub enum CacheStatus {
 /// Where a compile's time went: cache lookups and stores, compiler runs, and the rest
 /// (classifying, reading and hashing inputs, preprocessing for a key).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PhaseTimes {
     /// Everything that is neither a cache call nor the compile: computing the key.
     pub hashing: Duration,
@@ -44,6 +46,7 @@ pub struct PhaseTimes {
 
 /// The result of [`cached_compile`](crate::cached_compile).
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct CompileOutcome {
     /// What to give the caller: exactly what the plain compiler gives.
     pub result: CompileResult,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 /// A command hoard runs without the cache, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NonCacheable {
     /// No `-c`: the command links (or does nothing cacheable).
     #[error("the command links (no -c)")]

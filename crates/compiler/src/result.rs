@@ -6,6 +6,7 @@ use std::time::Duration;
 /// What a compile printed and returned. Two results are equal when they printed and
 /// returned the same: how long each took is not part of what the build sees.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct CompileResult {
     /// The compiler's standard output.
     pub stdout: Vec<u8>,
@@ -34,7 +35,21 @@ impl PartialEq for CompileResult {
 impl Eq for CompileResult {}
 
 impl CompileResult {
+    /// What a compile (or an action) printed and returned, with no compile time and no output
+    /// digests.
+    pub fn new(stdout: Vec<u8>, stderr: Vec<u8>, exit_status: i32) -> Self {
+        Self {
+            stdout,
+            stderr,
+            exit_status,
+            compile_time: Duration::ZERO,
+            output_digests: Vec::new(),
+        }
+    }
+
     /// A hit: what the entry stored, and the digests of the outputs it delivered.
+    // Used by hoard's own binaries/crates; not part of the supported API.
+    #[doc(hidden)]
     pub fn from_stored(meta: hoard_storage::EntryMeta, output_digests: Vec<[u8; 32]>) -> Self {
         Self {
             stdout: meta.stdout,
@@ -47,6 +62,8 @@ impl CompileResult {
 
     /// What an entry keeps of this result (the inverse of [`CompileResult::from_stored`]):
     /// its output, status and compile time.
+    // Used by hoard's own binaries/crates; not part of the supported API.
+    #[doc(hidden)]
     pub fn entry_meta(&self) -> hoard_storage::EntryMeta {
         hoard_storage::EntryMeta {
             stdout: self.stdout.clone(),

@@ -37,7 +37,7 @@ enum StorageCacheError {
     },
 }
 
-/// Serves the pipeline's cache from an [`EntryStore`]: a hit is extracted straight onto the
+/// Serves the pipeline's cache from an `EntryStore`: a hit is extracted straight onto the
 /// output paths, a put packs the outputs from them. Manifests are stored as blobs.
 #[derive(Debug, Clone)]
 pub struct StorageCache {

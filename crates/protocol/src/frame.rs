@@ -17,6 +17,7 @@ pub const MAX_NESTING: usize = 32;
 
 /// A message could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// The message could not be serialised.
     #[error("cannot encode message: {0}")]

@@ -72,9 +72,11 @@ impl OutputPath {
     }
 }
 
-/// What a client asks. `type` names the variant on the wire.
+/// What a client asks. `type` names the variant on the wire. Non-exhaustive: later versions
+/// add requests, and a peer answers one it does not know `Unsupported` (see `Unknown`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
+#[non_exhaustive]
 pub enum Request {
     /// v1: run this compiler command through the server's cache. The server detects, hashes,
     /// looks up, compiles on a miss, and answers `Compiled` with the outputs in place. Sent
@@ -214,9 +216,11 @@ impl Request {
     }
 }
 
-/// What a server answers.
+/// What a server answers. Non-exhaustive: later versions add answers, which an older peer
+/// decodes as `Unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
+#[non_exhaustive]
 pub enum Response {
     /// v1: the answer to `Compile`, with the outputs already in place.
     Compiled {

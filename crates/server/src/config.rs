@@ -11,10 +11,13 @@ pub const STATS_FILE: &str = "stats.json";
 pub const DEFAULT_SINGLE_FLIGHT_WAIT: Duration = Duration::from_secs(30);
 
 /// Everything a server needs to run. The `hoard-server` binary fills it from the environment
-/// and the config file; embedders build it directly.
+/// and the config file; an embedder starts from [`ServerConfig::new`] and sets the fields it
+/// needs (more may be added in any release, so it is never a struct literal outside this
+/// crate).
 #[derive(Debug, Clone)]
 // Each bool is an independent on/off setting a user sets by name (`HOARD_*`).
 #[allow(clippy::struct_excessive_bools)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// The Unix socket to listen on. A lock file and a pid file live beside it.
     pub socket_path: PathBuf,
@@ -36,7 +39,7 @@ pub struct ServerConfig {
     /// Remote storage tiers behind the local disk, in lookup order.
     pub tiers: Vec<hoard_storage::TierConfig>,
     /// What the server signs its remote puts with and whose signatures verifying tiers
-    /// need (see [`hoard_storage::TieredStorage::with_trust`]).
+    /// need (see `hoard_storage::signing`).
     pub trust: std::sync::Arc<hoard_storage::signing::Trust>,
     /// Also listen on this TCP address (`host:port`), as a cache gateway for clients on other
     /// machines: inline transfers only, and only after the handshake shows `token`.
@@ -56,10 +59,11 @@ pub struct ServerConfig {
     /// the disk, slower hits. Off, they are raw and a hit is a verified copy.
     pub local_compression: bool,
     /// Hand a hit's large outputs over as hard links to the local store's files
-    /// (`HOARD_HARD_LINK=on`; see [`hoard_storage::EntryStore::with_hard_links`]).
+    /// (`HOARD_HARD_LINK=on`): no copy at all, but each output then shares its inode with
+    /// the cache.
     pub hard_links: bool,
     /// Leave a prefetch index in the remote tiers and read ahead along other machines'
-    /// (`HOARD_PREFETCH`, on by default; see [`hoard_storage::TieredStorage::with_prefetch`]).
+    /// (`HOARD_PREFETCH`, on by default; see docs/Architecture.md).
     pub prefetch: bool,
     /// Caps on TCP peers (handshake deadline, connections) and the inline put budget. `None`
     /// derives them from the process's descriptor limit at start

@@ -7,6 +7,7 @@ use hoard_storage::StorageError;
 
 /// Why a server could not start or keep running.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerError {
     /// Another live server of this uid holds this socket's lock; this one is not needed.
     #[error("a hoard server is already running for {0}")]
@@ -88,6 +89,7 @@ pub enum ServerError {
 
 /// What makes a path unfit to hold the server's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Unsafe {
     /// Another user owns it.
     #[error("is owned by uid {owner}, not by this server's uid {uid}")]

@@ -25,6 +25,7 @@ const ASSUMED_FD_LIMIT: u64 = 1 << 20;
 
 /// How a server bounds what its peers may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GatewayLimits {
     /// A TCP peer that has not shown the token this long after connecting is disconnected.
     pub handshake_deadline: Duration,

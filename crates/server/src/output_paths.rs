@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// Why an output path was refused. Each says which path and what was wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PathRefused {
     /// The path does not start at `/`.
     #[error("output path is not absolute: {0}")]

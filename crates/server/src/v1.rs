@@ -114,10 +114,8 @@ pub(crate) async fn compile(
         cwd: PathBuf::from(os(cwd)),
         env: compile_env(env),
     };
-    let pipeline = PipelineConfig {
-        state_dir: shared.config.cache_dir.clone(),
-        direct_mode: shared.config.direct_mode,
-    };
+    let mut pipeline = PipelineConfig::new(shared.config.cache_dir.clone());
+    pipeline.direct_mode = shared.config.direct_mode;
     let cache = SingleFlight { shared, holder };
     let outcome = compile_command(&command, &pipeline, &cache).await;
     // The compile is over: whatever it led and did not store, it never will.
@@ -143,13 +141,15 @@ pub(crate) async fn compile(
             });
             "miss"
         }
-        CacheStatus::Fallback | CacheStatus::Withdrawn => "fallback",
         CacheStatus::NotCacheable(reason) => {
             shared.stats.count(Counted::NonCacheable {
                 reason: reason.name(),
             });
             "non_cacheable"
         }
+        // `Fallback`, `Withdrawn`, and any status added later (the enum is non-exhaustive):
+        // nothing the cache can be credited with.
+        _ => "fallback",
     };
     Response::Compiled {
         stdout: outcome.result.stdout,

@@ -1,37 +1,73 @@
 //! hoard's storage layer. It knows what a cache entry is (a self-contained, versioned,
 //! checksummed blob holding a compile's output files and its stdout/stderr), how to pack one
-//! from files on disk and extract one onto paths, and where entries are kept: the [`Storage`]
-//! trait, implemented by the local disk LRU ([`DiskStore`]) and by the tiered chain of the local
-//! disk and remote tiers ([`TieredStorage`], see [`tier`]). It never
-//! knows about the wire protocol or about compilers; the server, the client's embedded mode
-//! and the compiler pipeline's storage adapter all pack and extract through this crate.
+//! from files on disk and extract one onto paths, and where entries are kept: the local disk
+//! LRU and the tiered chain of the local disk and remote tiers. It never knows about the wire
+//! protocol or about compilers; the server, the client's embedded mode and the compiler
+//! pipeline's storage adapter all pack and extract through this crate.
 //!
-//! The layers: [`entry`] is the format and the file work (pack from paths, verify, extract
-//! onto paths); a [`Storage`] keeps opaque entry bytes by key; [`EntryStore`] joins the two and
-//! is the one place where a corrupt entry becomes a miss and is removed.
+//! # What an embedder uses
+//!
+//! A build tool embeds hoard through `hoard-client`'s `Hoard`, and needs from this crate only
+//! the names that API speaks:
+//! * [`CacheKey`] and [`OutputPath`]: what an action is stored under, and which output file
+//!   goes where (both are re-exported by `hoard-client`);
+//! * [`TierConfig`] and [`TierKind`]: remote tiers behind an embedded cache
+//!   (`Hoard::embedded_with_tiers`), or [`tiers_from_env`] to read them from the same
+//!   `HOARD_*` variables the `hoard` binary reads;
+//! * [`signing`]: signed entries, what to sign with and whom to trust
+//!   (`Hoard::embedded_with_trust`);
+//! * the errors these return: [`StorageError`], [`EntryError`], [`TierConfigError`],
+//!   [`InvalidKey`].
+//!
+//! # Inside
+//!
+//! Everything else is public only so that hoard's own crates can share it; it is left out of
+//! this documentation and may change in any release. The layers: `entry` is the format and
+//! the file work (pack from paths, verify, extract onto paths); a `Storage` keeps opaque entry
+//! bytes by key (`DiskStore` on the local disk, `TieredStorage` with remote tiers behind it,
+//! see `tier`); `EntryStore` joins the two and is the one place where a corrupt entry becomes
+//! a miss and is removed.
 
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
 pub mod disk;
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
 pub mod entry;
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
 pub mod entry_store;
 mod key;
 mod output;
 pub mod signing;
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
 pub mod tier;
 
-pub use disk::DiskStore;
-pub use entry::{EntryError, EntryKind, EntryLimits, EntryMeta, OutputFiles, ReadLimits};
-pub use entry_store::{CorruptHook, EntryStore, OutputsHit, StoreError};
+pub use entry::EntryError;
 pub use key::{CacheKey, InvalidKey};
 pub use output::OutputPath;
-pub use tier::{
-    DEFAULT_MAX_REMOTE_ENTRY, LOCAL_TIER, QueueLimits, SizeError, TierConfig, TierConfigError,
-    TierKind, TierStats, TieredStorage, parse_size, tiers_from_env,
-};
+pub use tier::{DEFAULT_MAX_REMOTE_ENTRY, TierConfig, TierConfigError, TierKind, tiers_from_env};
+
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
+pub use disk::DiskStore;
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
+pub use entry::{EntryKind, EntryLimits, EntryMeta, OutputFiles, ReadLimits};
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
+pub use entry_store::{CorruptHook, EntryStore, OutputsHit, StoreError};
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
+pub use tier::{LOCAL_TIER, QueueLimits, SizeError, TierStats, TieredStorage, parse_size};
 
 use async_trait::async_trait;
 
 /// A place entries are kept, addressed by [`CacheKey`]. Values are whole encoded entries
 /// (see [`entry`]); a store does not look inside them.
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
 #[async_trait]
 pub trait Storage: Send + Sync {
     /// The entry stored under `key`, or `None`.
@@ -75,6 +111,8 @@ pub trait Storage: Send + Sync {
 }
 
 /// Outputs a store wrote itself ([`Storage::deliver`]), and where it found them.
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
 #[derive(Debug)]
 pub struct Delivery {
     /// What the entry held, or why it could not be used.
@@ -84,6 +122,8 @@ pub struct Delivery {
 }
 
 /// An entry and where it was found.
+// Used by hoard's own binaries/crates; not part of the supported API.
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
     /// The entry's bytes.
@@ -97,6 +137,7 @@ pub struct Located {
 
 /// A store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StorageError {
     /// An I/O operation on a path in the store failed.
     #[error("{op} {path}: {source}")]

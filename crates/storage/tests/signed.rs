@@ -22,18 +22,16 @@ fn ci() -> Signer {
 }
 
 fn signing(dir: &Path, tier: TierConfig) -> TieredStorage {
-    machine_prefetching(dir, vec![tier]).with_trust(Arc::new(Trust {
-        signer: Some(ci()),
-        trusted: TrustedKeys::default(),
-    }))
+    machine_prefetching(dir, vec![tier])
+        .with_trust(Arc::new(Trust::new(Some(ci()), TrustedKeys::default())))
 }
 
 fn verifying(dir: &Path, mut tier: TierConfig) -> TieredStorage {
     tier.verify = true;
-    machine_prefetching(dir, vec![tier]).with_trust(Arc::new(Trust {
-        signer: None,
-        trusted: TrustedKeys::parse(&ci().public_line()).unwrap(),
-    }))
+    machine_prefetching(dir, vec![tier]).with_trust(Arc::new(Trust::new(
+        None,
+        TrustedKeys::parse(&ci().public_line()).unwrap(),
+    )))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> usize {

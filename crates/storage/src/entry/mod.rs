@@ -1,6 +1,6 @@
 //! The cache entry: one self-contained, versioned, checksummed blob holding a compile's output
 //! files (each with its role, mode, size and blake3) and its stdout, stderr and exit status.
-//! [`pack`] builds one from files on disk, [`extract`] verifies one completely and only then
+//! [`pack`] builds one from files on disk, `extract` verifies one completely and only then
 //! writes its files onto the paths a caller names. A [`EntryKind::Blob`] entry holds one
 //! opaque payload instead (direct-mode manifests).
 
@@ -91,6 +91,7 @@ impl Default for ReadLimits {
 
 /// Packing or extracting an entry failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EntryError {
     /// The entry's bytes are damaged or were never an entry: bad magic, bad checksum,
     /// undecodable header, a file whose size or blake3 does not match. Such an entry is to be
@@ -334,7 +335,7 @@ fn read_output(path: &Path, limits: &ReadLimits) -> Result<(u32, Vec<u8>), Entry
 
 /// Checks an entry's preamble and the digest over its compressed frame, without
 /// decompressing it: what a server does to entry bytes it only passes through (inline
-/// transfers). A damaged byte anywhere is found; [`extract`] still verifies every file.
+/// transfers). A damaged byte anywhere is found; `extract` still verifies every file.
 pub fn verify_checksum(entry: &[u8]) -> Result<(), EntryError> {
     codec::checked_frame(entry).map(|_| ())
 }
@@ -412,7 +413,7 @@ pub fn pack_blob(payload: &[u8]) -> Vec<u8> {
     })
 }
 
-/// Verifies a [`EntryKind::Blob`] entry as thoroughly as [`extract`] does and returns its
+/// Verifies a [`EntryKind::Blob`] entry as thoroughly as `extract` does and returns its
 /// payload.
 pub fn unpack_blob(entry: &[u8]) -> Result<Vec<u8>, EntryError> {
     let Decoded { header, mut files } = open::decode(entry, &EntryLimits::BLOB)?;

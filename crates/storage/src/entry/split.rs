@@ -271,7 +271,7 @@ pub struct Delivered {
 /// Writes a split entry's files onto `outputs`: the stub's small files from memory, the
 /// files beside it by a hard link when `link` is set (falling back to a copy where a link
 /// cannot be made, across filesystems for one) or else by a kernel-side copy. Every file is
-/// verified and staged before any is renamed into place, as [`super::extract`] does.
+/// verified and staged before any is renamed into place, as `super::extract` does.
 pub fn deliver(
     stub: &Stub<'_>,
     outputs: &[OutputPath],

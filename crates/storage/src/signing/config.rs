@@ -5,6 +5,7 @@ use crate::TierConfig;
 
 /// The signing settings are wrong: what and why, naming the variable.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrustConfigError {
     /// `HOARD_SIGNING_KEY` or `HOARD_TRUSTED_KEYS` could not be read or parsed.
     #[error("{var}: {source}")]

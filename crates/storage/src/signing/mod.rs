@@ -22,6 +22,7 @@ pub use config::{TrustConfigError, trust_from_env};
 
 /// A key could not be read, parsed or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SigningError {
     /// A key file could not be read or written.
     #[error("{op} {path}: {source}")]
@@ -300,13 +301,23 @@ impl TrustedKeys {
 
 /// What a chain signs with and what it accepts: the signing key, when this machine writes
 /// signed entries, and the keys it trusts. Which tiers are verified is each tier's
-/// [`crate::TierConfig::verify`].
+/// [`crate::TierConfig::verify`]. Build it with [`Trust::new`] (or take the default: no key,
+/// no one trusted); more settings may be added.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Trust {
     /// Signs every entry and manifest this machine puts into a remote tier.
     pub signer: Option<Signer>,
     /// Whose signatures a verifying tier's entries must carry.
     pub trusted: TrustedKeys,
+}
+
+impl Trust {
+    /// Signs remote puts with `signer`, when given, and accepts from verifying tiers what one
+    /// of `trusted` signed.
+    pub fn new(signer: Option<Signer>, trusted: TrustedKeys) -> Self {
+        Self { signer, trusted }
+    }
 }
 
 /// Creates a new signing key: the OpenSSH private key at `path` (created 0600, never over an

@@ -426,6 +426,7 @@ pub(crate) fn check_url(
 
 /// A tier's configuration is wrong. Each variant names the tier (or variable) and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TierConfigError {
     /// A field has a value that cannot work.
     #[error("remote tier {tier}: {field} {value:?}: {reason}")]
