@@ -13,7 +13,7 @@
 //!
 //! Inside, three layers, checked by `tests/layering.rs`: shared vocabulary at the bottom
 //! (the command, the compile, the outcome, recipes, the digest memo, the manifest codec, the
-//! explain record, the cache session and the [`Family`](family::Family) trait); the compiler
+//! explain record, the cache session and the `Family` trait); the compiler
 //! families `c` and `rust` above it, beside each other and never importing each other; and
 //! on top the dispatch between them (`classify`), the one pipeline (`pipeline`) and
 //! `hoard --explain` (`explain`). No module imports in a circle.

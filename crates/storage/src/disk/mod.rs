@@ -6,12 +6,12 @@
 //! Several processes may share one directory. Every write is a temporary file in the entry's
 //! own subdirectory renamed over the entry, so a reader sees a whole old entry, a whole new
 //! one or none; a reader that has opened a file keeps reading it even if it is evicted. The
-//! processes count the directory's size together in a [`ledger`] file, so the limit holds for
+//! processes count the directory's size together in a `ledger` file, so the limit holds for
 //! the directory, not per process; eviction rescans the directory, which is the truth.
 //!
-//! Here: opening, reading, writing and delivering entries. Beside it: [`beside`] (a split
-//! entry's large files and the memo of those checked), [`evict`] (the LRU rounds and their
-//! lock), [`ledger`] (the shared size count) and [`scan`] (what the directory holds).
+//! Here: opening, reading, writing and delivering entries. Beside it: `beside` (a split
+//! entry's large files and the memo of those checked), `evict` (the LRU rounds and their
+//! lock), `ledger` (the shared size count) and `scan` (what the directory holds).
 
 mod beside;
 mod evict;
@@ -124,7 +124,7 @@ impl DiskStore {
 
     /// Writes the outputs of the entry under `key` onto `outputs` straight from the store:
     /// a split entry's large files by a hard link when `link` is set (else, or where a link
-    /// cannot be made, by a kernel-side copy), after checking them ([`beside`]); a whole
+    /// cannot be made, by a kernel-side copy), after checking them (`beside`); a whole
     /// entry by extracting it. `None`: nothing stored under `key`. The inner result is the
     /// entry's verdict: a damaged or mismatched entry is an [`EntryError`] for the caller
     /// to judge, as for bytes it got.
