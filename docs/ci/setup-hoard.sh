@@ -77,7 +77,9 @@ cmd_install() {
     if [ -n "${SETUP_HOARD_PATH:-}" ]; then
       source=(--path "$SETUP_HOARD_PATH")
     elif [ -n "${SETUP_HOARD_VERSION:-}" ]; then
-      source=(--git "${SETUP_HOARD_REPO:-https://github.com/hoard-cache/hoard}" --rev "$SETUP_HOARD_VERSION" hoard)
+      # The package is hoard-cache (crates.io's `hoard` is another tool); it installs the
+      # `hoard` and `hoard-server` binaries.
+      source=(--git "${SETUP_HOARD_REPO:-https://github.com/hoard-cache/hoard}" --rev "$SETUP_HOARD_VERSION" hoard-cache)
     else
       warn "no version given (SETUP_HOARD_VERSION); hoard is not installed and the build runs uncached"
       return 0

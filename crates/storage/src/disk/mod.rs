@@ -124,7 +124,7 @@ impl DiskStore {
 
     /// Writes the outputs of the entry under `key` onto `outputs` straight from the store:
     /// a split entry's large files by a hard link when `link` is set (else, or where a link
-    /// cannot be made, by a kernel-side copy), after checking them ([`beside`]); a whole
+    /// cannot be made, by a kernel-side copy), after checking them (`beside`); a whole
     /// entry by extracting it. `None`: nothing stored under `key`. The inner result is the
     /// entry's verdict: a damaged or mismatched entry is an [`EntryError`] for the caller
     /// to judge, as for bytes it got.

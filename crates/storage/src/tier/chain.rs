@@ -202,7 +202,7 @@ impl TieredStorage {
     }
 
     /// Whether machines using this chain leave a prefetch index in the remote tiers and
-    /// read ahead along other machines' ([`prefetch`]); on by default.
+    /// read ahead along other machines' (module `prefetch`); on by default.
     #[must_use]
     pub fn with_prefetch(self, enabled: bool) -> Self {
         self.shared.prefetch.set_enabled(enabled);

@@ -13,7 +13,7 @@
 
 use parse_size::Config;
 
-/// The units [`parse_size`] takes, for messages.
+/// The units [`parse_size()`] takes, for messages.
 pub const SIZE_UNITS: &str = "a number of bytes (decimals allowed) with an optional unit: \
     K, M, G, T or KiB, MiB, GiB, TiB (powers of 1024), KB, MB, GB, TB (powers of 1000)";
 
@@ -87,7 +87,7 @@ fn binary_when_bare(unit: &str) -> Option<String> {
 }
 
 /// `bytes` in the largest binary unit that writes it exactly (`10G`, `1536K`, `1000`): what
-/// [`parse_size`] reads back to the same number.
+/// [`parse_size()`] reads back to the same number.
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [(u32, &str); 6] = [
         (60, "E"),
