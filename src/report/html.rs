@@ -336,23 +336,9 @@ mod tests {
 
     fn line(result: Outcome, output: &str, time: f64, total_ms: f64) -> JournalLine {
         JournalLine {
-            time,
-            cwd: "/w".into(),
-            output: Some(output.into()),
-            crate_name: None,
-            language: Some("c".into()),
-            result,
-            reason: None,
             miss_reason: (result == Outcome::Miss).then(|| "first compile of this output".into()),
             saved_ms: (result == Outcome::Hit).then_some(100.0),
-            direct: None,
-            tier: None,
-            signer: None,
-            transfer: None,
-            hashing_ms: 0.0,
-            lookup_ms: 0.0,
-            compile_ms: total_ms,
-            total_ms,
+            ..crate::report::test_line(result, output, time, total_ms)
         }
     }
 

@@ -107,23 +107,8 @@ mod tests {
 
     fn line(result: Outcome, output: &str, total_ms: f64) -> JournalLine {
         JournalLine {
-            time: 1.0,
-            cwd: "/w".into(),
-            output: Some(output.into()),
-            crate_name: None,
-            language: Some("c".into()),
-            result,
-            reason: None,
             miss_reason: (result == Outcome::Miss).then(|| "changed: arg -O2 | -O3".into()),
-            saved_ms: None,
-            direct: None,
-            tier: None,
-            signer: None,
-            transfer: None,
-            hashing_ms: 0.0,
-            lookup_ms: 0.0,
-            compile_ms: total_ms,
-            total_ms,
+            ..crate::report::test_line(result, output, 1.0, total_ms)
         }
     }
 

@@ -69,6 +69,36 @@ fn why_missed(miss: &Miss) -> String {
     }
 }
 
+/// A journal line for the formats' tests: a C compile of `output` in `/w`, with no reason,
+/// route or phase times but its compile; each test sets what it is about on top.
+#[cfg(test)]
+fn test_line(
+    result: hoard_client::journal::Outcome,
+    output: &str,
+    time: f64,
+    total_ms: f64,
+) -> hoard_client::journal::JournalLine {
+    hoard_client::journal::JournalLine {
+        time,
+        cwd: "/w".into(),
+        output: Some(output.into()),
+        crate_name: None,
+        language: Some("c".into()),
+        result,
+        reason: None,
+        miss_reason: None,
+        saved_ms: None,
+        direct: None,
+        tier: None,
+        signer: None,
+        transfer: None,
+        hashing_ms: 0.0,
+        lookup_ms: 0.0,
+        compile_ms: total_ms,
+        total_ms,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,23 +109,11 @@ mod tests {
 
     fn line(result: Outcome, output: &str, reason: Option<&str>, total_ms: f64) -> JournalLine {
         JournalLine {
-            time: 10.0,
-            cwd: "/w".into(),
-            output: Some(output.into()),
-            crate_name: None,
-            language: Some("c".into()),
-            result,
-            reason: None,
             miss_reason: reason.map(str::to_owned),
             saved_ms: (result == Outcome::Hit).then_some(2_000.0),
-            direct: None,
-            tier: None,
-            signer: None,
-            transfer: None,
             hashing_ms: 1.0,
             lookup_ms: 1.0,
-            compile_ms: total_ms,
-            total_ms,
+            ..crate::report::test_line(result, output, 10.0, total_ms)
         }
     }
 
