@@ -69,6 +69,9 @@ fn tell(dir: Option<&Path>, lines: &[String]) {
     }
 }
 
+/// More than a marker's line (32 hex digits, a space, a time) ever needs.
+const MARKER_MAX_BYTES: u64 = 128;
+
 /// Whether `notice` is new to the build that `dir`'s marker records at `now`; records it as
 /// told at `now` either way. Any failure to use the marker counts as new.
 pub fn first_in_build(dir: &Path, notice: &str, now: SystemTime) -> bool {
@@ -92,7 +95,11 @@ pub fn first_in_build(dir: &Path, notice: &str, now: SystemTime) -> bool {
         return true;
     }
     let mut recorded = String::new();
-    let seen = file.read_to_string(&mut recorded).is_ok()
+    // The marker is one short line; a larger file is not ours and is not read whole.
+    let seen = (&mut file)
+        .take(MARKER_MAX_BYTES)
+        .read_to_string(&mut recorded)
+        .is_ok()
         && recorded.split_once(' ').is_some_and(|(told, at)| {
             let at = at.trim().parse::<u64>().unwrap_or(0);
             // Either way round: a wrapper that read the clock a moment before another
