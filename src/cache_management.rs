@@ -161,21 +161,16 @@ pub fn persist_max_size(path: &Path, value: &str) -> Result<(), ManagementError>
     })
 }
 
-/// Bytes in the units people read (`1.5 GiB`).
-pub fn human_bytes(bytes: u64) -> String {
-    bytesize::ByteSize(bytes).display().iec().to_string()
-}
-
 /// What a removal did, in words: `removed 12 entries (3.4 MiB); 5 entries (1.0 MiB) left`.
 pub fn describe(removed: &Removed) -> String {
     format!(
         "removed {} {} ({}); {} {} ({}) left",
         removed.entries,
         plural(removed.entries),
-        human_bytes(removed.bytes),
+        crate::stats_table::human(removed.bytes),
         removed.entries_left,
         plural(removed.entries_left),
-        human_bytes(removed.bytes_left),
+        crate::stats_table::human(removed.bytes_left),
     )
 }
 

@@ -169,7 +169,7 @@ fn section(out: &mut String, title: &str, map: &BTreeMap<String, u64>) {
 }
 
 /// A size as a person reads it, in binary units: `512 B`, `7.0 GiB`.
-pub(crate) fn human(bytes: u64) -> String {
+pub fn human(bytes: u64) -> String {
     bytesize::ByteSize(bytes).display().iec().to_string()
 }
 

@@ -80,7 +80,7 @@ async fn run(
             let removed = hoard::cache_management::cleanup(settings, settings.cache_size).await?;
             println!(
                 "local cache cleaned up to its limit of {}: {}",
-                hoard::cache_management::human_bytes(settings.cache_size),
+                hoard::stats_table::human(settings.cache_size),
                 hoard::cache_management::describe(&removed)
             );
         }
@@ -123,12 +123,13 @@ async fn run(
 /// `--max-size`: kept in the config file; the server serving the old limit is stopped, so
 /// the next compile starts one that keeps the new one.
 async fn set_max_size(text: &str, bytes: u64, client: &ClientConfig) -> Result<(), ControlError> {
-    use hoard::cache_management::{ManagementError, human_bytes, persist_max_size};
+    use hoard::cache_management::{ManagementError, persist_max_size};
+    use hoard::stats_table::human;
     let path = hoard::config_file::path().ok_or(ManagementError::NoConfigFile)?;
     persist_max_size(&path, text)?;
     println!(
         "maximum cache size set to {} ({text:?} in {})",
-        human_bytes(bytes),
+        human(bytes),
         path.display()
     );
     if std::env::var_os("HOARD_CACHE_SIZE").is_some_and(|v| !v.is_empty()) {
